@@ -1,0 +1,33 @@
+# Two commands set everything up: `make demo` and `make test`.
+# Each creates .venv if it is missing and installs the project into it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXAMPLE := examples/wolfpack/film.film
+
+.PHONY: demo test lint fmt bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/filmc check $(EXAMPLE)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/filmc fmt --check $(EXAMPLE) stdlib/*.film
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_check.py
+
+clean:
+	rm -rf build .filmc

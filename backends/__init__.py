@@ -1,0 +1,1 @@
+"""Backend adapters: one module per generation service behind one protocol."""

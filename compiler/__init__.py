@@ -1,0 +1,1 @@
+"""AST → IR → step graph: resolution, prompts, content keys, plans."""

@@ -1,0 +1,1 @@
+"""The front end: `.film` text → AST (grammar, parser, diagnostics, checks, formatter)."""

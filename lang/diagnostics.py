@@ -1,0 +1,253 @@
+"""Diagnostics as data, rendered for people (rustc/Elm style) and for tools (JSON).
+
+A `Diagnostic` is a record: code, severity, message, primary span, secondary
+labels, help.  Every stage appends to a `Diagnostics` collection and carries
+on, so one run reports all it found.  `render_text` needs the source text, which
+a `Sources` map keeps for every file a run read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Iterable, Iterator, Sequence
+
+import attrs
+
+from .ast import Span
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@attrs.frozen(slots=True)
+class Label:
+    span: Span
+    message: str
+
+
+@attrs.frozen(slots=True)
+class Diagnostic:
+    code: str
+    severity: str
+    message: str
+    span: Span | None
+    label: str = ""
+    labels: tuple[Label, ...] = ()
+    help: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        out: dict = {"code": self.code, "severity": self.severity, "message": self.message}
+        if self.span is not None:
+            out.update(_span_json(self.span))
+        if self.label:
+            out["label"] = self.label
+        out["labels"] = [{"message": lb.message, **_span_json(lb.span)} for lb in self.labels]
+        out["help"] = self.help
+        out["notes"] = list(self.notes)
+        return out
+
+
+def _span_json(span: Span) -> dict:
+    return {
+        "file": span.file,
+        "line": span.line,
+        "col": span.col,
+        "end_line": span.end_line,
+        "end_col": span.end_col,
+    }
+
+
+class Diagnostics:
+    """An ordered collection that every stage appends to."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+
+    def error(self, code: str, message: str, span: Span | None, label: str = "", *,
+              labels: Sequence[Label] = (), help: str | None = None,
+              notes: Sequence[str] = ()) -> None:
+        self.items.append(Diagnostic(code, ERROR, message, span, label, tuple(labels), help,
+                                     tuple(notes)))
+
+    def warning(self, code: str, message: str, span: Span | None, label: str = "", *,
+                labels: Sequence[Label] = (), help: str | None = None,
+                notes: Sequence[str] = ()) -> None:
+        self.items.append(Diagnostic(code, WARNING, message, span, label, tuple(labels), help,
+                                     tuple(notes)))
+
+    def extend(self, other: Iterable[Diagnostic]) -> None:
+        self.items.extend(other)
+
+    def __iter__(self) -> Iterator[Diagnostic]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == WARNING]
+
+    def sorted(self) -> list[Diagnostic]:
+        """In source order (file, line, column), stable for equal positions."""
+        def key(d: Diagnostic) -> tuple:
+            s = d.span
+            return (s.file, s.line, s.col) if s else ("", 0, 0)
+        return sorted(self.items, key=key)
+
+
+# --- did you mean ------------------------------------------------------------------
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance (a transposition counts 1), cut off above `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cost = 0 if ca == cb else 1
+            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                v = min(v, prev2[j - 2] + 1)
+            cur[j] = v
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The nearest candidate: same letters ignoring case, else within 1 edit for
+    short names (up to 4 characters) or 2 for longer ones."""
+    limit = 1 if len(name) <= 4 else 2
+    best: tuple[int, str] | None = None
+    lowered = name.lower()
+    for cand in candidates:
+        if cand == name:
+            continue
+        d = 0 if cand.lower() == lowered else edit_distance(lowered, cand.lower(), limit)
+        if d <= limit and (best is None or (d, cand) < best):
+            best = (d, cand)
+    return best[1] if best else None
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    cand = suggest(name, candidates)
+    return f"did you mean `{cand}`?" if cand else None
+
+
+# --- sources ---------------------------------------------------------------------
+
+
+class Sources:
+    """The text of every file a run read, for rendering snippets."""
+
+    def __init__(self) -> None:
+        self._text: dict[str, str] = {}
+        self._lines: dict[str, list[str]] = {}
+
+    def add(self, file: str, text: str) -> None:
+        self._text[file] = text
+        self._lines.pop(file, None)
+
+    def line(self, file: str, n: int) -> str | None:
+        lines = self._lines.get(file)
+        if lines is None:
+            text = self._text.get(file)
+            if text is None:
+                return None
+            lines = self._lines[file] = text.split("\n")
+        if 1 <= n <= len(lines):
+            return lines[n - 1].rstrip("\r")
+        return None
+
+
+# --- rendering ---------------------------------------------------------------------
+
+
+def use_color(stream) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+class _Style:
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __call__(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.on and text else text
+
+
+def _display_width(s: str) -> int:
+    """Terminal columns: East Asian wide and full-width characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+
+def render_text(diag: Diagnostic, sources: Sources, color: bool = False) -> str:
+    st = _Style(color)
+    sev_color = "1;31" if diag.severity == ERROR else "1;33"
+    out = [st(sev_color, f"{diag.severity}[{diag.code}]") + st("1", f": {diag.message}")]
+    spans = [s for s in [diag.span] + [lb.span for lb in diag.labels] if s is not None]
+    width = max((len(str(s.line)) for s in spans), default=1)
+    pad = " " * width
+    blue = "1;34"
+    if diag.span is not None:
+        out.append(f"{pad}{st(blue, '-->')} {diag.span}")
+        snippets = [(diag.span, diag.label, "^", sev_color)]
+        snippets += [(lb.span, lb.message, "-", blue) for lb in diag.labels]
+        out.append(f"{pad} {st(blue, '|')}")
+        last_file = diag.span.file
+        for span, message, mark, mcol in snippets:
+            if span.file != last_file:
+                out.append(f"{pad}{st(blue, ':::')} {span}")
+                out.append(f"{pad} {st(blue, '|')}")
+                last_file = span.file
+            text = sources.line(span.file, span.line)
+            if text is None:
+                if message:
+                    out.append(f"{pad} {st(blue, '=')} {message} ({span})")
+                continue
+            out.append(st(blue, f"{span.line:>{width}} |") + f" {text.expandtabs(4)}")
+            start = _display_width(text[: span.col - 1].expandtabs(4))
+            end_col = span.end_col if span.end_line == span.line else len(text) + 1
+            n = max(1, _display_width(text[span.col - 1 : end_col - 1].expandtabs(4)))
+            under = " " * start + st(mcol, mark * n + (f" {message}" if message else ""))
+            out.append(f"{pad} {st(blue, '|')} {under}")
+        out.append(f"{pad} {st(blue, '|')}")
+    for note in diag.notes:
+        out.append(f"{pad} {st(blue, '=')} {st('1', 'note')}: {note}")
+    if diag.help:
+        out.append(f"{pad} {st(blue, '=')} {st('1', 'help')}: {diag.help}")
+    return "\n".join(out)
+
+
+def render_all(diags: Sequence[Diagnostic], sources: Sources, color: bool = False) -> str:
+    return "\n\n".join(render_text(d, sources, color) for d in diags)
+
+
+def render_json(diags: Sequence[Diagnostic]) -> str:
+    return json.dumps([d.to_json() for d in diags], ensure_ascii=False, indent=2)
+
+
+def print_diagnostics(diags: Sequence[Diagnostic], sources: Sources, fmt: str = "text",
+                      stream=None) -> None:
+    stream = stream or sys.stderr
+    if fmt == "json":
+        stream.write(render_json(diags) + "\n")
+    elif diags:
+        stream.write(render_all(diags, sources, use_color(stream)) + "\n\n")

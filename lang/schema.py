@@ -1,0 +1,232 @@
+"""What each block accepts: its attributes, their value types, and nested blocks.
+
+This table is the language's vocabulary.  The checker validates against it
+(unknown attribute → did-you-mean over the keys of the block), the formatter
+reads `comma` from it, docs/language.md documents it, and the compiler reads the
+same attributes.  A value type is one of:
+
+    string      "text"
+    name        an identifier (checked by the attribute's own rule)
+    int         a whole number           number   any number
+    duration    4s · 1.5s · 500ms · 0:04 · 1:02.5 · 96f (frames at the film's fps)
+    size        1920x1080                ratio    2.39:1 · 16:9
+    lens        35mm                     color    #f4a259
+    path        "refs/chen.png" (a reference image inside the project)
+    camera      a camera preset name, a lens (`85mm`) or extra prompt words ("...")
+    light       a light preset name or extra prompt words
+    style       a style preset name or extra prompt words
+    cast        a character id, with an outfit: `CHEN(winter)`
+    tag         a name or a string
+    step        a step kind (see STEP_KINDS)
+    motion      a camera motion kind (see MOTIONS)
+    slot        a camera slot (see CAMERA_SLOTS)
+    time        a time of day (see TIMES_OF_DAY)
+
+`sig` lists the value types in order; a trailing `+` means one or more of the
+last type, `?` an optional last value.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class AttrSpec:
+    key: str
+    sig: tuple[str, ...]
+    doc: str
+    repeat: bool = False  # may appear more than once in a block
+    comma: bool = False  # fmt separates values with ", "
+
+
+@attrs.frozen
+class BlockSpec:
+    """A kind of block: its attributes and the nested blocks it may hold."""
+
+    name: str  # how diagnostics call it: "shot", "character", ...
+    attrs: dict[str, AttrSpec]
+    blocks: dict[str, BlockHeader] = attrs.field(factory=dict)
+    dialogue: bool = False
+
+
+@attrs.frozen
+class BlockHeader:
+    """A nested block such as `outfit winter "coat" { ... }`: header values and body."""
+
+    key: str
+    sig: tuple[str, ...]
+    doc: str
+    body: str  # key into BLOCKS
+    repeat: bool = True
+    inline: bool = False  # may also be written as a plain attribute line, without a body
+
+
+STEP_KINDS = ("sheet", "plate", "keyframe", "clip", "speech", "shot", "film")
+CAMERA_SLOTS = ("size", "angle", "lens", "movement")
+MOTIONS = (
+    "static", "pan_left", "pan_right", "tilt_up", "tilt_down", "push_in", "pull_out",
+    "truck_left", "truck_right", "crane_up", "crane_down", "zoom_in", "zoom_out",
+    "handheld", "orbit", "tracking",
+)
+TIMES_OF_DAY = (
+    "DAWN", "SUNRISE", "MORNING", "DAY", "NOON", "AFTERNOON", "GOLDEN_HOUR", "SUNSET", "DUSK",
+    "EVENING", "NIGHT", "MIDNIGHT", "CONTINUOUS", "LATER",
+)
+PRESET_KINDS = ("camera", "light", "style")
+
+
+def _a(key: str, sig: str, doc: str, **kw) -> AttrSpec:
+    return AttrSpec(key, tuple(sig.split()), doc, **kw)
+
+
+# Attributes that set shot defaults: allowed in film, scene and shot blocks.
+_SHOT_DEFAULTS = {
+    a.key: a
+    for a in [
+        _a("camera", "camera+", "shot size, angle, lens and movement presets, a lens like `35mm`, extra words"),
+        _a("light", "light+", "light presets and extra words"),
+        _a("style", "style+", "style presets and extra words"),
+        _a("negative", "string", "what the image must not show (negative prompt)"),
+        _a("takes", "int", "how many candidate takes to generate (at least 1)"),
+        _a("seed", "int", "the generation seed, for repeatable results"),
+        _a("backend", "step name", "the backend for one step kind: `backend clip kling`", repeat=True),
+        _a("tags", "tag+", "free tags, for selection and reports"),
+        _a("note", "string", "a note for people; never part of a prompt", repeat=True),
+    ]
+}
+
+_FILM_ATTRS = {
+    a.key: a
+    for a in [
+        _a("aspect", "ratio", "the aspect ratio, like `2.39:1`"),
+        _a("size", "size", "the frame size in pixels, like `1920x804`"),
+        _a("fps", "number", "frames per second, like `24` or `23.976`"),
+        _a("part", "path", "a file holding the next scenes of the film, in order", repeat=True),
+        _a("duration", "duration", "the default duration of a shot that names none"),
+        _a("language", "string", "the main language of the dialogue, like `en` or `zh`"),
+    ]
+}
+
+_SHOT_ATTRS = {
+    a.key: a
+    for a in [
+        _a("cast", "cast+", "who is in frame, with outfits: `CHEN(winter), WOLF`", comma=True),
+        _a("action", "string", "what happens in the shot, in screenplay prose"),
+    ]
+}
+
+_SCENE_ATTRS = {
+    a.key: a
+    for a in [
+        _a("duration", "duration", "the default duration of this scene's shots"),
+        _a("cast", "cast+", "the default cast of this scene's shots", comma=True),
+    ]
+}
+
+_CHARACTER_ATTRS = {
+    a.key: a
+    for a in [
+        _a("look", "string", "how the character looks: the words every prompt showing them uses"),
+        _a("ref", "path", "a reference image of the character", repeat=True),
+        _a("voice", "string", "how the character sounds, for speech generation"),
+        _a("outfit", "name string", "a named outfit: `outfit winter \"sheepskin coat\"`", repeat=True),
+        _a("tags", "tag+", "free tags"),
+        _a("note", "string", "a note for people", repeat=True),
+    ]
+}
+
+_OUTFIT_ATTRS = {
+    a.key: a
+    for a in [
+        _a("look", "string", "the outfit, when not given in the header"),
+        _a("ref", "path", "a reference image of the character in this outfit", repeat=True),
+        _a("note", "string", "a note for people", repeat=True),
+    ]
+}
+
+_LOCATION_ATTRS = {
+    a.key: a
+    for a in [
+        _a("look", "string", "how the place looks"),
+        _a("ref", "path", "a reference image of the place", repeat=True),
+        _a("light", "light+", "the default light of scenes set here"),
+        _a("tags", "tag+", "free tags"),
+        _a("note", "string", "a note for people", repeat=True),
+    ]
+}
+
+_AT_ATTRS = {
+    a.key: a
+    for a in [
+        _a("look", "string", "how the place looks at this time of day"),
+        _a("ref", "path", "a reference image at this time of day", repeat=True),
+        _a("light", "light+", "the default light at this time of day"),
+        _a("note", "string", "a note for people", repeat=True),
+    ]
+}
+
+_PRESET_COMMON = {
+    a.key: a
+    for a in [
+        _a("prompt", "string", "the words a prompt template uses for this preset"),
+        _a("negative", "string", "words for the negative prompt"),
+        _a("note", "string", "a note for people", repeat=True),
+    ]
+}
+
+_CAMERA_PRESET_ATTRS = _PRESET_COMMON | {
+    a.key: a
+    for a in [
+        _a("slot", "slot", "which part of the camera line it sets: size, angle, lens or movement"),
+        _a("camera", "camera+", "other camera presets this one bundles, in order"),
+        _a("lens", "lens", "the focal length"),
+        _a("scale", "number", "animatic: subject height as a fraction of the frame (1 = full height)"),
+        _a("tilt", "number", "animatic: camera pitch in degrees (positive looks up at the subject)"),
+        _a("roll", "number", "animatic: horizon roll in degrees (dutch angle)"),
+        _a("overhead", "number", "animatic: 1 for a top-down view, 0 for none"),
+        _a("motion", "motion", "animatic: how the camera moves during the clip"),
+        _a("amount", "number", "animatic: how far the motion goes (1 = the usual amount)"),
+    ]
+}
+
+_LIGHT_PRESET_ATTRS = _PRESET_COMMON | {
+    a.key: a
+    for a in [
+        _a("light", "light+", "other light presets this one bundles, in order"),
+        _a("palette", "color+", "animatic: sky/background, ground, key light and shadow colours"),
+        _a("contrast", "number", "animatic: contrast multiplier (1 = neutral)"),
+        _a("brightness", "number", "animatic: brightness multiplier (1 = neutral)"),
+        _a("key", "name", "animatic: where the key light comes from: left, right, front, back, top"),
+    ]
+}
+
+_STYLE_PRESET_ATTRS = _PRESET_COMMON | {
+    a.key: a
+    for a in [
+        _a("style", "style+", "other style presets this one bundles, in order"),
+        _a("palette", "color+", "animatic: colours that tint the frame"),
+        _a("grain", "number", "animatic: film grain strength, 0 to 1"),
+        _a("saturation", "number", "animatic: saturation multiplier (0 = black and white)"),
+    ]
+}
+
+BLOCKS: dict[str, BlockSpec] = {
+    "film": BlockSpec("film", _FILM_ATTRS | _SHOT_DEFAULTS),
+    "scene": BlockSpec("scene", _SCENE_ATTRS | _SHOT_DEFAULTS),
+    "shot": BlockSpec("shot", _SHOT_ATTRS | _SHOT_DEFAULTS, dialogue=True),
+    "character": BlockSpec(
+        "character", _CHARACTER_ATTRS,
+        {"outfit": BlockHeader("outfit", ("name", "string?"), "a named outfit with its own references",
+                               "outfit", inline=True)},
+    ),
+    "outfit": BlockSpec("outfit", _OUTFIT_ATTRS),
+    "location": BlockSpec(
+        "location", _LOCATION_ATTRS,
+        {"at": BlockHeader("at", ("time",), "how the place looks at one time of day", "at")},
+    ),
+    "at": BlockSpec("time-of-day variant", _AT_ATTRS),
+    "preset camera": BlockSpec("camera preset", _CAMERA_PRESET_ATTRS),
+    "preset light": BlockSpec("light preset", _LIGHT_PRESET_ATTRS),
+    "preset style": BlockSpec("style preset", _STYLE_PRESET_ATTRS),
+}

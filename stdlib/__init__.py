@@ -1,0 +1,1 @@
+"""The standard library: preset modules (`use std.camera`) and prompt templates."""
