@@ -13,7 +13,8 @@ and checked by `lang.check`; the compiler reads the same items.
 
 from __future__ import annotations
 
-from typing import Iterator, Union
+from collections.abc import Iterator
+from typing import Union
 
 import attrs
 
@@ -90,7 +91,7 @@ class Ref:
     span: Span = _span()
 
 
-Value = Union[Name, Str, Literal, Color, Ref]
+Value = Name | Str | Literal | Color | Ref
 
 
 # --- items inside a block ------------------------------------------------------
@@ -126,7 +127,7 @@ class Block:
     close: Span = _span()
 
 
-Item = Union[Attr, Dialogue, Block]
+Item = Attr | Dialogue | Block
 
 
 # --- declarations ----------------------------------------------------------------
@@ -211,7 +212,7 @@ class Scene:
         return tuple(i for i in self.items if isinstance(i, Shot))
 
 
-Decl = Union[Use, Film, Character, Location, Preset, Scene]
+Decl = Use | Film | Character | Location | Preset | Scene
 
 
 @attrs.frozen(slots=True)

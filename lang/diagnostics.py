@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 
@@ -210,6 +210,8 @@ def render_text(diag: Diagnostic, sources: Sources, color: bool = False) -> str:
         out.append(f"{pad}{st(blue, '-->')} {diag.span}")
         snippets = [(diag.span, diag.label, "^", sev_color)]
         snippets += [(lb.span, lb.message, "-", blue) for lb in diag.labels]
+        first = diag.span.file
+        snippets.sort(key=lambda s: (s[0].file != first, s[0].file, s[0].line, s[0].col))
         out.append(f"{pad} {st(blue, '|')}")
         last_file = diag.span.file
         for span, message, mark, mcol in snippets:

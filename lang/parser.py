@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from importlib import resources
-from typing import Iterator
 
 import lark
 from lark import Token, Transformer
@@ -89,6 +89,7 @@ class FilmScanner(Lexer):
         scan = _SCAN.match
         lc = lexer_state.line_ctr  # the position survives Lark resuming after an error
         pos, line, line_start, n = lc.char_pos, lc.line, lc.line_start_pos, len(text)
+        code_line = 0  # the last line a token other than a newline was on
         while pos < n:
             m = scan(text, pos)
             kind = m.lastgroup
@@ -100,7 +101,7 @@ class FilmScanner(Lexer):
                 continue
             if kind == "NL":
                 if "//" in value:
-                    self._comments(value, line, col, ctx)
+                    self._comments(value, line, col, line == code_line, ctx)
                 nls = value.count("\n")
                 tok = Token("_NL", value, pos, line, col, line + nls, end - value.rfind("\n"), end)
                 line += nls
@@ -155,17 +156,18 @@ class FilmScanner(Lexer):
             elif typ == "RBRACE" and ctx.braces:
                 ctx.braces.pop()
             pos = lc.char_pos = end
+            code_line = line
             yield tok
 
     @staticmethod
-    def _comments(value: str, line: int, col: int, ctx: _Context) -> None:
+    def _comments(value: str, line: int, col: int, after_code: bool, ctx: _Context) -> None:
         for m in _COMMENT.finditer(value):
             before = value[: m.start()]
             nls = before.count("\n")
             c_line = line + nls
             c_col = (col + m.start()) if nls == 0 else (m.start() - before.rfind("\n"))
             span = ast.Span(ctx.file, c_line, c_col, c_line, c_col + len(m.group()))
-            ctx.comments.append(ast.Comment(m.group()[2:].rstrip(), nls == 0 and col > 1, span))
+            ctx.comments.append(ast.Comment(m.group()[2:].rstrip(), nls == 0 and after_code, span))
 
 
 def _bad_char_help(ch: str) -> str:

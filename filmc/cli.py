@@ -1,0 +1,168 @@
+"""The `filmc` command line: the thin front door to the stages.
+
+Every user-facing failure is a diagnostic; a Python traceback appears only for
+a bug, and only with `--debug` (otherwise a one-line "internal error" asks for
+a report).  Exit codes: 0 clean, 1 errors (or warnings with `--strict`), 2
+usage errors (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="filmc", description="A compiler and build system for films made with generative AI.")
+    p.add_argument("--version", action="version", version=f"filmc {__version__}")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    c = sub.add_parser("check", help="check .film files and print a summary of each film",
+                       description="Parse and check films: names, attributes, values and files. "
+                                   "Exit 0 when clean, 1 on errors (or on warnings with --strict).")
+    c.add_argument("files", nargs="+", metavar="FILE", type=Path, help="a film's main .film file")
+    c.add_argument("--strict", action="store_true", help="fail on warnings too")
+    c.add_argument("--format", choices=("text", "json"), default="text",
+                   help="how to print diagnostics (json: one array on stdout)")
+    c.set_defaults(run=_check)
+
+    f = sub.add_parser("fmt", help="format .film files in the one canonical layout",
+                       description="Rewrite .film files in the canonical layout, keeping comments.")
+    f.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    f.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 and name the files that would change")
+    f.add_argument("--format", choices=("text", "json"), default="text")
+    f.set_defaults(run=_fmt)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("filmc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception:
+        if args.debug:
+            raise
+        import traceback
+
+        last = traceback.extract_tb(sys.exc_info()[2])[-1]
+        print(f"filmc: internal error ({sys.exc_info()[0].__name__} at "
+              f"{Path(last.filename).name}:{last.lineno}); this is a bug in filmc — please "
+              f"report it with the input that caused it (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 3
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .lang.check import check
+    from .lang.diagnostics import Diagnostics, print_diagnostics
+    from .lang.loader import Loader
+
+    diags = Diagnostics()
+    loader = Loader(diags)
+    summaries: list[str] = []
+    for file in args.files:
+        project = loader.load(file)
+        if project is None:
+            continue
+        checked = check(project, diags)
+        summaries.append(checked.summary.line(project.main.display))
+    items = _dedupe(diags.sorted())
+    errors = sum(d.severity == "error" for d in items)
+    warnings = len(items) - errors
+    if args.format == "json":
+        print_diagnostics(items, loader.sources, "json", sys.stdout)
+    else:
+        print_diagnostics(items, loader.sources)
+        for line in summaries:
+            print(line)
+        if items:
+            print(_count(errors, warnings), file=sys.stderr)
+    return 1 if errors or (args.strict and warnings) else 0
+
+
+def _fmt(args: argparse.Namespace) -> int:
+    from .lang.diagnostics import Diagnostics, Sources, print_diagnostics
+    from .lang.fmt import format_text
+
+    diags = Diagnostics()
+    sources = Sources()
+    changed: list[str] = []
+    for file in args.files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror
+            diags.error("F0401", f"cannot read `{file}`: {reason}", None)
+            continue
+        display = str(file)
+        sources.add(display, text)
+        out = format_text(text, display, diags)
+        if out is None or out == text:
+            continue
+        changed.append(display)
+        if not args.check:
+            _write_atomic(file, out)
+    print_diagnostics(diags.sorted(), sources, args.format,
+                      sys.stdout if args.format == "json" else None)
+    if args.check:
+        for name in changed:
+            print(f"would reformat {name}")
+    elif changed:
+        for name in changed:
+            print(f"formatted {name}")
+    if diags.errors:
+        return 1
+    return 1 if (args.check and changed) else 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace a file's contents so that a crash leaves the old or the new text, never half."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _dedupe(items):
+    seen = set()
+    out = []
+    for d in items:
+        k = (d.code, d.message, d.span)
+        if k not in seen:
+            seen.add(k)
+            out.append(d)
+    return out
+
+
+def _count(errors: int, warnings: int) -> str:
+    parts = []
+    if errors:
+        parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    return "filmc: " + " and ".join(parts)

@@ -1,0 +1,269 @@
+"""Loading a film: the main file, the files it `use`s, and its `part`s, in order.
+
+Rules (docs/language.md says the same to users):
+- every path written in a `.film` file is relative to the file that writes it;
+- `use std.NAME` loads the standard library module `stdlib/NAME.film`;
+  `use "path.film"` loads a project file; each file is loaded once, and
+  everything loaded is visible everywhere in the film (ids are global);
+- the main file's `film { part "..." }` lines name the files that hold the
+  rest of the scenes; the film's scenes are the main file's, then each part's,
+  in the order the parts are listed;
+- a file `use`d for its definitions may not hold scenes, a part may not hold a
+  `film` header, and an import cycle is an error that names the cycle;
+- the project directory is the nearest folder above the main file that holds a
+  `filmc.toml`, or else the main file's folder; no path may leave it.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import attrs
+
+from . import ast
+from .diagnostics import Diagnostics, Label, Sources, did_you_mean
+from .parser import parse
+
+STD_PREFIX = "std"
+STD_DISPLAY = "<std>"
+
+
+@attrs.define(eq=False)
+class SourceFile:
+    path: Path  # absolute, normalised (not resolved through links)
+    display: str  # how diagnostics name it
+    module: ast.Module
+    role: str  # "main" | "use" | "part" | "std"
+    digest_text: str = attrs.field(repr=False, default="")
+
+
+@attrs.define(eq=False)
+class Project:
+    """Everything one film is made of, in load order."""
+
+    root: Path
+    main: SourceFile
+    files: list[SourceFile]
+    film: ast.Film | None
+    scenes: list[tuple[ast.Scene, SourceFile]]
+
+    def decls(self):
+        """(declaration, file) for every declaration of every loaded file."""
+        for f in self.files:
+            for d in f.module.decls:
+                yield d, f
+
+
+def find_root(main: Path) -> Path:
+    for folder in [main.parent, *main.parent.parents]:
+        if (folder / "filmc.toml").is_file():
+            return folder
+    return main.parent
+
+
+def display_path(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def std_modules() -> list[str]:
+    return sorted(
+        p.name[:-5] for p in resources.files("filmc.stdlib").iterdir() if p.name.endswith(".film")
+    )
+
+
+class Loader:
+    """Loads films, parsing each file once per run (shared by several roots)."""
+
+    def __init__(self, diags: Diagnostics, sources: Sources | None = None) -> None:
+        self.diags = diags
+        self.sources = sources or Sources()
+        self._parsed: dict[Path, ast.Module | None] = {}
+
+    # -- reading -----------------------------------------------------------------
+
+    def _read(self, path: Path, display: str, at: ast.Span | None) -> ast.Module | None:
+        if path in self._parsed:
+            return self._parsed[path]
+        module: ast.Module | None = None
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            self.diags.error("F0407", f"`{display}` is not UTF-8 text", at,
+                             help=f"save the file as UTF-8 (byte {e.start} is not valid UTF-8)")
+        except IsADirectoryError:
+            self.diags.error("F0401", f"`{display}` is a folder, not a .film file", at)
+        except OSError as e:
+            self.diags.error("F0401", f"cannot read `{display}`: {e.strerror}", at,
+                             "this file" if at else "", help=self._missing_help(path))
+        else:
+            self.sources.add(display, text)
+            module = parse(text, display, self.diags)
+        self._parsed[path] = module
+        return module
+
+    @staticmethod
+    def _missing_help(path: Path) -> str | None:
+        try:
+            siblings = [p.name for p in path.parent.iterdir() if p.suffix == ".film"]
+        except OSError:
+            return None
+        guess = did_you_mean(path.name, siblings)
+        return guess
+
+    def _read_std(self, name: str, at: ast.Span) -> tuple[Path, str, ast.Module | None] | None:
+        available = std_modules()
+        if name not in available:
+            guess = did_you_mean(name, available)
+            self.diags.error(
+                "F0406", f"unknown standard library module `std.{name}`", at,
+                help=guess.replace("`", "`std.", 1) if guess else
+                "the standard library has " + ", ".join(f"`std.{m}`" for m in available))
+            return None
+        res = resources.files("filmc.stdlib").joinpath(f"{name}.film")
+        display = f"{STD_DISPLAY}/{name}.film"
+        path = Path(str(res))
+        if path not in self._parsed:
+            text = res.read_text(encoding="utf-8")
+            self.sources.add(display, text)
+            self._parsed[path] = parse(text, display, self.diags)
+        return path, display, self._parsed[path]
+
+    # -- resolving -------------------------------------------------------------------
+
+    def _resolve(self, rel: str, base: Path, root: Path, at: ast.Span, what: str) -> Path | None:
+        if not rel:
+            self.diags.error("F0401", f"empty {what} path", at)
+            return None
+        if os.path.isabs(rel) or rel.startswith("~"):
+            self.diags.error("F0403", f"{what} path `{rel}` is absolute", at,
+                             "absolute paths break on every other machine",
+                             help="write the path relative to this file")
+            return None
+        path = Path(os.path.normpath(base / rel))
+        if not _inside(path, root):
+            self.diags.error("F0404", f"{what} path `{rel}` leaves the project folder", at,
+                             f"this resolves outside `{display_path(root)}`",
+                             help="keep every file of a film inside its project folder "
+                                  "(a `filmc.toml` marks a larger project folder)")
+            return None
+        return path
+
+    # -- loading a film ------------------------------------------------------------
+
+    def load(self, main: Path) -> Project | None:
+        main = Path(os.path.normpath(Path.cwd() / main))
+        root = find_root(main)
+        display = display_path(main)
+        module = self._read(main, display, None)
+        if module is None:
+            return None
+        main_file = SourceFile(main, display, module, "main")
+        files: list[SourceFile] = []
+        loaded: dict[Path, SourceFile] = {}
+        self._visit(main_file, files, loaded, [main], root)
+        film = self._film(main_file)
+        scenes = [(d, main_file) for d in module.decls if isinstance(d, ast.Scene)]
+        if film is not None:
+            for part in ast.attrs_of(film.items):
+                if part.key.text != "part" or len(part.values) != 1 or not isinstance(part.values[0], ast.Str):
+                    continue
+                scenes += self._load_part(part, main_file, files, loaded, root)
+        for f in files:
+            if f.role == "use" and f.path != main:
+                for d in f.module.decls:
+                    if isinstance(d, ast.Scene):
+                        self.diags.error(
+                            "F0408", f"scene `{d.id.text}` is in a file loaded with `use`", d.id.span,
+                            help="`use` loads definitions; name a file that holds scenes as a "
+                                 "`part` of the film instead")
+        return Project(root, main_file, files, film, scenes)
+
+    def _film(self, main: SourceFile) -> ast.Film | None:
+        films = [d for d in main.module.decls if isinstance(d, ast.Film)]
+        for extra in films[1:]:
+            self.diags.error("F0210", "a second `film` header", extra.title.span,
+                             labels=[Label(films[0].title.span, "the film is declared here")],
+                             help="a film has one header; remove this one")
+        return films[0] if films else None
+
+    def _load_part(self, part: ast.Attr, main: SourceFile, files: list[SourceFile],
+                   loaded: dict[Path, SourceFile], root: Path) -> list:
+        rel = part.values[0]
+        assert isinstance(rel, ast.Str)
+        path = self._resolve(rel.value, main.path.parent, root, rel.span, "part")
+        if path is None:
+            return []
+        if path in loaded or path == main.path:
+            what = "the main file" if path == main.path else f"already loaded as `{loaded[path].role}`"
+            self.diags.error("F0409", f"`{rel.value}` is {what}", rel.span,
+                             help="each file is either the main file, a part or a `use`d file, once")
+            return []
+        module = self._read(path, display_path(path), rel.span)
+        if module is None:
+            return []
+        sf = SourceFile(path, display_path(path), module, "part")
+        for d in module.decls:
+            if isinstance(d, ast.Film):
+                self.diags.error("F0410", "a part cannot have its own `film` header", d.title.span,
+                                 labels=[Label(rel.span, "named as a part here")],
+                                 help="keep the header in the main file only")
+        self._visit(sf, files, loaded, [main.path, path], root)
+        return [(d, sf) for d in module.decls if isinstance(d, ast.Scene)]
+
+    def _visit(self, sf: SourceFile, files: list[SourceFile], loaded: dict[Path, SourceFile],
+               stack: list[Path], root: Path) -> None:
+        """Load what `sf` uses (depth first, so definitions precede their users), then `sf`."""
+        loaded[sf.path] = sf
+        for decl in sf.module.decls:
+            if not isinstance(decl, ast.Use):
+                continue
+            if not decl.is_file:
+                self._use_std(decl, files, loaded)
+                continue
+            path = self._resolve(decl.target, sf.path.parent, root, decl.span, "`use`")
+            if path is None:
+                continue
+            if path in stack:
+                cycle = stack[stack.index(path):] + [path]
+                self.diags.error(
+                    "F0405", "import cycle: " + " --> ".join(display_path(p) for p in cycle),
+                    decl.span, "this `use` closes the cycle",
+                    help="move what both files need into a third file that both `use`")
+                continue
+            if path in loaded:
+                continue
+            module = self._read(path, display_path(path), decl.span)
+            if module is None:
+                continue
+            child = SourceFile(path, display_path(path), module, "use")
+            self._visit(child, files, loaded, stack + [path], root)
+        files.append(sf)
+
+    def _use_std(self, decl: ast.Use, files: list[SourceFile], loaded: dict[Path, SourceFile]) -> None:
+        parts = decl.target.split(".")
+        if parts[0] != STD_PREFIX or len(parts) != 2:
+            self.diags.error("F0406", f"unknown module `{decl.target}`", decl.span,
+                             help=f'standard modules are `std.NAME`; load a project file by '
+                                  f'path: `use "{parts[-1]}.film"`')
+            return
+        found = self._read_std(parts[1], decl.span)
+        if found is None:
+            return
+        path, display, module = found
+        if path in loaded or module is None:
+            return
+        self._visit(SourceFile(path, display, module, "std"), files, loaded, [path], path.parent)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
