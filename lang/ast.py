@@ -14,7 +14,6 @@ and checked by `lang.check`; the compiler reads the same items.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Union
 
 import attrs
 
