@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--strict", action="store_true", help="fail on warnings too")
     c.add_argument("--format", choices=("text", "json"), default="text",
                    help="how to print diagnostics (json: one array on stdout)")
+    c.add_argument("--timings", action="store_true",
+                   help="print the time spent parsing and checking, on stderr")
     c.set_defaults(run=_check)
 
     f = sub.add_parser("fmt", help="format .film files in the one canonical layout",
@@ -74,12 +77,18 @@ def _check(args: argparse.Namespace) -> int:
     diags = Diagnostics()
     loader = Loader(diags)
     summaries: list[str] = []
+    started = time.perf_counter()
     for file in args.files:
         project = loader.load(file)
         if project is None:
             continue
         checked = check(project, diags)
         summaries.append(checked.summary.line(project.main.display))
+    if args.timings:
+        total = time.perf_counter() - started
+        print(f"timings: parse {loader.read_seconds * 1000:.0f} ms, check "
+              f"{(total - loader.read_seconds) * 1000:.0f} ms, total {total * 1000:.0f} ms "
+              f"(in process, after start-up)", file=sys.stderr)
     items = _dedupe(diags.sorted())
     errors = sum(d.severity == "error" for d in items)
     warnings = len(items) - errors

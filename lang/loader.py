@@ -17,6 +17,7 @@ Rules (docs/language.md says the same to users):
 from __future__ import annotations
 
 import os
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -84,12 +85,20 @@ class Loader:
         self.diags = diags
         self.sources = sources or Sources()
         self._parsed: dict[Path, ast.Module | None] = {}
+        self.read_seconds = 0.0  # reading and parsing, for `filmc check --timings`
 
     # -- reading -----------------------------------------------------------------
 
     def _read(self, path: Path, display: str, at: ast.Span | None) -> ast.Module | None:
         if path in self._parsed:
             return self._parsed[path]
+        started = time.perf_counter()
+        try:
+            return self._read_uncached(path, display, at)
+        finally:
+            self.read_seconds += time.perf_counter() - started
+
+    def _read_uncached(self, path: Path, display: str, at: ast.Span | None) -> ast.Module | None:
         module: ast.Module | None = None
         try:
             text = path.read_text(encoding="utf-8")
@@ -129,9 +138,11 @@ class Loader:
         display = f"{STD_DISPLAY}/{name}.film"
         path = Path(str(res))
         if path not in self._parsed:
+            started = time.perf_counter()
             text = res.read_text(encoding="utf-8")
             self.sources.add(display, text)
             self._parsed[path] = parse(text, display, self.diags)
+            self.read_seconds += time.perf_counter() - started
         return path, display, self._parsed[path]
 
     # -- resolving -------------------------------------------------------------------
