@@ -351,7 +351,7 @@ class _Checker:
             doc = schema.BLOCKS[ctx].attrs.get(key) or schema.BLOCKS[ctx].blocks.get(key)
             span = values[hi].span.to(values[-1].span) if hi is not None and len(values) > hi \
                 else item.key.span
-            expect = " ".join(_TYPE_WORDS.get(t, t) for t in types)
+            expect = " and ".join(_TYPE_WORDS.get(t, t) for t in types)
             self.diags.error("F0302", f"`{key}` takes {expect}{' (one or more)' if many else ''}",
                              span, "extra value" if hi is not None and len(values) > hi
                              else "missing value",
@@ -531,15 +531,18 @@ class _Checker:
             path.relative_to(root)
         except ValueError:
             raise _Bad(f"reference path `{rel}` leaves the project folder", v.span,
-                       f"this resolves outside `{display_path(root)}`",
-                       help="copy the image into the project folder", code="F0404") from None
+                       "outside the project folder",
+                       help="copy the image into the project folder: the main film file's folder, "
+                            "or the folder that holds `filmc.toml`", code="F0404") from None
         if not path.is_file():
-            near = None
             if path.parent.is_dir():
                 near = suggest(path.name, [p.name for p in path.parent.iterdir()])
+                help = (f"did you mean `{os.path.join(os.path.dirname(rel), near)}`?" if near
+                        else f"no file of that name in `{display_path(path.parent)}`")
+            else:
+                help = f"the folder `{display_path(path.parent)}` does not exist"
             raise _Bad(f"reference image `{rel}` does not exist", v.span, "no such file",
-                       help=f"did you mean `{os.path.join(os.path.dirname(rel), near)}`?"
-                       if near else f"looked for `{display_path(path)}`", code="F0401")
+                       help=help, code="F0401")
         problem = self._image_problem(path)
         if problem:
             raise _Bad(f"reference `{rel}` is not a usable image: {problem}", v.span,

@@ -213,18 +213,20 @@ def render_text(diag: Diagnostic, sources: Sources, color: bool = False) -> str:
         first = diag.span.file
         snippets.sort(key=lambda s: (s[0].file != first, s[0].file, s[0].line, s[0].col))
         out.append(f"{pad} {st(blue, '|')}")
-        last_file = diag.span.file
+        last_file, last_line = diag.span.file, 0
         for span, message, mark, mcol in snippets:
             if span.file != last_file:
                 out.append(f"{pad}{st(blue, ':::')} {span}")
                 out.append(f"{pad} {st(blue, '|')}")
-                last_file = span.file
+                last_file, last_line = span.file, 0
             text = sources.line(span.file, span.line)
             if text is None:
                 if message:
                     out.append(f"{pad} {st(blue, '=')} {message} ({span})")
                 continue
-            out.append(st(blue, f"{span.line:>{width}} |") + f" {text.expandtabs(4)}")
+            if span.line != last_line:  # marks on one line share its source text
+                out.append(st(blue, f"{span.line:>{width}} |") + f" {text.expandtabs(4)}")
+                last_line = span.line
             start = _display_width(text[: span.col - 1].expandtabs(4))
             end_col = span.end_col if span.end_line == span.line else len(text) + 1
             n = max(1, _display_width(text[span.col - 1 : end_col - 1].expandtabs(4)))

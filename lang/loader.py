@@ -108,8 +108,8 @@ class Loader:
         except IsADirectoryError:
             self.diags.error("F0401", f"`{display}` is a folder, not a .film file", at)
         except OSError as e:
-            self.diags.error("F0401", f"cannot read `{display}`: {e.strerror}", at,
-                             "this file" if at else "", help=self._missing_help(path))
+            self.diags.error("F0401", f"cannot read `{display}`: {e.strerror.lower()}", at,
+                             help=self._missing_help(path))
         else:
             self.sources.add(display, text)
             module = parse(text, display, self.diags)

@@ -67,7 +67,12 @@ class _Context:
         self.diags = diags
         self.comments: list[ast.Comment] = []
         self.braces: list[Token] = []  # open `{` tokens, innermost last
+        self.popped: Token | None = None  # the `{` the last `}` closed
         self.error_lines: set[int] = set()
+        # Error recovery: the scanner drops the rest of the line, and the block
+        # it opens, then ends the line (closing blocks whose `}` it dropped).
+        self.skip = False
+        self.skip_depth = 0
 
     def span(self, tok: Token) -> ast.Span:
         return ast.Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
@@ -108,6 +113,11 @@ class FilmScanner(Lexer):
                 line_start = pos + value.rfind("\n") + 1
                 pos = lc.char_pos = end
                 lc.line, lc.line_start_pos = line, line_start
+                if ctx.skip:
+                    if ctx.skip_depth > 0:
+                        continue
+                    yield from self._end_skip(tok, ctx)
+                    continue
                 yield tok
                 continue
             typ = kind
@@ -141,23 +151,47 @@ class FilmScanner(Lexer):
                 ctx.error_lines.add(line)
                 typ = "STRING"
                 value = value + '"'
-            elif kind == "BAD":
+            elif kind == "BAD" or (kind == "COLOR" and code_line != line and not ctx.skip):
                 if line not in ctx.error_lines:
                     ctx.error_lines.add(line)
-                    ctx.diags.error("F0102", f"unexpected character `{value}`",
+                    ctx.diags.error("F0102", f"unexpected character `{value[0]}`",
                                     ast.Span(ctx.file, line, col, line, col + 1),
                                     "not part of the .film language",
-                                    help=_bad_char_help(value))
+                                    help=_bad_char_help(value[0]))
+                if value[0] == "#":  # a comment in another language's syntax: drop the line
+                    end = text.find("\n", pos)
+                    end = n if end < 0 else end
+                pos = lc.char_pos = end
+                if value == ";" and not ctx.skip:  # read as the line break it stands for
+                    yield Token("_NL", ";", pos - 1, line, col, line, col + 1, pos)
+                continue
+            if ctx.skip:
+                if typ == "LBRACE":
+                    ctx.skip_depth += 1
+                elif typ == "RBRACE":
+                    ctx.skip_depth -= 1
                 pos = lc.char_pos = end
                 continue
             tok = Token(typ, value, pos, line, col, line, col + (end - pos), end)
             if typ == "LBRACE":
                 ctx.braces.append(tok)
-            elif typ == "RBRACE" and ctx.braces:
-                ctx.braces.pop()
+            elif typ == "RBRACE":
+                ctx.popped = ctx.braces.pop() if ctx.braces else None
             pos = lc.char_pos = end
             code_line = line
             yield tok
+
+    @staticmethod
+    def _end_skip(nl: Token, ctx: _Context) -> Iterator[Token]:
+        """End a skipped line: the newline, then `}` for each block whose `}` was skipped."""
+        ctx.skip = False
+        yield nl
+        while ctx.skip_depth < 0 and ctx.braces:
+            ctx.skip_depth += 1
+            ctx.braces.pop()
+            yield Token("RBRACE", "}", nl.start_pos, nl.line, nl.column, nl.line, nl.column, nl.end_pos)
+            yield Token("_NL", "\n", nl.start_pos, nl.line, nl.column, nl.line, nl.column, nl.end_pos)
+        ctx.skip_depth = 0
 
     @staticmethod
     def _comments(value: str, line: int, col: int, after_code: bool, ctx: _Context) -> None:
@@ -396,7 +430,7 @@ def _expected(expected: set[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _syntax_error(ctx: _Context, e: UnexpectedToken) -> None:
+def _syntax_error(ctx: _Context, e: UnexpectedToken, unmatched: bool) -> None:
     tok = e.token
     exp = set(e.expected)
     if tok.type == "$END":
@@ -443,11 +477,10 @@ def _syntax_error(ctx: _Context, e: UnexpectedToken) -> None:
         help = 'text goes in double quotes: `"like this"`'
     if tok.type == "_NL":
         span = ast.Span(ctx.file, tok.line, tok.column, tok.line, tok.column + 1)
-    labels = ()
-    if tok.type == "RBRACE" and not ctx.braces:
+    if unmatched:
         message = "unmatched `}`"
         help = "remove it, or open a block with `{` before it"
-    ctx.diags.error("F0101", message, span, label, labels=labels, help=help)
+    ctx.diags.error("F0101", message, span, label, help=help)
 
 
 # --- the entry point -----------------------------------------------------------------
@@ -498,17 +531,56 @@ def parse(text: str, file: str, diags: Diagnostics) -> ast.Module:
 
 def _run(p: lark.Lark, text: str, ctx: _Context) -> list:
     def on_error(e: UnexpectedInput) -> bool:
-        if isinstance(e, UnexpectedToken):
-            _syntax_error(ctx, e)
-            if e.token.type == "$END":
-                return _close_open_blocks(e)
-            return True
-        return isinstance(e, UnexpectedCharacters)
+        if not isinstance(e, UnexpectedToken):
+            return isinstance(e, UnexpectedCharacters)
+        tok = e.token
+        unmatched = tok.type == "RBRACE" and ctx.popped is None
+        _syntax_error(ctx, e, unmatched)
+        if tok.type == "$END":
+            return _close_open_blocks(e)
+        # The parser dropped `tok`: undo its brace bookkeeping, finish the
+        # construct it broke, and skip to the end of the line (or block).
+        if tok.type == "LBRACE" and ctx.braces and ctx.braces[-1] is tok:
+            ctx.braces.pop()
+            ctx.skip_depth = 1
+        elif tok.type == "RBRACE" and ctx.popped is not None:
+            ctx.braces.append(ctx.popped)
+        if not _complete_line(e):
+            return False
+        if tok.type == "_NL":
+            e.interactive_parser.feed_token(tok)
+        else:
+            ctx.skip = True
+        return True
 
     try:
         return p.parse(text, on_error=on_error)
     except UnexpectedInput:
         return []
+
+
+_FILLERS = {"LBRACE": "{", "STRING": '""', "NAME": "_", "LITERAL": "1", "SETTING": "EXT",
+            "COLON": ":", "RPAR": ")", "RBRACE": "}"}
+
+
+def _complete_line(e: UnexpectedToken) -> bool:
+    """Feed placeholder tokens until the parser can end the line (`shot a 3s` → `{}`)."""
+    ip = e.interactive_parser
+    t = e.token
+    for _ in range(16):
+        acc = ip.accepts()
+        if "_NL" in acc:
+            return True
+        for typ, val in _FILLERS.items():
+            if typ in acc:
+                ip.feed_token(Token(typ, val, t.start_pos, t.line, t.column, t.line, t.column, t.end_pos))
+                if typ == "LBRACE":
+                    ip.feed_token(Token("RBRACE", "}", t.start_pos, t.line, t.column, t.line,
+                                        t.column, t.end_pos))
+                break
+        else:
+            return False
+    return False
 
 
 def _close_open_blocks(e: UnexpectedToken) -> bool:
