@@ -13,6 +13,7 @@ and checked by `lang.check`; the compiler reads the same items.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 
 import attrs
@@ -263,5 +264,13 @@ _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def quote(s: str) -> str:
-    """A string literal that reads back as `s`."""
-    return '"' + "".join(_ESCAPES.get(c, c) for c in s) + '"'
+    """A string literal that reads back as `s`; invisible characters are written `\\u{..}`."""
+    return '"' + "".join(_escape(c) for c in s) + '"'
+
+
+def _escape(c: str) -> str:
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    if c.isprintable() or unicodedata.category(c) == "Zs":  # keep spaces such as U+3000
+        return c
+    return f"\\u{{{ord(c):x}}}"
