@@ -273,7 +273,7 @@ class _Checker:
                                  "not a declared character",
                                  help=did_you_mean(who, self.sym.characters)
                                  or "declare it with `character ID \"Name\" {`")
-            elif who not in in_cast:
+            elif who not in in_cast and not _off_screen(line.paren):
                 self.diags.warning(
                     "W0501", f"`{who}` speaks but is not in the shot's cast", line.speaker.span,
                     labels=[Label(cast.span, "the cast")] if cast is not None else (),
@@ -342,16 +342,16 @@ class _Checker:
 
     def _values(self, item: ast.Attr | ast.Block, sig: tuple[str, ...], key: str, ctx: str) -> None:
         values = item.values
-        many = sig[-1].endswith("+")
-        optional = sig[-1].endswith("?")
-        types = [t.rstrip("+?") for t in sig]
+        many = sig[-1][-1] in "+*"
+        optional = sig[-1][-1] in "?*"
+        types = [t.rstrip("+?*") for t in sig]
         lo = len(types) - (1 if optional else 0)
         hi = None if many else len(types)
         if len(values) < lo or (hi is not None and len(values) > hi):
             doc = schema.BLOCKS[ctx].attrs.get(key) or schema.BLOCKS[ctx].blocks.get(key)
             span = values[hi].span.to(values[-1].span) if hi is not None and len(values) > hi \
                 else item.key.span
-            expect = " and ".join(_TYPE_WORDS.get(t, t) for t in types)
+            expect = _expect_words(types)
             self.diags.error("F0302", f"`{key}` takes {expect}{' (one or more)' if many else ''}",
                              span, "extra value" if hi is not None and len(values) > hi
                              else "missing value",
@@ -424,7 +424,7 @@ class _Checker:
             self._cast_value(v)
             return
         enums = {"step": schema.STEP_KINDS, "motion": schema.MOTIONS, "slot": schema.CAMERA_SLOTS,
-                 "time": schema.TIMES_OF_DAY}
+                 "time": schema.TIMES_OF_DAY, "direction": schema.KEY_DIRECTIONS}
         if t in enums:
             choices = enums[t]
             if not isinstance(v, ast.Name) or v.text not in choices:
@@ -463,10 +463,29 @@ class _Checker:
             raise _Bad(f"unknown {kind} preset `{v.text}`", v.span, f"not a {kind} preset",
                        help=help or f"define it with `preset {kind} {v.text} {{`", code="F0204")
         if kind == "camera":
-            preset = table[v.text][0]
-            slot = ast.find_attr(preset.items, "slot")
-            if slot and slot.values and isinstance(slot.values[0], ast.Name):
-                self._slot(slot.values[0].text, v, slots)
+            for slot in self._camera_slots(v.text, set()):
+                self._slot(slot, v, slots)
+
+    def _camera_slots(self, name: str, seen: set[str]) -> list[str]:
+        """The slots a camera preset sets, looking inside bundles (`camera a b`)."""
+        table = self.sym.presets["camera"]
+        if name in seen or name not in table:
+            return []
+        seen.add(name)
+        items = table[name][0].items
+        out = []
+        slot = ast.find_attr(items, "slot")
+        if slot and slot.values and isinstance(slot.values[0], ast.Name):
+            out.append(slot.values[0].text)
+        if ast.find_attr(items, "lens"):
+            out.append("lens")
+        inc = ast.find_attr(items, "camera")
+        for v in inc.values if inc else ():
+            if isinstance(v, ast.Name):
+                out += self._camera_slots(v.text, seen)
+            elif isinstance(v, ast.Literal):
+                out.append("lens")
+        return list(dict.fromkeys(out))
 
     def _slot(self, slot: str, v: ast.Value, slots: dict[str, ast.Value]) -> None:
         if slot in slots:
@@ -618,7 +637,7 @@ _TYPE_WORDS = {
     "size": "a frame size", "ratio": "an aspect ratio", "lens": "a lens", "color": "a colour",
     "camera": "camera presets", "light": "light presets", "style": "style presets",
     "cast": "characters", "tag": "tags", "step": "step kind", "motion": "camera motion",
-    "slot": "camera slot", "time": "time of day",
+    "slot": "camera slot", "time": "time of day", "direction": "key direction",
 }
 
 
@@ -629,6 +648,30 @@ def speaking_time(text: str) -> float:
     rest = "".join(" " if ("\u3040" <= c <= "\u9fff") else c for c in text)
     words = len([w for w in rest.split() if any(ch.isalnum() for ch in w)])
     return words / WORDS_PER_SECOND + cjk / CJK_PER_SECOND
+
+
+def _expect_words(types: list[str]) -> str:
+    """`a name and a quoted string`; a run of one type reads `4 colours`."""
+    runs: list[list] = []
+    for t in types:
+        if runs and runs[-1][0] == t:
+            runs[-1][1] += 1
+        else:
+            runs.append([t, 1])
+    words = []
+    for t, k in runs:
+        word = _TYPE_WORDS.get(t, t)
+        if k > 1:
+            word = f"{k} {word.split(' ', 1)[1]}s"
+        words.append(word)
+    return " and ".join(words)
+
+
+def _off_screen(paren: str | None) -> bool:
+    if not paren:
+        return False
+    first = paren.split(",")[0].strip()
+    return first in schema.OFF_SCREEN or first.upper() in schema.OFF_SCREEN
 
 
 def _ceil_half(x: float) -> str:

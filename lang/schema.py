@@ -19,11 +19,12 @@ same attributes.  A value type is one of:
     tag         a name or a string
     step        a step kind (see STEP_KINDS)
     motion      a camera motion kind (see MOTIONS)
+    direction   where a key light comes from (see KEY_DIRECTIONS)
     slot        a camera slot (see CAMERA_SLOTS)
     time        a time of day (see TIMES_OF_DAY)
 
 `sig` lists the value types in order; a trailing `+` means one or more of the
-last type, `?` an optional last value.
+last type, `*` zero or more, `?` an optional last value.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ TIMES_OF_DAY = (
     "EVENING", "NIGHT", "MIDNIGHT", "CONTINUOUS", "LATER",
 )
 PRESET_KINDS = ("camera", "light", "style")
+KEY_DIRECTIONS = ("left", "right", "front", "back", "top")
+# Parentheticals that mean the speaker is not in frame: no "not in the cast" warning.
+OFF_SCREEN = ("V.O.", "O.S.", "O.C.", "VO", "OS", "OC", "voice-over", "off screen", "off-screen")
 
 
 def _a(key: str, sig: str, doc: str, **kw) -> AttrSpec:
@@ -93,6 +97,7 @@ _SHOT_DEFAULTS = {
         _a("backend", "step name", "the backend for one step kind: `backend clip kling`", repeat=True),
         _a("tags", "tag+", "free tags, for selection and reports"),
         _a("note", "string", "a note for people; never part of a prompt", repeat=True),
+        _a("language", "string", "the language of the dialogue, like `en` or `zh`"),
     ]
 }
 
@@ -104,14 +109,14 @@ _FILM_ATTRS = {
         _a("fps", "number", "frames per second, like `24` or `23.976`"),
         _a("part", "path", "a file holding the next scenes of the film, in order", repeat=True),
         _a("duration", "duration", "the default duration of a shot that names none"),
-        _a("language", "string", "the main language of the dialogue, like `en` or `zh`"),
     ]
 }
 
 _SHOT_ATTRS = {
     a.key: a
     for a in [
-        _a("cast", "cast+", "who is in frame, with outfits: `CHEN(winter), WOLF`", comma=True),
+        _a("cast", "cast*", "who is in frame, with outfits: `CHEN(winter), WOLF`; "
+                            "a bare `cast` means nobody", comma=True),
         _a("action", "string", "what happens in the shot, in screenplay prose"),
     ]
 }
@@ -194,10 +199,11 @@ _LIGHT_PRESET_ATTRS = _PRESET_COMMON | {
     a.key: a
     for a in [
         _a("light", "light+", "other light presets this one bundles, in order"),
-        _a("palette", "color+", "animatic: sky/background, ground, key light and shadow colours"),
+        _a("palette", "color color color color",
+           "animatic: sky/background, ground, key light and shadow colours"),
         _a("contrast", "number", "animatic: contrast multiplier (1 = neutral)"),
         _a("brightness", "number", "animatic: brightness multiplier (1 = neutral)"),
-        _a("key", "name", "animatic: where the key light comes from: left, right, front, back, top"),
+        _a("key", "direction", "animatic: where the key light comes from: left, right, front, back, top"),
     ]
 }
 

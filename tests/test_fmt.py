@@ -6,12 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from filmc.lang import ast
 from filmc.lang.diagnostics import Diagnostics
 from filmc.lang.fmt import format_module, format_text
 from filmc.lang.parser import parse
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 
