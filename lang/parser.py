@@ -499,7 +499,7 @@ def _get_parser() -> lark.Lark:
 
 
 def _cache_path(grammar: str) -> str | bool:
-    """Lark's own grammar cache: loading the parse table from it saves ~100 ms."""
+    """Lark's own grammar cache: loading the parse table takes ~4 ms, building it ~21 ms."""
     import hashlib
     import os
     import tempfile
