@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/filmc fmt --check $(EXAMPLE) stdlib/*.film
+	$(BIN)/filmc fmt --check $(shell find examples stdlib -name "*.film")
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
