@@ -34,12 +34,12 @@ import time
 import zlib
 from pathlib import Path
 
+from filmc.lang.check import speaking_time  # the checker's own estimate, so dialogue fits
+
 HERE = Path(__file__).resolve().parent
 STDLIB = HERE.parent / "stdlib"
 DEFAULT_OUT = HERE / "out" / "film"
 FPS = 24
-WORDS_PER_SECOND = 2.5  # the checker's speaking rates (lang/check.py)
-CJK_PER_SECOND = 4.5
 
 
 # --- the standard library's preset names -------------------------------------------------
@@ -190,15 +190,6 @@ COMMENTS = ["// TODO: tighten this beat", "// matches the storyboard panel",
 
 
 # --- small helpers ---------------------------------------------------------------------------
-
-
-def speaking_time(text: str) -> float:
-    """The checker's estimate (lang/check.py `speaking_time`), kept in step with it."""
-    cjk = sum(1 for c in text if "\u3040" <= c <= "\u30ff" or "\u3400" <= c <= "\u9fff"
-              or "\uac00" <= c <= "\ud7af" or "\uf900" <= c <= "\ufaff")
-    rest = "".join(" " if ("\u3040" <= c <= "\u9fff") else c for c in text)
-    words = len([w for w in rest.split() if any(ch.isalnum() for ch in w)])
-    return words / WORDS_PER_SECOND + cjk / CJK_PER_SECOND
 
 
 def png(rgb: tuple[int, int, int], w: int = 16, h: int = 16) -> bytes:

@@ -109,6 +109,19 @@ class _Checker:
                           len(self.sym.locations), len(self.project.scenes), shots, runtime)
         return Checked(self.sym, summary, self.fps)
 
+    def _sub_names(self, items, key: str, kind: str, help: str) -> dict[str, ast.Name]:
+        """The names of a declaration's `outfit NAME` / `at TIME` lines, reporting repeats."""
+        names: dict[str, ast.Name] = {}
+        for item in items:
+            if isinstance(item, (ast.Attr, ast.Block)) and item.key.text == key and item.values \
+                    and isinstance(item.values[0], ast.Name):
+                name = item.values[0]
+                if name.text in names:
+                    self._dup(kind, name, names[name.text], help=help)
+                else:
+                    names[name.text] = name
+        return names
+
     def _dup(self, kind: str, name: ast.Name, first: ast.Name, help: str | None = None) -> None:
         self.diags.error("F0210", f"{kind} `{name.text}` is defined twice", name.span,
                          f"a second {kind} `{name.text}`",
@@ -123,33 +136,15 @@ class _Checker:
                     self._dup("character", decl.id, sym.characters[decl.id.text][0].id)
                     continue
                 sym.characters[decl.id.text] = (decl, f)
-                outfits: dict[str, ast.Name] = {}
-                for item in decl.items:
-                    if isinstance(item, (ast.Attr, ast.Block)) and item.key.text == "outfit" \
-                            and item.values and isinstance(item.values[0], ast.Name):
-                        name = item.values[0]
-                        if name.text in outfits:
-                            self._dup("outfit", name, outfits[name.text],
-                                      help=f"each outfit of `{decl.id.text}` needs its own name")
-                        else:
-                            outfits[name.text] = name
-                sym.outfits[decl.id.text] = outfits
+                sym.outfits[decl.id.text] = self._sub_names(
+                    decl.items, "outfit", "outfit", f"each outfit of `{decl.id.text}` needs its own name")
             elif isinstance(decl, ast.Location):
                 if decl.id.text in sym.locations:
                     self._dup("location", decl.id, sym.locations[decl.id.text][0].id)
                     continue
                 sym.locations[decl.id.text] = (decl, f)
-                times: dict[str, ast.Name] = {}
-                for item in decl.items:
-                    if isinstance(item, ast.Block) and item.key.text == "at" and item.values \
-                            and isinstance(item.values[0], ast.Name):
-                        t = item.values[0]
-                        if t.text in times:
-                            self._dup("time of day", t, times[t.text],
-                                      help=f"describe `{t.text}` once for `{decl.id.text}`")
-                        else:
-                            times[t.text] = t
-                sym.times[decl.id.text] = times
+                sym.times[decl.id.text] = self._sub_names(
+                    decl.items, "at", "time of day", f"describe each time of day of `{decl.id.text}` once")
             elif isinstance(decl, ast.Preset):
                 kind = decl.kind.text
                 if kind not in schema.PRESET_KINDS:
