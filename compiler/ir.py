@@ -1,0 +1,166 @@
+"""The IR: a film fully resolved, ready to become a step graph.
+
+Frozen attrs classes and tuples.  Everything a generation step needs is here
+and nothing needs looking up again: presets are expanded into prompt words and
+animatic parameters, defaults have flowed film → scene → shot, each cast member
+carries the outfit the shot uses, dialogue lines carry their timing inside the
+shot, and every step kind of every shot knows its backend.  Display-only
+fields (notes, tags, titles) are kept for reports but never reach a prompt or
+a content key.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import attrs
+
+
+@attrs.frozen
+class RefFile:
+    """A reference image: its path relative to the project, and its content hash."""
+
+    path: str
+    digest: str
+
+
+@attrs.frozen
+class Look:
+    """Prompt words and animatic parameters merged from presets and free words."""
+
+    words: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+    presets: tuple[str, ...] = ()  # the preset names used, for reports
+    params: tuple[tuple[str, object], ...] = ()  # animatic parameters (scale, tilt, palette...)
+
+    def param(self, name: str, default: object = None) -> object:
+        for k, v in self.params:
+            if k == name:
+                return v
+        return default
+
+
+@attrs.frozen
+class Camera:
+    size: str | None = None
+    angle: str | None = None
+    lens_mm: Fraction | None = None
+    movement: str | None = None
+    look: Look = Look()
+
+
+@attrs.frozen
+class Outfit:
+    name: str
+    look: str
+    refs: tuple[RefFile, ...] = ()
+
+
+@attrs.frozen
+class Character:
+    id: str
+    name: str
+    look: str
+    voice: str
+    refs: tuple[RefFile, ...]
+    outfits: tuple[Outfit, ...]
+    tags: tuple[str, ...] = attrs.field(default=(), eq=False)
+
+    def outfit(self, name: str | None) -> Outfit | None:
+        return next((o for o in self.outfits if o.name == name), None)
+
+
+@attrs.frozen
+class TimeOfDay:
+    time: str
+    look: str
+    refs: tuple[RefFile, ...]
+
+
+@attrs.frozen
+class Location:
+    id: str
+    name: str
+    look: str
+    refs: tuple[RefFile, ...]
+    times: tuple[TimeOfDay, ...]
+
+    def at(self, time: str | None) -> TimeOfDay | None:
+        return next((t for t in self.times if t.time == time), None)
+
+
+@attrs.frozen
+class CastMember:
+    character: str
+    outfit: str | None
+
+
+@attrs.frozen
+class Line:
+    """A line of dialogue, timed inside its shot (seconds from the shot's start)."""
+
+    index: int  # 1-based within the shot
+    speaker: str
+    paren: str | None
+    text: str
+    start: Fraction
+    end: Fraction
+    language: str | None
+
+
+@attrs.frozen
+class Shot:
+    id: str
+    scene: str
+    number: int  # 1-based position in the film
+    duration: Fraction
+    camera: Camera
+    light: Look
+    style: Look
+    cast: tuple[CastMember, ...]
+    action: str
+    negative: str
+    takes: int
+    seed: int | None
+    backends: tuple[tuple[str, str], ...]  # (step kind, backend name) for every step kind
+    lines: tuple[Line, ...]
+    language: str | None
+    location: str | None
+    time: str | None
+    tags: tuple[str, ...] = attrs.field(default=(), eq=False)
+    notes: tuple[str, ...] = attrs.field(default=(), eq=False)
+
+    def backend(self, kind: str) -> str:
+        return dict(self.backends)[kind]
+
+
+@attrs.frozen
+class Scene:
+    id: str
+    title: str = attrs.field(eq=False)
+    setting: str | None
+    location: str | None
+    time: str | None
+    shots: tuple[Shot, ...]
+
+
+@attrs.frozen
+class Film:
+    title: str = attrs.field(eq=False)
+    width: int
+    height: int
+    fps: Fraction
+    language: str | None
+    characters: tuple[Character, ...]
+    locations: tuple[Location, ...]
+    scenes: tuple[Scene, ...]
+
+    @property
+    def shots(self) -> tuple[Shot, ...]:
+        return tuple(s for sc in self.scenes for s in sc.shots)
+
+    def character(self, cid: str) -> Character:
+        return next(c for c in self.characters if c.id == cid)
+
+    def location(self, lid: str) -> Location | None:
+        return next((loc for loc in self.locations if loc.id == lid), None)

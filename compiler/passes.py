@@ -1,0 +1,378 @@
+"""AST → IR: pure passes, listed in order in `PASSES`.
+
+Each pass takes the lowering state and returns a new one (`attrs.evolve`), so a
+test or a tool can stop after any of them.  Input is a checked project (the
+front end reported nothing fatal); output is `ir.Film`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import attrs
+
+from ..lang import ast, literals, schema
+from ..lang.check import Checked, speaking_time
+from ..lang.loader import Project
+from . import ir
+
+# (step kind, the shot's `backend` override or None) → backend name
+BackendChooser = Callable[[str, "str | None"], str]
+
+
+def default_chooser(kind: str, override: str | None) -> str:
+    return override or "local"
+
+
+@attrs.frozen
+class State:
+    project: Project = attrs.field(eq=False)
+    checked: Checked = attrs.field(eq=False)
+    choose: BackendChooser = attrs.field(eq=False, default=default_chooser)
+    presets: dict = attrs.field(factory=dict, eq=False)  # kind → name → preset items
+    characters: tuple[ir.Character, ...] = ()
+    locations: tuple[ir.Location, ...] = ()
+    scenes: tuple[ir.Scene, ...] = ()
+
+
+# --- pass 1: characters and locations ---------------------------------------------------
+
+
+def lower_entities(st: State) -> State:
+    sym = st.checked.symbols
+    root = st.project.root
+    chars = []
+    for cid, (decl, f) in sym.characters.items():
+        outfits = []
+        for item in decl.items:
+            if isinstance(item, (ast.Attr, ast.Block)) and item.key.text == "outfit" and item.values:
+                name = item.values[0].text  # type: ignore[union-attr]
+                look = _str_value(item.values[1]) if len(item.values) > 1 else ""
+                body = item.items if isinstance(item, ast.Block) else ()
+                look = look or _text(body, "look")
+                outfits.append(ir.Outfit(name, look, _refs(body, f.path.parent, root)))
+        chars.append(ir.Character(cid, decl.name.value if decl.name else cid, _text(decl.items, "look"),
+                                  _text(decl.items, "voice"), _refs(decl.items, f.path.parent, root),
+                                  tuple(outfits), _tags(decl.items)))
+    locs = []
+    for lid, (decl, f) in sym.locations.items():
+        times = tuple(
+            ir.TimeOfDay(item.values[0].text, _text(item.items, "look"),  # type: ignore[union-attr]
+                         _refs(item.items, f.path.parent, root))
+            for item in decl.items
+            if isinstance(item, ast.Block) and item.key.text == "at" and item.values)
+        locs.append(ir.Location(lid, decl.name.value if decl.name else lid, _text(decl.items, "look"),
+                                _refs(decl.items, f.path.parent, root), times))
+    presets = {kind: {name: p.items for name, (p, _f) in table.items()}
+               for kind, table in sym.presets.items()}
+    return attrs.evolve(st, characters=tuple(chars), locations=tuple(locs), presets=presets)
+
+
+# --- pass 2: scenes and shots, defaults flowing film → scene → shot -------------------------
+
+
+def lower_scenes(st: State) -> State:
+    film = st.project.film
+    film_items = film.items if film else ()
+    fps = st.checked.fps
+    scenes = []
+    number = 0
+    for scene, _f in st.project.scenes:
+        loc_id = scene.slug.location.text if scene.slug else None
+        time = scene.slug.time.text if scene.slug and scene.slug.time else None
+        loc_decl = st.checked.symbols.locations.get(loc_id or "", (None, None))[0]
+        loc_items = loc_decl.items if loc_decl else ()
+        at_items = _at_items(loc_items, time)
+        levels = (film_items, scene.items)  # farthest first
+        shots = []
+        for shot in scene.shots:
+            number += 1
+            chain = (*levels, shot.items)
+            light_chain = (film_items, loc_items, at_items, scene.items, shot.items)
+            duration = _duration(shot, chain, fps)
+            cast = _nearest(chain[1:], "cast")
+            shots.append(ir.Shot(
+                id=shot.id.text, scene=scene.id.text, number=number, duration=duration,
+                camera=_camera(st, _nearest(chain, "camera")),
+                light=_look(st, "light", _nearest(light_chain, "light")),
+                style=_look(st, "style", _nearest(chain, "style")),
+                cast=tuple(ir.CastMember(v.name.text, v.arg.text) if isinstance(v, ast.Ref)
+                           else ir.CastMember(v.text, None)  # type: ignore[union-attr]
+                           for v in (cast.values if cast else ())),
+                action=_text(shot.items, "action"),
+                negative=_str_value(_first(_nearest(chain, "negative"))),
+                takes=int(_literal(_nearest(chain, "takes"), 1)),
+                seed=_seed(_nearest(chain, "seed")),
+                backends=_backend_overrides(chain),
+                lines=tuple(_lines(shot)),
+                language=_str_value(_first(_nearest(chain, "language"))) or None,
+                location=loc_id, time=time,
+                tags=_tags(shot.items), notes=tuple(_all_text(shot.items, "note")),
+            ))
+        scenes.append(ir.Scene(scene.id.text, scene.title.value if scene.title else scene.id.text,
+                               scene.slug.setting if scene.slug else None, loc_id, time, tuple(shots)))
+    return attrs.evolve(st, scenes=tuple(scenes))
+
+
+# --- pass 3: dialogue timing inside each shot ---------------------------------------------------
+
+
+def time_dialogue(st: State) -> State:
+    """Spread each shot's lines over it: equal pauses around lines said at a normal rate;
+    lines that cannot fit are squeezed to share the shot evenly."""
+    scenes = []
+    for scene in st.scenes:
+        shots = []
+        for shot in scene.shots:
+            if not shot.lines:
+                shots.append(shot)
+                continue
+            need = [Fraction(speaking_time(line.text)).limit_denominator(1000) or Fraction(1, 2)
+                    for line in shot.lines]
+            total = sum(need)
+            if total >= shot.duration:
+                need = [shot.duration * n / total for n in need]
+                gap = Fraction(0)
+            else:
+                gap = (shot.duration - total) / (len(need) + 1)
+            t = Fraction(0)
+            lines = []
+            for line, n in zip(shot.lines, need):
+                t += gap
+                lines.append(attrs.evolve(line, start=t, end=t + n, language=shot.language))
+                t += n
+            shots.append(attrs.evolve(shot, lines=tuple(lines)))
+        scenes.append(attrs.evolve(scene, shots=tuple(shots)))
+    return attrs.evolve(st, scenes=tuple(scenes))
+
+
+# --- pass 4: the backend of every step kind of every shot -------------------------------------
+
+
+def choose_backends(st: State) -> State:
+    scenes = []
+    for scene in st.scenes:
+        shots = []
+        for shot in scene.shots:
+            overrides = dict(shot.backends)
+            chosen = tuple((k, st.choose(k, overrides.get(k))) for k in schema.STEP_KINDS)
+            shots.append(attrs.evolve(shot, backends=chosen))
+        scenes.append(attrs.evolve(scene, shots=tuple(shots)))
+    return attrs.evolve(st, scenes=tuple(scenes))
+
+
+PASSES: tuple[tuple[str, Callable[[State], State]], ...] = (
+    ("entities", lower_entities),
+    ("scenes", lower_scenes),
+    ("dialogue", time_dialogue),
+    ("backends", choose_backends),
+)
+
+
+def lower(project: Project, checked: Checked, choose: BackendChooser = default_chooser,
+          stop_after: str | None = None) -> ir.Film:
+    st = State(project, checked, choose)
+    for name, run in PASSES:
+        st = run(st)
+        if name == stop_after:
+            break
+    film = project.film
+    w, h = (literals.size(_first(ast.find_attr(film.items, "size")).text)  # type: ignore[union-attr]
+            if film and ast.find_attr(film.items, "size") else (1920, 1080))
+    lang_attr = ast.find_attr(film.items, "language") if film else None
+    return ir.Film(film.title.value if film else project.main.display, w, h, checked.fps,
+                   _str_value(_first(lang_attr)) or None, st.characters, st.locations, st.scenes)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _first(a: ast.Attr | None) -> ast.Value | None:
+    return a.values[0] if a is not None and a.values else None
+
+
+def _str_value(v) -> str:
+    return v.value if isinstance(v, ast.Str) else ""
+
+
+def _text(items, key: str) -> str:
+    return _str_value(_first(ast.find_attr(items, key)))
+
+
+def _all_text(items, key: str) -> list[str]:
+    return [_str_value(a.values[0]) for a in ast.attrs_of(items) if a.key.text == key and a.values]
+
+
+def _tags(items) -> tuple[str, ...]:
+    a = ast.find_attr(items, "tags")
+    return tuple(v.value if isinstance(v, ast.Str) else v.text for v in a.values) if a else ()  # type: ignore[union-attr]
+
+
+def _nearest(levels, key: str) -> ast.Attr | None:
+    """The attribute from the nearest level that sets it (levels run farthest first)."""
+    for items in reversed(levels):
+        a = ast.find_attr(items, key)
+        if a is not None:
+            return a
+    return None
+
+
+def _literal(a: ast.Attr | None, default: int) -> Fraction:
+    v = _first(a)
+    return literals.number(v.text) if isinstance(v, ast.Literal) else Fraction(default)
+
+
+def _seed(a: ast.Attr | None) -> int | None:
+    v = _first(a)
+    return literals.integer(v.text) if isinstance(v, ast.Literal) else None
+
+
+def _duration(shot: ast.Shot, chain, fps: Fraction) -> Fraction:
+    if shot.duration is not None:
+        return literals.duration(shot.duration.text).at(fps)
+    a = _nearest(chain[:-1], "duration")
+    return literals.duration(_first(a).text).at(fps) if a else Fraction(0)  # type: ignore[union-attr]
+
+
+def _backend_overrides(chain) -> tuple[tuple[str, str], ...]:
+    """`backend STEP NAME` lines, nearest level winning per step kind."""
+    out: dict[str, str] = {}
+    for items in chain:
+        for a in ast.attrs_of(items):
+            if a.key.text == "backend" and len(a.values) == 2:
+                out[a.values[0].text] = a.values[1].text  # type: ignore[union-attr]
+    return tuple(sorted(out.items()))
+
+
+def _at_items(loc_items, time: str | None):
+    for item in loc_items:
+        if isinstance(item, ast.Block) and item.key.text == "at" and item.values \
+                and item.values[0].text == time:  # type: ignore[union-attr]
+            return item.items
+    return ()
+
+
+def _lines(shot: ast.Shot):
+    n = 0
+    for item in shot.items:
+        if isinstance(item, ast.Dialogue):
+            n += 1
+            yield ir.Line(n, item.speaker.text, item.paren, item.text.value, Fraction(0), Fraction(0), None)
+
+
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def _refs(items, base: Path, root: Path) -> tuple[ir.RefFile, ...]:
+    out = []
+    for a in ast.attrs_of(items):
+        if a.key.text == "ref" and a.values and isinstance(a.values[0], ast.Str):
+            path = Path(os.path.normpath(base / a.values[0].value))
+            out.append(ir.RefFile(path.relative_to(root).as_posix(), file_digest(path)))
+    return tuple(out)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, memoised per (path, size, mtime) within a process."""
+    st = path.stat()
+    k = (str(path), st.st_size, st.st_mtime_ns)
+    if k not in _digests:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _digests[k] = h.hexdigest()
+    return _digests[k]
+
+
+# --- presets → looks ------------------------------------------------------------------------------
+
+_CAMERA_PARAMS = ("scale", "tilt", "roll", "overhead", "amount")
+
+
+def _expand(st: State, kind: str, name: str, seen: frozenset = frozenset()) -> list[tuple[str, object]]:
+    """A preset as a flat list of (attribute, value) in order, bundles first."""
+    items = st.presets.get(kind, {}).get(name)
+    if items is None or name in seen:
+        return []
+    out: list[tuple[str, object]] = []
+    for a in ast.attrs_of(items):
+        key = a.key.text
+        if key == kind:  # a bundle: `camera a b`, `light a b`
+            for v in a.values:
+                if isinstance(v, ast.Name):
+                    out += _expand(st, kind, v.text, seen | {name})
+                else:
+                    out.append(("value", v))
+        else:
+            out.append((key, a.values))
+    return out
+
+
+def _look(st: State, kind: str, a: ast.Attr | None) -> ir.Look:
+    words: list[str] = []
+    negative: list[str] = []
+    presets: list[str] = []
+    params: dict[str, object] = {}
+    for v in a.values if a else ():
+        if isinstance(v, ast.Str):
+            words.append(v.value)
+            continue
+        if isinstance(v, ast.Name):
+            presets.append(v.text)
+            for key, vals in _expand(st, kind, v.text):
+                _merge(key, vals, words, negative, params)
+    return ir.Look(tuple(words), tuple(negative), tuple(presets), tuple(sorted(params.items())))
+
+
+def _merge(key: str, vals, words: list, negative: list, params: dict) -> None:
+    if key == "value":
+        if isinstance(vals, ast.Str):
+            words.append(vals.value)
+        return
+    if key == "prompt":
+        words.append(vals[0].value)
+    elif key == "negative":
+        negative.append(vals[0].value)
+    elif key == "palette":
+        params["palette"] = tuple(v.text.lower() for v in vals)
+    elif key in ("key", "motion", "slot"):
+        params[key] = vals[0].text
+    elif key == "lens":
+        params["lens_mm"] = float(literals.lens(vals[0].text))
+    elif key != "note" and vals and isinstance(vals[0], ast.Literal):
+        params[key] = float(literals.number(vals[0].text))
+
+
+def _camera(st: State, a: ast.Attr | None) -> ir.Camera:
+    slots: dict[str, str] = {}
+    words: list[str] = []
+    negative: list[str] = []
+    params: dict[str, object] = {}
+    presets: list[str] = []
+    lens: Fraction | None = None
+    for v in a.values if a else ():
+        if isinstance(v, ast.Str):
+            words.append(v.value)
+        elif isinstance(v, ast.Literal):
+            lens = literals.lens(v.text)
+            words.append(f"{v.text} lens")
+        elif isinstance(v, ast.Name):
+            presets.append(v.text)
+            slot_of_preset = None
+            for key, vals in _expand(st, "camera", v.text):
+                if key == "slot":
+                    slot_of_preset = vals[0].text
+                    slots.setdefault(slot_of_preset, v.text)
+                _merge(key, vals, words, negative, params)
+            if slot_of_preset:
+                slots[slot_of_preset] = v.text
+    params.pop("slot", None)
+    if lens is None and "lens_mm" in params:
+        lens = Fraction(params["lens_mm"]).limit_denominator(1000)  # type: ignore[arg-type]
+    look = ir.Look(tuple(words), tuple(negative), tuple(presets), tuple(sorted(params.items())))
+    return ir.Camera(slots.get("size"), slots.get("angle"), lens, slots.get("movement"), look)
