@@ -1,0 +1,601 @@
+"""`filmc.toml`: which backend serves each step kind, and how each backend is set up.
+
+The file lives in the project folder (the nearest folder above the main film that
+holds one, see `lang.loader.find_root`).  It is optional: with no file every step
+kind is served by the built-in `local` backend, which costs nothing.
+
+    config = load_config(root, diags, sources)   # never raises for bad input
+    backend = config.backend_for("clip", shot_override)
+    config.estimate("clip", backend.name, seconds=4.0)
+    config.key_settings(backend.name)            # what may enter a content key
+    secret(backend, "api_key")                   # read from the environment, at use
+
+Layout (every key is described in docs/config.md):
+
+    [steps]             step kind = backend name          (default: "local")
+    [backends.NAME]     type, concurrency, prices, SETTING_env, other adapter settings
+    [build]             concurrency, currency
+
+Secrets never live in the file, nor in a `Config`: a backend names the
+environment variable that holds each one (`api_key_env = "FAL_KEY"`) and
+`secret()` reads it at the moment of use.  Errors are diagnostics F05xx with a
+span into filmc.toml; tomllib gives no positions, so `_scan` finds them in the text.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import attrs
+
+from ..lang.ast import Span
+from ..lang.diagnostics import Diagnostics, Sources, did_you_mean, edit_distance
+from ..lang.loader import display_path
+from ..lang.schema import STEP_KINDS
+
+CONFIG_FILE = "filmc.toml"
+LOCAL = "local"
+DEFAULT_BUILD_CONCURRENCY = 8
+DEFAULT_BACKEND_CONCURRENCY = 4
+DEFAULT_CURRENCY = "USD"
+
+TOP_LEVEL = ("steps", "backends", "build")
+BUILD_KEYS = ("concurrency", "currency")
+BACKEND_KEYS = ("type", "concurrency", "prices")  # reserved; every other key is a setting
+PRICE_KEYS = ("per_output", "per_second")
+
+# Adapter types filmc knows of; another name is a warning, for an adapter may be a plugin.
+KNOWN_TYPES = ("local", "comfyui", "openai", "replicate", "fal", "runway", "luma", "kling",
+               "stability")
+
+# Settings that never change what a backend produces, so never enter a content key:
+# where and how fast to ask, not what to ask for.  Exact names only: a suffix rule
+# would also drop `lora_url`, which does change the output.  A setting missing here
+# costs a needless re-run; one wrongly listed here would reuse a stale output.
+NON_KEY_SETTINGS = frozenset({
+    "concurrency", "max_concurrency",
+    "timeout", "timeout_s", "request_timeout", "connect_timeout", "read_timeout", "deadline",
+    "deadline_s",
+    "poll_interval", "poll_interval_s", "poll_every",
+    "retries", "max_retries", "backoff", "backoff_s",
+    "host", "port", "url", "base_url", "api_base", "endpoint", "server", "proxy", "region",
+    "webhook", "webhook_url", "verify_tls", "user_agent", "client_id",
+    "output_dir", "download_dir", "keep_remote", "log_level", "verbose",
+})
+
+# Words that make a setting look like a secret: `api_key`, `auth_token`, `password`...
+SECRET_WORDS = frozenset({"key", "keys", "apikey", "token", "tokens", "secret", "secrets",
+                          "password", "passwords", "passwd", "credential", "credentials",
+                          "authorization", "bearer"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+class ConfigError(Exception):
+    """A configuration problem found at the moment of use (no span to point at)."""
+
+
+# --- the configuration ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Price:
+    """A price in the project's currency: per output, plus per second of output."""
+
+    per_output: float = 0.0
+    per_second: float | None = None
+
+    def estimate(self, seconds: float | None) -> float | None:
+        if self.per_second is None:
+            return self.per_output
+        if seconds is None:
+            return None
+        return self.per_output + self.per_second * seconds
+
+
+@attrs.frozen
+class BackendConfig:
+    """One `[backends.NAME]` table.  Holds names of environment variables, never secrets."""
+
+    name: str
+    type: str
+    concurrency: int = DEFAULT_BACKEND_CONCURRENCY
+    settings: dict = attrs.field(factory=dict, hash=False)  # adapter settings, no secrets
+    secret_envs: dict = attrs.field(factory=dict, hash=False)  # setting -> env var name
+    prices: dict = attrs.field(factory=dict, hash=False)  # step kind -> Price
+
+
+def _local(concurrency: int = DEFAULT_BACKEND_CONCURRENCY, settings: dict | None = None,
+           prices: Mapping[str, Price] | None = None) -> BackendConfig:
+    free = {kind: Price(0.0) for kind in STEP_KINDS}
+    return BackendConfig(LOCAL, LOCAL, concurrency, dict(settings or {}), {},
+                         {**free, **(prices or {})})
+
+
+@attrs.frozen
+class Config:
+    path: Path | None = None  # the filmc.toml read; None: there was none
+    steps: dict = attrs.field(factory=lambda: dict.fromkeys(STEP_KINDS, LOCAL), hash=False)
+    backends: dict = attrs.field(factory=lambda: {LOCAL: _local()}, hash=False)
+    concurrency: int = DEFAULT_BUILD_CONCURRENCY
+    currency: str = DEFAULT_CURRENCY
+
+    def backend_for(self, step_kind: str, override: str | None = None) -> BackendConfig:
+        """The backend serving `step_kind`: the shot's `backend STEP NAME` if given,
+        else `[steps]`.  An unknown name raises `ConfigError` (with a suggestion);
+        `unknown_backend_help` gives the same hint for a diagnostic."""
+        name = override if override is not None else self.steps.get(step_kind, LOCAL)
+        backend = self.backends.get(name)
+        if backend is None:
+            hint = self.unknown_backend_help(name)
+            raise ConfigError(f"no backend `{name}` in {CONFIG_FILE}" + (f": {hint}" if hint else ""))
+        return backend
+
+    def unknown_backend_help(self, name: str) -> str:
+        return did_you_mean(name, self.backends) or (
+            f"configured backends: {', '.join(f'`{b}`' for b in sorted(self.backends))}; "
+            f"add a `[backends.{name}]` table to {CONFIG_FILE}")
+
+    def backend(self, name: str) -> BackendConfig:
+        """The backend called `name`; ConfigError when there is none."""
+        return self.backend_for("", name)
+
+    def estimate(self, step_kind: str, backend_name: str,
+                 seconds: float | None = None) -> float | None:
+        """The estimated price of one output, or None when the price table has no entry
+        (or prices per second and `seconds` is None)."""
+        price = self.backend(backend_name).prices.get(step_kind)
+        return None if price is None else price.estimate(seconds)
+
+    def key_settings(self, backend_name: str) -> dict:
+        """The settings that change a backend's output, for content keys: `settings`
+        without NON_KEY_SETTINGS.  Never secrets, hosts or concurrency.  A key should
+        also hold the backend's `type` (not its name, which is only a label)."""
+        settings = self.backend(backend_name).settings
+        return {k: copy.deepcopy(settings[k]) for k in sorted(settings)
+                if k not in NON_KEY_SETTINGS}
+
+
+def secret(backend: BackendConfig, setting: str, environ: Mapping[str, str] | None = None) -> str:
+    """The secret `setting` of `backend` (e.g. "api_key"), read from its environment
+    variable now.  Raises ConfigError naming the variable (never a value) when unset."""
+    env = backend.secret_envs.get(setting)
+    if env is None:
+        raise ConfigError(f"backend `{backend.name}` needs `{setting}_env` in {CONFIG_FILE}: "
+                          f"the name of the environment variable that holds its {setting}")
+    value = (os.environ if environ is None else environ).get(env, "")
+    if not value:
+        raise ConfigError(f"backend `{backend.name}` needs its {setting}: "
+                          f"set the environment variable `{env}`")
+    return value
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def load_config(root: Path, diags: Diagnostics, sources: Sources | None = None, *,
+                known_types: Iterable[str] = KNOWN_TYPES) -> Config:
+    """Read `root/filmc.toml`; the defaults when there is none.  Problems go to `diags`
+    (the returned Config then keeps what was valid); the text goes to `sources`, with
+    any secret written in it masked, so that diagnostics render with their lines."""
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        return Config()
+    file = display_path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        diags.error("F0501", f"cannot read `{file}`: {e}", Span(file, 1, 1, 1, 1))
+        return Config(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        if sources is not None:
+            sources.add(file, text)
+        diags.error("F0501", _toml_message(str(e)), _toml_span(file, text, str(e)),
+                    "invalid TOML here")
+        return Config(path)
+    checker = _Checker(file, text, diags, frozenset(known_types))
+    config = checker.config(path, data)
+    if sources is not None:
+        sources.add(file, checker.masked_text())
+    return config
+
+
+def _toml_message(msg: str) -> str:
+    msg = _TOML_POS.sub("", msg).replace(" (at end of document)", "")
+    return "invalid TOML: " + msg[:1].lower() + msg[1:]
+
+
+def _toml_span(file: str, text: str, msg: str) -> Span:
+    m = _TOML_POS.search(msg)
+    if m:
+        line, col = int(m[1]), int(m[2])
+    else:  # at end of document
+        lines = text.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+    return Span(file, line, col, line, col + 1)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _looks_secret(name: str) -> bool:
+    return any(w in SECRET_WORDS for w in re.split(r"[_\-.]", name.lower()))
+
+
+class _Checker:
+    def __init__(self, file: str, text: str, diags: Diagnostics, known_types: frozenset) -> None:
+        self.file, self.text, self.diags, self.known_types = file, text, diags, known_types
+        self.pos = _scan(text)
+        self.masks: list[tuple[int, int]] = []  # text offsets of secret values to hide
+
+    def span(self, path: tuple, value: bool = False) -> Span:
+        """Where `path` is written: its value (or key), else its nearest written parent;
+        line 1 when none is found."""
+        candidates = [(*path, "=")] if value else []
+        candidates += [path[:i] for i in range(len(path), 0, -1)]
+        for found in (self.pos.get(c) for c in candidates):
+            if found is not None:
+                line, col, end_col = _line_col(self.text, found[0], found[1])
+                return Span(self.file, line, col, line, end_col)
+        return Span(self.file, 1, 1, 1, 1)
+
+    def error(self, code: str, msg: str, path: tuple, label: str = "", *, value: bool = False,
+              help: str | None = None) -> None:
+        self.diags.error(code, msg, self.span(path, value), label, help=help)
+
+    def unknown(self, what: str, path: tuple, known: Iterable[str], help: str | None = None) -> None:
+        known = tuple(known)
+        self.error("F0502", f"unknown {what} `{path[-1]}`", path, f"not a known {what}",
+                   help=did_you_mean(path[-1], known) or help
+                   or f"known: {', '.join(f'`{k}`' for k in known)}")
+
+    def table(self, data: dict, key: str, path: tuple) -> dict:
+        value = data.get(key, {})
+        if isinstance(value, dict):
+            return value
+        self.error("F0505", f"`{'.'.join((*path, key))}` must be a table", (*path, key),
+                   value=True, help=f"write `[{'.'.join((*path, key))}]` and its keys below it")
+        return {}
+
+    # -- the file, table by table --
+
+    def config(self, path: Path, data: dict) -> Config:
+        for key in data:
+            if key not in TOP_LEVEL:
+                self.unknown("table", (key,), TOP_LEVEL,
+                             help="put it under `[build]`" if key in BUILD_KEYS else None)
+        backends = self.backends(self.table(data, "backends", ()))
+        steps = self.steps(self.table(data, "steps", ()), backends)
+        concurrency, currency = self.build(self.table(data, "build", ()))
+        return Config(path, steps, backends, concurrency, currency)
+
+    def build(self, build: dict) -> tuple[int, str]:
+        for key in build:
+            if key not in BUILD_KEYS:
+                self.unknown("key", ("build", key), BUILD_KEYS)
+        concurrency = self.concurrency(build, ("build",), DEFAULT_BUILD_CONCURRENCY)
+        currency = build.get("currency", DEFAULT_CURRENCY)
+        if not (isinstance(currency, str) and re.fullmatch(r"[A-Za-z]{1,12}", currency)):
+            self.error("F0505", "`currency` must be a currency code, such as \"USD\"",
+                       ("build", "currency"), value=True,
+                       help="prices are plain numbers in this currency")
+            currency = DEFAULT_CURRENCY
+        return concurrency, currency
+
+    def concurrency(self, table: dict, path: tuple, default: int) -> int:
+        value = table.get("concurrency", default)
+        if _is_int(value) and value > 0:
+            return value
+        self.error("F0506", "`concurrency` must be a positive whole number",
+                   (*path, "concurrency"), f"found {_show(value)}", value=True,
+                   help="the most steps run at once, e.g. `concurrency = 4`")
+        return default
+
+    def steps(self, table: dict, backends: Mapping[str, BackendConfig]) -> dict[str, str]:
+        steps = dict.fromkeys(STEP_KINDS, LOCAL)
+        for kind, name in table.items():
+            path = ("steps", kind)
+            if kind not in STEP_KINDS:
+                self.error("F0503", f"unknown step kind `{kind}`", path, "not a step kind",
+                           help=did_you_mean(kind, STEP_KINDS)
+                           or f"step kinds: {', '.join(f'`{k}`' for k in STEP_KINDS)}")
+            elif not isinstance(name, str):
+                self.error("F0505", f"`steps.{kind}` must be a backend name, in quotes", path,
+                           value=True, help=f"e.g. `{kind} = \"{LOCAL}\"`")
+            elif name not in backends:
+                self.error("F0504", f"no backend `{name}` for step `{kind}`", path,
+                           "not configured", value=True,
+                           help=did_you_mean(name, backends)
+                           or f"add a `[backends.{name}]` table, or use one of: "
+                              + ", ".join(f"`{b}`" for b in sorted(backends)))
+            else:
+                steps[kind] = name
+        return steps
+
+    def backends(self, table: dict) -> dict[str, BackendConfig]:
+        out = {LOCAL: _local()}
+        for name, body in table.items():
+            path = ("backends", name)
+            if not isinstance(body, dict):
+                self.error("F0505", f"`backends.{name}` must be a table", path, value=True,
+                           help=f"write `[backends.{name}]` and its settings below it")
+                continue
+            backend = self.backend(name, body, path)
+            if backend is not None:
+                out[name] = backend
+        return out
+
+    def backend(self, name: str, body: dict, path: tuple) -> BackendConfig | None:
+        kind = body.get("type", name)
+        if not (isinstance(kind, str) and kind):
+            self.error("F0505", "`type` must be an adapter name, in quotes", (*path, "type"),
+                       value=True, help=f"e.g. `type = \"{name}\"`")
+            return None
+        if name == LOCAL and kind != LOCAL:
+            self.error("F0505", "the built-in `local` backend cannot change its type",
+                       (*path, "type"), value=True,
+                       help="give the other backend its own name, e.g. `[backends.mine]`")
+            return None
+        if kind not in self.known_types:
+            where = (*path, "type") if "type" in body else path
+            self.diags.warning("F0510", f"unknown backend type `{kind}`", self.span(where, True),
+                               "no adapter of this name ships with filmc",
+                               help=did_you_mean(kind, sorted(self.known_types))
+                               or "set `type` to an installed adapter: "
+                                  + ", ".join(f"`{t}`" for t in sorted(self.known_types)))
+        concurrency = self.concurrency(body, path, DEFAULT_BACKEND_CONCURRENCY)
+        prices = self.prices(self.table(body, "prices", path), (*path, "prices"))
+        settings, envs = {}, {}
+        for key, value in body.items():
+            if key in BACKEND_KEYS:
+                continue
+            if key.endswith("_env") and len(key) > 4:
+                if isinstance(value, str) and _ENV_NAME.match(value):
+                    envs[key[:-4]] = value
+                else:
+                    self.error("F0509", f"`{key}` must name an environment variable",
+                               (*path, key), f"found {_show(value)}", value=True,
+                               help="letters, digits and `_`, not starting with a digit, "
+                                    "e.g. `FAL_KEY`")
+            elif self.secret_free(value, (*path, key)):
+                typo = [k for k in BACKEND_KEYS if edit_distance(key.lower(), k, 1) <= 1]
+                if typo:  # `concurency`: a typo of a reserved key, not a setting
+                    self.error("F0502", f"unknown key `{key}` in `[backends.{name}]`",
+                               (*path, key), "not a known key",
+                               help=f"did you mean `{typo[0]}`?")
+                else:
+                    settings[key] = value
+        if name == LOCAL:
+            return _local(concurrency, settings, prices)
+        return BackendConfig(name, kind, concurrency, settings, envs, prices)
+
+    def secret_free(self, value: object, path: tuple) -> bool:
+        """False (and an error) when a secret-looking setting holds a literal string."""
+        if isinstance(value, dict):
+            return all([self.secret_free(v, (*path, k)) for k, v in value.items()])
+        strings = value if isinstance(value, list) else [value]
+        if not (_looks_secret(path[-1]) and any(isinstance(v, str) and v for v in strings)):
+            return True
+        setting = path[-1]
+        self.error("F0508", "secrets never go in filmc.toml: put it in an environment variable "
+                            f"and name it with `{setting}_env`", path, "a secret written here",
+                   help=f"replace it with `{setting}_env = \"{_env_suggestion(path)}\"` and "
+                        f"`export {_env_suggestion(path)}=...` in your shell")
+        found = self.pos.get((*path, "="))
+        if found is not None:
+            self.masks.append(found)
+        return False
+
+    def prices(self, table: dict, path: tuple) -> dict[str, Price]:
+        prices = {}
+        for kind, value in table.items():
+            where = (*path, kind)
+            if kind not in STEP_KINDS:
+                self.error("F0503", f"unknown step kind `{kind}` in prices", where,
+                           "not a step kind", help=did_you_mean(kind, STEP_KINDS)
+                           or f"step kinds: {', '.join(f'`{k}`' for k in STEP_KINDS)}")
+                continue
+            price = self.price(value, where)
+            if price is not None:
+                prices[kind] = price
+        return prices
+
+    def price(self, value: object, path: tuple) -> Price | None:
+        help = (f"a price per output (`{path[-1]} = 0.04`) or per second of output "
+                f"(`{path[-1]} = {{ per_second = 0.07 }}`), zero or more")
+        if _is_number(value) and value >= 0:
+            return Price(float(value))
+        if isinstance(value, dict) and value:
+            ok = True
+            for key, v in value.items():
+                if key not in PRICE_KEYS:
+                    self.unknown("price field", (*path, key), PRICE_KEYS)
+                    ok = False
+                elif not (_is_number(v) and v >= 0):
+                    self.error("F0507", f"`{key}` must be a number, zero or more", (*path, key),
+                               f"found {_show(v)}", value=True, help=help)
+                    ok = False
+            if not ok:
+                return None
+            per_second = value.get("per_second")
+            return Price(float(value.get("per_output", 0.0)),
+                         None if per_second is None else float(per_second))
+        self.error("F0507", f"bad price for `{path[-1]}`", path, f"found {_show(value)}",
+                   value=True, help=help)
+        return None
+
+    def masked_text(self) -> str:
+        """The text with every literal secret starred out (line breaks and quotes kept,
+        so positions hold), for rendering diagnostics without leaking the secret."""
+        chars = list(self.text)
+        for start, end in self.masks:
+            for i in range(start, end):
+                if chars[i] not in "\r\n\"'[],":
+                    chars[i] = "*"
+        return "".join(chars)
+
+
+def _env_suggestion(path: tuple) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", f"{path[1]}_{path[-1]}").upper()
+    return name if _ENV_NAME.match(name) else "SECRET_" + name
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"\"{value}\""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+def _line_col(text: str, start: int, end: int) -> tuple[int, int, int]:
+    line_start = text.rfind("\n", 0, start) + 1
+    line = text.count("\n", 0, start) + 1
+    stop = text.find("\n", start)
+    end = min(end, len(text) if stop < 0 else stop)
+    return line, start - line_start + 1, max(end, start + 1) - line_start + 1
+
+
+# --- where things are written -------------------------------------------------------------
+
+
+def _scan(text: str) -> dict[tuple, tuple[int, int]]:
+    """Offsets (start, end) of every key path written in valid TOML `text`: a key
+    path maps to its name, the path plus "=" to its value.  Table headers and dotted
+    keys also give their parents; inline tables are entered, arrays are skipped."""
+    return _Scanner(text).run()
+
+
+class _Scanner:
+    def __init__(self, text: str) -> None:
+        self.text, self.i, self.out = text, 0, {}
+
+    def run(self) -> dict[tuple, tuple[int, int]]:
+        table: tuple = ()
+        try:
+            while self.skip(newlines=True) < len(self.text):
+                if self.text[self.i] == "[":
+                    double = self.text.startswith("[[", self.i)
+                    self.i += 2 if double else 1
+                    self.skip()
+                    table = self.key(())
+                    self.i = self.text.index("\n", self.i) if "\n" in self.text[self.i:] \
+                        else len(self.text)
+                else:
+                    self.entry(table)
+        except (ValueError, IndexError):  # not valid TOML after all: keep what was found
+            pass
+        return self.out
+
+    def skip(self, newlines: bool = False) -> int:
+        t = self.text
+        while self.i < len(t):
+            c = t[self.i]
+            if c in " \t" or (newlines and c in "\r\n"):
+                self.i += 1
+            elif c == "#":
+                while self.i < len(t) and t[self.i] != "\n":
+                    self.i += 1
+            else:
+                break
+        return self.i
+
+    def key(self, prefix: tuple) -> tuple:
+        """A dotted key; records each part it names, the first writing wins."""
+        path = prefix
+        while True:
+            self.skip()
+            start = self.i
+            if self.text[self.i] in "\"'":
+                end = self.string()
+                part = tomllib.loads(f"k = {self.text[start:end]}")["k"]
+            else:
+                m = re.compile(r"[A-Za-z0-9_-]+").match(self.text, self.i)
+                if not m:
+                    raise ValueError("no key")
+                end, part = m.end(), m.group()
+            self.i = end
+            path = (*path, part)
+            self.out.setdefault(path, (start, end))
+            self.skip()
+            if self.i < len(self.text) and self.text[self.i] == ".":
+                self.i += 1
+                continue
+            return path
+
+    def entry(self, table: tuple) -> None:
+        path = self.key(table)
+        if self.text[self.i] != "=":
+            raise ValueError("no =")
+        self.i += 1
+        self.skip()
+        self.value(path)
+
+    def value(self, path: tuple) -> None:
+        t, start = self.text, self.i
+        c = t[start]
+        if c in "\"'":
+            self.i = self.string()
+        elif c == "{":
+            self.i += 1
+            while self.skip() < len(t) and t[self.i] != "}":
+                if t[self.i] == ",":
+                    self.i += 1
+                    continue
+                self.entry(path)
+            self.i += 1
+        elif c == "[":
+            self.i += 1
+            while self.skip(newlines=True) < len(t) and t[self.i] != "]":
+                if t[self.i] == ",":
+                    self.i += 1
+                    continue
+                self.value((*path, "[]"))
+            self.i += 1
+        else:
+            m = re.compile(r"[^,\]}#\r\n]+").match(t, start)
+            self.i = m.end() if m else start + 1
+            while self.i > start + 1 and t[self.i - 1] in " \t":
+                self.i -= 1
+        self.out.setdefault((*path, "="), (start, self.i))
+
+    def string(self) -> int:
+        """The end offset of the string starting at self.i (any of the four kinds)."""
+        t, i = self.text, self.i
+        q = t[i]
+        if t.startswith(q * 3, i):
+            end = t.index(q * 3, i + 3)
+            while t.startswith(q, end + 3):  # up to two quotes may close the content
+                end += 1
+            if q == '"':
+                while _escaped(t, end):
+                    end = t.index(q * 3, end + 1)
+            return end + 3
+        end = t.index(q, i + 1)
+        while q == '"' and _escaped(t, end):
+            end = t.index(q, end + 1)
+        return end + 1
+
+
+def _escaped(t: str, i: int) -> bool:
+    n = 0
+    while t[i - 1 - n] == "\\":
+        n += 1
+    return n % 2 == 1
