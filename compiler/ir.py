@@ -47,6 +47,7 @@ class Camera:
     lens_mm: Fraction | None = None
     movement: str | None = None
     look: Look = Look()
+    movement_words: str = ""  # the movement preset's own prompt, for clip prompts
 
 
 @attrs.frozen
@@ -151,6 +152,7 @@ class Film:
     height: int
     fps: Fraction
     language: str | None
+    style: Look  # the film's own style: sheets and plates use it
     characters: tuple[Character, ...]
     locations: tuple[Location, ...]
     scenes: tuple[Scene, ...]

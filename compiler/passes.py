@@ -34,6 +34,7 @@ class State:
     checked: Checked = attrs.field(eq=False)
     choose: BackendChooser = attrs.field(eq=False, default=default_chooser)
     presets: dict = attrs.field(factory=dict, eq=False)  # kind → name → preset items
+    memo: dict = attrs.field(factory=dict, eq=False)  # equal camera/light/style lines resolve once
     characters: tuple[ir.Character, ...] = ()
     locations: tuple[ir.Location, ...] = ()
     scenes: tuple[ir.Scene, ...] = ()
@@ -131,7 +132,7 @@ def time_dialogue(st: State) -> State:
             if not shot.lines:
                 shots.append(shot)
                 continue
-            need = [Fraction(speaking_time(line.text)).limit_denominator(1000) or Fraction(1, 2)
+            need = [Fraction(round(speaking_time(line.text) * 1000), 1000) or Fraction(1, 2)
                     for line in shot.lines]
             total = sum(need)
             if total >= shot.duration:
@@ -184,8 +185,10 @@ def lower(project: Project, checked: Checked, choose: BackendChooser = default_c
     w, h = (literals.size(_first(ast.find_attr(film.items, "size")).text)  # type: ignore[union-attr]
             if film and ast.find_attr(film.items, "size") else (1920, 1080))
     lang_attr = ast.find_attr(film.items, "language") if film else None
+    style = _look(st, "style", ast.find_attr(film.items, "style") if film else None)
     return ir.Film(film.title.value if film else project.main.display, w, h, checked.fps,
-                   _str_value(_first(lang_attr)) or None, st.characters, st.locations, st.scenes)
+                   _str_value(_first(lang_attr)) or None, style, st.characters, st.locations,
+                   st.scenes)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -314,6 +317,14 @@ def _expand(st: State, kind: str, name: str, seen: frozenset = frozenset()) -> l
 
 
 def _look(st: State, kind: str, a: ast.Attr | None) -> ir.Look:
+    key = (kind, a.values if a else ())
+    found = st.memo.get(key)
+    if found is None:
+        found = st.memo[key] = _make_look(st, kind, a)
+    return found
+
+
+def _make_look(st: State, kind: str, a: ast.Attr | None) -> ir.Look:
     words: list[str] = []
     negative: list[str] = []
     presets: list[str] = []
@@ -348,13 +359,38 @@ def _merge(key: str, vals, words: list, negative: list, params: dict) -> None:
         params[key] = float(literals.number(vals[0].text))
 
 
+def _slot_presets(st: State, name: str, seen: frozenset) -> dict[str, tuple[str, str]]:
+    """slot → (preset name, its prompt) for a camera preset, looking inside bundles."""
+    items = st.presets.get("camera", {}).get(name)
+    if items is None or name in seen:
+        return {}
+    out: dict[str, tuple[str, str]] = {}
+    inc = ast.find_attr(items, "camera")
+    for v in inc.values if inc else ():
+        if isinstance(v, ast.Name):
+            out.update(_slot_presets(st, v.text, seen | {name}))
+    slot = _first(ast.find_attr(items, "slot"))
+    if isinstance(slot, ast.Name):
+        out[slot.text] = (name, _text(items, "prompt"))
+    return out
+
+
 def _camera(st: State, a: ast.Attr | None) -> ir.Camera:
+    key = ("camera", a.values if a else ())
+    found = st.memo.get(key)
+    if found is None:
+        found = st.memo[key] = _make_camera(st, a)
+    return found
+
+
+def _make_camera(st: State, a: ast.Attr | None) -> ir.Camera:
     slots: dict[str, str] = {}
     words: list[str] = []
     negative: list[str] = []
     params: dict[str, object] = {}
     presets: list[str] = []
     lens: Fraction | None = None
+    movement_words = ""
     for v in a.values if a else ():
         if isinstance(v, ast.Str):
             words.append(v.value)
@@ -363,16 +399,15 @@ def _camera(st: State, a: ast.Attr | None) -> ir.Camera:
             words.append(f"{v.text} lens")
         elif isinstance(v, ast.Name):
             presets.append(v.text)
-            slot_of_preset = None
             for key, vals in _expand(st, "camera", v.text):
-                if key == "slot":
-                    slot_of_preset = vals[0].text
-                    slots.setdefault(slot_of_preset, v.text)
                 _merge(key, vals, words, negative, params)
-            if slot_of_preset:
-                slots[slot_of_preset] = v.text
+            for slot, (name, prompt) in _slot_presets(st, v.text, frozenset()).items():
+                slots[slot] = name
+                if slot == "movement":
+                    movement_words = prompt
     params.pop("slot", None)
     if lens is None and "lens_mm" in params:
         lens = Fraction(params["lens_mm"]).limit_denominator(1000)  # type: ignore[arg-type]
     look = ir.Look(tuple(words), tuple(negative), tuple(presets), tuple(sorted(params.items())))
-    return ir.Camera(slots.get("size"), slots.get("angle"), lens, slots.get("movement"), look)
+    return ir.Camera(slots.get("size"), slots.get("angle"), lens, slots.get("movement"), look,
+                     movement_words)
