@@ -182,6 +182,32 @@ NOTES = ["reshoot if the horse misbehaves", "match the eyeline of the previous s
          "VFX: add breath in post", "pick-up shot", "check continuity of the scar"]
 TAGS = ["vfx", "stunt", "pickup", "animal", "night_shoot", "crowd", "insert", "hero"]
 BACKENDS = ["kling", "runway", "veo", "luma", "local"]
+# The project's configuration: the services the shots name, with prices for `filmc plan`.
+FILMC_TOML = """\
+# Written by bench/make_film.py: every step on `local` unless a shot names a service.
+
+[backends.kling]
+access_key_env = "KLING_ACCESS_KEY"
+secret_key_env = "KLING_SECRET_KEY"
+concurrency = 4
+prices.clip = { per_second = 0.07 }
+
+[backends.runway]
+api_key_env = "RUNWAYML_API_SECRET"
+prices.clip = { per_second = 0.05 }
+
+[backends.veo]
+type = "fal"
+api_key_env = "FAL_KEY"
+model = "fal-ai/veo3"
+prices.clip = { per_second = 0.40 }
+prices.keyframe = 0.04
+
+[backends.luma]
+api_key_env = "LUMAAI_API_KEY"
+prices.clip = { per_second = 0.08 }
+prices.keyframe = 0.01
+"""
 STRINGS = ['"shallow focus"', '"slight lens flare"', '"dust in the air"', '"breath visible"']
 ANIMALS = ("ALPHA", "CUB")
 COMMENTS = ["// TODO: tighten this beat", "// matches the storyboard panel",
@@ -514,6 +540,7 @@ class FilmWriter:
             *(f'  part "{p}"' for p in parts), "}", "",
         ]
         self.files["film.film"] = "\n".join(head)
+        self.files["filmc.toml"] = FILMC_TOML
         return self.files
 
 

@@ -1,0 +1,211 @@
+"""The commands that compile a film to its step graph: `graph` and `explain` (and `plan`).
+
+Each compiles with `compiler.pipeline.compile_film`; any diagnostic stops the
+command with exit 1 before it prints anything else, so a tool reading
+`--format json` never gets half a graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+_SELECT_HELP = ("dbt-style selection: scene:NAME shot:GLOB character:NAME kind:KIND id:GLOB, "
+                "+X (with what X needs), X+ (with what needs X); space = union, comma = "
+                "intersection; repeatable")
+
+
+def add_parsers(sub) -> None:
+    g = sub.add_parser("graph", help="print the step graph (Graphviz dot or JSON)",
+                       description="Compile a film and print its generation step graph.")
+    g.add_argument("file", type=Path, metavar="FILE")
+    g.add_argument("--format", choices=("dot", "json"), default="dot")
+    g.add_argument("--select", "-s", action="append", default=[], metavar="SELECTOR",
+                   help=_SELECT_HELP)
+    g.set_defaults(run=_graph)
+
+    e = sub.add_parser("explain", help="show every step of a shot: prompts, parameters, keys",
+                       description="Show every step of one shot: its rendered prompt, "
+                                   "parameters, inputs and content key.")
+    e.add_argument("args", nargs="+", metavar="[FILE] SHOT",
+                   help="the shot id; FILE defaults to the one film in the current folder")
+    e.add_argument("--json", action="store_true", help="print JSON for tools")
+    e.set_defaults(run=_explain)
+
+
+def _compile(file: Path):
+    from .cli import report
+    from .compiler.pipeline import compile_film
+
+    result = compile_film(file)
+    if not result.ok or result.graph is None:
+        report(result.diags, result.sources)
+        return None
+    if result.diags.items:  # warnings: shown, not fatal
+        report(result.diags, result.sources)
+    return result
+
+
+def _selected(graph, specs: list[str]) -> frozenset[str] | None:
+    """The selected node ids, or None for no `--select`; errors raise SelectorError."""
+    if not specs:
+        return None
+    from .compiler.select import evaluate, parse_selector
+
+    selection = evaluate(graph, parse_selector(specs))
+    for w in selection.warnings:
+        print(w.render(), file=sys.stderr)
+    return selection.nodes
+
+
+def _with_selection(args: argparse.Namespace, graph) -> frozenset[str] | None | int:
+    from .compiler.select import SelectorError
+
+    try:
+        return _selected(graph, args.select)
+    except SelectorError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+
+
+# --- filmc graph ---------------------------------------------------------------------
+
+_COLORS = {"sheet": "#f4d35e", "plate": "#95d5b2", "keyframe": "#a0c4ff", "clip": "#bdb2ff",
+           "speech": "#ffc6ff", "shot": "#ffadad", "film": "#e5e5e5", "subtitles": "#e5e5e5",
+           "timeline": "#e5e5e5", "storyboard": "#e5e5e5"}
+
+
+def _graph(args: argparse.Namespace) -> int:
+    result = _compile(args.file)
+    if result is None:
+        return 1
+    graph = result.graph
+    nodes = _with_selection(args, graph)
+    if isinstance(nodes, int):
+        return nodes
+    keep = set(graph.nodes) if nodes is None else set(nodes)
+    order = [n for n in graph.nodes if n in keep]
+    edges = [(a, b) for a, b in graph.edges if a in keep and b in keep]
+    if args.format == "json":
+        doc = {"film": result.film.title, "nodes": [_node_json(graph.nodes[n]["step"]) for n in order],
+               "edges": [list(e) for e in edges]}
+        json.dump(doc, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(to_dot(graph, order, edges, result.film.title))
+    return 0
+
+
+def _node_json(step) -> dict:
+    return {"id": step.id, "kind": step.kind, "backend": step.backend, "scene": step.scene,
+            "shot": step.shot, "characters": sorted(step.characters), "inputs": list(step.inputs),
+            "key": step.key}
+
+
+def _dot_id(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(graph, order: list[str], edges: list[tuple[str, str]], title: str) -> str:
+    """Graphviz DOT: one box per step, coloured by kind, labelled with its backend."""
+    lines = [f"digraph {_dot_id(title)} {{", "  rankdir=LR;",
+             '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];']
+    for n in order:
+        step = graph.nodes[n]["step"]
+        label = _dot_id(n)[:-1] + "\\n" + _dot_id(step.backend or "provided")[1:]  # two lines
+        lines.append(f'  {_dot_id(n)} [label={label}, fillcolor="{_COLORS.get(step.kind, "#fff")}"];')
+    for a, b in edges:
+        lines.append(f"  {_dot_id(a)} -> {_dot_id(b)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# --- filmc explain -----------------------------------------------------------------------
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .cli import _count
+
+    if len(args.args) > 2:
+        print("filmc explain: give the shot id, optionally after the film file", file=sys.stderr)
+        return 2
+    shot_id = args.args[-1]
+    file = Path(args.args[0]) if len(args.args) == 2 else _find_film()
+    if file is None:
+        print("filmc explain: no film here: name the film file, `filmc explain FILE SHOT`",
+              file=sys.stderr)
+        return 1
+    result = _compile(file)
+    if result is None:
+        return 1
+    graph = result.graph
+    steps = [graph.nodes[n]["step"] for n in graph.nodes if graph.nodes[n]["shot"] == shot_id]
+    if not steps:
+        from .lang.diagnostics import did_you_mean
+
+        shots = [s.id for s in result.film.shots]
+        hint = did_you_mean(shot_id, shots)
+        print(f"error: no shot `{shot_id}` in {file}" + (f"\n  = help: {hint}" if hint else ""),
+              file=sys.stderr)
+        print(_count(1, 0), file=sys.stderr)
+        return 1
+    refs = sorted({i for s in steps for i in s.inputs if graph.nodes[i]["shot"] is None})
+    steps = [graph.nodes[r]["step"] for r in refs] + steps
+    if args.json:
+        json.dump([_step_json(s) for s in steps], sys.stdout, ensure_ascii=False, indent=1,
+                  default=str)
+        sys.stdout.write("\n")
+        return 0
+    shot = next(s for s in result.film.shots if s.id == shot_id)
+    cast = ", ".join(m.character + (f"({m.outfit})" if m.outfit else "") for m in shot.cast)
+    print(f"shot {shot.scene}/{shot.id}: {float(shot.duration):g}s, {shot.takes} "
+          f"take{'s' if shot.takes != 1 else ''}" + (f", cast {cast}" if cast else ""))
+    for step in steps:
+        print()
+        print(_describe(step))
+    return 0
+
+
+def _step_json(step) -> dict:
+    return {**_node_json(step), "template": step.template, "prompt": step.prompt,
+            "params": step.params, "files": {f.path: f.digest for f in step.files}}
+
+
+def _describe(step) -> str:
+    out = [f"{step.id}  [{step.kind} on {step.backend or 'your files'}]  key {step.key[:16]}"]
+    if step.template:
+        out.append(f"  template  {step.template}")
+    for i in step.inputs:
+        out.append(f"  input     {i}  ({step.record['inputs'][i][:12]})")
+    for f in step.files:
+        out.append(f"  file      {f.path}  ({f.digest[:12]})")
+    for k, v in step.params.items():
+        out.append(f"  {k:<9} {_show(v)}")
+    if step.prompt:
+        out.append("  prompt")
+        out += [f"    {line}" for line in step.prompt.splitlines()]
+    return "\n".join(out)
+
+
+def _show(v) -> str:
+    from fractions import Fraction
+
+    if isinstance(v, Fraction):
+        return f"{float(v):g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_show(x)}" for k, x in v.items()) or "-"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    return "-" if v is None else str(v)
+
+
+def _find_film() -> Path | None:
+    """The film in the current folder: `film.film`, else the one file with a `film` header."""
+    here = Path.cwd()
+    if (here / "film.film").is_file():
+        return here / "film.film"
+    found = [p for p in sorted(here.glob("*.film"))
+             if any(line.startswith("film ") for line in p.read_text(errors="replace").splitlines())]
+    return found[0] if len(found) == 1 else None

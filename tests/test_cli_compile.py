@@ -1,0 +1,85 @@
+"""`filmc graph` and `filmc explain` as a user runs them, on the example film."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydot
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "wolfpack"
+
+
+def filmc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NO_COLOR="1")
+    return subprocess.run([sys.executable, "-m", "filmc", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_graph_dot_is_graphviz_syntax() -> None:
+    r = filmc("graph", str(EXAMPLE / "film.film"))
+    assert r.returncode == 0, r.stderr
+    (g,) = pydot.graph_from_dot_data(r.stdout)
+    names = {n.get_name().strip('"') for n in g.get_nodes()} - {"node"}
+    assert "film" in names and "keyframe.hunt.chen_watches.take1" in names
+    edges = {(e.get_source().strip('"'), e.get_destination().strip('"')) for e in g.get_edges()}
+    assert ("sheet.CHEN.winter", "keyframe.hunt.chen_watches.take1") in edges
+
+
+def test_graph_json_with_selection() -> None:
+    r = filmc("graph", str(EXAMPLE / "film.film"), "--format", "json",
+              "--select", "+shot:chen_watches,kind:clip")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    ids = {n["id"] for n in doc["nodes"]}
+    assert ids == {f"clip.hunt.chen_watches.take{t}" for t in range(1, 5)}
+    r = filmc("graph", str(EXAMPLE / "film.film"), "--format", "json", "-s", "+shot:chen_watches")
+    ids = {n["id"] for n in json.loads(r.stdout)["nodes"]}
+    assert {"sheet.CHEN.winter", "plate.STEPPE.DUSK", "shot.hunt.chen_watches"} <= ids
+    assert all(a in ids and b in ids for a, b in json.loads(r.stdout)["edges"])
+
+
+def test_graph_bad_selector_is_a_diagnostic() -> None:
+    r = filmc("graph", str(EXAMPLE / "film.film"), "-s", "kidn:clip")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "kind" in r.stderr  # the did-you-mean
+
+
+def test_explain_shows_prompts_inputs_and_keys() -> None:
+    r = filmc("explain", "chen_watches", cwd=EXAMPLE)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.startswith("shot hunt/chen_watches: 3s, 4 takes, cast CHEN(winter)")
+    assert "keyframe.hunt.chen_watches.take4" in out and "sheet.CHEN.winter" in out
+    assert "scar above the left eyebrow" in out  # the character's look reaches the prompt
+    assert "Chen Zhen" not in out  # the display name does not
+    doc = json.loads(filmc("explain", str(EXAMPLE / "film.film"), "chen_watches", "--json").stdout)
+    kf = next(s for s in doc if s["id"] == "keyframe.hunt.chen_watches.take1")
+    assert len(kf["key"]) == 64 and kf["inputs"] == ["sheet.CHEN.winter", "plate.STEPPE.DUSK"]
+
+
+def test_explain_unknown_shot_suggests() -> None:
+    r = filmc("explain", str(EXAMPLE / "film.film"), "chen_wathces")
+    assert r.returncode == 1 and "chen_watches" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_backend_override_is_an_error(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLE, tmp_path / "w")
+    part = tmp_path / "w" / "scenes" / "01_hunt.film"
+    part.write_text(part.read_text().replace("backend clip kling", "backend clip klign", 1))
+    r = filmc("check", "w/film.film", cwd=tmp_path)
+    assert r.returncode == 1 and "F0240" in r.stderr and "kling" in r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["graph", "explain"])
+def test_compile_errors_stop_with_diagnostics(tmp_path: Path, cmd: str) -> None:
+    (tmp_path / "film.film").write_text('film "X" {\n  fps 0\n}\n')
+    args = [cmd, "film.film"] + (["x"] if cmd == "explain" else [])
+    r = filmc(*args, cwd=tmp_path)
+    assert r.returncode == 1 and "F0303" in r.stderr and r.stdout == ""
