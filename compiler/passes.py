@@ -267,7 +267,7 @@ def _lines(shot: ast.Shot):
             yield ir.Line(n, item.speaker.text, item.paren, item.text.value, Fraction(0), Fraction(0), None)
 
 
-_digests: dict[tuple[str, int, int], str] = {}
+_digests: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def _refs(items, base: Path, root: Path) -> tuple[ir.RefFile, ...]:
@@ -280,9 +280,11 @@ def _refs(items, base: Path, root: Path) -> tuple[ir.RefFile, ...]:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, memoised per (path, size, mtime) within a process."""
+    """sha256 of a file's bytes, memoised per (path, inode, size, mtime, ctime) within a
+    process.  The ctime matters: copying with `cp -p`, unpacking an archive or `touch -r`
+    can give new bytes of the same size the old mtime, never the old ctime."""
     st = path.stat()
-    k = (str(path), st.st_size, st.st_mtime_ns)
+    k = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if k not in _digests:
         h = hashlib.sha256()
         with open(path, "rb") as f:

@@ -1,0 +1,431 @@
+"""Content keys decide what ever runs again, so they must change exactly when a step's
+output would: a user relies on them to never see a stale shot and never pay twice.
+
+Each test copies examples/wolfpack to a temp folder, compiles it, edits the copy the
+way a user would, compiles again and compares the `{node: key}` maps."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import networkx as nx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from filmc.compiler.keys import canonical
+from filmc.compiler.pipeline import compile_film
+from filmc.lang.diagnostics import Diagnostics
+from filmc.lang.fmt import format_text
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wolfpack"
+FILMS = ("film.film", "cast.film", "scenes/01_hunt.film", "scenes/02_yurt.film",
+         "scenes/03_cub.film", "scenes/04_storm.film")
+SHOT_KINDS = ("keyframe", "clip", "speech", "shot")
+FILM_WIDE = {"film", "subtitles", "timeline", "storyboard"}
+HYPOTHESIS = settings(max_examples=20, deadline=None,
+                      suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def graph_of(project: Path) -> nx.DiGraph:
+    c = compile_film(project / "film.film")
+    assert c.ok, [f"{d.code}: {d.message}" for d in c.diags.errors]
+    assert c.graph is not None
+    return c.graph
+
+
+def keys_of(project: Path) -> dict[str, str]:
+    return {n: d["step"].key for n, d in graph_of(project).nodes(data=True)}
+
+
+def changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
+    """The nodes whose key differs, or that exist on one side only."""
+    return {n for n in a.keys() | b.keys() if a.get(n) != b.get(n)}
+
+
+def edit(project: Path, file: str, old: str, new: str) -> None:
+    path = project / file
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} should occur once in {file}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def shot_steps(g: nx.DiGraph, *shots: str, kinds: tuple[str, ...] = ("keyframe", "clip", "shot")
+               ) -> set[str]:
+    """The steps of the given `scene.shot`s, of the given kinds."""
+    return {n for n, d in g.nodes(data=True)
+            if d["kind"] in kinds and f"{d['scene']}.{d['shot']}" in shots}
+
+
+def shots_with(g: nx.DiGraph, character: str, outfit: str | None = "*") -> set[str]:
+    """`scene.shot` of every shot whose keyframes use that character's sheet (any outfit
+    with "*")."""
+    sheets = {n for n, d in g.nodes(data=True) if d["kind"] == "sheet"
+              and (n.startswith(f"sheet.{character}.") or n == f"sheet.{character}")
+              and (outfit == "*" or n == f"sheet.{character}" + (f".{outfit}" if outfit else ""))}
+    return {f"{g.nodes[k]['scene']}.{g.nodes[k]['shot']}" for s in sheets
+            for k in g.successors(s) if g.nodes[k]["kind"] == "keyframe"}
+
+
+def with_descendants(g: nx.DiGraph, nodes: set[str]) -> set[str]:
+    out = set(nodes)
+    for n in nodes:
+        out |= nx.descendants(g, n)
+    return out
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(EXAMPLE, tmp_path / "wolfpack"))
+
+
+@pytest.fixture
+def base(project: Path) -> dict[str, str]:
+    return keys_of(project)
+
+
+# --- what must leave every key alone ----------------------------------------------------
+
+
+def test_fmt_leaves_every_key(project: Path, base: dict[str, str]) -> None:
+    # Mangle the layout first so that formatting has something to do.
+    edit(project, "scenes/01_hunt.film", "  shot chen_watches 3s {\n    camera",
+         "  shot   chen_watches   3s {\n\n\n        camera")
+    edit(project, "cast.film", '  voice "old, slow', '\t\t voice    "old, slow')
+    assert keys_of(project) == base
+    for name in FILMS:
+        path = project / name
+        text = format_text(path.read_text(encoding="utf-8"), name, Diagnostics())
+        assert text is not None
+        path.write_text(text, encoding="utf-8")
+    assert keys_of(project) == base
+
+
+def test_comments_notes_tags_and_display_names_leave_every_key(project: Path,
+                                                              base: dict[str, str]) -> None:
+    edit(project, "scenes/01_hunt.film", '    note "the opening image: hold it"\n',
+         '    note "the opening image: hold it for longer"\n    // a new comment\n')
+    edit(project, "scenes/01_hunt.film", "    tags opening\n", "    tags opening title\n")
+    edit(project, "cast.film", '    note "the coat is', '    // why\n    note "this coat is')
+    edit(project, "cast.film", "  tags animal\n", '  tags animal wolf\n  note "a new note"\n')
+    edit(project, "cast.film", 'character CHEN "Chen Zhen"', 'character CHEN "Zhen Chen"')
+    edit(project, "cast.film", 'location YURT "Bilgee\'s yurt"', 'location YURT "The yurt"')
+    edit(project, "film.film", 'film "Wolf Pack"', 'film "Wolf Totem"')
+    edit(project, "scenes/03_cub.film", "  tags act_two\n", "  tags act_two night\n")
+    assert changed(base, keys_of(project)) == set()
+
+
+def test_scene_title_changes_only_the_film(project: Path, base: dict[str, str]) -> None:
+    # The film's chapters carry the scene titles; nothing else reads them.
+    edit(project, "scenes/02_yurt.film", 'scene yurt_talk "Bilgee\'s Yurt"',
+         'scene yurt_talk "In the Yurt"')
+    assert changed(base, keys_of(project)) == {"film"}
+
+
+def test_renaming_files_leaves_every_key(project: Path, base: dict[str, str]) -> None:
+    (project / "scenes/01_hunt.film").rename(project / "scenes/hunt.film")
+    edit(project, "film.film", 'part "scenes/01_hunt.film"', 'part "scenes/hunt.film"')
+    (project / "refs").rename(project / "images")
+    (project / "images/chen_winter.png").rename(project / "images/chen_in_winter.png")
+    text = (project / "cast.film").read_text(encoding="utf-8")
+    (project / "cast.film").write_text(
+        text.replace('"refs/', '"images/').replace("chen_winter.png", "chen_in_winter.png"),
+        encoding="utf-8")
+    (project / "cast.film").rename(project / "people.film")
+    edit(project, "film.film", 'use "cast.film"', 'use "people.film"')
+    assert changed(base, keys_of(project)) == set()
+
+
+def test_moving_a_scene_to_another_part_keeps_every_key(project: Path,
+                                                       base: dict[str, str]) -> None:
+    cub = (project / "scenes/03_cub.film").read_text(encoding="utf-8")
+    scene = cub[cub.index("scene cub"):]
+    with open(project / "scenes/02_yurt.film", "a", encoding="utf-8") as f:
+        f.write("\n" + scene)
+    (project / "scenes/03_cub.film").unlink()
+    edit(project, "film.film", '  part "scenes/03_cub.film"\n', "")
+    assert changed(base, keys_of(project)) == set()
+
+
+def test_keys_hold_no_absolute_paths(tmp_path: Path) -> None:
+    a = Path(shutil.copytree(EXAMPLE, tmp_path / "one"))
+    b = Path(shutil.copytree(EXAMPLE, tmp_path / "two" / "deeper" / "still"))
+    assert keys_of(a) == keys_of(b)
+    for _, d in graph_of(b).nodes(data=True):
+        step = d["step"]
+        assert str(tmp_path) not in canonical(step.record) + step.prompt + (step.template or "")
+        assert all(not Path(f.path).is_absolute() for f in step.files)
+
+
+def test_keys_hold_no_timestamps(project: Path, base: dict[str, str]) -> None:
+    for path in project.rglob("*"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    assert keys_of(project) == base
+
+
+def test_keys_hold_no_secrets(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Route steps through services so that their settings enter keys.
+    edit(project, "filmc.toml", 'keyframe = "local"', 'keyframe = "fal"')
+    edit(project, "filmc.toml", 'sheet = "local"\nkeyframe', 'sheet = "openai"\nkeyframe')
+    secrets = ("FAL_KEY", "OPENAI_API_KEY", "KLING_ACCESS_KEY", "KLING_SECRET_KEY")
+    for name in secrets:
+        monkeypatch.delenv(name, raising=False)
+    without = keys_of(project)
+    for i, name in enumerate(secrets):
+        monkeypatch.setenv(name, f"sekrit{i}")
+    g = graph_of(project)
+    assert {n: d["step"].key for n, d in g.nodes(data=True)} == without
+    backends = set()
+    for _, d in g.nodes(data=True):
+        step = d["step"]
+        backends.add(step.backend)
+        text = canonical(step.record) + step.prompt + canonical(step.params)
+        assert "sekrit" not in text
+        assert not any(k.endswith("_env") for k in step.record["settings"])
+    assert {"fal", "openai", "kling", "local"} <= backends
+
+
+def test_settings_that_do_not_change_output_leave_every_key(project: Path,
+                                                             base: dict[str, str]) -> None:
+    edit(project, "filmc.toml", "concurrency = 2\n", "concurrency = 5\n")
+    edit(project, "filmc.toml", "timeout_s = 900 ", "timeout_s = 60 ")
+    edit(project, "filmc.toml", "prices.clip = { per_second = 0.28 }",
+         "prices.clip = { per_second = 0.35 }")
+    assert changed(base, keys_of(project)) == set()
+
+
+def test_a_backend_setting_changes_exactly_its_steps(project: Path,
+                                                     base: dict[str, str]) -> None:
+    g = graph_of(project)
+    on_kling = {n for n, d in g.nodes(data=True) if d["step"].backend == "kling"}
+    edit(project, "filmc.toml", 'mode = "pro"', 'mode = "std"')
+    assert on_kling
+    assert changed(base, keys_of(project)) == with_descendants(g, on_kling)
+
+
+# --- editing one shot ---------------------------------------------------------------------
+
+
+def test_camera_change_changes_exactly_that_shot(project: Path, base: dict[str, str]) -> None:
+    g = graph_of(project)
+    edit(project, "scenes/01_hunt.film", "camera close_up ground_level portrait_lens slow_push",
+         "camera medium ground_level portrait_lens slow_push")
+    expected = shot_steps(g, "hunt.chen_watches") | {"film", "storyboard"}
+    assert len(shot_steps(g, "hunt.chen_watches", kinds=("keyframe",))) == 4
+    assert changed(base, keys_of(project)) == expected
+
+
+def test_camera_movement_change_changes_exactly_that_shot(project: Path,
+                                                          base: dict[str, str]) -> None:
+    g = graph_of(project)
+    edit(project, "scenes/02_yurt.film", "camera pov worms_eye wide_lens tilt_up",
+         "camera pov worms_eye wide_lens static")
+    expected = shot_steps(g, "yurt_talk.smoke_hole") | {"film", "storyboard"}
+    assert changed(base, keys_of(project)) == expected
+
+
+def test_editing_a_line_of_dialogue_changes_its_speech_shot_and_subtitles(
+        project: Path, base: dict[str, str]) -> None:
+    edit(project, "scenes/01_hunt.film", '"They planned it."', '"They planned all of it."')
+    assert changed(base, keys_of(project)) == {
+        "speech.hunt.chen_understands.1", "shot.hunt.chen_understands", "film", "subtitles"}
+
+
+def test_duration_change_changes_that_shot_and_the_timing_outputs(
+        project: Path, base: dict[str, str]) -> None:
+    g = graph_of(project)
+    edit(project, "scenes/03_cub.film", "shot eyes_on_ridge 3s", "shot eyes_on_ridge 2s")
+    # the clips' duration changes, hence the shot; later subtitles move
+    expected = shot_steps(g, "cub.eyes_on_ridge", kinds=("clip", "shot"))
+    assert changed(base, keys_of(project)) == expected | {"film", "timeline", "subtitles"}
+
+
+# --- editing the cast ------------------------------------------------------------------
+
+
+def test_character_look_changes_exactly_the_shots_showing_them(project: Path,
+                                                               base: dict[str, str]) -> None:
+    g = graph_of(project)
+    edit(project, "cast.film", "thin scar above the left eyebrow", "thin scar above the right eyebrow")
+    shots = shots_with(g, "CHEN")
+    assert shots >= {"hunt.chen_watches", "yurt_talk.chen_listens", "white_storm.alone_on_ice"}
+    # the winter outfit's sheet is the user's own image: the look does not change it
+    expected = shot_steps(g, *shots) | {"sheet.CHEN.student", "film", "storyboard"}
+    assert changed(base, keys_of(project)) == expected
+
+
+def test_outfit_look_changes_exactly_the_shots_with_that_outfit(project: Path,
+                                                                base: dict[str, str]) -> None:
+    g = graph_of(project)
+    edit(project, "cast.film", "leather belt with a knife", "leather belt with a sword")
+    shots = shots_with(g, "BILGEE", "hunting_coat")
+    assert shots == {"hunt.ridge_lookout", "hunt.bilgee_explains", "hunt.chen_understands"}
+    expected = shot_steps(g, *shots) | {"sheet.BILGEE.hunting_coat", "film", "storyboard"}
+    assert changed(base, keys_of(project)) == expected
+
+
+def test_voice_changes_exactly_that_characters_speech(project: Path,
+                                                      base: dict[str, str]) -> None:
+    g = graph_of(project)
+    edit(project, "cast.film", 'voice "warm, brisk, clear"', 'voice "warm, brisk, husky"')
+    speech = {n for n, d in g.nodes(data=True)
+              if d["kind"] == "speech" and d["step"].params["speaker"] == "GAMA"}
+    assert speech == {"speech.cub.gama_holds_cub.1", "speech.cub.ride_away.1"}
+    expected = speech | {"shot.cub.gama_holds_cub", "shot.cub.ride_away", "film"}
+    assert changed(base, keys_of(project)) == expected
+
+
+def flip_a_byte(path: Path, keep_mtime: bool = True) -> None:
+    """New bytes, same size and (by default) the same modification time: what `cp -p` or
+    an unpacked archive can leave behind."""
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    if keep_mtime:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_outfit_reference_bytes_change_exactly_the_shots_with_that_outfit(
+        project: Path, base: dict[str, str]) -> None:
+    g = graph_of(project)
+    flip_a_byte(project / "refs/chen_winter.png")
+    shots = shots_with(g, "CHEN", "winter")
+    assert shots == {"hunt.ridge_lookout", "hunt.chen_watches", "hunt.chen_understands",
+                     "white_storm.chen_rides", "white_storm.alone_on_ice"}
+    expected = shot_steps(g, *shots) | {"sheet.CHEN.winter", "film", "storyboard"}
+    assert changed(base, keys_of(project)) == expected
+
+
+def test_character_reference_bytes_change_the_sheets_made_from_them(
+        project: Path, base: dict[str, str]) -> None:
+    g = graph_of(project)
+    flip_a_byte(project / "refs/chen_front.png", keep_mtime=False)
+    # the student sheet is generated from this image; the winter outfit has its own
+    shots = shots_with(g, "CHEN", "student")
+    assert shots == {"yurt_talk.at_the_stove", "yurt_talk.chen_listens", "yurt_talk.smoke_hole"}
+    expected = shot_steps(g, *shots) | {"sheet.CHEN.student", "film", "storyboard"}
+    assert changed(base, keys_of(project)) == expected
+
+
+def test_location_reference_bytes_change_exactly_the_shots_set_there(
+        project: Path, base: dict[str, str]) -> None:
+    g = graph_of(project)
+    flip_a_byte(project / "refs/steppe_night.png")
+    plate = "plate.STEPPE.NIGHT"
+    assert with_descendants(g, {plate}) - {plate} == \
+        shot_steps(g, *(f"cub.{s}" for s in ("den_entrance", "小狼", "gama_holds_cub", "batu_warns",
+                                              "eyes_on_ridge", "ride_away"))) | {"film", "storyboard"}
+    assert changed(base, keys_of(project)) == with_descendants(g, {plate})
+
+
+# --- templates -------------------------------------------------------------------------
+
+
+def rendered_by(g: nx.DiGraph, template: str) -> set[str]:
+    return {n for n, d in g.nodes(data=True) if d["step"].template == template}
+
+
+def std_template(name: str) -> str:
+    return (Path(__file__).resolve().parents[1] / "stdlib" / "templates" / name).read_text(
+        encoding="utf-8")
+
+
+def test_project_keyframe_template_changes_what_it_renders(project: Path,
+                                                           base: dict[str, str]) -> None:
+    (project / "templates").mkdir()
+    (project / "templates/keyframe.j2").write_text(
+        std_template("keyframe.j2") + "\n{{ shot.action }} (again)\n", encoding="utf-8")
+    g = graph_of(project)
+    rendered = rendered_by(g, "templates/keyframe.j2")
+    assert rendered == {n for n, d in g.nodes(data=True) if d["kind"] == "keyframe"}
+    now = {n: d["step"].key for n, d in g.nodes(data=True)}
+    assert changed(base, now) == with_descendants(g, rendered)
+    assert not changed(base, now) & {"subtitles", "timeline"}
+
+
+def test_backend_template_changes_only_that_backends_steps(project: Path,
+                                                           base: dict[str, str]) -> None:
+    (project / "templates").mkdir()
+    (project / "templates/clip.kling.j2").write_text("{{ shot.action }} Fast animal motion.\n",
+                                                      encoding="utf-8")
+    g = graph_of(project)
+    rendered = rendered_by(g, "templates/clip.kling.j2")
+    assert rendered == {n for n, d in g.nodes(data=True)
+                        if d["kind"] == "clip" and d["step"].backend == "kling"}
+    now = {n: d["step"].key for n, d in g.nodes(data=True)}
+    assert changed(base, now) == with_descendants(g, rendered)
+    # only take 1 feeds a shot: the other takes change alone
+    assert "shot.hunt.gazelle_chase" in changed(base, now)
+    assert "storyboard" not in changed(base, now)
+
+
+def test_a_project_copy_of_a_std_template_changes_nothing(project: Path,
+                                                         base: dict[str, str]) -> None:
+    (project / "templates").mkdir()
+    (project / "templates/sheet.j2").write_text(std_template("sheet.j2"), encoding="utf-8")
+    assert changed(base, keys_of(project)) == set()
+
+
+# --- properties --------------------------------------------------------------------------
+
+
+def split_shots(text: str) -> tuple[str, list[str], str]:
+    """A scene file as (head, shot blocks, tail)."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith("  shot ")]
+    blocks, end = [], 0
+    for s in starts:
+        end = next(i for i in range(s, len(lines)) if lines[i] == "  }\n") + 1
+        blocks.append("".join(lines[s:end]))
+    return "".join(lines[:starts[0]]), blocks, "".join(lines[end:])
+
+
+@HYPOTHESIS
+@given(data=st.data())
+def test_reordering_shots_keeps_every_shot_key(project: Path, base: dict[str, str],
+                                               data: st.DataObject) -> None:
+    file = data.draw(st.sampled_from(["scenes/01_hunt.film", "scenes/02_yurt.film"]))
+    original = (EXAMPLE / file).read_text(encoding="utf-8")
+    head, blocks, tail = split_shots(original)
+    order = data.draw(st.permutations(range(len(blocks))))
+    (project / file).write_text(head + "\n".join(blocks[i] for i in order) + tail,
+                                encoding="utf-8")
+    diff = changed(base, keys_of(project))
+    assert diff <= FILM_WIDE  # every sheet, plate, keyframe, clip, speech and shot is kept
+    if list(order) != sorted(order):
+        assert {"film", "timeline", "storyboard"} <= diff
+    (project / file).write_text(original, encoding="utf-8")
+
+
+LAYOUT = st.tuples(st.integers(0, 10_000),
+                   st.sampled_from(["blank", "comment", "indent", "trailing"]),
+                   st.text(st.sampled_from(list('ab Z19"{}()/*#:,.狼é\\')), max_size=12))
+
+
+@HYPOTHESIS
+@given(file=st.sampled_from(FILMS), changes=st.lists(LAYOUT, min_size=1, max_size=6))
+def test_comments_blank_lines_and_indentation_change_nothing(
+        project: Path, base: dict[str, str], file: str,
+        changes: list[tuple[int, str, str]]) -> None:
+    original = (EXAMPLE / file).read_text(encoding="utf-8")
+    lines = original.splitlines()
+    for at, what, text in changes:
+        i = at % (len(lines) + 1)
+        if what == "blank":
+            lines.insert(i, " " * (at % 5))
+        elif what == "comment":
+            lines.insert(i, " " * (at % 7) + "// " + text)
+        elif i < len(lines) and lines[i].strip() and not lines[i].lstrip().startswith("//"):
+            if what == "indent":
+                lines[i] = " " * (at % 9) + "\t" * (at % 2) + lines[i].lstrip()
+            else:
+                lines[i] += "  // " + text
+    (project / file).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert changed(base, keys_of(project)) == set()
+    (project / file).write_text(original, encoding="utf-8")
