@@ -46,8 +46,8 @@ class Template:
             # shots make that the cost of compiling, so merge them once and share the dict.
             ctx = new_context(t.environment, t.name, t.blocks, {**_globals(t), **context}, True)
             text = t.environment.concat(t.root_render_func(ctx))  # type: ignore[attr-defined]
-        except jinja2.TemplateError as e:
-            raise TemplateError(f"template `{self.path}` failed: {e}", self.path, _line_of(e),
+        except Exception as e:  # a project's template can fail in any way: never a traceback
+            raise TemplateError(f"template `{self.path}` failed: {e}", self.path, _line_of(e, t),
                                 help=_render_help(e)) from None
         return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
@@ -109,17 +109,19 @@ def _globals(t: jinja2.Template) -> dict:
     return g
 
 
-def _line_of(e: BaseException) -> int:
+def _line_of(e: BaseException, t: jinja2.Template) -> int:
+    """The template line that failed.  Rendering bypasses jinja2's traceback rewriting, so
+    the frames hold lines of the generated Python: map them back through its debug info."""
     tb = e.__traceback__
     line = 1
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
+            line = t.get_corresponding_lineno(tb.tb_lineno)
         tb = tb.tb_next
     return line
 
 
-def _render_help(e: jinja2.TemplateError) -> str | None:
+def _render_help(e: Exception) -> str | None:
     if isinstance(e, jinja2.UndefinedError):
         return ("the names a template can use are listed in docs/templates.md; "
                 "check the spelling")
