@@ -94,7 +94,7 @@ class _Builder:
         input_keys = [self.keys[i] for i in inputs]
         digests = [f.digest for f in files]
         settings = self.settings(backend) if backend else {}
-        key = step_key(kind, backend, settings, tmpl_digest, prompt, params, input_keys, digests)
+        key = step_key(kind, settings, tmpl_digest, prompt, params, input_keys, digests)
         record = {"kind": kind, "backend": backend, "settings": settings, "template": tmpl_digest,
                   "prompt": prompt, "params": params, "inputs": dict(zip(inputs, input_keys)),
                   "files": {f.path: f.digest for f in files}}
@@ -242,6 +242,6 @@ _TIME_WORDS = {"DAWN": "at dawn", "SUNRISE": "at sunrise", "MORNING": "in the mo
 
 def build_graph(film: ir.Film, templates: Templates,
                 default_backend: Callable[[str], str] = lambda kind: "local",
-                settings: Callable[[str], dict] = lambda backend: {}) -> nx.DiGraph:
+                settings: Callable[[str], dict] = lambda backend: {"type": backend}) -> nx.DiGraph:
     """The step graph of a film, every node keyed."""
     return _Builder(film, templates, default_backend, settings).build()

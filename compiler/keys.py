@@ -4,9 +4,9 @@ A step's key is the sha256 of a canonical JSON record of everything that can
 change its output, and nothing else:
 
 - its kind and `KEY_SCHEMA` (bumped when the record's shape or meaning changes);
-- the backend's name and the backend settings that change output (the model,
-  quality...; never API keys, hosts, concurrency or timeouts: see
-  `compiler.config`);
+- the backend's adapter type and the settings that change its output (the
+  model, quality...; never its name in filmc.toml, which is a label, nor API
+  keys, hosts, concurrency or timeouts: see `compiler.config`);
 - the digest of the template it was rendered with, and the rendered prompt;
 - its parameters (seed, size, duration...);
 - the keys of its input steps, in order, and the content hashes of its input
@@ -40,12 +40,13 @@ def canonical(record: dict) -> str:
                       default=_default)
 
 
-def step_key(kind: str, backend: str | None, settings: dict, template: str | None, prompt: str,
+def step_key(kind: str, settings: dict, template: str | None, prompt: str,
              params: dict, input_keys: list[str], file_digests: list[str]) -> str:
+    """`settings` identifies the backend: its adapter `type` and output-changing settings
+    (empty for the user's own files)."""
     record = {
         "v": KEY_SCHEMA,
         "kind": kind,
-        "backend": backend,
         "settings": settings,
         "template": template,
         "prompt": prompt,

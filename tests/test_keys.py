@@ -199,6 +199,17 @@ def test_settings_that_do_not_change_output_leave_every_key(project: Path,
     assert changed(base, keys_of(project)) == set()
 
 
+def test_renaming_a_backend_leaves_every_key(project: Path, base: dict[str, str]) -> None:
+    """A backend's name in filmc.toml is a label: what it produces is its type and settings."""
+    edit(project, "filmc.toml", "[backends.kling]", "[backends.kling_main]")  # type = "kling"
+    for part in FILMS:
+        path = project / part
+        path.write_text(path.read_text(encoding="utf-8").replace("backend clip kling",
+                                                                 "backend clip kling_main"),
+                        encoding="utf-8")
+    assert changed(base, keys_of(project)) == set()
+
+
 def test_a_backend_setting_changes_exactly_its_steps(project: Path,
                                                      base: dict[str, str]) -> None:
     g = graph_of(project)
