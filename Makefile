@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/filmc check $(EXAMPLE)
+	$(BIN)/filmc plan $(EXAMPLE) || [ $$? -eq 2 ]  # 2: there is work to do, as in terraform
 
 test: $(STAMP)
 	$(BIN)/ruff check .

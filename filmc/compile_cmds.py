@@ -1,4 +1,4 @@
-"""The commands that compile a film to its step graph: `graph` and `explain` (and `plan`).
+"""The commands that compile a film to its step graph: `plan`, `graph` and `explain`.
 
 Each compiles with `compiler.pipeline.compile_film`; any diagnostic stops the
 command with exit 1 before it prints anything else, so a tool reading
@@ -18,6 +18,19 @@ _SELECT_HELP = ("dbt-style selection: scene:NAME shot:GLOB character:NAME kind:K
 
 
 def add_parsers(sub) -> None:
+    pl = sub.add_parser("plan", help="show what a build would run, why, and what it would cost",
+                        description="Compare the film with what the last build recorded: every "
+                                    "step to run, marked new or changed with the reason, then "
+                                    "steps by kind and backend, estimated cost and time. Exit 0 "
+                                    "when nothing would run, 2 when something would, 1 on error.")
+    pl.add_argument("file", type=Path, metavar="FILE")
+    pl.add_argument("--select", "-s", action="append", default=[], metavar="SELECTOR",
+                    help=_SELECT_HELP)
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON for tools")
+    pl.add_argument("--verbose", "-v", action="store_true",
+                    help="list every step, not one line per new shot or scene")
+    pl.set_defaults(run=_plan)
+
     g = sub.add_parser("graph", help="print the step graph (Graphviz dot or JSON)",
                        description="Compile a film and print its generation step graph.")
     g.add_argument("file", type=Path, metavar="FILE")
@@ -68,6 +81,38 @@ def _with_selection(args: argparse.Namespace, graph) -> frozenset[str] | None | 
     except SelectorError as e:
         print(e.render(), file=sys.stderr)
         return 1
+
+
+# --- filmc plan ----------------------------------------------------------------------
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .compiler.plan import make_plan, plan_json, render_plan
+    from .compiler.store import Store, StoreError
+    from .lang.diagnostics import use_color
+
+    result = _compile(args.file)
+    if result is None:
+        return 1
+    nodes = _with_selection(args, result.graph)
+    if isinstance(nodes, int):
+        return nodes
+    try:
+        store = Store.open(result.project.root)
+        try:
+            plan = make_plan(result, store, nodes)
+        finally:
+            if store is not None:
+                store.close()
+    except StoreError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(plan_json(plan), sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_plan(plan, color=use_color(sys.stdout), verbose=args.verbose) + "\n")
+    return 2 if plan.to_run else 0
 
 
 # --- filmc graph ---------------------------------------------------------------------

@@ -83,3 +83,46 @@ def test_compile_errors_stop_with_diagnostics(tmp_path: Path, cmd: str) -> None:
     args = [cmd, "film.film"] + (["x"] if cmd == "explain" else [])
     r = filmc(*args, cwd=tmp_path)
     assert r.returncode == 1 and "F0303" in r.stderr and r.stdout == ""
+
+
+def finish_build(project: Path) -> None:
+    """Record every step as built, as `filmc build` does when it finishes."""
+    from filmc.compiler.pipeline import compile_film
+    from filmc.compiler.store import Store
+
+    c = compile_film(project / "film.film")
+    steps = [d["step"] for _, d in c.graph.nodes(data=True)]
+    with Store.open(project, create=True) as store:
+        store.record_last_build(((s.id, s.key, s.record) for s in steps), replace=True)
+        for s in steps:
+            if s.backend is not None:
+                store.record_action(s.key, {}, {"backend": s.backend})
+
+
+def test_plan_exit_codes_follow_terraform(tmp_path: Path) -> None:
+    project = tmp_path / "w"
+    shutil.copytree(EXAMPLE, project)
+    r = filmc("plan", "film.film", cwd=project)
+    assert r.returncode == 2, r.stderr
+    assert "Plan: 198 to run" in r.stdout and "estimated cost $20.44" in r.stdout
+    finish_build(project)
+    r = filmc("plan", "film.film", cwd=project)
+    assert r.returncode == 0 and "No changes" in r.stdout
+    part = project / "scenes" / "01_hunt.film"
+    part.write_text(part.read_text().replace(
+        "camera close_up ground_level portrait_lens slow_push",
+        "camera medium ground_level portrait_lens slow_push"))
+    r = filmc("plan", "film.film", "--json", cwd=project)
+    assert r.returncode == 2
+    doc = json.loads(r.stdout)
+    to_run = {s["id"] for s in doc["steps"] if s["status"] in ("new", "changed", "missing")}
+    assert to_run == ({f"{k}.hunt.chen_watches.take{t}" for k in ("keyframe", "clip")
+                       for t in range(1, 5)} | {"shot.hunt.chen_watches", "film", "storyboard"})
+    kf = next(s for s in doc["steps"] if s["id"] == "keyframe.hunt.chen_watches.take1")
+    assert kf["status"] == "changed" and "prompt" in kf["reasons"]
+
+
+def test_plan_on_a_broken_film_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "film.film").write_text('film "X" {\n  fps 0\n}\n')
+    r = filmc("plan", "film.film", cwd=tmp_path)
+    assert r.returncode == 1 and "F0303" in r.stderr
