@@ -29,6 +29,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_check.py
+	$(BIN)/python bench/bench_compile.py
+	$(BIN)/python bench/bench_select.py
 
 clean:
 	rm -rf build .filmc

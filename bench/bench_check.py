@@ -102,6 +102,27 @@ def machine() -> dict[str, str]:
             "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}"}
 
 
+def record(title: str, body: list[str]) -> None:
+    """Append a dated section (machine, Python, commit) with `body` to BENCHMARKS.md."""
+    m = machine()
+    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True).stdout.strip()
+    except OSError:
+        rev = ""
+    section = "\n".join([
+        "", f"## {title} — {when}", "",
+        f"Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, Python {m['python']}, {m['os']}"
+        + (f"; commit {rev}" if rev else "") + ".", "", *body, "",
+    ])
+    if not BENCHMARKS.exists():
+        BENCHMARKS.write_text("# Benchmarks\n", encoding="utf-8")
+    with BENCHMARKS.open("a", encoding="utf-8") as f:
+        f.write(section)
+    print(f"\nrecorded in {BENCHMARKS.relative_to(ROOT)}")
+
+
 def fmt_runs(rs: list[dict], key: str, unit: str, scale: float = 1.0) -> tuple[str, str]:
     vals = [r[key] * scale for r in rs if key in r]
     if not vals:
@@ -216,24 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(note)
     if args.record:
-        when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-        try:
-            rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                 capture_output=True, text=True).stdout.strip()
-        except OSError:
-            rev = ""
-        section = "\n".join([
-            "", f"## filmc check, {args.shots} shots — {when}", "",
-            f"Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, Python {m['python']}, {m['os']}"
-            + (f"; commit {rev}" if rev else "") + ".",
-            f"Film: {facts['summary'].split(': ', 1)[-1]}.", "",
-            table(rows), "", *verdict(facts), "", note, "",
-        ])
-        if not BENCHMARKS.exists():
-            BENCHMARKS.write_text("# Benchmarks\n", encoding="utf-8")
-        with BENCHMARKS.open("a", encoding="utf-8") as f:
-            f.write(section)
-        print(f"\nrecorded in {BENCHMARKS.relative_to(ROOT)}")
+        record(f"filmc check, {args.shots} shots",
+               [f"Film: {facts['summary'].split(': ', 1)[-1]}.", "", table(rows), "",
+                *verdict(facts), "", note])
     return 0 if facts["wall_ok"] and facts["rss_ok"] else 1
 
 

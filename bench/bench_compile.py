@@ -22,13 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_check import BENCHMARKS, machine  # noqa: E402
+from bench_check import record  # noqa: E402
 from make_film import write_film  # noqa: E402
 
 GOAL_WALL_S = 1.5
@@ -121,13 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n".join(lines + [""] + verdict)
     print(report)
     if args.record:
-        m = machine()
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        head = (f"\n## filmc compile, {args.shots} shots — {stamp}\n\n"
-                f"Machine: {m.get('nproc', '?')} CPUs, {m.get('cpu', '?')}, Python {m.get('python', '?')}, "
-                f"{m.get('os', '?')}. Run: `.venv/bin/python bench/bench_compile.py --record`.\n\n")
-        with BENCHMARKS.open("a", encoding="utf-8") as f:
-            f.write(head + report + "\n")
+        record(f"filmc compile, {args.shots} shots",
+               ["Run: `.venv/bin/python bench/bench_compile.py --record`.", "", report])
     return 0
 
 

@@ -18,10 +18,8 @@ A second table compares ways of walking descendants from a set of start nodes.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +35,7 @@ SHOTS = 3000
 SPECS = ("character:C7+", "+shot:s1_*", "scene:sc12,kind:keyframe")
 
 sys.path.insert(0, str(HERE))
-from bench_check import machine  # noqa: E402
+from bench_check import machine, record  # noqa: E402
 
 from filmc.compiler.select import Index, reach, select  # noqa: E402
 
@@ -169,16 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     print(walk, "\n", sep="")
     print(verdict)
     if args.record:
-        when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-        try:
-            rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                 capture_output=True, text=True).stdout.strip()
-        except OSError:
-            rev = ""
-        section = "\n".join([
-            "", f"## filmc --select, {args.shots} shots — {when}", "",
-            f"Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, Python {m['python']}, {m['os']}"
-            + (f"; commit {rev}" if rev else "") + ".",
+        record(f"filmc --select, {args.shots} shots", [
             f"Graph: {graph_line}.", "",
             sel, "", walk, "", verdict, "",
             "Cold = the first selection on a fresh graph, including the per-graph index "
@@ -186,9 +175,6 @@ def main(argv: list[str] | None = None) -> int:
             "In process; `bench/bench_select.py` generates the graph directly with networkx.",
             "",
         ])
-        with BENCHMARKS.open("a", encoding="utf-8") as f:
-            f.write(section)
-        print(f"\nrecorded in {BENCHMARKS.relative_to(ROOT)}")
     return 0 if ok else 1
 
 
