@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
-import networkx as nx
 
 from ..lang import ast
 from ..lang.check import Checked, check
@@ -19,9 +18,6 @@ from ..lang.diagnostics import Diagnostics, Sources
 from ..lang.loader import Loader, Project
 from . import ir
 from .config import Config, load_config
-from .graph import GraphError, build_graph
-from .passes import lower
-from .templates import TemplateError, Templates
 
 STAGES = ("check", "ir", "graph")
 
@@ -34,7 +30,7 @@ class Compiled:
     checked: Checked | None = None
     config: Config | None = None
     film: ir.Film | None = None
-    graph: nx.DiGraph | None = None
+    graph: object | None = None  # networkx.DiGraph, imported only when built
 
     @property
     def ok(self) -> bool:
@@ -55,6 +51,11 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
     _check_backends(out.project, out.config, diags)
     if until == "check" or diags.errors:
         return out
+    # The later stages import networkx and jinja2: `filmc check` does without them.
+    from .graph import GraphError, build_graph
+    from .passes import lower
+    from .templates import TemplateError, Templates
+
     config = out.config
     out.film = lower(out.project, out.checked,
                      choose=lambda kind, override: config.backend_for(kind, override).name)
