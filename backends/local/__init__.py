@@ -1,0 +1,1 @@
+"""The built-in `local` backend: an offline, deterministic animatic (stills, camera moves, timing, subtitles)."""
