@@ -71,6 +71,12 @@ class _Builder:
         self._chars = {c.id: c for c in film.characters}
         self._locs = {loc.id: loc for loc in film.locations}
 
+    def local(self, backend: str | None) -> bool:
+        """Whether a backend is the built-in animatic renderer: labels drawn on its panels
+        (shot id, location, character id) change its output, so they enter its params;
+        for a real service they change nothing and stay out of the key."""
+        return backend is not None and self.settings(backend).get("type") == "local"
+
     def render(self, t, ctx: dict) -> str:
         """Render once per template and context object: every take of a shot shares its
         prompt, and lines with the same voice and direction share theirs."""
@@ -121,8 +127,11 @@ class _Builder:
             backend = self.default_backend("sheet")
             ctx = {"character": {"look": c.look}, "outfit": outfit.look if outfit else "",
                    "style": list(self.film.style.words)}
+            params = {"width": self.film.width, "height": self.film.height}
+            if self.local(backend):
+                params["panel"] = {"character": c.id, "outfit": outfit.name if outfit else None}
             self.add(id, "sheet", backend, characters=chars, template=("sheet", ctx),
-                     params={"width": self.film.width, "height": self.film.height}, files=c.refs)
+                     params=params, files=c.refs)
         return id
 
     def plate(self, loc_id: str, time: str | None) -> str:
@@ -138,8 +147,11 @@ class _Builder:
             self.add(id, "plate", None, files=given, params={"provided": True})
         else:
             ctx = {"location": self._location_ctx(loc, time), "style": list(self.film.style.words)}
-            self.add(id, "plate", self.default_backend("plate"), template=("plate", ctx),
-                     params={"width": self.film.width, "height": self.film.height}, files=loc.refs)
+            backend = self.default_backend("plate")
+            params = {"width": self.film.width, "height": self.film.height}
+            if self.local(backend):
+                params["panel"] = {"location": loc.id, "time": time}
+            self.add(id, "plate", backend, template=("plate", ctx), params=params, files=loc.refs)
         return id
 
     @staticmethod
@@ -174,13 +186,18 @@ class _Builder:
         motion = dict(shot.camera.look.params)
         light = dict(shot.light.params)
         style = dict(shot.style.params)
+        kf_backend = shot.backend("keyframe")
+        panel = ({"scene": shot.scene, "shot": shot.id, "location": shot.location,
+                  "time": shot.time, "action": shot.action} if self.local(kf_backend) else None)
         for take in range(1, shot.takes + 1):
             seed = None if shot.seed is None else shot.seed + take - 1
             kf = f"keyframe.{base}.take{take}"
-            self.add(kf, "keyframe", shot.backend("keyframe"), template=("keyframe", kf_ctx),
-                     params={**size, "seed": seed, "take": take, "negative": negative,
-                             "camera": motion, "light": light, "style": style,
-                             "cast": [m.character for m in shot.cast]},
+            params = {**size, "seed": seed, "take": take, "negative": negative,
+                      "camera": motion, "light": light, "style": style,
+                      "cast": [m.character for m in shot.cast]}
+            if panel is not None:
+                params["panel"] = panel
+            self.add(kf, "keyframe", kf_backend, template=("keyframe", kf_ctx), params=params,
                      inputs=(*refs,), **where)
             self.add(f"clip.{base}.take{take}", "clip", shot.backend("clip"),
                      template=("clip", clip_ctx),
