@@ -50,7 +50,7 @@ from .keys import canonical
 STORE_DIR = ".filmc"
 STORE_ENV = "FILMC_STORE"
 INDEX = "index.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHUNK = 500  # host parameters per IN (...): well under SQLite's oldest limit of 999
 
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
@@ -65,6 +65,12 @@ CREATE TABLE IF NOT EXISTS last_build (
     node TEXT PRIMARY KEY,
     key TEXT NOT NULL,
     record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS object_stats (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL
 );
 """
 
@@ -110,6 +116,7 @@ class Store:
         self.objects = path / "objects"
         self._db: sqlite3.Connection | None = db
         self._lock = threading.RLock()
+        self._stats: dict[str, tuple[int, int, int]] | None = None  # digest → verified stat
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -155,7 +162,10 @@ class Store:
                 raise StoreError(f"cannot put `{self.db_path}` in WAL mode (got `{mode}`)",
                                  "keep the store on a local disk, not a network share")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of filmc in WAL
-            if version < SCHEMA_VERSION:
+            if version > 0:  # an existing index: check that it holds what we expect
+                db.execute("SELECT key, outputs, meta, created FROM actions LIMIT 0")
+                db.execute("SELECT node, key, record FROM last_build LIMIT 0")
+            if version < SCHEMA_VERSION:  # a new index, or an older one: add what is missing
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     for statement in _SCHEMA.split(";"):
@@ -166,9 +176,6 @@ class Store:
                     db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
-            else:  # an existing index: check that it holds what we expect
-                db.execute("SELECT key, outputs, meta, created FROM actions LIMIT 0")
-                db.execute("SELECT node, key, record FROM last_build LIMIT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -307,13 +314,14 @@ class Store:
                     os.fsync(out.fileno())
                 digest = h.hexdigest()
                 final = self.object_path(digest)
-                if final.is_file() and self.verify(digest):
+                if final.is_file() and self.object_ok(digest):
                     tmp.unlink()
                     return digest
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
                 _fsync_dir(final.parent)
+                self._remember_stat(digest, final.stat())
                 return digest
             except BaseException:
                 tmp.unlink(missing_ok=True)
@@ -322,6 +330,32 @@ class Store:
             what = f"`{src}`" if isinstance(src, Path) else "an output"
             raise StoreError(f"cannot store {what} in `{self.objects}`: {e.strerror or e}",
                              "check free disk space and the store folder's permissions") from None
+
+    def object_ok(self, digest: str) -> bool:
+        """Whether an object is intact, cheaply: an object whose size, mtime and inode are
+        the ones recorded when it was last verified is trusted (as Bazel's digest cache
+        does); any other is hashed again.  A changed or damaged object fails."""
+        try:
+            st = self.object_path(digest).stat()
+        except OSError:
+            return False
+        if self._stats is None:
+            with self._sql() as db:
+                self._stats = {d: (size, mtime, ino) for d, size, mtime, ino
+                               in db.execute("SELECT digest, size, mtime_ns, inode FROM object_stats")}
+        if self._stats.get(digest) == (st.st_size, st.st_mtime_ns, st.st_ino):
+            return True
+        if not self.verify(digest):
+            return False
+        self._remember_stat(digest, st)
+        return True
+
+    def _remember_stat(self, digest: str, st: os.stat_result) -> None:
+        sig = (st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO object_stats VALUES (?, ?, ?, ?)", (digest, *sig))
+        if self._stats is not None:
+            self._stats[digest] = sig
 
     def verify(self, digest: str) -> bool:
         """Whether the object exists and its content still hashes to its name."""

@@ -47,9 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--format", choices=("text", "json"), default="text")
     f.set_defaults(run=_fmt)
 
-    from . import compile_cmds
+    from . import build_cmd, compile_cmds
 
     compile_cmds.add_parsers(sub)
+    build_cmd.add_parsers(sub)
     return p
 
 

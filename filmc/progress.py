@@ -1,0 +1,94 @@
+"""Build progress: a rich live display on a terminal, plain lines elsewhere.
+
+On a TTY: steps done/total, cached, running, failed, the shot being worked
+on, elapsed and ETA.  Not a TTY (CI, a log file) or `--quiet`: one line per
+step that ran or failed (quiet: failures only).  NO_COLOR is respected.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from .compiler.executor import Events, Outcome
+
+
+class Plain(Events):
+    def __init__(self, quiet: bool = False, stream=None) -> None:
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.total = self.done = 0
+
+    def begin(self, total: int) -> None:
+        self.total = total
+
+    def finished(self, o: Outcome) -> None:
+        self.done += 1
+        if o.status == "failed":
+            self.stream.write(f"[{self.done}/{self.total}] FAILED {o.id}: {o.error}\n")
+        elif o.status == "ran" and not self.quiet:
+            self.stream.write(f"[{self.done}/{self.total}] {o.id} ({o.backend}, {o.seconds:.1f}s)\n")
+        self.stream.flush()
+
+
+class Live(Events):
+    """A rich progress bar with counts; falls back to nothing fancy if rich is missing."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+        self.progress = Progress(
+            TextColumn("[bold]building[/]"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), TextColumn("{task.fields[current]}"),
+            console=self.console, transient=False)
+        self.task = None
+        self.cached = self.failed = self.running = 0
+        self.started_at = time.monotonic()
+
+    def begin(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("build", total=total, counts="", current="")
+
+    def started(self, node: str) -> None:
+        self.running += 1
+        self._update(current=node)
+
+    def finished(self, o: Outcome) -> None:
+        if o.status in ("ran", "failed"):
+            self.running = max(0, self.running - 1)
+        if o.status == "cached":
+            self.cached += 1
+        elif o.status == "failed":
+            self.failed += 1
+            self.progress.console.print(f"[red]failed[/] {o.id}: {o.error}")
+        self.progress.advance(self.task)
+        self._update(current=o.shot or o.id)
+
+    def _update(self, current: str) -> None:
+        counts = f"{self.cached} cached, {self.running} running"
+        if self.failed:
+            counts += f", [red]{self.failed} failed[/]"
+        self.progress.update(self.task, counts=counts, current=current)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def events_for(quiet: bool) -> Events:
+    if not quiet and sys.stderr.isatty():
+        try:
+            return Live()
+        except ImportError:
+            pass
+    return Plain(quiet)

@@ -1,0 +1,132 @@
+"""The executor's own logic, with an in-process adapter that writes small files.
+
+What runs, what is reused, what a failure stops, and what a damaged object
+costs; the real renderers and the command line are tested end to end in
+tests/test_build.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from filmc.backends.base import BackendError
+from filmc.compiler.executor import Executor, Options
+from filmc.compiler.pipeline import compile_film
+from filmc.compiler.store import Store
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wolfpack"
+
+
+class Fake:
+    """Writes one file per step; fails the steps whose id is in `fail`."""
+
+    runs: Counter = Counter()
+
+    def __init__(self, fail: set[str] = frozenset()) -> None:
+        self.fail = fail
+
+    async def run(self, job):
+        await asyncio.sleep(0.001)
+        Fake.runs[job.step.key] += 1
+        if job.step.id in self.fail:
+            raise BackendError("the service refused the prompt")
+        for _node, paths in job.inputs:
+            for p in paths:
+                assert p.read_bytes()  # every input is there, readable
+        out = job.workdir / f"{job.step.kind}.bin"
+        out.write_text(job.step.key)
+        return [out]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(EXAMPLE, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def build(project: Path, fail: set[str] = frozenset(), **options) -> dict[str, str]:
+    compiled = compile_film(project / "film.film")
+    assert compiled.ok
+    fake = Fake(fail)
+    with Store.open(project, create=True) as store:
+        ex = Executor(compiled, store, Options(**options), adapters=lambda *a: fake)
+        outcomes = asyncio.run(ex.run())
+    return {o.id: o.status for o in outcomes}
+
+
+def ran(statuses: dict[str, str]) -> set[str]:
+    return {n for n, s in statuses.items() if s == "ran"}
+
+
+def test_first_build_runs_everything_then_nothing(project: Path) -> None:
+    first = build(project)
+    assert set(first.values()) == {"ran", "provided"}
+    assert first["film"] == "ran" and first["sheet.CHEN.winter"] == "provided"
+    again = build(project)
+    assert ran(again) == set() and again["film"] == "cached"
+
+
+def test_editing_one_shot_runs_exactly_its_steps(project: Path) -> None:
+    build(project)
+    part = project / "scenes" / "01_hunt.film"
+    part.write_text(part.read_text().replace(
+        "camera close_up ground_level portrait_lens slow_push",
+        "camera medium ground_level portrait_lens slow_push"))
+    expected = ({f"{k}.hunt.chen_watches.take{t}" for k in ("keyframe", "clip") for t in range(1, 5)}
+                | {"shot.hunt.chen_watches", "film", "storyboard"})
+    assert ran(build(project)) == expected
+
+
+def test_each_key_runs_once(project: Path) -> None:
+    Fake.runs.clear()
+    build(project, jobs=8)
+    assert Fake.runs and max(Fake.runs.values()) == 1
+
+
+def test_keep_going_skips_only_what_depends_on_the_failure(project: Path) -> None:
+    bad = "clip.hunt.chen_watches.take1"
+    statuses = build(project, fail={bad}, keep_going=True)
+    assert statuses[bad] == "failed"
+    assert statuses["shot.hunt.chen_watches"] == "skipped" and statuses["film"] == "skipped"
+    assert statuses["shot.hunt.steppe_vista"] == "ran"  # the others finish
+    # the next build runs only the failed step and what it blocked
+    again = build(project)
+    assert ran(again) == {bad, "shot.hunt.chen_watches", "film"}
+
+
+def test_without_keep_going_a_failure_stops_the_build(project: Path) -> None:
+    statuses = build(project, fail={"sheet.CHEN.student"}, jobs=1)
+    assert statuses["sheet.CHEN.student"] == "failed"
+    assert "skipped" in statuses.values()
+    assert statuses["film"] == "skipped"
+
+
+def test_a_damaged_object_is_made_again(project: Path) -> None:
+    build(project)
+    compiled = compile_film(project / "film.film")
+    step = compiled.graph.nodes["keyframe.hunt.chen_watches.take1"]["step"]
+    with Store.open(project) as store:
+        digest = store.get_action(step.key).outputs[0]["digest"]
+        path = store.object_path(digest)
+    os.chmod(path, 0o644)
+    path.write_text("damaged")
+    statuses = build(project)
+    assert statuses["keyframe.hunt.chen_watches.take1"] == "ran"
+    assert ran(statuses) == {"keyframe.hunt.chen_watches.take1"}  # its dependents keep their keys
+
+
+def test_force_and_until(project: Path) -> None:
+    statuses = build(project, until="keyframe")
+    kinds = {n.split(".")[0] for n, s in statuses.items()}
+    assert kinds <= {"sheet", "plate", "keyframe", "storyboard"}
+    statuses = build(project, force=frozenset({"keyframe.hunt.chen_watches.take2"}), until="keyframe")
+    assert ran(statuses) == {"keyframe.hunt.chen_watches.take2"}
