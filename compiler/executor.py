@@ -82,6 +82,8 @@ class Executor:
         self._inflight: dict[str, asyncio.Future] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self.stopped = False
+        self._runs = 0
+        self._free: list[Path] = []
         film = compiled.film
         self.film_facts = {"width": film.width, "height": film.height, "fps": film.fps,
                            "burn_subtitles": options.burn_subtitles}
@@ -168,28 +170,33 @@ class Executor:
         started = time.perf_counter()
         self.events.started(step.id)
         try:
+            outputs = []
             if step.backend is None:  # the user's own reference files
-                files = [self.c.project.root / f.path for f in step.files]
-                status, workdir = "provided", None
+                for f in step.files:
+                    path = self.c.project.root / f.path
+                    outputs.append((path.name, await asyncio.to_thread(self.store.put_object, path)))
+                status = "provided"
             else:
                 async with self.jobs, self._limit(step.backend):
-                    workdir = self._workdir(step)
-                    job = base.Job(step, self._input_files(inputs, workdir), workdir,
-                                   self.film_facts)
-                    files = list(await self._adapter(step.backend).run(job))
-                    if not files:
-                        raise base.BackendError("the backend produced no output")
+                    workdir = self._workdir()
+                    try:
+                        job = base.Job(step, self._input_files(inputs, workdir), workdir,
+                                       self.film_facts)
+                        files = list(await self._adapter(step.backend).run(job))
+                        if not files:
+                            raise base.BackendError("the backend produced no output")
+                        for f in files:
+                            f = Path(f)
+                            take = self.store.take_object if f.is_relative_to(workdir) \
+                                else self.store.put_object
+                            outputs.append((f.name, await asyncio.to_thread(take, f)))
+                    finally:
+                        self._release(workdir)
                 status = "ran"
-            outputs = []
-            for f in files:
-                digest = await asyncio.to_thread(self.store.put_object, Path(f))
-                outputs.append((Path(f).name, digest))
             seconds = time.perf_counter() - started
             meta = {"backend": step.backend, "seconds": round(seconds, 3), "kind": step.kind}
             self.store.record_action(step.key, [{"name": n, "digest": d} for n, d in outputs], meta)
             self.store.record_last_build([(step.id, step.key, step.record)])
-            if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
             return Outcome(step.id, step.kind, step.backend, step.scene, step.shot, status,
                            seconds, outputs=tuple(outputs))
         except asyncio.CancelledError:
@@ -220,11 +227,32 @@ class Executor:
                                                              dict(conf.settings), self.opt.jobs)
         return a
 
-    def _workdir(self, step) -> Path:
-        d = self.store.path / "tmp" / f"work-{step.key[:20]}"
-        shutil.rmtree(d, ignore_errors=True)
+    def _workdir(self) -> Path:
+        """An empty folder for one run of one step, with `in/` for its inputs.  Folders
+        are reused from step to step (creating and deleting two folders a step cost
+        more than the rest of the executor's work)."""
+        if self._free:
+            return self._free.pop()
+        self._runs += 1
+        d = self.store.path / "tmp" / f"work-{self._runs}"
         (d / "in").mkdir(parents=True)
         return d
+
+    def _release(self, workdir: Path) -> None:
+        """Empty a work folder for the next step; a folder that will not empty is dropped."""
+        try:
+            for sub in (workdir / "in", workdir):
+                with os.scandir(sub) as entries:
+                    for e in entries:
+                        if e.is_dir(follow_symlinks=False):
+                            if e.name != "in":
+                                shutil.rmtree(e.path)
+                        else:
+                            os.unlink(e.path)
+        except OSError:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        self._free.append(workdir)
 
     def _input_files(self, inputs: list[Outcome], workdir: Path) -> tuple:
         """Each input's objects, linked into the work folder under their own names (so
@@ -233,7 +261,7 @@ class Executor:
         for o in inputs:
             paths = []
             for i, (name, digest) in enumerate(o.outputs):
-                link = workdir / "in" / f"{o.id}.{i}.{name}"
+                link = workdir / "in" / f"{o.id}.{i}.{name}"  # unique: node ids are
                 os.symlink(self.store.object_path(digest), link)
                 paths.append(link)
             out.append((o.id, tuple(paths)))
