@@ -195,8 +195,8 @@ class Executor:
                 status = "ran"
             seconds = time.perf_counter() - started
             meta = {"backend": step.backend, "seconds": round(seconds, 3), "kind": step.kind}
-            self.store.record_action(step.key, [{"name": n, "digest": d} for n, d in outputs], meta)
-            self.store.record_last_build([(step.id, step.key, step.record)])
+            self.store.record_step(step.id, step.key, step.record,
+                                   [{"name": n, "digest": d} for n, d in outputs], meta)
             return Outcome(step.id, step.kind, step.backend, step.scene, step.shot, status,
                            seconds, outputs=tuple(outputs))
         except asyncio.CancelledError:

@@ -31,6 +31,7 @@ failure surfaces as `StoreError` (a message and a hint), never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -117,6 +118,7 @@ class Store:
         self._db: sqlite3.Connection | None = db
         self._lock = threading.RLock()
         self._stats: dict[str, tuple[int, int, int]] | None = None  # digest → verified stat
+        self._pending_stats: list[tuple[str, int, int, int]] = []
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -180,6 +182,9 @@ class Store:
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
+                if self._pending_stats:
+                    with contextlib.suppress(sqlite3.Error, StoreError), self._transaction() as db:
+                        self._flush_stats(db)
                 self._db.close()
                 self._db = None
 
@@ -377,11 +382,30 @@ class Store:
         return True
 
     def _remember_stat(self, digest: str, st: os.stat_result) -> None:
+        """Note a verified object's stat; written with the next transaction (or at close)."""
         sig = (st.st_size, st.st_mtime_ns, st.st_ino)
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO object_stats VALUES (?, ?, ?, ?)", (digest, *sig))
+        with self._lock:
+            self._pending_stats.append((digest, *sig))
         if self._stats is not None:
             self._stats[digest] = sig
+
+    def _flush_stats(self, db: sqlite3.Connection) -> None:
+        with self._lock:
+            pending, self._pending_stats = self._pending_stats, []
+        if pending:
+            db.executemany("INSERT OR REPLACE INTO object_stats VALUES (?, ?, ?, ?)", pending)
+
+    def record_step(self, node: str, key: str, record: dict, outputs: object,
+                    meta: dict | None = None) -> None:
+        """What a build does when a step finishes, in one transaction: the action (key →
+        outputs), the node's last-build record, and the stats of the objects it wrote."""
+        row = (key, canonical(outputs), canonical(meta or {}), time.time())
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO actions (key, outputs, meta, created) "
+                       "VALUES (?, ?, ?, ?)", row)
+            db.execute("INSERT OR REPLACE INTO last_build (node, key, record) VALUES (?, ?, ?)",
+                       (node, key, canonical(record)))
+            self._flush_stats(db)
 
     def verify(self, digest: str) -> bool:
         """Whether the object exists and its content still hashes to its name."""
