@@ -1,0 +1,424 @@
+"""The `local` backend's media steps: clip, speech, shot and film, made with ffmpeg.
+
+Each step is a pure function from its input files and parameters to one output
+file; same inputs give the same bytes (ffmpeg runs with bitexact flags, a fixed
+thread count and no metadata, so nothing varies with the clock or the machine's
+core count).
+
+- `render_clip(keyframe, params, out)`: the keyframe animated for exactly
+  round(duration x fps) frames, with the camera move drawn as a moving window onto
+  the still (zoom → scale, pan/truck → sideways, tilt/crane → up/down, handheld →
+  jitter, orbit → a drift that arcs in). H.264 in MP4, no audio.
+- `render_speech(params, out)`: a WAV (48 kHz, mono, 16-bit) as long as the line
+  takes to say (`speaking_time`: 2.5 words/s, 4.5 CJK characters/s). No offline
+  text-to-speech installs from PyPI without system libraries or separately
+  downloaded voice models, so the local backend makes a soft, speech-like
+  placeholder: a voiced tone whose pitch depends on the speaker, shaped into
+  syllables and words.
+- `conform_shot(clip, speech, params, out)`: the clip at the film's size, fps and
+  exact frame count, with each line's audio placed at its start time (AAC, 48 kHz,
+  stereo). Every shot of a film is encoded with the same settings (`VIDEO_ARGS`),
+  so the film step can join them without re-encoding.
+- `concat_film(shots, chapters, out, subtitles, burn)`: the shots joined by the
+  concat demuxer with stream copy, one chapter per scene, the subtitles as a soft
+  track or burned in.
+- `write_srt(lines, out)`: SubRip subtitles, UTF-8.
+- `probe(path)`: what a user would check about a media file (see `ffmpeg.probe`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+import tempfile
+import wave
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+from filmc.backends.local.ffmpeg import MediaError, probe, run, video_duration
+from filmc.lang.check import speaking_time
+
+__all__ = ["MediaError", "render_clip", "render_speech", "conform_shot", "concat_film",
+           "write_srt", "probe", "VIDEO_ARGS", "AUDIO_ARGS", "SAMPLE_RATE"]
+
+SAMPLE_RATE = 48000
+THREADS = 2  # fixed, so that x264's output does not depend on the machine's core count
+
+# The one H.264 setting every clip and shot is encoded with.  `stitchable` keeps
+# x264's headers independent of the picture, so shots join by stream copy; no
+# B-frames and no scene-cut keyframes keep every shot's GOP the same shape:
+# an IDR frame every 2 s from the shot's first frame.
+VIDEO_ARGS = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-profile:v", "high",
+              "-pix_fmt", "yuv420p", "-bf", "0", "-sc_threshold", "0",
+              "-x264-params", "stitchable=1", "-threads", str(THREADS))
+PRIMING = 1024  # samples of encoder delay at the start of an AAC stream (ffmpeg's encoder)
+AUDIO_ARGS = ("-c:a", "aac", "-b:a", "128k", "-ar", str(SAMPLE_RATE), "-ac", "2")
+_BITEXACT = ("-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+             "-map_metadata", "-1", "-map_chapters", "-1", "-filter_threads", "1")
+
+
+def fraction(value: object) -> Fraction:
+    """A duration or frame rate given as a number, a Fraction or a string `"n/d"`."""
+    try:
+        if isinstance(value, float):
+            return Fraction(repr(value))
+        return Fraction(value)  # int, Fraction, "24", "24000/1001", "2.5"
+    except (TypeError, ValueError, ZeroDivisionError) as e:
+        raise MediaError(f"`{value!r}` is not a number or a fraction like `24000/1001`") from e
+
+
+def frame_count(duration: object, fps: object) -> int:
+    """round(duration x fps), halves rounded up: the frames a shot of `duration` has."""
+    return math.floor(fraction(duration) * fraction(fps) + Fraction(1, 2))
+
+
+def gop_args(fps: Fraction) -> list[str]:
+    """Keyframe interval and MP4 timescale, both functions of the frame rate alone."""
+    gop = max(1, round(fps * 2))
+    scale = fps.numerator * math.ceil(10000 / fps.numerator)  # whole ticks per frame
+    return ["-g", str(gop), "-keyint_min", str(gop), "-video_track_timescale", str(scale)]
+
+
+def _fps_str(fps: Fraction) -> str:
+    return f"{fps.numerator}/{fps.denominator}"
+
+
+def _size(params: dict) -> tuple[int, int]:
+    w, h = int(params["width"]), int(params["height"])
+    if w <= 0 or h <= 0 or w % 2 or h % 2:
+        raise MediaError(f"frame size {w}x{h} must be positive and even (H.264, yuv420p)")
+    return w, h
+
+
+def _fit(w: int, h: int) -> str:
+    """Scale to cover w x h and crop the middle: any picture fills the frame, undistorted."""
+    return (f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,"
+            f"crop={w}:{h},setsar=1")
+
+
+# -- clip ------------------------------------------------------------------------
+
+ZOOM = 0.25       # push/pull/zoom, amount 1: the frame ends 25 % closer (or starts)
+MOVE_ZOOM = 0.2   # pan/tilt/truck/crane/orbit: the margin the window travels across
+SHAKE_ZOOM = 0.06  # handheld: a small margin to jitter inside
+MOTIONS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "push_in", "pull_out",
+           "truck_left", "truck_right", "crane_up", "crane_down", "zoom_in", "zoom_out",
+           "handheld", "orbit", "tracking")
+
+
+def _phases(seed: object, n: int) -> list[float]:
+    digest = hashlib.sha256(f"filmc-local-{seed}".encode()).digest()
+    return [digest[i] / 255 * 2 * math.pi for i in range(n)]
+
+
+def camera_window(motion: str, amount: float, w: int, h: int, frames: int, fps: Fraction,
+                  seed: object) -> dict[str, str] | None:
+    """ffmpeg expressions (in `n`, the frame number) for the camera's window.
+
+    The camera is a window onto the keyframe: `z` is its magnification (1 = the whole
+    frame) and `dx`/`dy` move its centre, in pixels of the w x h frame.  A window moving left shows the picture moving right, as a pan left
+    does.  None means the frame never changes (static, or amount 0).
+    """
+    if motion not in MOTIONS:
+        raise MediaError(f"unknown camera motion `{motion}`; expected one of {', '.join(MOTIONS)}")
+    a = max(0.0, min(float(amount), 3.0))
+    if motion == "static" or a == 0:
+        return None
+    p = f"(n/{max(frames - 1, 1)})"  # 0 at the first frame, 1 at the last
+    t = f"(n/{float(fps):.9g})"
+    z, dx, dy = "1", "0", "0"
+
+    def margin(zoom: float) -> tuple[float, float]:
+        return (w - w / zoom) / 2 * 0.98, (h - h / zoom) / 2 * 0.98
+
+    if motion in ("push_in", "zoom_in"):
+        z = f"(1+{ZOOM * a:.6g}*{p})"
+    elif motion in ("pull_out", "zoom_out"):
+        z = f"(1+{ZOOM * a:.6g}*(1-{p}))"
+    elif motion in ("pan_left", "pan_right", "truck_left", "truck_right",
+                    "tilt_up", "tilt_down", "crane_up", "crane_down"):
+        zoom = 1 + MOVE_ZOOM * a
+        mx, my = margin(zoom)
+        z = f"{zoom:.6g}"
+        sweep = f"(1-2*{p})"  # +1 → -1: the window travels from one side to the other
+        if motion in ("pan_left", "truck_left"):
+            dx = f"({mx:.6g}*{sweep})"
+        elif motion in ("pan_right", "truck_right"):
+            dx = f"(-{mx:.6g}*{sweep})"
+        elif motion in ("tilt_up", "crane_up"):
+            dy = f"({my:.6g}*{sweep})"
+        else:
+            dy = f"(-{my:.6g}*{sweep})"
+    elif motion == "handheld":
+        zoom = 1 + SHAKE_ZOOM * min(a, 2.0)
+        mx, my = margin(zoom)
+        f1, f2, f3, f4 = _phases(seed, 4)
+        z = f"{zoom:.6g}"
+        dx = f"({mx * 0.55:.6g}*sin(2*PI*0.83*{t}+{f1:.4f})+{mx * 0.35:.6g}*sin(2*PI*2.1*{t}+{f2:.4f}))"
+        dy = f"({my * 0.55:.6g}*sin(2*PI*0.61*{t}+{f3:.4f})+{my * 0.35:.6g}*sin(2*PI*1.7*{t}+{f4:.4f}))"
+    elif motion == "orbit":
+        zoom = 1 + MOVE_ZOOM * min(a, 2.0)
+        mx, _ = margin(zoom)
+        z = f"({zoom:.6g}+{0.05 * min(a, 2.0):.6g}*{p})"  # arcs in a little as it drifts
+        dx = f"(-{mx * 0.8:.6g}*(1-2*{p}))"
+    else:  # tracking: a steady sideways drift with a gentle bob of the walking camera
+        zoom = 1 + 0.12 * min(a, 2.0)
+        mx, my = margin(zoom)
+        (f1,) = _phases(seed, 1)
+        z = f"{zoom:.6g}"
+        dx = f"(-{mx * 0.9:.6g}*(1-2*{p}))"
+        dy = f"({my * 0.25:.6g}*sin(2*PI*1.6*{t}+{f1:.4f}))"
+    return {"z": z, "dx": dx, "dy": dy}
+
+
+def camera_filter(window: dict[str, str], w: int, h: int) -> tuple[str, str]:
+    """(filter before the loop, filter per frame) drawing `window` on a w x h picture.
+
+    The picture is scaled up by the window's magnification and cropped to w x h around
+    the window's centre.  A fixed magnification is scaled once, before the still is
+    repeated, so a pan costs nothing per frame but the crop; a zoom rescales every
+    frame (`scale` with `eval=frame`, about 1 ms for 1920x804).  Positions are whole
+    pixels and sizes even ones, which is smooth at animatic speeds.
+    """
+    z, dx, dy = window["z"], window["dx"], window["dy"]
+    x = f"clip((in_w-out_w)/2+{dx}*in_w/{w},0,in_w-out_w)"
+    y = f"clip((in_h-out_h)/2+{dy}*in_h/{h},0,in_h-out_h)"
+    crop = f"crop={w}:{h}:x='{x}':y='{y}'"
+    if "n" not in z:  # a fixed magnification
+        zoom = float(z)
+        sw, sh = 2 * math.ceil(w * zoom / 2), 2 * math.ceil(h * zoom / 2)
+        return f",scale={sw}:{sh}:flags=bicubic", crop
+    scale = (f"scale=w='2*ceil({w}*{z}/2)':h='2*ceil({h}*{z}/2)'"
+             ":eval=frame:flags=bilinear")
+    return "", f"{scale},{crop}"
+
+
+def render_clip(keyframe: Path, params: dict, out: Path) -> Path:
+    """Animate the still `keyframe` into `out` (MP4, H.264, no audio).
+
+    params: width, height, duration (seconds), fps (number or "n/d"),
+    camera {motion, amount}, seed.  The clip has exactly round(duration x fps) frames.
+    """
+    w, h = _size(params)
+    fps = fraction(params["fps"])
+    frames = frame_count(params["duration"], fps)
+    if frames < 1:
+        raise MediaError(f"a clip of {params['duration']} s at {params['fps']} fps has no frames")
+    camera = params.get("camera") or {}
+    window = camera_window(str(camera.get("motion", "static")),
+                           float(camera.get("amount", 1) or 0), w, h, frames, fps,
+                           params.get("seed", 0))
+    # Decode and fit the still once, repeat it in memory, then move the window.
+    once, each = camera_filter(window, w, h) if window else ("", "")
+    chain = [_fit(w, h) + once, "format=yuv420p", f"loop=loop={frames - 1}:size=1:start=0",
+             f"setpts=N/({_fps_str(fps)})/TB"] + ([each] if each else [])
+    run(["-i", keyframe, "-filter_complex", f"[0:v]{','.join(chain)}[v]", "-map", "[v]",
+         "-frames:v", frames, "-r", _fps_str(fps),
+         *VIDEO_ARGS, *gop_args(fps), *_BITEXACT, "-an", "-y", out],
+        f"render the clip `{Path(out).name}` from `{Path(keyframe).name}`")
+    return Path(out)
+
+
+# -- speech ----------------------------------------------------------------------
+
+def _units(text: str) -> list[int]:
+    """Syllables per spoken unit: a word (vowel groups) or one CJK character (1)."""
+    units: list[int] = []
+    word = ""
+    for c in text + " ":
+        if "\u3040" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" or "\uf900" <= c <= "\ufaff":
+            if word:
+                units.append(_syllables(word))
+                word = ""
+            units.append(1)
+        elif c.isalnum() or c == "'":
+            word += c
+        elif word:
+            units.append(_syllables(word))
+            word = ""
+    return units
+
+
+def _syllables(word: str) -> int:
+    groups, prev = 0, False
+    for c in word.lower():
+        v = c in "aeiouyàáâäèéêëìíîïòóôöùúûü"
+        groups += v and not prev
+        prev = v
+    return max(1, min(groups, 5))
+
+
+def render_speech(params: dict, out: Path) -> Path:
+    """A WAV (48 kHz, mono, 16-bit) as long as it takes to say params["text"].
+
+    params: text, speaker, language.  The placeholder voice: a soft tone at a pitch
+    chosen by the speaker's name, with a bump per syllable and a gap between words.
+    """
+    text = str(params.get("text", ""))
+    seconds = max(speaking_time(text), 0.25)
+    n = round(seconds * SAMPLE_RATE)
+    units = _units(text) or [1]
+    digest = hashlib.sha256(str(params.get("speaker", "")).encode()).digest()
+    f0 = 95 + digest[0] / 255 * 130  # 95-225 Hz: low to high voices
+    per_unit = n / len(units)
+    samples = bytearray()
+    phase = 0.0
+    for i in range(n):
+        u = min(int(i / per_unit), len(units) - 1)
+        pos = i / per_unit - u  # 0..1 within the word
+        env = 0.0
+        if pos < 0.85:  # the last 15 % of each word is a pause
+            syl = units[u]
+            s = pos / 0.85 * syl
+            env = math.sin(math.pi * (s - int(s))) ** 2
+        pitch = f0 * (1.08 - 0.16 * i / n + 0.04 * math.sin(2 * math.pi * 3.1 * i / SAMPLE_RATE))
+        phase += 2 * math.pi * pitch / SAMPLE_RATE
+        v = math.sin(phase) + 0.45 * math.sin(2 * phase) + 0.2 * math.sin(3 * phase)
+        samples += struct.pack("<h", int(3400 * env * v))
+    out = Path(out)
+    with wave.open(str(out), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(SAMPLE_RATE)
+        f.writeframes(bytes(samples))
+    return out
+
+
+# -- shot ------------------------------------------------------------------------
+
+def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) -> Path:
+    """The clip at the film's size, fps and exact length, with its dialogue (MP4).
+
+    params: width, height, fps, duration, lines [[start, end], ...] in seconds, one per
+    file in `speech`.  A clip that is too short holds its last frame; one too long is
+    cut.  Each line starts at its start time and is cut at its end; silence elsewhere.
+    """
+    w, h = _size(params)
+    fps = fraction(params["fps"])
+    frames = frame_count(params["duration"], fps)
+    if frames < 1:
+        raise MediaError(f"a shot of {params['duration']} s at {params['fps']} fps has no frames")
+    lines = [(fraction(s), fraction(e)) for s, e in params.get("lines", [])]
+    if len(lines) != len(speech):
+        raise MediaError(f"the shot has {len(lines)} line times but {len(speech)} audio files")
+    total = round(Fraction(frames) / fps * SAMPLE_RATE)  # audio exactly as long as the video
+    # AAC starts with PRIMING samples of encoder delay.  They stay in the stream as a
+    # moment of silence at the start (no edit list to hide them), and the shot's own
+    # audio follows them and ends that much sooner, so the track runs from exactly 0
+    # to the end of the last frame: shots then join end to end with no overlap.
+    body = total - PRIMING
+    late = f"asetpts=PTS-STARTPTS+{PRIMING}/({SAMPLE_RATE}*TB)"  # the encoder takes it back
+    graph = [f"[0:v]setpts=PTS-STARTPTS,{_fit(w, h)},fps={_fps_str(fps)},format=yuv420p,"
+             f"tpad=stop_mode=clone:stop={frames},trim=end_frame={frames},"
+             f"setpts=N/({_fps_str(fps)})/TB[v]",
+             f"anullsrc=r={SAMPLE_RATE}:cl=stereo,atrim=end_sample={body}[a0]"]
+    inputs: list[str | Path] = ["-i", clip]
+    mixed = ["[a0]"]
+    for i, (path, (start, end)) in enumerate(zip(speech, lines), 1):
+        at = max(round(start * SAMPLE_RATE) - PRIMING, 0)
+        length = min(round(end * SAMPLE_RATE) - PRIMING, body) - at
+        if length <= 0:
+            continue
+        fade = min(720, length)
+        inputs += ["-i", path]
+        graph.append(f"[{i}:a]aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:"
+                     f"channel_layouts=stereo,asetpts=PTS-STARTPTS,atrim=end_sample={length},"
+                     f"afade=t=out:start_sample={length - fade}:nb_samples={fade},"
+                     f"adelay=delays={at}S:all=1[a{i}]")
+        mixed.append(f"[a{i}]")
+    if len(mixed) > 1:
+        graph.append(f"{''.join(mixed)}amix=inputs={len(mixed)}:duration=first:normalize=0,"
+                     f"atrim=end_sample={body},{late}[a]")
+    else:
+        graph.append(f"[a0]{late}[a]")
+    run([*inputs, "-filter_complex", ";".join(graph), "-map", "[v]", "-map", "[a]",
+         "-frames:v", frames, "-r", _fps_str(fps),
+         *VIDEO_ARGS, *gop_args(fps), *AUDIO_ARGS, *_BITEXACT, "-y", out],
+        f"conform the shot `{Path(out).name}`")
+    return Path(out)
+
+
+# -- film ------------------------------------------------------------------------
+
+def _concat_line(path: Path) -> str:
+    return "file '" + str(Path(path).resolve()).replace("'", "'\\''") + "'"
+
+
+def _meta_escape(text: str) -> str:
+    return "".join("\\" + c if c in "=;#\\\n" else c for c in text)
+
+
+def _chapters_file(chapters: Sequence[tuple[str, float]], total: Fraction) -> str:
+    body = [";FFMETADATA1"]
+    starts = [(str(title), fraction(start)) for title, start in chapters]
+    for i, (title, start) in enumerate(starts):
+        end = starts[i + 1][1] if i + 1 < len(starts) else total
+        body += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={round(start * 1000)}",
+                 f"END={round(end * 1000)}", f"title={_meta_escape(title)}"]
+    return "\n".join(body) + "\n"
+
+
+def _filter_path(path: Path) -> str:
+    """A file name inside a filtergraph option: escape for the option, then the graph."""
+    s = str(Path(path).resolve()).replace("\\", "\\\\").replace(":", "\\:").replace("'", "\\'")
+    return s.replace("\\", "\\\\").replace("'", "\\'").replace("[", "\\[").replace(
+        "]", "\\]").replace(",", "\\,").replace(";", "\\;")
+
+
+def concat_film(shots: Sequence[Path], chapters: Sequence[tuple[str, float]], out: Path,
+                subtitles: Path | None = None, burn: bool = False) -> Path:
+    """Join the shots into `out` (MP4) without re-encoding them.
+
+    chapters: (title, start seconds) per scene, in order.  subtitles: an SRT file,
+    added as a soft subtitle track, or drawn into the picture with `burn=True` (which
+    re-encodes the video with the shots' own settings; audio is still copied).
+    """
+    if not shots:
+        raise MediaError("the film has no shots to join")
+    out = Path(out)
+    total = sum((video_duration(s) for s in shots), Fraction(0))
+    with tempfile.TemporaryDirectory(prefix=".filmc-concat-", dir=out.parent) as tmp:
+        listing = Path(tmp) / "shots.ffconcat"
+        listing.write_text("ffconcat version 1.0\n" + "\n".join(map(_concat_line, shots))
+                           + "\n", encoding="utf-8")
+        meta = Path(tmp) / "chapters.txt"
+        meta.write_text(_chapters_file(chapters, total), encoding="utf-8")
+        args: list[object] = ["-f", "concat", "-safe", "0", "-i", listing, "-i", meta]
+        maps = ["-map", "0:v", "-map", "0:a?", "-map_metadata", "1", "-map_chapters", "1"]
+        if subtitles is not None and burn:
+            fps = probe(shots[0])["fps"]
+            codec = ["-vf", f"subtitles=filename='{_filter_path(subtitles)}':charenc=UTF-8",
+                     *VIDEO_ARGS, *gop_args(fraction(fps)), "-c:a", "copy"]
+        elif subtitles is not None:
+            args += ["-i", subtitles]
+            maps += ["-map", "2:s"]
+            codec = ["-c:v", "copy", "-c:a", "copy", "-c:s", "mov_text"]
+        else:
+            codec = ["-c", "copy"]
+        run([*args, *maps, *codec, "-fflags", "+bitexact", "-flags:v", "+bitexact",
+             "-flags:a", "+bitexact", "-y", out], f"join {len(shots)} shots into `{out.name}`")
+    return out
+
+
+# -- subtitles -------------------------------------------------------------------
+
+def srt_time(seconds: object) -> str:
+    """`HH:MM:SS,mmm`, rounded to the nearest millisecond."""
+    ms = math.floor(fraction(seconds) * 1000 + Fraction(1, 2))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
+
+
+def write_srt(lines: Sequence[tuple[float, float, str]], out: Path) -> Path:
+    """SubRip subtitles: one numbered cue per (start, end, text), in the order given."""
+    cues = []
+    for i, (start, end, text) in enumerate(lines, 1):
+        body = "\n".join(x for x in str(text).replace("\r", "").split("\n") if x.strip())
+        cues.append(f"{i}\n{srt_time(start)} --> {srt_time(end)}\n{body}\n")
+    out = Path(out)
+    out.write_text("\n".join(cues), encoding="utf-8", newline="\n")
+    return out
