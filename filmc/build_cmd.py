@@ -10,7 +10,6 @@ cached, what failed, time per step).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -92,12 +91,20 @@ def _fail(message: str, help: str | None = None) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from .compiler import noop
     from .compiler.executor import Executor, Options
     from .compiler.select import SelectorError, evaluate, parse_selector
     from .compiler.store import Store, StoreError
     from .progress import events_for
 
     started = time.time()
+    fast_key = {"file": os.path.abspath(args.file), "select": args.select, "until": args.until,
+                "burn_subtitles": args.burn_subtitles}
+    if not args.force and noop.up_to_date(args.file, fast_key):
+        print("up to date: nothing to do", file=sys.stderr)
+        return 0
+    import asyncio
+
     result = _compile(args.file)
     if result is None:
         return 1
@@ -131,11 +138,28 @@ def _build(args: argparse.Namespace) -> int:
             out = output_dir(result.project)
             materialize(result, store, outcomes, out, full=selection is None and not args.until)
             report = write_report(result, outcomes, out, time.time() - started)
+            if report["counts"].get("failed") or report["counts"].get("skipped"):
+                noop.forget(store.path)
+            else:
+                noop.record(store.path, fast_key, _depends_on(result),
+                            [str(p) for p in out.rglob("*") if p.is_file()])
     except StoreError as e:
         print(e.render(), file=sys.stderr)
         return 1
     _summary(report, out, args.file)
     return 1 if report["counts"].get("failed") else 0
+
+
+def _depends_on(result) -> list[str]:
+    """Every file a build of this film read: for the no-op fast path."""
+    root = result.project.root
+    files = [str(f.path) for f in result.project.files]
+    files += [str(root / "filmc.toml"), str(root / "templates")]
+    templates = root / "templates"
+    if templates.is_dir():
+        files += [str(p) for p in templates.iterdir()]
+    files += {str(root / f.path) for _n, d in result.graph.nodes(data=True) for f in d["step"].files}
+    return files
 
 
 def materialize(result, store, outcomes, out: Path, full: bool) -> None:

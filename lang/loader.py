@@ -26,6 +26,7 @@ import attrs
 from . import ast
 from .diagnostics import Diagnostics, Label, Sources, did_you_mean
 from .parser import parse
+from .paths import find_root
 
 STD_PREFIX = "std"
 STD_DISPLAY = "<std>"
@@ -55,13 +56,6 @@ class Project:
         for f in self.files:
             for d in f.module.decls:
                 yield d, f
-
-
-def find_root(main: Path) -> Path:
-    for folder in [main.parent, *main.parent.parents]:
-        if (folder / "filmc.toml").is_file():
-            return folder
-    return main.parent
 
 
 def display_path(path: Path) -> str:

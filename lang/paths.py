@@ -1,0 +1,15 @@
+"""The project folder, found without importing the parser (the no-op build needs it fast)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG_FILE = "filmc.toml"
+
+
+def find_root(main: Path) -> Path:
+    """The nearest folder above the main film file that holds `filmc.toml`, else its own."""
+    for folder in [main.parent, *main.parent.parents]:
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return main.parent
