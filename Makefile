@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/filmc check $(EXAMPLE)
-	$(BIN)/filmc plan $(EXAMPLE) || [ $$? -eq 2 ]  # 2: there is work to do, as in terraform
+	$(BIN)/filmc plan --offline $(EXAMPLE) || [ $$? -eq 2 ]  # 2: work to do, as in terraform
+	$(BIN)/filmc build --offline --quiet $(EXAMPLE)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -79,5 +79,6 @@ def load(type_name: str) -> type[Backend]:
     if ep is None:
         known = ", ".join(f"`{n}`" for n in sorted(eps)) or "none"
         raise BackendError(f"no backend adapter of type `{type_name}` is installed "
-                           f"(installed: {known})")
+                           f"(installed: {known}); `filmc build --offline` renders these "
+                           f"steps as an animatic instead")
     return ep.load()  # type: ignore[attr-defined,no-any-return]

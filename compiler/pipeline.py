@@ -38,7 +38,10 @@ class Compiled:
 
 
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,
-                 loader: Loader | None = None) -> Compiled:
+                 loader: Loader | None = None, offline: bool = False) -> Compiled:
+    """`offline`: every step on the built-in `local` backend (the animatic), whatever
+    filmc.toml and the shots say; keys follow, so the animatic never stands in for a
+    real service's output in the cache."""
     assert until in STAGES
     diags = diags if diags is not None else Diagnostics()
     loader = loader or Loader(diags)
@@ -57,13 +60,15 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
     from .templates import TemplateError, Templates
 
     config = out.config
-    out.film = lower(out.project, out.checked,
-                     choose=lambda kind, override: config.backend_for(kind, override).name)
+
+    def choose(kind: str, override: str | None = None) -> str:
+        return "local" if offline else config.backend_for(kind, override).name
+
+    out.film = lower(out.project, out.checked, choose=choose)
     if until == "ir":
         return out
     try:
-        out.graph = build_graph(out.film, Templates(out.project.root),
-                                default_backend=lambda kind: config.backend_for(kind).name,
+        out.graph = build_graph(out.film, Templates(out.project.root), default_backend=choose,
                                 settings=lambda name: key_settings(config, name))
     except TemplateError as e:
         diags.error("F0601", e.message, ast.Span(e.file, e.line, 1, e.line, 2), help=e.help)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from .compile_cmds import _SELECT_HELP, _compile, _with_selection
+from .compile_cmds import _OFFLINE_HELP, _SELECT_HELP, _compile, _with_selection
 
 
 def add_parsers(sub) -> None:
@@ -41,6 +41,7 @@ def add_parsers(sub) -> None:
                    help="a failed step stops only what depends on it")
     b.add_argument("--burn-subtitles", action="store_true",
                    help="also burn the dialogue into the picture of film.mp4")
+    b.add_argument("--offline", action="store_true", help=_OFFLINE_HELP)
     b.add_argument("--quiet", "-q", action="store_true", help="print failures and the summary only")
     b.add_argument("--no-wait", action="store_true",
                    help="fail at once if another build of this project is running")
@@ -99,13 +100,13 @@ def _build(args: argparse.Namespace) -> int:
 
     started = time.time()
     fast_key = {"file": os.path.abspath(args.file), "select": args.select, "until": args.until,
-                "burn_subtitles": args.burn_subtitles}
+                "burn_subtitles": args.burn_subtitles, "offline": args.offline}
     if not args.force and noop.up_to_date(args.file, fast_key):
         print("up to date: nothing to do", file=sys.stderr)
         return 0
     import asyncio
 
-    result = _compile(args.file)
+    result = _compile(args.file, offline=args.offline)
     if result is None:
         return 1
     selection = _with_selection(args, result.graph)

@@ -15,6 +15,8 @@ from pathlib import Path
 _SELECT_HELP = ("dbt-style selection: scene:NAME shot:GLOB character:NAME kind:KIND id:GLOB, "
                 "+X (with what X needs), X+ (with what needs X); space = union, comma = "
                 "intersection; repeatable")
+_OFFLINE_HELP = ("render every step with the built-in `local` backend: an animatic, with no "
+                 "network and no keys, whatever filmc.toml and the shots choose")
 
 
 def add_parsers(sub) -> None:
@@ -29,6 +31,7 @@ def add_parsers(sub) -> None:
     pl.add_argument("--json", action="store_true", help="print the plan as JSON for tools")
     pl.add_argument("--verbose", "-v", action="store_true",
                     help="list every step, not one line per new shot or scene")
+    pl.add_argument("--offline", action="store_true", help=_OFFLINE_HELP)
     pl.set_defaults(run=_plan)
 
     g = sub.add_parser("graph", help="print the step graph (Graphviz dot or JSON)",
@@ -48,11 +51,11 @@ def add_parsers(sub) -> None:
     e.set_defaults(run=_explain)
 
 
-def _compile(file: Path):
+def _compile(file: Path, offline: bool = False):
     from .cli import report
     from .compiler.pipeline import compile_film
 
-    result = compile_film(file)
+    result = compile_film(file, offline=offline)
     if not result.ok or result.graph is None:
         report(result.diags, result.sources)
         return None
@@ -91,7 +94,7 @@ def _plan(args: argparse.Namespace) -> int:
     from .compiler.store import Store, StoreError
     from .lang.diagnostics import use_color
 
-    result = _compile(args.file)
+    result = _compile(args.file, offline=args.offline)
     if result is None:
         return 1
     nodes = _with_selection(args, result.graph)
