@@ -1,0 +1,294 @@
+"""`filmc build` end to end: real ffmpeg on real files, as a user runs it.
+
+A small film (three scenes, six shots, dialogue in two languages) at a small
+frame size, built offline with the local backend.  What is checked is what a
+person would check: the film's length, size and frame rate, the subtitles'
+timecodes, that shots join by stream copy, which steps ran (from the build
+report), and that no failure, kill or second build loses or corrupts work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from filmc.backends.local.ffmpeg import probe
+
+FILM = """\
+use std.camera
+use std.light
+
+film "Tiny" {
+  aspect 2.4:1
+  size 192x80
+  fps 24
+  takes 1
+}
+
+character ANA "Ana" {
+  look "a tall woman in a red coat"
+  voice "warm"
+}
+
+character BO "Bo" {
+  look "a boy with a kite"
+  voice "bright"
+}
+
+location PIER "Pier" {
+  look "a wooden pier over grey water"
+}
+
+scene one "Morning" EXT PIER DAWN {
+  shot a1 2s {
+    camera wide eye_level static
+    light blue_hour
+    cast ANA
+    action "Ana walks along the pier."
+  }
+  shot a2 1.5s {
+    camera close_up low_angle dolly_in
+    light golden_hour
+    cast ANA
+    ANA: "There you are."
+  }
+}
+
+scene two "Noon" EXT PIER NOON {
+  shot b1 48f {
+    camera medium high_angle pan_left
+    light harsh_noon
+    cast ANA, BO
+    BO: "Look at it fly!"
+  }
+  shot b2 0:03 {
+    camera extreme_wide birds_eye crane_up
+    light overcast
+    action "The kite rises over the water."
+  }
+}
+
+scene three "风筝" EXT PIER DUSK {
+  shot c1 2.5s {
+    camera medium_close_up dutch handheld
+    light neon
+    cast BO
+    BO: "明天再来。"
+  }
+  shot c2 1s {
+    camera insert eye_level zoom_in
+    light low_key
+    action "The string slips through his fingers."
+  }
+}
+"""
+SHOTS = {"a1": 2, "a2": 1.5, "b1": 2, "b2": 3, "c1": 2.5, "c2": 1}
+
+
+def filmc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "filmc", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def report(project: Path) -> dict:
+    return json.loads((project / "build" / "tiny" / "report.json").read_text())
+
+
+def ran(project: Path) -> set[str]:
+    return {s["id"] for s in report(project)["steps"] if s["status"] == "ran"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("tiny")
+    (project / "tiny.film").write_text(FILM, encoding="utf-8")
+    r = filmc("build", "--offline", "tiny.film", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("build/tiny/film.mp4")
+    return project
+
+
+@pytest.fixture
+def project(built: Path, tmp_path: Path) -> Path:
+    """A copy of the built project (store included) that a test may change."""
+    import shutil
+
+    dest = tmp_path / "p"
+    shutil.copytree(built, dest, symlinks=True)
+    (dest / ".filmc" / "noop.json").unlink(missing_ok=True)  # it holds the other folder's paths
+    return dest
+
+
+def test_the_film_is_the_sum_of_its_shots(built: Path) -> None:
+    out = built / "build" / "tiny"
+    film = probe(out / "film.mp4")
+    total = sum(SHOTS.values())
+    assert film["frames"] == total * 24
+    assert abs(film["duration"] - total) <= 1 / 24
+    assert (film["width"], film["height"], film["fps"]) == (192, 80, "24")
+    assert [c[0] for c in film["chapters"]] == ["Morning", "Noon", "风筝"]
+    shots = sorted((out / "shots").iterdir())
+    assert [p.name for p in shots] == ["001_one_a1.mp4", "002_one_a2.mp4", "003_two_b1.mp4",
+                                       "004_two_b2.mp4", "005_three_c1.mp4", "006_three_c2.mp4"]
+    params = []
+    for p, seconds in zip(shots, SHOTS.values()):
+        info = probe(p)
+        assert info["frames"] == round(seconds * 24)
+        params.append({k: v for k, v in info.items()
+                       if k not in ("duration", "video_duration", "audio_duration", "frames")})
+    assert all(p == params[0] for p in params), "every shot must be encoded identically"
+    assert (out / "keyframes" / "001_one_a1_take1.png").is_file()
+    assert (out / "storyboard.png").is_file()
+
+
+def test_subtitles_follow_the_dialogue(built: Path) -> None:
+    from filmc.compiler.pipeline import compile_film
+
+    film = compile_film(built / "tiny.film", offline=True).film
+    expected = []
+    t = Fraction(0)
+    for shot in film.shots:
+        for line in shot.lines:
+            expected.append((float(t + line.start), float(t + line.end), line.text))
+        t += shot.duration
+    srt = (built / "build" / "tiny" / "film.srt").read_text(encoding="utf-8")
+    blocks = [b.split("\n") for b in srt.strip().split("\n\n")]
+    assert len(blocks) == len(expected) == 3
+
+    def secs(tc: str) -> float:
+        h, m, rest = tc.split(":")
+        s, ms = rest.split(",")
+        return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+    for (number, times, text), (start, end, words) in zip(blocks, expected, strict=True):
+        assert number.isdigit()
+        a, b = times.split(" --> ")
+        assert abs(secs(a) - start) < 0.002 and abs(secs(b) - end) < 0.002 and text == words
+
+
+def test_nothing_changed_nothing_runs(project: Path) -> None:
+    r = filmc("build", "--offline", "tiny.film", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert ran(project) == set()
+    r = filmc("build", "--offline", "tiny.film", cwd=project)  # now through the no-op path
+    assert "up to date" in r.stderr
+
+
+def test_fmt_changes_nothing_to_build(project: Path) -> None:
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("  cast ANA\n", "  cast ANA  // her\n\n", 1))
+    assert filmc("fmt", "tiny.film", cwd=project).returncode == 0
+    assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
+    assert ran(project) == set()
+
+
+def test_editing_one_camera_runs_exactly_that_shot(project: Path) -> None:
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("camera medium high_angle pan_left",
+                                             "camera medium high_angle pan_right"))
+    r = filmc("build", "--offline", "tiny.film", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert ran(project) == {"keyframe.two.b1.take1", "clip.two.b1.take1", "shot.two.b1", "film",
+                            "storyboard"}
+
+
+def test_a_damaged_object_is_detected_and_rebuilt(project: Path) -> None:
+    from filmc.compiler.store import Store
+
+    digest = next(s["outputs"][0] for s in report(project)["steps"] if s["id"] == "shot.two.b1")
+    with Store.open(project) as store:
+        obj = store.object_path(digest)
+    os.chmod(obj, 0o644)
+    obj.write_bytes(b"not a video any more")  # bit rot, or someone's stray write
+    r = filmc("build", "--offline", "tiny.film", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert "shot.two.b1" in ran(project)
+    assert probe(project / "build" / "tiny" / "shots" / "003_two_b1.mp4")["frames"] == 48
+
+
+def test_kill_9_midway_loses_no_finished_step(project: Path) -> None:
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace('look "a tall woman in a red coat"',
+                                             'look "a tall woman in a green coat"'))
+    env = dict(os.environ, NO_COLOR="1")
+    proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--offline", "--jobs", "1",
+                             "tiny.film"], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    db = project / ".filmc" / "index.db"
+    before = _actions(db)
+    deadline = time.monotonic() + 120
+    while len(_actions(db)) < len(before) + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = _actions(db) - before
+    assert finished, "the build was killed before it finished anything"
+    r = filmc("build", "--offline", "tiny.film", cwd=project)
+    assert r.returncode == 0, r.stderr
+    again = {s["id"]: s for s in report(project)["steps"]}
+    from filmc.compiler.pipeline import compile_film
+
+    keys = {n: d["step"].key for n, d in compile_film(path, offline=True).graph.nodes(data=True)}
+    rerun = {n for n, s in again.items() if s["status"] == "ran" and keys[n] in finished}
+    assert rerun == set(), f"steps finished before the kill ran again: {rerun}"
+
+
+def _actions(db: Path) -> set[str]:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return {k for (k,) in con.execute("SELECT key FROM actions")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return set()
+
+
+def test_two_builds_at_once_do_not_corrupt_anything(project: Path) -> None:
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("camera extreme_wide birds_eye crane_up",
+                                             "camera extreme_wide birds_eye crane_down"))
+    env = dict(os.environ, NO_COLOR="1")
+    cmd = [sys.executable, "-m", "filmc", "build", "--offline", "tiny.film"]
+    procs = [subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _ in results), results
+    assert any("waiting for another build" in err for _, err in results)
+    assert probe(project / "build" / "tiny" / "film.mp4")["frames"] == sum(SHOTS.values()) * 24
+    with sqlite3.connect(project / ".filmc" / "index.db") as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_failing_step_is_reported_and_the_rest_finish(project: Path) -> None:
+    (project / "flaky.py").write_text(
+        "from filmc.backends.base import BackendError\n"
+        "class Flaky:\n"
+        "    def __init__(self, name, settings, jobs):\n"
+        "        pass\n"
+        "    async def run(self, job):\n"
+        "        raise BackendError('the service refused the prompt')\n"
+        "    def close(self):\n"
+        "        pass\n")
+    (project / "filmc.toml").write_text('[backends.flaky]\ntype = "flaky:Flaky"\n')
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace('    action "The kite rises over the water."',
+                                             '    action "The kite rises over the water."\n'
+                                             '    backend keyframe flaky'))
+    r = filmc("build", "--keep-going", "tiny.film", cwd=project, env={"PYTHONPATH": str(project)})
+    assert r.returncode == 1
+    assert "failed keyframe.two.b2.take1 (shot two/b2): the service refused the prompt" in r.stderr
+    steps = {s["id"]: s["status"] for s in report(project)["steps"]}
+    assert steps["keyframe.two.b2.take1"] == "failed"
+    assert steps["shot.two.b2"] == "skipped" and steps["film"] == "skipped"
+    assert steps["shot.three.c1"] in ("ran", "cached")  # the others finish
