@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench_check.py
 	$(BIN)/python bench/bench_compile.py
 	$(BIN)/python bench/bench_select.py

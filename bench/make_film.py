@@ -247,8 +247,9 @@ def duration_text(rng: random.Random, seconds: float) -> str:
 
 
 class FilmWriter:
-    def __init__(self, shots: int, seed: int) -> None:
+    def __init__(self, shots: int, seed: int, size: str = "1920x804") -> None:
         self.n = shots
+        self.size = size
         self.rng = random.Random(seed)
         presets = read_presets()
         self.slots: dict[str, list[str]] = {}
@@ -534,7 +535,7 @@ class FilmWriter:
             f"// A synthetic feature of {self.n} shots, written by bench/make_film.py.",
             "// Regenerate it rather than editing it.", "",
             "use std.camera", "use std.light", "use std.style", 'use "cast.film"', "",
-            'film "The Long Steppe" {', "  aspect 2.39:1", "  size 1920x804", "  fps 24",
+            'film "The Long Steppe" {', "  aspect 2.39:1", f"  size {self.size}", "  fps 24",
             '  language "en"', "  style wolf_totem",
             '  negative "modern buildings, power lines, text, watermark"', "  takes 2",
             *(f'  part "{p}"' for p in parts), "}", "",
@@ -544,9 +545,9 @@ class FilmWriter:
         return self.files
 
 
-def write_film(out: Path, shots: int = 3000, seed: int = 1) -> Path:
+def write_film(out: Path, shots: int = 3000, seed: int = 1, size: str = "1920x804") -> Path:
     """Write the film into `out` and return the path of its main file."""
-    files = FilmWriter(shots, seed).build()
+    files = FilmWriter(shots, seed, size).build()
     out.mkdir(parents=True, exist_ok=True)
     seq = out / "seq"
     if seq.is_dir():  # parts of an earlier, longer film
@@ -569,11 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help=f"the folder to write (default {DEFAULT_OUT.relative_to(HERE.parent)})")
     p.add_argument("--seed", type=int, default=1, help="the random seed (default 1)")
+    p.add_argument("--size", default="1920x804",
+                   help="the frame size (default 1920x804; small sizes build fast)")
     args = p.parse_args(argv)
     if args.shots < 1:
         p.error("--shots must be at least 1")
     started = time.perf_counter()
-    main_file = write_film(args.out, args.shots, args.seed)
+    main_file = write_film(args.out, args.shots, args.seed, args.size)
     print(f"wrote {main_file} ({args.shots} shots) in "
           f"{(time.perf_counter() - started) * 1000:.0f} ms", file=sys.stderr)
     return 0

@@ -93,10 +93,6 @@ def _fail(message: str, help: str | None = None) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from .compiler import noop
-    from .compiler.executor import Executor, Options
-    from .compiler.select import SelectorError, evaluate, parse_selector
-    from .compiler.store import Store, StoreError
-    from .progress import events_for
 
     started = time.time()
     fast_key = {"file": os.path.abspath(args.file), "select": args.select, "until": args.until,
@@ -104,7 +100,18 @@ def _build(args: argparse.Namespace) -> int:
     if not args.force and noop.up_to_date(args.file, fast_key):
         print("up to date: nothing to do", file=sys.stderr)
         return 0
+    return _full_build(args, fast_key, started)
+
+
+def _full_build(args: argparse.Namespace, fast_key: dict, started: float) -> int:
+    """Everything but the no-op check, whose imports stay out of the fast path."""
     import asyncio
+
+    from .compiler import noop
+    from .compiler.executor import Executor, Options
+    from .compiler.select import SelectorError, evaluate, parse_selector
+    from .compiler.store import Store, StoreError
+    from .progress import events_for
 
     result = _compile(args.file, offline=args.offline)
     if result is None:
