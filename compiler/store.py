@@ -284,6 +284,41 @@ class Store:
                 n += 1
         return n
 
+    # -- garbage collection ------------------------------------------------------------------
+
+    def collect(self, keep: set[str], dry_run: bool = False) -> tuple[list[str], list[tuple[str, int]]]:
+        """Forget every action whose key is not in `keep`, and delete every object no kept
+        action names.  Returns (forgotten keys, [(deleted object digest, bytes)]); with
+        `dry_run`, what would go, touching nothing."""
+        with self._sql() as db:
+            rows = db.execute("SELECT key, outputs FROM actions").fetchall()
+        drop = [k for k, _o in rows if k not in keep]
+        live = {o["digest"] for k, outputs in rows if k in keep
+                for o in _load(outputs, self.db_path) if isinstance(o, dict) and "digest" in o}
+        dead: list[tuple[str, int]] = []
+        if self.objects.is_dir():
+            for sub in sorted(self.objects.iterdir()):
+                for obj in sorted(sub.iterdir()) if sub.is_dir() else ():
+                    if obj.name not in live:
+                        dead.append((obj.name, obj.stat().st_size))
+        if dry_run:
+            return drop, dead
+        with self._transaction() as db:
+            for chunk in _chunks(drop):
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM actions WHERE key IN ({marks})", chunk)
+            for chunk in _chunks([d for d, _n in dead]):
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM object_stats WHERE digest IN ({marks})", chunk)
+        for digest, _size in dead:
+            path = self.object_path(digest)
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o644)
+                path.unlink()
+            if self._stats is not None:
+                self._stats.pop(digest, None)
+        return drop, dead
+
     # -- objects ---------------------------------------------------------------------------
 
     def object_path(self, digest: str) -> Path:

@@ -47,6 +47,14 @@ def add_parsers(sub) -> None:
                    help="fail at once if another build of this project is running")
     b.set_defaults(run=_build)
 
+    g = sub.add_parser("gc", help="delete stored outputs that no current build of the film uses",
+                       description="Forget cached steps whose keys are in no current build of "
+                                   "the film (as configured, or --offline) and delete the "
+                                   "objects no remaining step names.")
+    g.add_argument("file", type=Path, metavar="FILE")
+    g.add_argument("--dry-run", "-n", action="store_true", help="list what would go; delete nothing")
+    g.set_defaults(run=_gc)
+
     c = sub.add_parser("clean", help="remove the build outputs (the store keeps its cache)",
                        description="Remove build/<film>/. Generated steps stay cached in the "
                                    "store; `filmc gc` removes what no film needs any more.")
@@ -266,3 +274,41 @@ def _clean(args: argparse.Namespace) -> int:
         shutil.rmtree(out)
         print(f"removed {out}")
     return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from .compiler.store import Store, StoreError, location
+
+    keep: set[str] = set()
+    root = None
+    for offline in (False, True):
+        result = _compile(args.file, offline=offline)
+        if result is None:
+            return 1
+        root = result.project.root
+        keep |= {d["step"].key for _n, d in result.graph.nodes(data=True)}
+    try:
+        with project_lock(location(root), wait=True), Store.open(root) as store:
+            if store is None:
+                print("nothing stored yet", file=sys.stderr)
+                return 0
+            forgotten, deleted = store.collect(keep, dry_run=args.dry_run)
+    except StoreError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    size = sum(n for _d, n in deleted)
+    verb = "would delete" if args.dry_run else "deleted"
+    if args.dry_run:
+        for digest, n in deleted:
+            print(f"{digest}  {_bytes(n)}")
+    print(f"{verb} {len(deleted)} objects ({_bytes(size)}) and forgot {len(forgotten)} "
+          f"cached steps", file=sys.stderr)
+    return 0
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -292,3 +292,26 @@ def test_a_failing_step_is_reported_and_the_rest_finish(project: Path) -> None:
     assert steps["keyframe.two.b2.take1"] == "failed"
     assert steps["shot.two.b2"] == "skipped" and steps["film"] == "skipped"
     assert steps["shot.three.c1"] in ("ran", "cached")  # the others finish
+
+
+def test_gc_deletes_only_what_no_current_build_uses(project: Path) -> None:
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("camera insert eye_level zoom_in",
+                                             "camera insert eye_level zoom_out"))
+    assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
+    dry = filmc("gc", "--dry-run", "tiny.film", cwd=project)
+    # c2's old keyframe (its panel draws the move), clip and shot, the film, the storyboard
+    assert dry.returncode == 0 and "would delete 5 objects" in dry.stderr
+    assert len(dry.stdout.strip().split("\n")) == 5  # one line per object: digest and size
+    r = filmc("gc", "tiny.film", cwd=project)
+    assert "deleted 5 objects" in r.stderr and "forgot 5 cached steps" in r.stderr
+    (project / ".filmc" / "noop.json").unlink()
+    assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
+    assert ran(project) == set()  # everything the film needs survived
+
+
+def test_clean_removes_the_outputs_not_the_cache(project: Path) -> None:
+    assert filmc("clean", "tiny.film", cwd=project).returncode == 0
+    assert not (project / "build" / "tiny").exists()
+    assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
+    assert ran(project) == set() and (project / "build" / "tiny" / "film.mp4").is_file()
