@@ -69,6 +69,7 @@ class _Builder:
         self._rendered: dict[tuple[int, int], tuple[object, dict, str]] = {}
         self._speech: dict[tuple, str] = {}
         self._chars = {c.id: c for c in film.characters}
+        self.burn_subtitles = False
         self._locs = {loc.id: loc for loc in film.locations}
 
     def local(self, backend: str | None) -> bool:
@@ -238,9 +239,11 @@ class _Builder:
                 rows.append([shot.scene, shot.id, shot.duration])
                 t += shot.duration
         size = {"width": film.width, "height": film.height, "fps": film.fps}
-        self.add("film", "film", self.default_backend("film"),
-                 params={**size, "chapters": chapters}, inputs=tuple(shots))
         self.add("subtitles", "subtitles", "local", params={"lines": lines})
+        # The film carries the subtitles as a track (or burnt into the picture).
+        self.add("film", "film", self.default_backend("film"),
+                 params={**size, "chapters": chapters, "burn_subtitles": self.burn_subtitles},
+                 inputs=(*shots, "subtitles"))
         self.add("timeline", "timeline", "local", params={**size, "shots": rows})
         boards = tuple(f"keyframe.{s.scene}.{s.id}.take1" for s in film.shots)
         self.add("storyboard", "storyboard", "local", params={"shots": [r[:2] for r in rows]},
@@ -259,6 +262,9 @@ _TIME_WORDS = {"DAWN": "at dawn", "SUNRISE": "at sunrise", "MORNING": "in the mo
 
 def build_graph(film: ir.Film, templates: Templates,
                 default_backend: Callable[[str], str] = lambda kind: "local",
-                settings: Callable[[str], dict] = lambda backend: {"type": backend}) -> nx.DiGraph:
+                settings: Callable[[str], dict] = lambda backend: {"type": backend},
+                burn_subtitles: bool = False) -> nx.DiGraph:
     """The step graph of a film, every node keyed."""
-    return _Builder(film, templates, default_backend, settings).build()
+    builder = _Builder(film, templates, default_backend, settings)
+    builder.burn_subtitles = burn_subtitles
+    return builder.build()

@@ -38,7 +38,8 @@ class Compiled:
 
 
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,
-                 loader: Loader | None = None, offline: bool = False) -> Compiled:
+                 loader: Loader | None = None, offline: bool = False,
+                 burn_subtitles: bool = False) -> Compiled:
     """`offline`: every step on the built-in `local` backend (the animatic), whatever
     filmc.toml and the shots say; keys follow, so the animatic never stands in for a
     real service's output in the cache."""
@@ -69,7 +70,8 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
         return out
     try:
         out.graph = build_graph(out.film, Templates(out.project.root), default_backend=choose,
-                                settings=lambda name: key_settings(config, name))
+                                settings=lambda name: key_settings(config, name),
+                                burn_subtitles=burn_subtitles)
     except TemplateError as e:
         diags.error("F0601", e.message, ast.Span(e.file, e.line, 1, e.line, 2), help=e.help)
     except GraphError as e:

@@ -121,7 +121,7 @@ def _full_build(args: argparse.Namespace, fast_key: dict, started: float) -> int
     from .compiler.store import Store, StoreError
     from .progress import events_for
 
-    result = _compile(args.file, offline=args.offline)
+    result = _compile(args.file, offline=args.offline, burn_subtitles=args.burn_subtitles)
     if result is None:
         return 1
     selection = _with_selection(args, result.graph)

@@ -51,11 +51,11 @@ def add_parsers(sub) -> None:
     e.set_defaults(run=_explain)
 
 
-def _compile(file: Path, offline: bool = False):
+def _compile(file: Path, offline: bool = False, burn_subtitles: bool = False):
     from .cli import report
     from .compiler.pipeline import compile_film
 
-    result = compile_film(file, offline=offline)
+    result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles)
     if not result.ok or result.graph is None:
         report(result.diags, result.sources)
         return None

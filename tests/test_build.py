@@ -315,3 +315,61 @@ def test_clean_removes_the_outputs_not_the_cache(project: Path) -> None:
     assert not (project / "build" / "tiny").exists()
     assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
     assert ran(project) == set() and (project / "build" / "tiny" / "film.mp4").is_file()
+
+
+def _ffmpeg() -> str:
+    from filmc.backends.local.ffmpeg import ffmpeg_exe
+
+    return ffmpeg_exe()
+
+
+def _frame(film: Path, seconds: float, out: Path):
+    from PIL import Image
+
+    subprocess.run([_ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-ss", str(seconds), "-i",
+                    str(film), "-frames:v", "1", str(out)], check=True)
+    return Image.open(out).convert("L")
+
+
+def test_the_film_carries_its_subtitles_and_can_burn_them(built: Path, tmp_path: Path) -> None:
+    film = built / "build" / "tiny" / "film.mp4"
+    info = subprocess.run([_ffmpeg(), "-hide_banner", "-i", str(film)], capture_output=True,
+                          text=True).stderr
+    assert "Subtitle: mov_text" in info  # a soft track a player can switch on
+    import shutil
+
+    burnt = tmp_path / "burnt"
+    shutil.copytree(built, burnt, symlinks=True)
+    (burnt / ".filmc" / "noop.json").unlink()
+    r = filmc("build", "--offline", "--burn-subtitles", "tiny.film", cwd=burnt)
+    assert r.returncode == 0, r.stderr
+    assert ran(burnt) == {"film"}  # only the film step changes
+    from PIL import ImageChops
+
+    t = 2 + 1.5 + 2 + 3 + 1.25  # inside shot c1's line, "明天再来。"
+    plain = _frame(film, t, tmp_path / "plain.png")
+    with_subs = _frame(burnt / "build" / "tiny" / "film.mp4", t, tmp_path / "subs.png")
+    # the burn-in re-encodes, so every pixel moves a little: look for what moved a lot
+    box = ImageChops.difference(plain, with_subs).point(lambda v: 255 if v > 80 else 0).getbbox()
+    assert box is not None and box[1] > plain.height // 2  # text drawn, in the lower half
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_work(project: Path) -> None:
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("a boy with a kite", "a boy with a red kite"))
+    env = dict(os.environ, NO_COLOR="1")
+    proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--offline", "--jobs", "1",
+                             "tiny.film"], cwd=project, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    db = project / ".filmc" / "index.db"
+    before = _actions(db)
+    deadline = time.monotonic() + 60
+    while len(_actions(db)) < len(before) + 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err
+    assert "Traceback" not in err
+    if proc.returncode == 130:
+        assert "interrupted" in err
+    assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0

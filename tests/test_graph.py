@@ -101,8 +101,8 @@ def test_takes_make_a_keyframe_and_a_clip_each(wolfpack: Compiled) -> None:
     # film default 2, scene default 3 (white_storm), a shot's own line wins
     assert takes["hunt.chen_watches"] == 4 and takes["hunt.steppe_vista"] == 2
     assert takes["white_storm.blizzard_front"] == 3 and takes["white_storm.horses_panic"] == 6
-    assert g.nodes["film"]["step"].inputs == tuple(
-        f"shot.{s.scene}.{s.id}" for s in wolfpack.film.shots)
+    assert g.nodes["film"]["step"].inputs == (*(
+        f"shot.{s.scene}.{s.id}" for s in wolfpack.film.shots), "subtitles")
     assert g.nodes["storyboard"]["step"].inputs == tuple(
         f"keyframe.{s.scene}.{s.id}.take1" for s in wolfpack.film.shots)
 

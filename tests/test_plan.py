@@ -220,7 +220,7 @@ def test_big_plans_stay_short(film: Path) -> None:
     assert "  ~ shot hunt/chen_watches: 10 changed (settings.quality, input plate.STEPPE.DUSK)" \
         in lines
     assert "  ~ film  (changed: settings.quality, input shot.cub.batu_warns, input " \
-        "shot.cub.den_entrance, 26 more inputs) local" in lines
+        "shot.cub.den_entrance, 27 more inputs) local" in lines  # 28 shots and the subtitles
     assert not re.search(r"^\s+~ keyframe\.", text, re.M)
 
 

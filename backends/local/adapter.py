@@ -57,6 +57,11 @@ class LocalBackend:
 
 
 def _warm_up() -> None:
+    import signal
+
+    # Ctrl-C reaches the whole process group: the build itself stops the pool, so a
+    # worker must not die mid-render printing a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from . import media, panels  # noqa: F401  (import once per worker, not per step)
 
 
@@ -88,7 +93,9 @@ def render(kind: str, params: dict, prompt: str, inputs: list[tuple[str, list[st
     elif kind == "film":
         out = out_dir / "film.mp4"
         chapters = [(title, float(start)) for title, start in params.get("chapters", [])]
-        media.concat_film(of("shot."), chapters, out)
+        srt = of("subtitles")
+        media.concat_film(of("shot."), chapters, out, subtitles=srt[0] if srt else None,
+                          burn=bool(params.get("burn_subtitles")))
     elif kind == "subtitles":
         out = out_dir / "film.srt"
         media.write_srt([(float(a), float(b), text) for a, b, text in params["lines"]], out)

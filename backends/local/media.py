@@ -389,7 +389,12 @@ def concat_film(shots: Sequence[Path], chapters: Sequence[tuple[str, float]], ou
         maps = ["-map", "0:v", "-map", "0:a?", "-map_metadata", "1", "-map_chapters", "1"]
         if subtitles is not None and burn:
             fps = probe(shots[0])["fps"]
-            codec = ["-vf", f"subtitles=filename='{_filter_path(subtitles)}':charenc=UTF-8",
+            # libass finds no system font on a bare machine: give it the bundled one,
+            # which covers Chinese, Japanese and Korean too.
+            fonts = Path(__file__).parent / "fonts"
+            style = "FontName=Filmc Panel Sans,FontSize=26,Outline=1.5,Shadow=0,MarginV=36"
+            codec = ["-vf", f"subtitles=filename='{_filter_path(subtitles)}':charenc=UTF-8"
+                            f":fontsdir='{_filter_path(fonts)}':force_style='{style}'",
                      *VIDEO_ARGS, *gop_args(fraction(fps)), "-c:a", "copy"]
         elif subtitles is not None:
             args += ["-i", subtitles]
