@@ -47,7 +47,7 @@ DEFAULT_BACKEND_CONCURRENCY = 4
 DEFAULT_CURRENCY = "USD"
 
 TOP_LEVEL = ("steps", "backends", "build")
-BUILD_KEYS = ("concurrency", "currency")
+BUILD_KEYS = ("concurrency", "currency", "store")
 BACKEND_KEYS = ("type", "concurrency", "prices")  # reserved; every other key is a setting
 PRICE_KEYS = ("per_output", "per_second")
 
@@ -126,6 +126,7 @@ class Config:
     backends: dict = attrs.field(factory=lambda: {LOCAL: _local()}, hash=False)
     concurrency: int = DEFAULT_BUILD_CONCURRENCY
     currency: str = DEFAULT_CURRENCY
+    store: str | None = None  # where the build store lives (default: .filmc in the project)
 
     def backend_for(self, step_kind: str, override: str | None = None) -> BackendConfig:
         """The backend serving `step_kind`: the shot's `backend STEP NAME` if given,
@@ -280,8 +281,14 @@ class _Checker:
                              help="put it under `[build]`" if key in BUILD_KEYS else None)
         backends = self.backends(self.table(data, "backends", ()))
         steps = self.steps(self.table(data, "steps", ()), backends)
-        concurrency, currency = self.build(self.table(data, "build", ()))
-        return Config(path, steps, backends, concurrency, currency)
+        build = self.table(data, "build", ())
+        concurrency, currency = self.build(build)
+        store = build.get("store")
+        if store is not None and not (isinstance(store, str) and store.strip()):
+            self.error("F0505", "`store` must be a folder path", ("build", "store"), value=True,
+                       help='write `store = "/big/disk/filmc-store"`, or leave it out')
+            store = None
+        return Config(path, steps, backends, concurrency, currency, store)
 
     def build(self, build: dict) -> tuple[int, str]:
         for key in build:

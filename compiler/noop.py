@@ -27,12 +27,36 @@ NAME = "noop.json"
 _PACKAGE = Path(__file__).resolve().parents[1]  # where filmc's own code is installed
 
 
+def store_location(root: Path, configured: str | os.PathLike | None = None,
+                   environ: dict | None = None) -> Path:
+    """Where the store of the project at `root` lives: `$FILMC_STORE`, else the path
+    filmc.toml configures (`[build] store`), else `root/.filmc`; relative to `root`."""
+    chosen = (os.environ if environ is None else environ).get("FILMC_STORE", "") or configured
+    if not chosen:
+        return root / ".filmc"
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def configured_store(root: Path) -> str | None:
+    """`[build] store` from filmc.toml, read without the config module (kept light)."""
+    try:
+        text = (root / "filmc.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if "store" not in text:
+        return None
+    import tomllib
+
+    try:
+        value = tomllib.loads(text).get("build", {}).get("store")
+    except (tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def store_path(root: Path) -> Path:
-    env = os.environ.get("FILMC_STORE")
-    if env:
-        p = Path(env)
-        return p if p.is_absolute() else root / p
-    return root / ".filmc"
+    return store_location(root, configured_store(root))
 
 
 def _stat(path: str) -> list[int] | None:

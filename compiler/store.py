@@ -47,6 +47,7 @@ from pathlib import Path
 import attrs
 
 from .keys import canonical
+from .noop import store_location
 
 STORE_DIR = ".filmc"
 STORE_ENV = "FILMC_STORE"
@@ -100,12 +101,7 @@ def location(root: Path, configured: str | os.PathLike | None = None,
              environ: dict | None = None) -> Path:
     """Where the store of the project at `root` lives: `$FILMC_STORE`, else the
     configured path, else `root/.filmc`.  Relative paths are relative to `root`."""
-    env = (os.environ if environ is None else environ).get(STORE_ENV, "")
-    chosen = env or configured
-    if not chosen:
-        return root / STORE_DIR
-    path = Path(chosen).expanduser()
-    return path if path.is_absolute() else root / path
+    return store_location(root, configured, environ)
 
 
 class Store:

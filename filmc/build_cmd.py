@@ -138,8 +138,10 @@ def _full_build(args: argparse.Namespace, fast_key: dict, started: float) -> int
     from .compiler.store import location
 
     try:
-        with project_lock(location(result.project.root), wait=not args.no_wait), \
-                Store.open(result.project.root, create=True) as store:
+        with project_lock(location(result.project.root, result.config.store),
+                          wait=not args.no_wait), \
+                Store.open(result.project.root, create=True,
+                           configured=result.config.store) as store:
             events = events_for(args.quiet)
             executor = Executor(result, store, options, events)
             try:
@@ -280,15 +282,15 @@ def _gc(args: argparse.Namespace) -> int:
     from .compiler.store import Store, StoreError, location
 
     keep: set[str] = set()
-    root = None
     for offline in (False, True):
         result = _compile(args.file, offline=offline)
         if result is None:
             return 1
-        root = result.project.root
         keep |= {d["step"].key for _n, d in result.graph.nodes(data=True)}
+    root, configured = result.project.root, result.config.store
     try:
-        with project_lock(location(root), wait=True), Store.open(root) as store:
+        with project_lock(location(root, configured), wait=True), \
+                Store.open(root, configured=configured) as store:
             if store is None:
                 print("nothing stored yet", file=sys.stderr)
                 return 0

@@ -101,7 +101,7 @@ def _plan(args: argparse.Namespace) -> int:
     if isinstance(nodes, int):
         return nodes
     try:
-        store = Store.open(result.project.root)
+        store = Store.open(result.project.root, configured=result.config.store)
         try:
             plan = make_plan(result, store, nodes)
         finally:

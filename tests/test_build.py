@@ -373,3 +373,15 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_work(project: Path) -> None:
     if proc.returncode == 130:
         assert "interrupted" in err
     assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
+
+
+def test_the_store_can_live_elsewhere(project: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "big-disk" / "store"
+    (project / "filmc.toml").write_text(f'[build]\nstore = "{elsewhere}"\n')
+    assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
+    assert (elsewhere / "index.db").is_file() and len(ran(project)) > 20  # a new, empty store
+    r = filmc("build", "--offline", "tiny.film", cwd=project)
+    assert "up to date" in r.stderr  # the fast path found its record there too
+    r = filmc("build", "--offline", "tiny.film", cwd=project,
+              env={"FILMC_STORE": str(project / ".filmc")})  # the env var wins: the old store
+    assert r.returncode == 0 and ran(project) == set()
