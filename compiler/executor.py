@@ -84,6 +84,8 @@ class Executor:
         self.stopped = False
         self._runs = 0
         self._free: list[Path] = []
+        self._known: dict = {}  # key → cached action, fetched once for the whole build
+        self._reused: list[tuple[str, str, dict]] = []
         film = compiled.film
         self.film_facts = {"width": film.width, "height": film.height, "fps": film.fps,
                            "burn_subtitles": options.burn_subtitles}
@@ -114,11 +116,13 @@ class Executor:
         self.events.begin(len(nodes))
         self._clean_tmp()
         self.jobs = asyncio.Semaphore(max(1, self.opt.jobs))
+        self._known = self.store.get_actions(self.graph.nodes[n]["step"].key for n in nodes)
         for n in nodes:
             self._tasks[n] = asyncio.ensure_future(self._step(n))
         try:
             return list(await asyncio.gather(*self._tasks.values()))
         finally:
+            self._flush_reused()
             for a in self._adapters.values():
                 a.close()
 
@@ -155,13 +159,17 @@ class Executor:
         return outcome
 
     def _cached(self, step) -> Outcome | None:
-        action = self.store.get_action(step.key)
+        action = self._known.get(step.key)
         if action is None:
             return None
         outputs = tuple((o["name"], o["digest"]) for o in action.outputs)
         if not outputs or not all(self.store.object_ok(d) for _n, d in outputs):
             return None  # an object is missing or damaged: make it again
-        self.store.record_last_build([(step.id, step.key, step.record)])
+        # The last-build record of a reused step is bookkeeping for `plan`; it is
+        # written in batches, not a transaction per step.
+        self._reused.append((step.id, step.key, step.record))
+        if len(self._reused) >= 2000:
+            self._flush_reused()
         status = "provided" if step.backend is None else "cached"
         return Outcome(step.id, step.kind, step.backend, step.scene, step.shot, status,
                        outputs=outputs)
@@ -211,6 +219,11 @@ class Executor:
                        time.perf_counter() - started, error=error)
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _flush_reused(self) -> None:
+        if self._reused:
+            rows, self._reused = self._reused, []
+            self.store.record_last_build(rows)
 
     def _limit(self, backend: str) -> asyncio.Semaphore:
         sem = self._limits.get(backend)

@@ -231,6 +231,19 @@ class Store:
             return None
         return Action(row[0], _load(row[1], self.db_path), _load(row[2], self.db_path), row[3])
 
+    def get_actions(self, keys: Iterable[str]) -> dict[str, Action]:
+        """The cached actions among `keys`, a few queries for thousands of keys."""
+        found: dict[str, Action] = {}
+        with self._sql() as db:
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                for k, outputs, meta, created in db.execute(
+                        f"SELECT key, outputs, meta, created FROM actions WHERE key IN ({marks})",
+                        chunk):
+                    found[k] = Action(k, _load(outputs, self.db_path), _load(meta, self.db_path),
+                                      created)
+        return found
+
     def record_action(self, key: str, outputs: object, meta: dict | None = None) -> None:
         """Remember that the step with `key` produced `outputs` (object digests)."""
         out_json, meta_json = canonical(outputs), canonical(meta or {})
