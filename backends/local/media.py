@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
+import ffmpeg  # ffmpeg-python: builds the filter graphs
+
 from filmc.backends.local.ffmpeg import MediaError, probe, run, video_duration
 from filmc.lang.check import speaking_time
 
@@ -92,10 +94,31 @@ def _size(params: dict) -> tuple[int, int]:
     return w, h
 
 
-def _fit(w: int, h: int) -> str:
+Filter = tuple[str, tuple, dict]  # (name, positional args, named args) of one filter
+
+
+def _fit(w: int, h: int) -> list[Filter]:
     """Scale to cover w x h and crop the middle: any picture fills the frame, undistorted."""
-    return (f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,"
-            f"crop={w}:{h},setsar=1")
+    return [("scale", (w, h), {"force_original_aspect_ratio": "increase", "flags": "bicubic"}),
+            ("crop", (w, h), {}), ("setsar", (1,), {})]
+
+
+def _chain(stream, filters: Sequence[Filter]):
+    """Apply filters to an ffmpeg-python stream, in order."""
+    for name, args, kwargs in filters:
+        stream = stream.filter(name, *args, **kwargs)
+    return stream
+
+
+def graph_args(*streams) -> list[str]:
+    """`-i ... -filter_complex GRAPH -map ...` for the given ffmpeg-python streams.
+
+    ffmpeg-python builds the filter graph (and escapes its expressions); the encoder
+    settings, the bit-exact flags and the run itself stay ours."""
+    args = ffmpeg.output(*streams, "OUT").get_args()
+    if args[-1] != "OUT":
+        raise MediaError("ffmpeg-python laid out the command in an unexpected way", " ".join(args))
+    return args[:-1]
 
 
 # -- clip ------------------------------------------------------------------------
@@ -173,8 +196,8 @@ def camera_window(motion: str, amount: float, w: int, h: int, frames: int, fps: 
     return {"z": z, "dx": dx, "dy": dy}
 
 
-def camera_filter(window: dict[str, str], w: int, h: int) -> tuple[str, str]:
-    """(filter before the loop, filter per frame) drawing `window` on a w x h picture.
+def camera_filter(window: dict[str, str], w: int, h: int) -> tuple[list[Filter], list[Filter]]:
+    """(filters before the loop, filters per frame) drawing `window` on a w x h picture.
 
     The picture is scaled up by the window's magnification and cropped to w x h around
     the window's centre.  A fixed magnification is scaled once, before the still is
@@ -185,14 +208,14 @@ def camera_filter(window: dict[str, str], w: int, h: int) -> tuple[str, str]:
     z, dx, dy = window["z"], window["dx"], window["dy"]
     x = f"clip((in_w-out_w)/2+{dx}*in_w/{w},0,in_w-out_w)"
     y = f"clip((in_h-out_h)/2+{dy}*in_h/{h},0,in_h-out_h)"
-    crop = f"crop={w}:{h}:x='{x}':y='{y}'"
+    crop: Filter = ("crop", (w, h), {"x": x, "y": y})
     if "n" not in z:  # a fixed magnification
         zoom = float(z)
         sw, sh = 2 * math.ceil(w * zoom / 2), 2 * math.ceil(h * zoom / 2)
-        return f",scale={sw}:{sh}:flags=bicubic", crop
-    scale = (f"scale=w='2*ceil({w}*{z}/2)':h='2*ceil({h}*{z}/2)'"
-             ":eval=frame:flags=bilinear")
-    return "", f"{scale},{crop}"
+        return [("scale", (sw, sh), {"flags": "bicubic"})], [crop]
+    scale: Filter = ("scale", (), {"w": f"2*ceil({w}*{z}/2)", "h": f"2*ceil({h}*{z}/2)",
+                                   "eval": "frame", "flags": "bilinear"})
+    return [], [scale, crop]
 
 
 def render_clip(keyframe: Path, params: dict, out: Path) -> Path:
@@ -211,11 +234,12 @@ def render_clip(keyframe: Path, params: dict, out: Path) -> Path:
                            float(camera.get("amount", 1) or 0), w, h, frames, fps,
                            params.get("seed", 0))
     # Decode and fit the still once, repeat it in memory, then move the window.
-    once, each = camera_filter(window, w, h) if window else ("", "")
-    chain = [_fit(w, h) + once, "format=yuv420p", f"loop=loop={frames - 1}:size=1:start=0",
-             f"setpts=N/({_fps_str(fps)})/TB"] + ([each] if each else [])
-    run(["-i", keyframe, "-filter_complex", f"[0:v]{','.join(chain)}[v]", "-map", "[v]",
-         "-frames:v", frames, "-r", _fps_str(fps),
+    once, each = camera_filter(window, w, h) if window else ([], [])
+    chain = [*_fit(w, h), *once, ("format", ("yuv420p",), {}),
+             ("loop", (), {"loop": frames - 1, "size": 1, "start": 0}),
+             ("setpts", (f"N/({_fps_str(fps)})/TB",), {}), *each]
+    video = _chain(ffmpeg.input(str(keyframe)).video, chain)
+    run([*graph_args(video), "-frames:v", frames, "-r", _fps_str(fps),
          *VIDEO_ARGS, *gop_args(fps), *_BITEXACT, "-an", "-y", out],
         f"render the clip `{Path(out).name}` from `{Path(keyframe).name}`")
     return Path(out)
@@ -309,32 +333,31 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
     # audio follows them and ends that much sooner, so the track runs from exactly 0
     # to the end of the last frame: shots then join end to end with no overlap.
     body = total - PRIMING
-    late = f"asetpts=PTS-STARTPTS+{PRIMING}/({SAMPLE_RATE}*TB)"  # the encoder takes it back
-    graph = [f"[0:v]setpts=PTS-STARTPTS,{_fit(w, h)},fps={_fps_str(fps)},format=yuv420p,"
-             f"tpad=stop_mode=clone:stop={frames},trim=end_frame={frames},"
-             f"setpts=N/({_fps_str(fps)})/TB[v]",
-             f"anullsrc=r={SAMPLE_RATE}:cl=stereo,atrim=end_sample={body}[a0]"]
-    inputs: list[str | Path] = ["-i", clip]
-    mixed = ["[a0]"]
-    for i, (path, (start, end)) in enumerate(zip(speech, lines), 1):
+    late: Filter = ("asetpts", (f"PTS-STARTPTS+{PRIMING}/({SAMPLE_RATE}*TB)",), {})
+    video = _chain(ffmpeg.input(str(clip)).video, [
+        ("setpts", ("PTS-STARTPTS",), {}), *_fit(w, h), ("fps", (_fps_str(fps),), {}),
+        ("format", ("yuv420p",), {}), ("tpad", (), {"stop_mode": "clone", "stop": frames}),
+        ("trim", (), {"end_frame": frames}), ("setpts", (f"N/({_fps_str(fps)})/TB",), {})])
+    silence = ffmpeg.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi").audio
+    mixed = [silence.filter("atrim", end_sample=body)]
+    for path, (start, end) in zip(speech, lines):
         at = max(round(start * SAMPLE_RATE) - PRIMING, 0)
         length = min(round(end * SAMPLE_RATE) - PRIMING, body) - at
         if length <= 0:
             continue
         fade = min(720, length)
-        inputs += ["-i", path]
-        graph.append(f"[{i}:a]aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:"
-                     f"channel_layouts=stereo,asetpts=PTS-STARTPTS,atrim=end_sample={length},"
-                     f"afade=t=out:start_sample={length - fade}:nb_samples={fade},"
-                     f"adelay=delays={at}S:all=1[a{i}]")
-        mixed.append(f"[a{i}]")
+        mixed.append(_chain(ffmpeg.input(str(path)).audio, [
+            ("aresample", (SAMPLE_RATE,), {}),
+            ("aformat", (), {"sample_fmts": "fltp", "channel_layouts": "stereo"}),
+            ("asetpts", ("PTS-STARTPTS",), {}), ("atrim", (), {"end_sample": length}),
+            ("afade", (), {"t": "out", "start_sample": length - fade, "nb_samples": fade}),
+            ("adelay", (), {"delays": f"{at}S", "all": 1})]))
     if len(mixed) > 1:
-        graph.append(f"{''.join(mixed)}amix=inputs={len(mixed)}:duration=first:normalize=0,"
-                     f"atrim=end_sample={body},{late}[a]")
+        audio = ffmpeg.filter(mixed, "amix", inputs=len(mixed), duration="first", normalize=0)
+        audio = _chain(audio, [("atrim", (), {"end_sample": body}), late])
     else:
-        graph.append(f"[a0]{late}[a]")
-    run([*inputs, "-filter_complex", ";".join(graph), "-map", "[v]", "-map", "[a]",
-         "-frames:v", frames, "-r", _fps_str(fps),
+        audio = _chain(mixed[0], [late])
+    run([*graph_args(video, audio), "-frames:v", frames, "-r", _fps_str(fps),
          *VIDEO_ARGS, *gop_args(fps), *AUDIO_ARGS, *_BITEXACT, "-y", out],
         f"conform the shot `{Path(out).name}`")
     return Path(out)
