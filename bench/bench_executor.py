@@ -58,7 +58,7 @@ def fake_compiled(root: Path, steps: int, concurrency: int):
         g.add_node(step.id, kind="keyframe", scene="s", shot=f"x{i}", characters=frozenset(),
                    step=step)
     backend = SimpleNamespace(type="sleep", concurrency=concurrency, settings={})
-    config = SimpleNamespace(backend=lambda name: backend)
+    config = SimpleNamespace(backend=lambda name: backend, estimate=lambda *a: None)
     film = SimpleNamespace(width=64, height=32, fps=Fraction(24))
     project = SimpleNamespace(root=root)
     return SimpleNamespace(graph=g, config=config, film=film, project=project)

@@ -202,7 +202,8 @@ class Executor:
                         self._release(workdir)
                 status = "ran"
             seconds = time.perf_counter() - started
-            meta = {"backend": step.backend, "seconds": round(seconds, 3), "kind": step.kind}
+            meta = {"backend": step.backend, "seconds": round(seconds, 3), "kind": step.kind,
+                    "cost": self._cost(step)}
             self.store.record_step(step.id, step.key, step.record,
                                    [{"name": n, "digest": d} for n, d in outputs], meta)
             return Outcome(step.id, step.kind, step.backend, step.scene, step.shot, status,
@@ -219,6 +220,17 @@ class Executor:
                        time.perf_counter() - started, error=error)
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _cost(self, step) -> float | None:
+        """What the step cost by the price table (None: no price, 0 for the local backend)."""
+        if step.backend is None:
+            return None
+        conf = self.c.config.backend(step.backend)
+        if conf.type == "local":
+            return 0.0
+        duration = step.params.get("duration")
+        return self.c.config.estimate(step.kind, step.backend,
+                                      float(duration) if duration is not None else None)
 
     def _flush_reused(self) -> None:
         if self._reused:
