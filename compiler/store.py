@@ -339,6 +339,20 @@ class Store:
     def has_object(self, digest: str) -> bool:
         return self.object_path(digest).is_file()
 
+    def _install(self, src: Path, digest: str) -> str:
+        """Make the fsynced file `src` (content `digest`) the object: renamed into place,
+        read-only, the folder entry fsynced; dropped if an intact copy is there already."""
+        final = self.object_path(digest)
+        if final.is_file() and self.object_ok(digest):
+            src.unlink()
+            return digest
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(src, 0o444)
+        os.replace(src, final)
+        _fsync_dir(final.parent)
+        self._remember_stat(digest, final.stat())
+        return digest
+
     def take_object(self, src: Path) -> str:
         """Store a file that lives on the store's own disk (a build's work folder) by
         renaming it into place: hashed and fsynced where it is, never copied."""
@@ -348,17 +362,7 @@ class Store:
                 while block := f.read(1 << 20):
                     h.update(block)
                 os.fsync(f.fileno())
-            digest = h.hexdigest()
-            final = self.object_path(digest)
-            if final.is_file() and self.object_ok(digest):
-                src.unlink()
-                return digest
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(src, 0o444)
-            os.replace(src, final)
-            _fsync_dir(final.parent)
-            self._remember_stat(digest, final.stat())
-            return digest
+            return self._install(src, h.hexdigest())
         except OSError as e:
             if e.errno == 18:  # EXDEV: another disk after all
                 return self.put_object(src)
@@ -387,17 +391,7 @@ class Store:
                                 out.write(block)
                     out.flush()
                     os.fsync(out.fileno())
-                digest = h.hexdigest()
-                final = self.object_path(digest)
-                if final.is_file() and self.object_ok(digest):
-                    tmp.unlink()
-                    return digest
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(tmp, 0o444)
-                os.replace(tmp, final)
-                _fsync_dir(final.parent)
-                self._remember_stat(digest, final.stat())
-                return digest
+                return self._install(tmp, h.hexdigest())
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
