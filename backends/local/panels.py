@@ -24,148 +24,36 @@ A 1920x804 keyframe takes about 30 ms (see tests/test_panels.py).
 
 from __future__ import annotations
 
-import colorsys
-import hashlib
 import math
 import random
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance
 
+from .draw import (
+    CELL,
+    HEADS,
+    INK,
+    RGB,
+    WHITE,
+    Point,
+    _ellipse,
+    _light,
+    _num,
+    _save,
+    _shade,
+    _text,
+    character_colour,
+    hex_rgb,
+    mix,
+    wrap,
+)
+from .figures import _draw_cast, _figure, _Pen
 from .fonts import font
-
-RGB = tuple[int, int, int]
-Point = tuple[float, float]
-
-DEFAULT_LIGHT = ["#8fb8de", "#7a8450", "#fff6e5", "#3d4a5c"]  # std.light daylight
-WHITE: RGB = (255, 255, 255)
-INK: RGB = (20, 20, 24)
-
-# Shot scale (std.camera `scale`) -> height of a whole standing figure, in frames.
-# A full shot shows all of it; a close-up would need a figure 4.5 frames tall to
-# frame the head and shoulders; an extreme close-up shows part of the face.
-_SCALE_TO_BODY = [(0.0, 0.0), (0.08, 0.07), (0.25, 0.3), (0.45, 0.8), (0.6, 1.3),
-                  (0.8, 1.8), (1.1, 2.8), (1.6, 4.6), (2.5, 9.0), (3.0, 11.0)]
-HEADS = 7.5  # a figure is 7.5 heads tall
-CELL = 3  # the sky and ground are painted in 3x3 px cells (the grain's size)
-
-# ---------------------------------------------------------------- small helpers
-
-
-def hex_rgb(value: object, default: RGB = (128, 128, 128)) -> RGB:
-    s = str(value).strip().lstrip("#")
-    if len(s) == 3:
-        s = "".join(c * 2 for c in s)
-    try:
-        return (int(s[0:2], 16), int(s[2:4], 16), int(s[4:6], 16))
-    except (ValueError, IndexError):
-        return default
-
-
-def mix(a: RGB, b: RGB, t: float) -> RGB:
-    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
-
-
-def character_colour(cid: str) -> RGB:
-    """The colour a character is drawn in, in every panel: a hue from its id's hash."""
-    h = hashlib.sha256(cid.encode("utf-8")).digest()
-    hue = int.from_bytes(h[:2], "big") / 65536
-    light = 0.45 + h[2] / 255 * 0.12
-    sat = 0.55 + h[3] / 255 * 0.25
-    r, g, b = colorsys.hls_to_rgb(hue, light, sat)
-    return (round(r * 255), round(g * 255), round(b * 255))
-
-
-def _num(d: dict, key: str, default: float) -> float:
-    try:
-        v = d.get(key, default)
-        return default if v is None else float(v)
-    except (TypeError, ValueError):
-        return default
-
-
-def _save(img: Image.Image, out: Path) -> None:
-    """PNG with fixed options and no metadata: same pixels, same bytes."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out, format="PNG", compress_level=1, optimize=False)
-
-
-def _body_frames(scale: float) -> float:
-    pts = _SCALE_TO_BODY
-    if scale >= pts[-1][0]:
-        return pts[-1][1] * scale / pts[-1][0]
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if scale <= x1:
-            return y0 + (y1 - y0) * (scale - x0) / (x1 - x0)
-    return pts[-1][1]
-
-
-def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> list[Point]:
-    return [(cx + rx * math.cos(2 * math.pi * i / n), cy + ry * math.sin(2 * math.pi * i / n))
-            for i in range(n)]
-
-
-def _is_cjk(ch: str) -> bool:
-    o = ord(ch)
-    return (0x2E80 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF
-            or 0xFF00 <= o <= 0xFFEF or 0x20000 <= o <= 0x3FFFF)
-
-
-def wrap(text: str, width: float, measure: Callable[[str], float]) -> list[str]:
-    """Greedy line breaking: at spaces for alphabetic text, between any two CJK characters."""
-    lines: list[str] = []
-    for para in text.splitlines() or [""]:
-        units: list[str] = []
-        word = ""
-        for ch in para:
-            if ch == " " or _is_cjk(ch):
-                if word:
-                    units.append(word)
-                    word = ""
-                units.append(ch)
-            else:
-                word += ch
-        if word:
-            units.append(word)
-        line = ""
-        for u in units:
-            trial = line + u
-            if line and measure(trial.rstrip()) > width:
-                lines.append(line.rstrip())
-                line = "" if u == " " else u
-            else:
-                line = trial
-        lines.append(line.rstrip())
-    return lines
-
-
-def _shade(img: Image.Image, box: tuple[int, int, int, int], factor: float) -> None:
-    """Darken a band of the picture in place, so that text over it stays readable."""
-    box = (max(0, box[0]), max(0, box[1]), min(img.width, box[2]), min(img.height, box[3]))
-    if box[2] <= box[0] or box[3] <= box[1]:
-        return
-    band = img.crop(box).point([round(v * factor) for v in range(256)] * 3)
-    img.paste(band, box[:2])
-
-
-def _text(draw: ImageDraw.ImageDraw, xy: Point, text: str, size: int, fill: RGB = WHITE,
-          anchor: str = "la", stroke: int = 0) -> None:
-    draw.text(xy, text, font=font(size, text), fill=fill, anchor=anchor,
-              stroke_width=stroke, stroke_fill=INK if stroke else None)
-
 
 # ---------------------------------------------------------------- the world
 
 
-def _light(params: dict) -> tuple[list[RGB], float, float, str]:
-    light = params.get("light") or {}
-    pal = list(light.get("palette") or DEFAULT_LIGHT)
-    pal += DEFAULT_LIGHT[len(pal):]
-    colours = [hex_rgb(c) for c in pal[:4]]
-    return (colours, _num(light, "contrast", 1.0), _num(light, "brightness", 1.0),
-            str(light.get("key") or "front"))
 
 
 def _gradient(size: tuple[int, int], direction: str) -> Image.Image:
@@ -275,131 +163,6 @@ def _grain(img: Image.Image, params: dict, rng: random.Random) -> Image.Image:
         noise = noise.point([128 + round((v - 128) * amp) for v in range(256)])
         img = ImageChops.add(img, Image.merge("RGB", (noise, noise, noise)), 1.0, -128)
     return img
-
-
-# ---------------------------------------------------------------- figures
-
-
-class _Pen:
-    """Draws polygons in scene coordinates, turned by the camera's roll about the centre."""
-
-    def __init__(self, draw: ImageDraw.ImageDraw, w: int, h: int, roll: float) -> None:
-        self.draw, self.cx, self.cy = draw, w / 2, h / 2
-        a = math.radians(-roll)
-        self.c, self.s = math.cos(a), math.sin(a)
-
-    def xy(self, p: Point) -> Point:
-        x, y = p[0] - self.cx, p[1] - self.cy
-        return (self.cx + x * self.c - y * self.s, self.cy + x * self.s + y * self.c)
-
-    def poly(self, pts: Sequence[Point], fill: RGB, outline: RGB | None = None, width: int = 1) -> None:
-        q = [self.xy(p) for p in pts]
-        self.draw.polygon(q, fill=fill)
-        if outline is not None and width > 0:
-            self.draw.line([*q, q[0]], fill=outline, width=width, joint="curve")
-
-
-def _figure(pen: _Pen, cx: float, top: float, body: float, colour: RGB, rim: RGB | None,
-            eyes: bool) -> None:
-    """A standing storyboard figure `body` px tall whose head's top is at `top`."""
-    u = body / HEADS  # one head
-    head_c = mix(colour, WHITE, 0.35)
-    edge = rim or mix(colour, INK, 0.55)
-    lw = max(1, min(round(u * 0.06), round(pen.cy * 0.012)))
-    sh_y = top + 1.45 * u  # shoulders
-    hip_y = top + 4.0 * u
-    sw, hw = 1.05 * u, 0.72 * u  # half widths at shoulders and hips
-    # legs, arms, torso, neck, head: back to front
-    for side in (-1, 1):
-        pen.poly([(cx + side * 0.12 * u, hip_y - 0.2 * u), (cx + side * 0.7 * u, hip_y - 0.1 * u),
-                  (cx + side * 0.55 * u, top + 7.5 * u), (cx + side * 0.15 * u, top + 7.5 * u)],
-                 colour, edge, lw)
-        pen.poly([(cx + side * sw, sh_y + 0.1 * u), (cx + side * (sw + 0.35 * u), sh_y + 0.25 * u),
-                  (cx + side * (sw + 0.25 * u), top + 4.1 * u), (cx + side * (sw - 0.1 * u), top + 4.1 * u)],
-                 colour, edge, lw)
-    pen.poly([(cx - sw, sh_y), (cx - sw * 0.6, sh_y - 0.25 * u), (cx + sw * 0.6, sh_y - 0.25 * u),
-              (cx + sw, sh_y), (cx + hw, hip_y), (cx - hw, hip_y)], colour, edge, lw)
-    pen.poly([(cx - 0.2 * u, top + 0.8 * u), (cx + 0.2 * u, top + 0.8 * u),
-              (cx + 0.24 * u, sh_y - 0.1 * u), (cx - 0.24 * u, sh_y - 0.1 * u)], head_c, edge, lw)
-    pen.poly(_ellipse(cx, top + 0.5 * u, 0.4 * u, 0.52 * u, 64), head_c, edge, lw)
-    if eyes:  # close enough to read a face: eyes, brows, nose, mouth
-        ink = mix(colour, INK, 0.75)
-        for side in (-1, 1):
-            ex = cx + side * 0.16 * u
-            pen.poly(_ellipse(ex, top + 0.5 * u, 0.07 * u, 0.035 * u, 24), WHITE, ink, max(1, lw // 2))
-            pen.poly(_ellipse(ex, top + 0.5 * u, 0.028 * u, 0.028 * u, 16), ink)
-            pen.poly([(ex - 0.09 * u, top + 0.41 * u), (ex + 0.09 * u, top + 0.41 * u),
-                      (ex + 0.09 * u, top + 0.425 * u), (ex - 0.09 * u, top + 0.425 * u)], ink)
-        pen.poly([(cx, top + 0.55 * u), (cx + 0.05 * u, top + 0.68 * u), (cx - 0.03 * u, top + 0.68 * u)],
-                 mix(head_c, INK, 0.25))
-        pen.poly(_ellipse(cx, top + 0.8 * u, 0.12 * u, 0.02 * u, 24), mix(head_c, INK, 0.45))
-
-
-def _figure_overhead(pen: _Pen, cx: float, cy: float, size: float, colour: RGB, rim: RGB | None) -> None:
-    """A figure seen from straight above: shoulders and the top of the head."""
-    edge = rim or mix(colour, INK, 0.55)
-    lw = max(1, round(size * 0.04))
-    pen.poly(_ellipse(cx, cy, size * 0.5, size * 0.22, 48), colour, edge, lw)
-    pen.poly(_ellipse(cx, cy, size * 0.18, size * 0.18, 48), mix(colour, WHITE, 0.35), edge, lw)
-
-
-def _label(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, colour: RGB, size: int,
-           w: int, h: int) -> None:
-    f = font(size, text)
-    tw = f.getlength(text)
-    pad = size * 0.3
-    x = max(pad, min(w - tw - pad * 2, x - tw / 2))
-    y = max(pad, min(h - size * 1.6, y))
-    draw.rectangle((x - pad, y - pad * 0.5, x + tw + pad, y + size * 1.25), fill=colour, outline=INK)
-    draw.text((x, y), text, font=f, fill=WHITE if sum(colour) < 450 else INK, anchor="la")
-
-
-def _draw_cast(img: Image.Image, params: dict, horizon: float | None, roll: float,
-               rng: random.Random) -> None:
-    w, h = img.size
-    cam = params.get("camera") or {}
-    cast = [str(c) for c in (params.get("cast") or [])]
-    if not cast:
-        return
-    (_sky, _ground, key, shadow), _c, _b, key_side = _light(params)
-    rim = key if key_side == "back" else None
-    draw = ImageDraw.Draw(img)
-    pen = _Pen(draw, w, h, roll)
-    scale = max(0.01, _num(cam, "scale", 0.45))
-    n = len(cast)
-    label_size = max(14, round(h * 0.03))
-    if horizon is None:
-        size = max(6.0, h * min(1.6, scale * 0.5))
-        for i, cid in enumerate(cast):
-            x = w * (i + 1) / (n + 1)
-            y = h * (0.5 + rng.uniform(-0.06, 0.06))
-            _figure_overhead(pen, x, y, size, character_colour(cid), rim)
-            lx, ly = pen.xy((x, y + size * 0.3))
-            _label(draw, lx, ly, cid, character_colour(cid), label_size, w, h)
-        return
-    body = h * _body_frames(scale)
-    u = body / HEADS
-    if body <= 0.9 * h:  # the whole figure shows: feet on the ground, below the horizon
-        feet = min(h * 0.95, max(horizon, 0) + (h - max(horizon, 0)) * min(0.8, 0.15 + body / h))
-        feet = max(feet, body + h * 0.04)
-        top = feet - body
-    else:  # framed closer: the eyes sit on the upper third, the rest is cropped
-        eye_line = h * (0.36 if scale < 2.0 else 0.46)
-        top = eye_line - 0.5 * u
-    spread = 1.0 if n == 1 else min(1.0, 0.35 + 0.65 * (1 - min(1.0, u * 0.9 / (w / n))))
-    ground_shadow = mix(shadow, INK, 0.3)
-    for i, cid in enumerate(cast):
-        x = w / 2 + (w * (i + 1) / (n + 1) - w / 2) * spread
-        if body <= 0.9 * h:  # a cast shadow away from the key light
-            dx = {"left": 1.5, "right": -1.5}.get(key_side, 0.0) * u
-            pen.poly(_ellipse(x + dx, top + body, 0.9 * u + abs(dx) * 0.6, 0.18 * u, 32), ground_shadow)
-        colour = character_colour(cid)
-        _figure(pen, x, top, body, colour, rim, eyes=u > h * 0.12)
-        if body <= 0.9 * h:
-            lx, ly = pen.xy((x, top - label_size * 1.8))
-        else:
-            lx, ly = pen.xy((x, min(h * 0.8, top + 2.6 * u)))
-        _label(draw, lx, ly, cid, colour, label_size, w, h)
 
 
 # ---------------------------------------------------------------- overlays
