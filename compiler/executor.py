@@ -26,8 +26,7 @@ from ..backends import base
 from .pipeline import Compiled
 from .store import Store
 
-# `--until STAGE`: the step kinds a build stops at (fidelity stages, cheapest first).
-STAGES = ("keyframe", "clip", "shot", "film")
+# `--until STAGE` (keyframe < clip < shot < film): the step kinds a build stops at.
 _UNTIL = {
     "keyframe": {"sheet", "plate", "keyframe", "storyboard"},
     "clip": {"sheet", "plate", "keyframe", "storyboard", "clip", "speech"},

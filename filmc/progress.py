@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from .compiler.executor import Events, Outcome
 
@@ -53,20 +52,19 @@ class Live(Events):
             TimeRemainingColumn(), TextColumn("{task.fields[current]}"),
             console=self.console, transient=False)
         self.task = None
-        self.cached = self.failed = self.running = 0
-        self.started_at = time.monotonic()
+        self.cached = self.failed = 0
+        self.running: set[str] = set()  # steps started and not yet finished
 
     def begin(self, total: int) -> None:
         self.progress.start()
         self.task = self.progress.add_task("build", total=total, counts="", current="")
 
     def started(self, node: str) -> None:
-        self.running += 1
+        self.running.add(node)
         self._update(current=node)
 
     def finished(self, o: Outcome) -> None:
-        if o.status in ("ran", "failed"):
-            self.running = max(0, self.running - 1)
+        self.running.discard(o.id)
         if o.status == "cached":
             self.cached += 1
         elif o.status == "failed":
@@ -76,7 +74,7 @@ class Live(Events):
         self._update(current=o.shot or o.id)
 
     def _update(self, current: str) -> None:
-        counts = f"{self.cached} cached, {self.running} running"
+        counts = f"{self.cached} cached, {len(self.running)} running"
         if self.failed:
             counts += f", [red]{self.failed} failed[/]"
         self.progress.update(self.task, counts=counts, current=current)

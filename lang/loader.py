@@ -38,7 +38,6 @@ class SourceFile:
     display: str  # how diagnostics name it
     module: ast.Module
     role: str  # "main" | "use" | "part" | "std"
-    digest_text: str = attrs.field(repr=False, default="")
 
 
 @attrs.define(eq=False)

@@ -269,7 +269,7 @@ class _Builder(Transformer):
             self.ctx.diags.error(
                 "F0105", f"unknown escape `\\{e}` in a string",
                 ast.Span(self.ctx.file, tok.line, col, tok.line, col + 1 + len(e)),
-                help='escapes are `\\"`, `\\\\`, `\\n`, `\\t` and `\\u{XXXX}`')
+                help='escapes are `\\"`, `\\\\`, `\\n`, `\\t` and `\\u{hex}` such as `\\u{4E2D}`')
             return e
 
         return _ESC_RE.sub(repl, raw)
