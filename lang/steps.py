@@ -1,0 +1,202 @@
+"""The vocabulary of steps that every stage speaks: step kinds, step ids, request fields.
+
+It sits in `lang/`, the bottom stage, because every other stage names steps:
+the language (`backend clip kling`), filmc.toml's `[steps]`, the compiler's
+graph and keys, the engine's scheduling and output layout, and the backend
+protocol's requests.  One registry, `KINDS`, answers every question about a
+step kind (its stage, the `--until` level that includes it, what it outputs,
+whether a user chooses its backend); nothing else keeps a list of kinds.
+
+    KINDS["clip"].outputs        (Output("video", "video"),)
+    reaches("clip", "keyframe")  False: `--until keyframe` stops before clips
+    StepId.keyframe("hunt", "chen_watches", 2)  → keyframe.hunt.chen_watches.take2
+
+A `StepId` is data with a printed form; no stage parses the printed form back.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import attrs
+
+MEDIA = ("image", "video", "audio", "text")
+
+
+@attrs.frozen
+class Output:
+    """One declared output of a step kind: its name, its media type, and whether a
+    step may make several of them (storyboard pages)."""
+
+    name: str
+    media: str
+    many: bool = False
+
+
+@attrs.frozen
+class StepKind:
+    name: str
+    until: str  # the lowest `--until` level whose builds include this kind
+    outputs: tuple[Output, ...]
+    assignable: bool  # a user chooses its backend: `[steps]`, `backend STEP NAME`
+    group: str  # where `plan` lists it: "reference", "shot" or "film"
+    doc: str
+
+
+# The `--until` levels, cheapest first: a build `--until clip` makes every kind whose
+# level is keyframe or clip.
+UNTIL = ("keyframe", "clip", "shot", "film")
+
+_IMAGE = (Output("image", "image"),)
+_VIDEO = (Output("video", "video"),)
+
+KINDS: dict[str, StepKind] = {k.name: k for k in (
+    StepKind("sheet", "keyframe", _IMAGE, True, "reference",
+             "a character's reference image in one outfit"),
+    StepKind("plate", "keyframe", _IMAGE, True, "reference",
+             "a location's reference image at one time of day"),
+    StepKind("keyframe", "keyframe", _IMAGE, True, "shot",
+             "one candidate still of a shot: text and references → image"),
+    StepKind("clip", "clip", _VIDEO, True, "shot", "one take of a shot's motion: keyframe → video"),
+    StepKind("speech", "clip", (Output("audio", "audio"),), True, "shot",
+             "one line of dialogue as audio"),
+    StepKind("shot", "shot", _VIDEO, True, "shot",
+             "the chosen clip conformed to the film's size, rate and length, with its audio"),
+    StepKind("film", "film", _VIDEO, True, "film", "every shot joined, with chapters and subtitles"),
+    StepKind("subtitles", "shot", (Output("subtitles", "text"),), False, "film",
+             "the dialogue as SubRip subtitles"),
+    StepKind("timeline", "shot", (Output("timeline", "text"),), False, "film",
+             "the cut as data: each shot's place in the film"),
+    StepKind("storyboard", "keyframe", (Output("page", "image", many=True),), False, "film",
+             "contact sheets of the shots' first keyframes"),
+)}
+
+# The kinds a user assigns a backend to, in stage order (`backend STEP NAME`, `[steps]`).
+ASSIGNABLE = tuple(k for k, v in KINDS.items() if v.assignable)
+REFERENCE_KINDS = tuple(k for k, v in KINDS.items() if v.group == "reference")
+SIDE_OUTPUTS = tuple(k for k, v in KINDS.items() if not v.assignable)
+
+
+def reaches(kind: str, until: str | None) -> bool:
+    """Whether a build `--until until` (None: the whole film) includes steps of `kind`."""
+    if until is None:
+        return True
+    return UNTIL.index(KINDS[kind].until) <= UNTIL.index(until)
+
+
+@attrs.frozen
+class StepId:
+    """The address of a step, as parts.  `str()` is its node id in the graph:
+
+        sheet.CHEN.winter   plate.STEPPE.NIGHT   keyframe.hunt.chen.take2
+        clip.hunt.chen.take2   speech.hunt.chen.1   shot.hunt.chen   film
+    """
+
+    kind: str
+    scene: str | None = None
+    shot: str | None = None
+    take: int | None = None  # the candidate (keyframe) or take (clip) number
+    line: int | None = None  # the line of dialogue (speech), 1-based within its shot
+    subject: str | None = None  # the character (sheet) or location (plate)
+    variant: str | None = None  # the outfit (sheet) or time of day (plate)
+
+    @classmethod
+    def sheet(cls, character: str, outfit: str | None) -> StepId:
+        return cls("sheet", subject=character, variant=outfit)
+
+    @classmethod
+    def plate(cls, location: str, time: str | None) -> StepId:
+        return cls("plate", subject=location, variant=time)
+
+    @classmethod
+    def keyframe(cls, scene: str, shot: str, take: int) -> StepId:
+        return cls("keyframe", scene, shot, take=take)
+
+    @classmethod
+    def clip(cls, scene: str, shot: str, take: int) -> StepId:
+        return cls("clip", scene, shot, take=take)
+
+    @classmethod
+    def speech(cls, scene: str, shot: str, line: int) -> StepId:
+        return cls("speech", scene, shot, line=line)
+
+    @classmethod
+    def of_shot(cls, scene: str, shot: str) -> StepId:
+        return cls("shot", scene, shot)
+
+    def __str__(self) -> str:
+        parts: list[str] = [self.kind]
+        if self.subject is not None:
+            parts.append(self.subject)
+            if self.variant is not None:
+                parts.append(self.variant)
+        if self.scene is not None:
+            parts += [self.scene, self.shot or ""]
+        if self.take is not None:
+            parts.append(f"take{self.take}")
+        if self.line is not None:
+            parts.append(str(self.line))
+        return ".".join(parts)
+
+
+@attrs.frozen
+class Fields:
+    """What a generation request asks for, by name.  A backend adapter declares which of
+    these change its output (`key_fields`); only those enter its steps' content keys,
+    with `take` always (two candidates must never share a key)."""
+
+    prompt: str = ""
+    negative: str = ""
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: Fraction | None = None
+    duration: Fraction | None = None
+    text: str = ""  # speech: the words of the line
+    voice: str = ""  # speech: the speaker's voice and the line's direction
+    speaker: str | None = None  # speech: the character who says it
+    language: str | None = None
+    take: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return attrs.asdict(self, recurse=False)
+
+
+FIELD_NAMES = tuple(a.name for a in attrs.fields(Fields))
+
+
+# The part an input plays in the step that uses it.
+FIRST_FRAME = "first_frame"  # clip: the picked keyframe
+LAST_FRAME = "last_frame"  # clip: where the motion ends (services that take one)
+CHARACTER = "character"  # keyframe: a character's sheet in the outfit the shot uses
+LOCATION = "location"  # keyframe: the location plate at the shot's time of day
+SPEECH = "speech"  # shot: a line's audio, placed at `start`
+CLIP = "clip"  # shot: the picked clip
+SHOT = "shot"  # film: one conformed shot, in film order
+SUBTITLES = "subtitles"  # film: the subtitle track
+PANEL = "panel"  # storyboard: a keyframe with its label
+REFERENCE = "reference"  # sheet, plate: the user's own images of the subject
+ROLES = (FIRST_FRAME, LAST_FRAME, CHARACTER, LOCATION, SPEECH, CLIP, SHOT, SUBTITLES, PANEL,
+         REFERENCE)
+
+
+@attrs.frozen
+class Tags:
+    """What an input shows, beyond its role."""
+
+    character: str | None = None
+    outfit: str | None = None
+    location: str | None = None
+    time: str | None = None
+    start: Fraction | None = None  # speech: seconds from the shot's start
+    end: Fraction | None = None
+    label: str | None = None  # storyboard: the panel's caption
+
+
+@attrs.frozen
+class InputRef:
+    """An edge of the step graph, as the dependent step sees it."""
+
+    step: str  # the node id of the step whose outputs this is
+    role: str
+    tags: Tags = Tags()
