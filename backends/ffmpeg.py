@@ -1,4 +1,4 @@
-"""Find ffmpeg and run it, for the `local` backend's media steps.
+"""Find ffmpeg and run it, for any backend's media work and for checking results.
 
 Which ffmpeg runs, first match wins:
 
@@ -19,10 +19,13 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 ENV = "FILMC_FFMPEG"
+# Run in each ffmpeg child before it starts: the local backend's workers, which are
+# single-threaded, set it so that an ffmpeg dies with the worker that started it.
+PREEXEC: Callable[[], None] | None = None
 MIN_SYSTEM_VERSION = (6, 0)
 _VERSION = re.compile(r"ffmpeg version n?(\d+)\.(\d+)")
 
@@ -83,7 +86,7 @@ def run(args: Sequence[str], what: str, *, capture_stdout: bool = False,
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=timeout)
+                              stderr=subprocess.PIPE, timeout=timeout, preexec_fn=PREEXEC)
     except OSError as e:
         raise MediaError(f"could not {what}: cannot run ffmpeg at `{cmd[0]}` ({e.strerror})",
                          "") from e

@@ -181,32 +181,50 @@ PARENS = ["(quietly)", "(V.O.)", "(shouting)", "(to himself)", "(beat)", "(in Mo
 NOTES = ["reshoot if the horse misbehaves", "match the eyeline of the previous shot",
          "VFX: add breath in post", "pick-up shot", "check continuity of the scar"]
 TAGS = ["vfx", "stunt", "pickup", "animal", "night_shoot", "crowd", "insert", "hero"]
-BACKENDS = ["kling", "runway", "veo", "luma", "local"]
-# The project's configuration: the services the shots name, with prices for `filmc plan`.
+# The services shots move steps to: keyframes to OpenAI or a ComfyUI workflow, clips to a
+# ComfyUI video workflow (the installed adapters), with prices for `filmc plan`.
+KEYFRAME_BACKENDS = ["openai", "comfyui", "local"]
+CLIP_BACKENDS = ["comfy_video", "local"]
 FILMC_TOML = """\
 # Written by bench/make_film.py: every step on `local` unless a shot names a service.
 
-[backends.kling]
-access_key_env = "KLING_ACCESS_KEY"
-secret_key_env = "KLING_SECRET_KEY"
+[backends.openai]
+type = "openai"
+api_key_env = "OPENAI_API_KEY"
+model = "gpt-image-1"
+prices.keyframe = 0.17
+
+[backends.comfyui]
+type = "comfyui"
+url = "http://127.0.0.1:8188"
+workflow = "workflows/keyframe_api.json"
+concurrency = 2
+prices.keyframe = 0.0
+
+[backends.comfy_video]
+type = "comfyui"
+url = ["http://127.0.0.1:8188", "http://127.0.0.1:8189"]
+workflow_clip = "workflows/clip_api.json"
 concurrency = 4
-prices.clip = { per_second = 0.07 }
-
-[backends.runway]
-api_key_env = "RUNWAYML_API_SECRET"
-prices.clip = { per_second = 0.05 }
-
-[backends.veo]
-type = "fal"
-api_key_env = "FAL_KEY"
-model = "fal-ai/veo3"
-prices.clip = { per_second = 0.40 }
-prices.keyframe = 0.04
-
-[backends.luma]
-api_key_env = "LUMAAI_API_KEY"
-prices.clip = { per_second = 0.08 }
-prices.keyframe = 0.01
+prices.clip = { per_second = 0.02 }
+"""
+# Minimal API-format workflows with the adapter's placeholders (no model weights named).
+KEYFRAME_WORKFLOW = """\
+{
+  "1": {"class_type": "EmptyImage", "inputs": {"width": "{{width}}", "height": "{{height}}",
+        "batch_size": 1, "color": "{{seed}}"}},
+  "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}", "clip": ["1", 0]}},
+  "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "kf"}}
+}
+"""
+CLIP_WORKFLOW = """\
+{
+  "1": {"class_type": "LoadImage", "inputs": {"image": "{{first_frame}}"}},
+  "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}", "clip": ["1", 0]}},
+  "3": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": "{{fps}}"}},
+  "4": {"class_type": "SaveVideo", "inputs": {"video": ["3", 0], "filename_prefix": "clip",
+        "format": "mp4", "codec": "h264"}}
+}
 """
 STRINGS = ['"shallow focus"', '"slight lens flare"', '"dust in the air"', '"breath visible"']
 ANIMALS = ("ALPHA", "CUB")
@@ -448,9 +466,9 @@ class FilmWriter:
         if rng.random() < 0.04:
             lines.append(f'    note "{rng.choice(NOTES)}"')
         if rng.random() < 0.03:
-            lines.append(f"    backend clip {rng.choice(BACKENDS)}")
+            lines.append(f"    backend clip {rng.choice(CLIP_BACKENDS)}")
         if rng.random() < 0.02:
-            lines.append(f"    backend keyframe {rng.choice(BACKENDS)}")
+            lines.append(f"    backend keyframe {rng.choice(KEYFRAME_BACKENDS)}")
         if talks and cast:
             lines += ["    " + d for d in self.dialogue(cast, seconds)]
         if rng.random() < 0.03:
@@ -542,6 +560,8 @@ class FilmWriter:
         ]
         self.files["film.film"] = "\n".join(head)
         self.files["filmc.toml"] = FILMC_TOML
+        self.files["workflows/keyframe_api.json"] = KEYFRAME_WORKFLOW
+        self.files["workflows/clip_api.json"] = CLIP_WORKFLOW
         return self.files
 
 

@@ -37,7 +37,7 @@ import attrs
 from ..lang.ast import Span
 from ..lang.diagnostics import Diagnostics, Sources, did_you_mean, edit_distance
 from ..lang.loader import display_path
-from ..lang.schema import STEP_KINDS
+from ..lang.steps import ASSIGNABLE as STEP_KINDS
 from .tomlpos import line_col, scan_positions
 
 CONFIG_FILE = "filmc.toml"
@@ -48,12 +48,8 @@ DEFAULT_CURRENCY = "USD"
 
 TOP_LEVEL = ("steps", "backends", "build")
 BUILD_KEYS = ("concurrency", "currency", "store")
-BACKEND_KEYS = ("type", "concurrency", "prices")  # reserved; every other key is a setting
+BACKEND_KEYS = ("type", "concurrency", "rate", "prices")  # reserved; every other key is a setting
 PRICE_KEYS = ("per_output", "per_second")
-
-# Adapter types filmc knows of; another name is a warning, for an adapter may be a plugin.
-KNOWN_TYPES = ("local", "comfyui", "openai", "replicate", "fal", "runway", "luma", "kling",
-               "stability")
 
 # Settings that never change what a backend produces, so never enter a content key:
 # where and how fast to ask, not what to ask for.  Exact names only: a suffix rule
@@ -64,10 +60,11 @@ NON_KEY_SETTINGS = frozenset({
     "timeout", "timeout_s", "request_timeout", "connect_timeout", "read_timeout", "deadline",
     "deadline_s",
     "poll_interval", "poll_interval_s", "poll_every",
-    "retries", "max_retries", "backoff", "backoff_s",
+    "retries", "max_retries", "backoff", "backoff_s", "backoff_cap_s",
     "host", "port", "url", "base_url", "api_base", "endpoint", "server", "proxy", "region",
     "webhook", "webhook_url", "verify_tls", "user_agent", "client_id",
     "output_dir", "download_dir", "keep_remote", "log_level", "verbose",
+    "organization", "project",  # who pays for a request, not what it makes
 })
 
 # Words that make a setting look like a secret: `api_key`, `auth_token`, `password`...
@@ -110,6 +107,7 @@ class BackendConfig:
     settings: dict = attrs.field(factory=dict, hash=False)  # adapter settings, no secrets
     secret_envs: dict = attrs.field(factory=dict, hash=False)  # setting -> env var name
     prices: dict = attrs.field(factory=dict, hash=False)  # step kind -> Price
+    rate: float | None = None  # requests a second to the service; None: no limit
 
 
 def _local(concurrency: int = DEFAULT_BACKEND_CONCURRENCY, settings: dict | None = None,
@@ -127,6 +125,7 @@ class Config:
     concurrency: int = DEFAULT_BUILD_CONCURRENCY
     currency: str = DEFAULT_CURRENCY
     store: str | None = None  # where the build store lives (default: .filmc in the project)
+    locate: Locator | None = attrs.field(default=None, eq=False, repr=False)  # key → Span
 
     def backend_for(self, step_kind: str, override: str | None = None) -> BackendConfig:
         """The backend serving `step_kind`: the shot's `backend STEP NAME` if given,
@@ -182,10 +181,15 @@ def secret(backend: BackendConfig, setting: str, environ: Mapping[str, str] | No
 
 
 def load_config(root: Path, diags: Diagnostics, sources: Sources | None = None, *,
-                known_types: Iterable[str] = KNOWN_TYPES) -> Config:
+                installed: Iterable[str] | None = None) -> Config:
     """Read `root/filmc.toml`; the defaults when there is none.  Problems go to `diags`
     (the returned Config then keeps what was valid); the text goes to `sources`, with
-    any secret written in it masked, so that diagnostics render with their lines."""
+    any secret written in it masked, so that diagnostics render with their lines.
+    `installed`: the adapter types a backend may have (default: the installed ones)."""
+    if installed is None:
+        from ..backends.registry import installed as installed_adapters
+
+        installed = installed_adapters()
     path = root / CONFIG_FILE
     if not path.is_file():
         return Config()
@@ -203,7 +207,7 @@ def load_config(root: Path, diags: Diagnostics, sources: Sources | None = None, 
         diags.error("F0501", _toml_message(str(e)), _toml_span(file, text, str(e)),
                     "invalid TOML here")
         return Config(path)
-    checker = _Checker(file, text, diags, frozenset(known_types))
+    checker = _Checker(file, text, diags, frozenset(installed))
     config = checker.config(path, data)
     if sources is not None:
         sources.add(file, checker.masked_text())
@@ -237,11 +241,13 @@ def _looks_secret(name: str) -> bool:
     return any(w in SECRET_WORDS for w in re.split(r"[_\-.]", name.lower()))
 
 
-class _Checker:
-    def __init__(self, file: str, text: str, diags: Diagnostics, known_types: frozenset) -> None:
-        self.file, self.text, self.diags, self.known_types = file, text, diags, known_types
-        self.pos = scan_positions(text)
-        self.masks: list[tuple[int, int]] = []  # text offsets of secret values to hide
+@attrs.frozen(eq=False)
+class Locator:
+    """Finds where a key of filmc.toml is written, for diagnostics found after loading."""
+
+    file: str
+    text: str = attrs.field(repr=False)
+    pos: dict = attrs.field(repr=False)
 
     def span(self, path: tuple, value: bool = False) -> Span:
         """Where `path` is written: its value (or key), else its nearest written parent;
@@ -253,6 +259,17 @@ class _Checker:
                 line, col, end_col = line_col(self.text, found[0], found[1])
                 return Span(self.file, line, col, line, end_col)
         return Span(self.file, 1, 1, 1, 1)
+
+
+class _Checker:
+    def __init__(self, file: str, text: str, diags: Diagnostics, installed: frozenset) -> None:
+        self.file, self.text, self.diags, self.installed = file, text, diags, installed
+        self.locate = Locator(file, text, scan_positions(text))
+        self.pos = self.locate.pos
+        self.masks: list[tuple[int, int]] = []  # text offsets of secret values to hide
+
+    def span(self, path: tuple, value: bool = False) -> Span:
+        return self.locate.span(path, value)
 
     def error(self, code: str, msg: str, path: tuple, label: str = "", *, value: bool = False,
               help: str | None = None) -> None:
@@ -288,7 +305,7 @@ class _Checker:
             self.error("F0505", "`store` must be a folder path", ("build", "store"), value=True,
                        help='write `store = "/big/disk/filmc-store"`, or leave it out')
             store = None
-        return Config(path, steps, backends, concurrency, currency, store)
+        return Config(path, steps, backends, concurrency, currency, store, self.locate)
 
     def build(self, build: dict) -> tuple[int, str]:
         for key in build:
@@ -357,14 +374,18 @@ class _Checker:
                        (*path, "type"), value=True,
                        help="give the other backend its own name, e.g. `[backends.mine]`")
             return None
-        if kind not in self.known_types:
+        if kind not in self.installed and ":" not in kind:
+            from ..backends.registry import HOW_TO_GET
+
             where = (*path, "type") if "type" in body else path
-            self.diags.warning("F0510", f"unknown backend type `{kind}`", self.span(where, True),
-                               "no adapter of this name ships with filmc",
-                               help=did_you_mean(kind, sorted(self.known_types))
-                               or "set `type` to an installed adapter: "
-                                  + ", ".join(f"`{t}`" for t in sorted(self.known_types)))
+            installed = ", ".join(f"`{t}`" for t in sorted(self.installed)) or "none"
+            self.error("F0510", f"no backend adapter of type `{kind}` is installed", where,
+                       "no such adapter", value=True,
+                       help=did_you_mean(kind, sorted(self.installed))
+                       or f"installed: {installed}; {HOW_TO_GET}")
+            return None
         concurrency = self.concurrency(body, path, DEFAULT_BACKEND_CONCURRENCY)
+        rate = self.rate(body, path)
         prices = self.prices(self.table(body, "prices", path), (*path, "prices"))
         settings, envs = {}, {}
         for key, value in body.items():
@@ -388,7 +409,18 @@ class _Checker:
                     settings[key] = value
         if name == LOCAL:
             return _local(concurrency, settings, prices)
-        return BackendConfig(name, kind, concurrency, settings, envs, prices)
+        return BackendConfig(name, kind, concurrency, settings, envs, prices, rate)
+
+    def rate(self, body: dict, path: tuple) -> float | None:
+        value = body.get("rate")
+        if value is None:
+            return None
+        if _is_number(value) and value > 0:
+            return float(value)
+        self.error("F0506", "`rate` must be a positive number of requests a second",
+                   (*path, "rate"), f"found {_show(value)}", value=True,
+                   help="e.g. `rate = 10`, or leave it out for no limit")
+        return None
 
     def secret_free(self, value: object, path: tuple) -> bool:
         """False (and an error) when a secret-looking setting holds a literal string."""

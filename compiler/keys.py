@@ -4,11 +4,16 @@ A step's key is the sha256 of a canonical JSON record of everything that can
 change its output, and nothing else:
 
 - its kind and `KEY_SCHEMA` (bumped when the record's shape or meaning changes);
-- the backend's adapter type and the settings that change its output (the
-  model, quality...; never its name in filmc.toml, which is a label, nor API
-  keys, hosts, concurrency or timeouts: see `compiler.config`);
-- the digest of the template it was rendered with, and the rendered prompt;
-- its parameters (seed, size, duration...);
+- the backend's adapter type and version, the settings that change its output
+  (the model, quality...; a file setting by its content; never its name in
+  filmc.toml, which is a label, nor API keys, hosts, concurrency or timeouts:
+  see `compiler.config`), and the facts of this machine the adapter says
+  matter (the local renderer's version, ffmpeg's, the panel font);
+- the request fields the adapter says change its output (`key_fields`: a
+  service with no seed is not re-keyed by a seed), always the take, and the
+  template's digest when the prompt is one of them;
+- the step's other parameters, only for an adapter that draws from them (the
+  animatic: a light preset's palette never re-keys a paid keyframe);
 - the keys of its input steps, in order, and the content hashes of its input
   files (never their paths, so renaming a file changes nothing).
 
@@ -23,7 +28,7 @@ import hashlib
 import json
 from fractions import Fraction
 
-KEY_SCHEMA = 1
+KEY_SCHEMA = 2
 
 
 def _default(o: object) -> object:
@@ -40,18 +45,6 @@ def canonical(record: dict) -> str:
                       default=_default)
 
 
-def step_key(kind: str, settings: dict, template: str | None, prompt: str,
-             params: dict, input_keys: list[str], file_digests: list[str]) -> str:
-    """`settings` identifies the backend: its adapter `type` and output-changing settings
-    (empty for the user's own files)."""
-    record = {
-        "v": KEY_SCHEMA,
-        "kind": kind,
-        "settings": settings,
-        "template": template,
-        "prompt": prompt,
-        "params": params,
-        "inputs": input_keys,
-        "files": file_digests,
-    }
-    return hashlib.sha256(canonical(record).encode()).hexdigest()
+def step_key(material: dict) -> str:
+    """The key of a step: the sha256 of its key material's canonical JSON."""
+    return hashlib.sha256(canonical({"v": KEY_SCHEMA, **material}).encode()).hexdigest()

@@ -1,14 +1,19 @@
-"""The whole compiler as one function: text → AST → checked → IR → step graph.
+"""The whole compiler as one function: text → AST → checked → IR → step graph → Program.
 
 `compile_film(path, until=...)` runs the stages in order and stops after the one
 named (`"check"`, `"ir"` or `"graph"`), or at the first stage whose input has
 errors; every problem found on the way is a diagnostic in `result.diags`.
-`filmc check`, `plan`, `graph`, `explain` and `build` all start here.
+`filmc check`, `plan`, `graph`, `explain` and `build` all start here, and
+`result.program()` is what the engine runs: the step graph, the backends it
+names and the project folder, nothing else of the compiler.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -16,10 +21,39 @@ from ..lang import ast
 from ..lang.check import Checked, check
 from ..lang.diagnostics import Diagnostics, Sources
 from ..lang.loader import Loader, Project
+from ..lang.paths import film_name
+from ..lang.steps import KINDS
 from . import ir
-from .config import Config, load_config
+from .config import LOCAL, Config, load_config
 
 STAGES = ("check", "ir", "graph")
+
+
+@attrs.frozen
+class ShotInfo:
+    """What the engine lays out by: a shot's place in the film."""
+
+    scene: str
+    id: str
+    number: int  # 1-based, in film order
+    duration: Fraction
+
+
+@attrs.frozen(eq=False)
+class Program:
+    """A film compiled for the engine: the step graph (networkx, node attribute `step`),
+    the backends its steps name, and where the project is."""
+
+    graph: Any  # networkx.DiGraph
+    backends: Mapping[str, Any]  # name → compiler.backends.BackendInfo
+    root: Path
+    name: str  # the film's folder name under build/
+    title: str
+    shots: tuple[ShotInfo, ...]
+    currency: str
+    concurrency: int  # [build] concurrency: steps at once, over every backend
+    store: str | None  # [build] store
+    files: tuple[Path, ...]  # every file the build reads: for the no-op fast path
 
 
 @attrs.define(eq=False)
@@ -30,11 +64,28 @@ class Compiled:
     checked: Checked | None = None
     config: Config | None = None
     film: ir.Film | None = None
-    graph: object | None = None  # networkx.DiGraph, imported only when built
+    backends: dict | None = None  # name → BackendInfo, once the graph stage ran
+    graph: Any = None  # networkx.DiGraph, imported only when built
 
     @property
     def ok(self) -> bool:
         return not self.diags.errors
+
+    def program(self) -> Program:
+        assert self.graph is not None and self.project and self.config and self.film
+        project, config, film = self.project, self.config, self.film
+        shots = tuple(ShotInfo(s.scene, s.id, s.number, s.duration) for s in film.shots)
+        root = project.root
+        files = [f.path for f in project.files] + [root / "filmc.toml", root / "templates"]
+        templates = root / "templates"
+        if templates.is_dir():
+            files += sorted(templates.iterdir())
+        files += sorted({root / f.path for _n, d in self.graph.nodes(data=True)
+                         for f in d["step"].files})
+        files += [p for info in (self.backends or {}).values() for p in info.files]
+        return Program(self.graph, self.backends or {}, root,
+                       film_name(project.main.path, root), film.title, shots,
+                       config.currency, config.concurrency, config.store, tuple(files))
 
 
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,
@@ -52,58 +103,73 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
         return out
     out.checked = check(out.project, diags)
     out.config = load_config(out.project.root, diags, loader.sources)
-    _check_backends(out.project, out.config, diags)
+    _check_backend_lines(out.project, out.config, diags)
     if until == "check" or diags.errors:
         return out
-    # The later stages import networkx and jinja2: `filmc check` does without them.
+    # The later stages import networkx, jinja2 and the adapters: `check` does without them.
+    from .backends import describe
     from .graph import GraphError, build_graph
     from .passes import lower
     from .templates import TemplateError, Templates
+    from .warnings import check_capabilities, check_kinds
 
     config = out.config
+    out.backends = describe(config, out.project.root, diags, local_only=offline)
+    check_kinds(out.project, out.backends, diags, offline)
+    if diags.errors:
+        return out
 
     def choose(kind: str, override: str | None = None) -> str:
-        return "local" if offline else config.backend_for(kind, override).name
+        if offline or not KINDS[kind].assignable:
+            return LOCAL
+        return config.backend_for(kind, override).name
 
     out.film = lower(out.project, out.checked, choose=choose)
     if until == "ir":
         return out
     try:
-        out.graph = build_graph(out.film, Templates(out.project.root), default_backend=choose,
-                                settings=lambda name: key_settings(config, name),
+        out.graph = build_graph(out.film, Templates(out.project.root), choose, out.backends,
                                 burn_subtitles=burn_subtitles)
     except TemplateError as e:
         diags.error("F0601", e.message, ast.Span(e.file, e.line, 1, e.line, 2), help=e.help)
+        return out
     except GraphError as e:
         diags.error("F0602", str(e), None, help="this is a bug in filmc: please report it")
+        return out
+    check_capabilities(out.project, out.graph, out.backends, diags)
     return out
 
 
-def key_settings(config: Config, name: str) -> dict:
-    """What of a backend enters content keys: its adapter type and the settings that change
-    its output (never its name, which is a label, nor hosts, secrets or concurrency)."""
-    backend = config.backend(name)
-    return {"type": backend.type, **config.key_settings(name)}
-
-
-def _check_backends(project: Project, config: Config, diags: Diagnostics) -> None:
+def _check_backend_lines(project: Project, config: Config, diags: Diagnostics) -> None:
     """Every `backend STEP NAME` line names a backend filmc.toml configures (or `local`)."""
+    for a in backend_lines(project):
+        name = a.values[1]
+        if isinstance(name, ast.Name) and name.text not in config.backends:
+            diags.error("F0240", f"backend `{name.text}` is not configured", name.span,
+                        "not in filmc.toml", help=config.unknown_backend_help(name.text))
+
+
+def backend_lines(project: Project) -> list[ast.Attr]:
+    """Every `backend STEP NAME` line of the film, in its film, scene and shot blocks."""
+    out = []
     for decl, _f in project.decls():
         for items in _blocks_with_defaults(decl):
             for a in ast.attrs_of(items):
-                if a.key.text != "backend" or len(a.values) != 2:
-                    continue
-                name = a.values[1]
-                if isinstance(name, ast.Name) and name.text not in config.backends:
-                    diags.error("F0240", f"backend `{name.text}` is not configured", name.span,
-                                "not in filmc.toml",
-                                help=config.unknown_backend_help(name.text))
+                if a.key.text == "backend" and len(a.values) == 2:
+                    out.append(a)
+    return out
 
 
-def _blocks_with_defaults(decl):
+def _blocks_with_defaults(decl: Any) -> Any:
     if isinstance(decl, ast.Film):
         yield decl.items
     elif isinstance(decl, ast.Scene):
         yield decl.items
         for shot in decl.shots:
             yield shot.items
+
+
+def key_settings(config: Config, name: str) -> dict[str, Any]:
+    """What of a backend enters content keys, for tools that show it."""
+    backend = config.backend(name)
+    return {"type": backend.type, **config.key_settings(name)}

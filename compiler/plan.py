@@ -1,37 +1,47 @@
-"""`filmc plan`: what a build would run, why, on which backend, at what estimated cost.
+"""What a build will run, why, on which backend, at what estimated cost: `decide` and `filmc plan`.
 
-    plan = make_plan(compiled, store, selection)   # store: Store.open(root) or None
-    print(render_plan(plan, color=False))
-    plan_json(plan)                                # the same, as data for tools
-    exit_code = 2 if plan.to_run else 0            # the CLI's business
+`decide` is the one answer to "what will this build run?": `filmc plan` and
+`filmc build` both call it, with the same selection, `--until` and `--force`.
 
-Each step of the graph (or of the selection) gets one status:
+    decision = decide(graph, selection, until, force, history.actions_present)
+    plan = make_plan(program, history, selection, until, force)
+    print(render_plan(plan, color=False)); plan_json(plan)
+
+A build touches the selected steps (or all of them), cut at `--until`, and
+everything they are made from; of those it runs each that is forced or whose
+key the action cache does not hold.  (The build may also run a cached step
+whose stored output turns out damaged: only hashing it can tell, and the plan
+does not hash.)  Each step of the plan gets one status:
 
     provided   backend None: the user's own files, nothing to run
-    cached     its key is in the store's action cache: reused, not run
-    new        not cached, and the last build recorded nothing for its node id
+    cached     its key is in the action cache: reused, not run
+    new        not cached, and the last build recorded nothing for its step id
     changed    not cached, and the last build recorded another key: `reasons` names
-               the fields of `Step.record` that differ (`prompt`, `params.seed`,
-               `settings.model`, `backend`, `template`...) and the inputs whose
+               the fields of `Step.record` that differ (`prompt`, `seed`,
+               `adapter.settings`, `backend`, `template`...) and the inputs whose
                keys changed (`input keyframe.hunt.chen.take1`)
     missing    not cached, yet its key is the one the last build recorded: its output
                was removed from the cache (reason: "not in the cache")
+    forced     `--force`: run again although cached
+    running    a paid job for this key is still running at its service (the journal
+               holds it): the build polls it, nothing is paid again
 
-new, changed and missing steps are "to run".  With no store (no build yet)
+All but provided and cached are "to run".  With no history (no build yet)
 every step is new.
 
-Cost: `config.estimate(kind, backend, seconds)` per step to run, seconds being the
-step's `duration` parameter (clips and shots); a step whose backend has no price
-for its kind counts as "no price" and is left out of the sum (except on a backend
-of type `local`, which is free whatever its table says).
+Cost: `estimate(step, backends)`, from the backend's price table in filmc.toml
+(per output, or per second: of a clip's or shot's `duration`, of the time a line
+of dialogue takes to say); a step with no price
+counts as "no price" and is left out of the sum (except on a backend of type
+`local`, which is free whatever its table says), and a running job costs
+nothing more.
 
 Time: deliberately rough.  Each step to run takes a typical time, by step kind
 and backend adapter type (`TYPICAL_SECONDS`: the built-in `local` backend renders
 an animatic in well under a second a frame; a remote service takes ~10 s an image
 and ~1 min a clip); each backend runs min(its concurrency, [build] concurrency)
 steps at once; backends are counted one after another, since a build's stages
-(references → keyframes → clips → shots → film) mostly wait on each other.  Pass
-another table to `make_plan(..., seconds=...)` to tune it.
+(references → keyframes → clips → shots → film) mostly wait on each other.
 
 Rendering, grouped like the film: references (sheets, plates), then each scene
 and shot in film order, then the film and the side outputs.  Steps that will not
@@ -48,30 +58,34 @@ run are not listed; a shot that has some counts them (`3 cached`).  So that a
   with the causes found inside it: `~ shot hunt/chen_watches: 9 changed (prompt)`;
 - references past `DETAIL_LIMIT` steps are one line per kind.
 
-`verbose=True` lists every step to run on its own line.
+`verbose=True` lists every step to run on its own line.  The plan ends with the
+environment variables the backends to run need, and which are unset.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import attrs
 
-from .config import LOCAL, ConfigError
-from .graph import ALL_KINDS, SIDE_OUTPUTS, Step
+from ..lang.check import speaking_time
+from ..lang.steps import KINDS, REFERENCE_KINDS, reaches
+from .config import LOCAL
+from .graph import Step
 from .keys import canonical
-from .pipeline import Compiled
-from .store import Store
+from .pipeline import Program
 
-STATUSES = ("new", "changed", "missing", "cached", "provided")
-TO_RUN = frozenset({"new", "changed", "missing"})
-REFERENCE_KINDS = ("sheet", "plate")
-OUTPUT_KINDS = ("film", *SIDE_OUTPUTS)
+STATUSES = ("new", "changed", "missing", "forced", "running", "cached", "provided")
+TO_RUN = frozenset({"new", "changed", "missing", "forced", "running"})
 DETAIL_LIMIT = 60
 NOT_CACHED = "not in the cache"
+FORCED = "--force"
+RUNNING = "a paid job still running at the service: polled, not paid again"
 
 # Typical seconds one step takes, by backend adapter type then step kind; an adapter
 # type not listed uses "remote" (a hosted service); a kind not listed uses DEFAULT_SECONDS.
@@ -85,11 +99,99 @@ TYPICAL_SECONDS: Mapping[str, Mapping[str, float]] = {
 }
 DEFAULT_SECONDS = 10.0
 
-_SYMBOL = {"new": "+", "changed": "~", "missing": "!"}
-_COLOR = {"new": "32", "changed": "33", "missing": "36", "header": "1", "dim": "2"}
+_SYMBOL = {"new": "+", "changed": "~", "missing": "!", "forced": "*", "running": ">"}
+_COLOR = {"new": "32", "changed": "33", "missing": "36", "forced": "35", "running": "34",
+          "header": "1", "dim": "2"}
 _CURRENCY_SIGN = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
-_RECORD_FIELDS = ("kind", "backend", "settings", "template", "prompt", "params", "inputs",
-                  "files")
+_DETAILED = ("changed", "missing", "forced", "running")  # listed with their reasons
+_RECORD_FIELDS = ("kind", "backend", "adapter", "template", "prompt", "negative", "seed",
+                  "params", "inputs", "files")
+
+
+class History(Protocol):
+    """What earlier builds left: the action cache, the last build, the running jobs."""
+
+    def actions_present(self, keys: Iterable[str]) -> set[str]: ...
+
+    def last_keys(self, nodes: Iterable[str]) -> dict[str, str]: ...
+
+    def last_records(self, nodes: Iterable[str]) -> dict[str, tuple[str, dict]]: ...
+
+    def running(self) -> set[str]: ...
+
+
+class NoHistory:
+    """A project never built."""
+
+    def actions_present(self, keys: Iterable[str]) -> set[str]:
+        return set()
+
+    def last_keys(self, nodes: Iterable[str]) -> dict[str, str]:
+        return {}
+
+    def last_records(self, nodes: Iterable[str]) -> dict[str, tuple[str, dict]]:
+        return {}
+
+    def running(self) -> set[str]:
+        return set()
+
+
+# --- what a build runs -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Decision:
+    nodes: tuple[str, ...]  # every step the build touches, in dependency order
+    run: frozenset[str]  # those it runs: not cached, or forced
+    forced: frozenset[str]
+
+
+def needed(graph: Any, selection: Iterable[str] | None, until: str | None) -> list[str]:
+    """The targets (the selection, or every step) whose kind `--until` reaches, and
+    everything they are made from, in dependency order."""
+    targets = set(graph.nodes) if selection is None else set(selection)
+    targets = {n for n in targets if reaches(graph._node[n]["kind"], until)}
+    need = set(targets)
+    stack = list(targets)
+    pred = graph._pred
+    while stack:
+        for p in pred[stack.pop()]:
+            if p not in need:
+                need.add(p)
+                stack.append(p)
+    return [n for n in graph if n in need]  # steps were added in dependency order
+
+
+def decide(graph: Any, selection: Iterable[str] | None, until: str | None,
+           force: Iterable[str], cached: Callable[[Iterable[str]], set[str]]) -> Decision:
+    """What a build with these options runs: see the module's docstring."""
+    nodes = needed(graph, selection, until)
+    steps = [graph._node[n]["step"] for n in nodes]
+    forced = frozenset(force) & set(nodes)
+    present = cached(s.key for s in steps if s.backend is not None and s.id not in forced)
+    run = frozenset(s.id for s in steps if s.backend is not None
+                    and (s.id in forced or s.key not in present))
+    return Decision(tuple(nodes), run, forced)
+
+
+def estimate(step: Step, backends: Mapping[str, Any]) -> float | None:
+    """The estimated price of running `step` once; None when its backend has no price."""
+    if step.backend is None:
+        return 0.0
+    conf = backends[step.backend].config
+    price = conf.prices.get(step.kind)
+    seconds: float | None = None
+    if step.fields.duration is not None:
+        seconds = float(step.fields.duration)
+    elif step.kind == "speech":  # priced by the second of audio: as long as the line takes
+        seconds = speaking_time(step.fields.text)
+    found = None if price is None else price.estimate(seconds)
+    if found is None and conf.type == LOCAL:
+        return 0.0  # the built-in backend runs on this machine: free, priced or not
+    return found
+
+
+# --- planning ---------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -110,6 +212,15 @@ class PlannedStep:
 
 
 @attrs.frozen
+class Need:
+    """An environment variable a backend in the plan reads."""
+
+    backend: str
+    variable: str
+    set: bool
+
+
+@attrs.frozen
 class Plan:
     steps: tuple[PlannedStep, ...]  # film order: references, shots, film and side outputs
     scenes: tuple[tuple[str, tuple[str, ...]], ...]  # (scene, its shots) in film order
@@ -119,6 +230,7 @@ class Plan:
     seconds: float  # estimated wall time
     had_store: bool  # whether a store was read (False: no build yet)
     selected: bool  # whether a selection restricted the plan
+    needs: tuple[Need, ...] = ()
 
     @property
     def to_run(self) -> int:
@@ -133,39 +245,32 @@ class Plan:
     def by_kind_backend(self) -> list[tuple[str, str | None, int]]:
         """(kind, backend, steps to run), in step-kind order then backend name."""
         c = Counter((s.kind, s.backend) for s in self.steps if s.status in TO_RUN)
-        order = {k: i for i, k in enumerate(ALL_KINDS)}
+        order = {k: i for i, k in enumerate(KINDS)}
         return [(k, b, n) for (k, b), n in
                 sorted(c.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][0],
                                                   kv[0][1] or ""))]
 
 
-# --- planning ---------------------------------------------------------------------------
+def make_plan(program: Program, history: History | None, selection: Iterable[str] | None = None,
+              *, until: str | None = None, force: Iterable[str] = (),
+              environ: Mapping[str, str] | None = None,
+              seconds: Mapping[str, Mapping[str, float]] = TYPICAL_SECONDS) -> Plan:
+    """The plan of a program against what earlier builds left (`history`; None: none)."""
+    graph, backends = program.graph, program.backends
+    had_store = history is not None
+    history = history if history is not None else NoHistory()
+    decision = decide(graph, selection, until, force, history.actions_present)
+    order = {(s.scene, s.id): i for i, s in enumerate(program.shots)}
+    scene_order: dict[str, int] = {}
+    for s in program.shots:
+        scene_order.setdefault(s.scene, len(scene_order))
+    steps: list[Step] = [graph._node[n]["step"] for n in decision.nodes]
+    steps.sort(key=lambda s: _film_order(s, scene_order, order))
 
-
-def make_plan(compiled: Compiled, store: Store | None, selection: Iterable[str] | None = None,
-              *, seconds: Mapping[str, Mapping[str, float]] = TYPICAL_SECONDS) -> Plan:
-    """The plan of a compiled film (`compiled.graph` must be built) against `store`.
-    Raises StoreError when the store cannot be read."""
-    graph, film, config = compiled.graph, compiled.film, compiled.config
-    if graph is None or film is None or config is None:
-        raise ValueError("make_plan needs a film compiled to its graph")
-    chosen = frozenset(selection) if selection is not None else None
-    scene_order = {sc.id: i for i, sc in enumerate(film.scenes)}
-    shot_order = {(sh.scene, sh.id): i for i, sh in enumerate(film.shots)}
-
-    steps: list[Step] = []
-    for node in graph:
-        if chosen is not None and node not in chosen:
-            continue
-        steps.append(graph._node[node]["step"])
-    steps.sort(key=lambda s: _film_order(s, scene_order, shot_order))
-
-    runnable = [s for s in steps if s.backend is not None]
-    cached = store.actions_present(s.key for s in runnable) if store is not None else set()
-    last = store.last_keys(s.id for s in steps) if store is not None else {}
-    differ = [s.id for s in steps if s.id in last and last[s.id] != s.key
-              and s.key not in cached]
-    old = store.last_records(differ) if store is not None and differ else {}
+    last = history.last_keys(s.id for s in steps)
+    differ = [s.id for s in steps if s.id in last and last[s.id] != s.key and s.id in decision.run]
+    old = history.last_records(differ) if differ else {}
+    running = history.running()
 
     planned: list[PlannedStep] = []
     work: Counter[str] = Counter()
@@ -177,35 +282,54 @@ def make_plan(compiled: Compiled, store: Store | None, selection: Iterable[str] 
         if s.backend is None:
             planned.append(PlannedStep(s.id, s.kind, None, s.scene, s.shot, "provided", reasons))
             continue
-        if s.key in cached:
+        if s.id not in decision.run:
             planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, "cached"))
             continue
-        if s.id not in last:
-            status = "new"
-        elif last[s.id] == s.key:
-            status, reasons = "missing", (NOT_CACHED,)
+        if s.key in running and s.id not in decision.forced:
+            status, reasons, price = "running", (RUNNING,), 0.0
         else:
-            status = "changed"
-        price = _estimate(config, s)
+            if s.id in decision.forced:
+                status, reasons = "forced", (FORCED,)
+            elif s.id not in last:
+                status = "new"
+            elif last[s.id] == s.key:
+                status, reasons = "missing", (NOT_CACHED,)
+            else:
+                status = "changed"
+            price = estimate(s, backends)
         if price is None:
             unpriced += 1
         else:
             cost += price
-        secs = _typical(config, seconds, s.kind, s.backend)
+        secs = _typical(backends, seconds, s.kind, s.backend)
         work[s.backend] += secs
         planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, status, reasons,
                                    price, secs))
 
     total = 0.0
     for backend, secs in work.items():
-        try:
-            conc = config.backend(backend).concurrency
-        except ConfigError:
-            conc = 1
-        total += secs / max(1, min(conc, config.concurrency))
-    scenes = tuple((sc.id, tuple(sh.id for sh in sc.shots)) for sc in film.scenes)
-    return Plan(tuple(planned), scenes, config.currency, cost, unpriced, total,
-                store is not None, chosen is not None)
+        conc = backends[backend].config.concurrency
+        total += secs / max(1, min(conc, program.concurrency))
+    scenes: dict[str, list[str]] = {}
+    for sh in program.shots:
+        scenes.setdefault(sh.scene, []).append(sh.id)
+    return Plan(tuple(planned), tuple((k, tuple(v)) for k, v in scenes.items()),
+                program.currency, cost, unpriced, total, had_store, selection is not None,
+                needs(backends, work, environ))
+
+
+def needs(backends: Mapping[str, Any], used: Iterable[str],
+          environ: Mapping[str, str] | None = None) -> tuple[Need, ...]:
+    """The environment variables that the backends in `used` read, and whether each is set."""
+    env = os.environ if environ is None else environ
+    out = []
+    for name in sorted(set(used)):
+        info = backends[name]
+        for secret in info.adapter.secrets:
+            var = info.config.secret_envs.get(secret)
+            if var:
+                out.append(Need(name, var, bool(env.get(var))))
+    return tuple(out)
 
 
 def _film_order(s: Step, scene_order: dict, shot_order: dict) -> tuple:
@@ -216,29 +340,16 @@ def _film_order(s: Step, scene_order: dict, shot_order: dict) -> tuple:
     return (2, 0, 0)  # the film and the side outputs; sort is stable: graph order within
 
 
-def _estimate(config, s: Step) -> float | None:
-    secs = s.params.get("duration") if s.kind in ("clip", "shot") else None
-    try:
-        price = config.estimate(s.kind, s.backend, float(secs) if secs is not None else None)
-        if price is None and config.backend(s.backend).type == LOCAL:
-            return 0.0  # the built-in backend runs on this machine: free, priced or not
-        return price
-    except ConfigError:
-        return None
-
-
-def _typical(config, table: Mapping[str, Mapping[str, float]], kind: str, backend: str) -> float:
-    try:
-        adapter = config.backend(backend).type
-    except ConfigError:
-        adapter = backend
+def _typical(backends: Mapping[str, Any], table: Mapping[str, Mapping[str, float]], kind: str,
+             backend: str) -> float:
+    adapter = backends[backend].type
     row = table.get(adapter) or table.get("remote") or {}
     return float(row.get(kind, DEFAULT_SECONDS))
 
 
 def record_changes(old: Mapping, new: Mapping) -> tuple[str, ...]:
     """What differs between a recorded step record and the current one: field names,
-    `params.X` / `settings.X` one level down, `input NODE` (added, removed) and
+    `params.X` / `adapter.X` one level down, `input NODE` (added, removed) and
     `file PATH`.  The recorded side is JSON; the current one is normalised to match."""
     new = json.loads(canonical(dict(new)))
     out: list[str] = []
@@ -305,8 +416,7 @@ def render_plan(plan: Plan, color: bool = False, verbose: bool = False) -> str:
     """The plan for people: see the module's docstring for what is listed how."""
     paint = _Painter(color)
     lines: list[str] = []
-    detail = verbose or sum(1 for s in plan.steps if s.status in ("changed", "missing")) \
-        <= DETAIL_LIMIT
+    detail = verbose or sum(1 for s in plan.steps if s.status in _DETAILED) <= DETAIL_LIMIT
 
     refs = [s for s in plan.steps if s.kind in REFERENCE_KINDS]
     by_scene: dict[str, dict[str, list[PlannedStep]]] = {}
@@ -348,7 +458,7 @@ def render_plan(plan: Plan, color: bool = False, verbose: bool = False) -> str:
             if not run:
                 continue
             name = f"shot {scene}/{shot}"
-            compact = all(s.status == "new" for s in run) or not detail
+            compact = all(s.status not in _DETAILED for s in run) or not detail
             if compact and not verbose:
                 lines.append("  " + _group_line(name, group, plan, paint))
                 continue
@@ -365,7 +475,14 @@ def render_plan(plan: Plan, color: bool = False, verbose: bool = False) -> str:
     if lines:
         lines.append("")
     lines.append(summary_line(plan))
+    lines += need_lines(plan)
     return "\n".join(lines) + "\n"
+
+
+def need_lines(plan: Plan) -> list[str]:
+    """`Needs OPENAI_API_KEY (for openai): set.` for each variable the plan's backends read."""
+    return [f"Needs `{n.variable}` (for {n.backend}): " + ("set." if n.set else
+            f"NOT SET: `export {n.variable}=...` before `filmc build`.") for n in plan.needs]
 
 
 def _step_line(s: PlannedStep, plan: Plan, paint: _Painter, indent: str) -> str:
@@ -393,8 +510,9 @@ def _group_line(name: str, group: list[PlannedStep], plan: Plan, paint: _Painter
     """One line for a group of steps: `~ shot hunt/x: 3 changed, 2 new, 1 cached (prompt)`."""
     run = [s for s in group if s.to_run]
     c = Counter(s.status for s in group)
-    status = "changed" if c["changed"] else ("missing" if c["missing"] else "new")
-    counts = [f"{c[st]} {st}" for st in ("changed", "missing", "new") if c[st]]
+    status = next((st for st in ("changed", "missing", "forced", "running") if c[st]), "new")
+    counts = [f"{c[st]} {st}" for st in ("changed", "missing", "forced", "running", "new")
+              if c[st]]
     if counts and len(counts) == 1 and status == "new":
         counts = [f"{c['new']} step{'s' if c['new'] != 1 else ''} new"]
     if c["cached"]:
@@ -436,5 +554,7 @@ def plan_json(plan: Plan) -> dict:
             "cost": round(plan.cost, 6), "currency": plan.currency, "unpriced": plan.unpriced,
             "seconds": round(plan.seconds, 3), "had_store": plan.had_store,
             "selected": plan.selected,
+            "needs": [{"backend": n.backend, "variable": n.variable, "set": n.set}
+                      for n in plan.needs],
         },
     }

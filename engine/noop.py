@@ -1,15 +1,21 @@
 """The no-op fast path: knowing that nothing changed without compiling anything.
 
-After a full build that succeeded, `record` writes `noop.json` in the store:
-the options of that build, and the size, mtime and inode of every file the
-build depended on — each `.film` file it loaded, `filmc.toml`, the project's
-templates folder and the templates it used, the reference images, filmc's own
-code — and of every output it laid out.  The next `filmc build` with the same
-options calls `up_to_date` first, which imports nothing heavy (no parser, no
-graph library): if every file still has the same stat, the film is built and
-the build stops there.  Any difference, a file added to the templates folder,
-an output deleted, falls through to the full build, which trusts nothing.
+After a full build that succeeded, `record` writes `.filmc/noop.json` in the
+project: the options of that build, and the size, mtime and inode of every file
+the build depended on — each `.film` file it loaded, `filmc.toml`, the
+project's templates folder and files, the reference images, the files backend
+settings name (a ComfyUI workflow), filmc's own code and data (the folders of
+its packages, and the files in them), the modules of the adapters it used — and
+of every output it laid out.  The next `filmc build` with the same options
+calls `up_to_date` first, which imports nothing heavy (no parser, no graph
+library): if every file still has the same stat, the film is built and the
+build stops there.  Any difference, a file added to the templates folder, an
+output deleted, falls through to the full build, which trusts nothing.
 This is what ninja's log and Bazel's digest cache do.
+
+filmc's own files are found from the packages loaded when the full build
+records (never by walking a checkout: a development tree holds a virtualenv
+and tests that no build reads).
 
 Must stay cheap to import: the standard library and `lang.paths` only.
 """
@@ -18,45 +24,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..lang.paths import find_root
 
-VERSION = 1
+VERSION = 2
 NAME = "noop.json"
-_PACKAGE = Path(__file__).resolve().parents[1]  # where filmc's own code is installed
-
-
-def store_location(root: Path, configured: str | os.PathLike | None = None,
-                   environ: dict | None = None) -> Path:
-    """Where the store of the project at `root` lives: `$FILMC_STORE`, else the path
-    filmc.toml configures (`[build] store`), else `root/.filmc`; relative to `root`."""
-    chosen = (os.environ if environ is None else environ).get("FILMC_STORE", "") or configured
-    if not chosen:
-        return root / ".filmc"
-    path = Path(chosen).expanduser()
-    return path if path.is_absolute() else root / path
-
-
-def configured_store(root: Path) -> str | None:
-    """`[build] store` from filmc.toml, read without the config module (kept light)."""
-    try:
-        text = (root / "filmc.toml").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    if "store" not in text:
-        return None
-    import tomllib
-
-    try:
-        value = tomllib.loads(text).get("build", {}).get("store")
-    except (tomllib.TOMLDecodeError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
-
-
-def store_path(root: Path) -> Path:
-    return store_location(root, configured_store(root))
+STATE_DIR = ".filmc"
+_OWN = (".py", ".film", ".j2", ".lark", ".otf", ".ttf")
 
 
 def _stat(path: str) -> list[int] | None:
@@ -67,35 +44,53 @@ def _stat(path: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def own_code() -> list[str]:
-    """filmc's own files whose change may change what a build makes."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(_PACKAGE):
-        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
-        out += [os.path.join(dirpath, f) for f in filenames if f.endswith((".py", ".film", ".j2", ".lark"))]
+def own_code(modules: Iterable[str] = ()) -> list[str]:
+    """filmc's own folders and files whose change may change what a build makes, found
+    from its loaded packages; plus the files of `modules` (adapters from elsewhere)."""
+    out: set[str] = set()
+    for name, module in list(sys.modules.items()):
+        if name != "filmc" and not name.startswith("filmc."):
+            continue
+        for folder in getattr(module, "__path__", None) or ():
+            out.add(folder)
+            try:
+                with os.scandir(folder) as entries:
+                    out.update(e.path for e in entries if e.name.endswith(_OWN))
+            except OSError:
+                continue
+    for name in modules:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file:
+            out.add(file)
     return sorted(out)
 
 
-def record(store: Path, options: dict, inputs: list[str], outputs: list[str]) -> None:
+def path_of(root: Path) -> Path:
+    return root / STATE_DIR / NAME
+
+
+def record(root: Path, options: dict, inputs: Iterable[str], outputs: Iterable[str],
+           modules: Iterable[str] = ()) -> None:
     """Remember what a successful full build depended on and laid out."""
-    files = sorted(set(inputs) | set(own_code()))
+    files = sorted(set(inputs) | set(own_code(modules)))
     doc = {"version": VERSION, "options": options,
            "inputs": [[p, _stat(p)] for p in files],
            "outputs": [[p, _stat(p)] for p in sorted(set(outputs))]}
-    tmp = store / f".{NAME}.tmp"
+    dest = path_of(root)
+    tmp = dest.with_name(f".{NAME}.tmp")
     tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
-    os.replace(tmp, store / NAME)
+    os.replace(tmp, dest)
 
 
-def forget(store: Path) -> None:
-    Path(store / NAME).unlink(missing_ok=True)
+def forget(root: Path) -> None:
+    path_of(root).unlink(missing_ok=True)
 
 
 def up_to_date(main: Path, options: dict) -> bool:
     """Whether the last full build with these options is still exactly current."""
     main = Path(os.path.abspath(main))
     try:
-        doc = json.loads((store_path(find_root(main)) / NAME).read_text(encoding="utf-8"))
+        doc = json.loads(path_of(find_root(main)).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     if doc.get("version") != VERSION or doc.get("options") != options:

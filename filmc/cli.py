@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .common import report
     from .compiler.pipeline import compile_film
     from .lang.diagnostics import Diagnostics
     from .lang.loader import Loader
@@ -114,25 +115,6 @@ def _check(args: argparse.Namespace) -> int:
               f"{(total - loader.read_seconds) * 1000:.0f} ms, total {total * 1000:.0f} ms "
               f"(in process, after start-up)", file=sys.stderr)
     return report(diags, loader.sources, args.format, args.strict, summaries)
-
-
-def report(diags, sources, fmt: str = "text", strict: bool = False,
-           summaries: Sequence[str] = ()) -> int:
-    """Print diagnostics (and summaries) the one way every command does; the exit code."""
-    from .lang.diagnostics import print_diagnostics
-
-    items = _dedupe(diags.sorted())
-    errors = sum(d.severity == "error" for d in items)
-    warnings = len(items) - errors
-    if fmt == "json":
-        print_diagnostics(items, sources, "json", sys.stdout)
-    else:
-        print_diagnostics(items, sources)
-        for line in summaries:
-            print(line)
-        if items:
-            print(_count(errors, warnings), file=sys.stderr)
-    return 1 if errors or (strict and warnings) else 0
 
 
 def _fmt(args: argparse.Namespace) -> int:
@@ -187,23 +169,3 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _dedupe(items):
-    seen = set()
-    out = []
-    for d in items:
-        k = (d.code, d.message, d.span)
-        if k not in seen:
-            seen.add(k)
-            out.append(d)
-    return out
-
-
-def _count(errors: int, warnings: int) -> str:
-    parts = []
-    if errors:
-        parts.append(f"{errors} error{'s' if errors != 1 else ''}")
-    if warnings:
-        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
-    return "filmc: " + " and ".join(parts)

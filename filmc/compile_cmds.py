@@ -11,27 +11,30 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-_SELECT_HELP = ("dbt-style selection: scene:NAME shot:GLOB character:NAME kind:KIND id:GLOB, "
-                "+X (with what X needs), X+ (with what needs X); space = union, comma = "
-                "intersection; repeatable")
-_OFFLINE_HELP = ("render every step with the built-in `local` backend: an animatic, with no "
-                 "network and no keys, whatever filmc.toml and the shots choose")
+from .common import (
+    SELECT_HELP,
+    add_build_options,
+    build_options,
+    compile_or_report,
+    selection,
+)
 
 
-def add_parsers(sub) -> None:
+def add_parsers(sub: Any) -> None:
     pl = sub.add_parser("plan", help="show what a build would run, why, and what it would cost",
-                        description="Compare the film with what the last build recorded: every "
-                                    "step to run, marked new or changed with the reason, then "
-                                    "steps by kind and backend, estimated cost and time. Exit 0 "
+                        description="Compare the film with what earlier builds left: every "
+                                    "step `filmc build` would run with the same options, marked "
+                                    "new, changed, missing, forced or running, with the reason; "
+                                    "then steps by kind and backend, estimated cost and time, "
+                                    "and the environment variables the backends need. Exit 0 "
                                     "when nothing would run, 2 when something would, 1 on error.")
     pl.add_argument("file", type=Path, metavar="FILE")
-    pl.add_argument("--select", "-s", action="append", default=[], metavar="SELECTOR",
-                    help=_SELECT_HELP)
+    add_build_options(pl, "what a build of it runs: it and what it needs")
     pl.add_argument("--json", action="store_true", help="print the plan as JSON for tools")
     pl.add_argument("--verbose", "-v", action="store_true",
                     help="list every step, not one line per new shot or scene")
-    pl.add_argument("--offline", action="store_true", help=_OFFLINE_HELP)
     pl.set_defaults(run=_plan)
 
     g = sub.add_parser("graph", help="print the step graph (Graphviz dot or JSON)",
@@ -39,7 +42,7 @@ def add_parsers(sub) -> None:
     g.add_argument("file", type=Path, metavar="FILE")
     g.add_argument("--format", choices=("dot", "json"), default="dot")
     g.add_argument("--select", "-s", action="append", default=[], metavar="SELECTOR",
-                   help=_SELECT_HELP)
+                   help=SELECT_HELP)
     g.set_defaults(run=_graph)
 
     e = sub.add_parser("explain", help="show every step of a shot: prompts, parameters, keys",
@@ -51,62 +54,26 @@ def add_parsers(sub) -> None:
     e.set_defaults(run=_explain)
 
 
-def _compile(file: Path, offline: bool = False, burn_subtitles: bool = False):
-    from .cli import report
-    from .compiler.pipeline import compile_film
-
-    result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles)
-    if not result.ok or result.graph is None:
-        report(result.diags, result.sources)
-        return None
-    if result.diags.items:  # warnings: shown, not fatal
-        report(result.diags, result.sources)
-    return result
-
-
-def _selected(graph, specs: list[str]) -> frozenset[str] | None:
-    """The selected node ids, or None for no `--select`; errors raise SelectorError."""
-    if not specs:
-        return None
-    from .compiler.select import evaluate, parse_selector
-
-    selection = evaluate(graph, parse_selector(specs))
-    for w in selection.warnings:
-        print(w.render(), file=sys.stderr)
-    return selection.nodes
-
-
-def _with_selection(args: argparse.Namespace, graph) -> frozenset[str] | None | int:
-    from .compiler.select import SelectorError
-
-    try:
-        return _selected(graph, args.select)
-    except SelectorError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
-
-
 # --- filmc plan ----------------------------------------------------------------------
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from .common import history
     from .compiler.plan import make_plan, plan_json, render_plan
-    from .compiler.store import Store, StoreError
+    from .engine.store import StoreError
     from .lang.diagnostics import use_color
 
-    result = _compile(args.file, offline=args.offline)
+    result = compile_or_report(args.file, offline=args.offline)
     if result is None:
         return 1
-    nodes = _with_selection(args, result.graph)
-    if isinstance(nodes, int):
-        return nodes
+    options = build_options(args, result.graph)
+    if isinstance(options, int):
+        return options
+    chosen, until, force = options
+    program = result.program()
     try:
-        store = Store.open(result.project.root, configured=result.config.store)
-        try:
-            plan = make_plan(result, store, nodes)
-        finally:
-            if store is not None:
-                store.close()
+        with history(program) as past:
+            plan = make_plan(program, past, chosen, until=until, force=force)
     except StoreError as e:
         print(e.render(), file=sys.stderr)
         return 1
@@ -126,13 +93,17 @@ _COLORS = {"sheet": "#f4d35e", "plate": "#95d5b2", "keyframe": "#a0c4ff", "clip"
 
 
 def _graph(args: argparse.Namespace) -> int:
-    result = _compile(args.file)
+    from .compiler.select import SelectorError
+
+    result = compile_or_report(args.file)
     if result is None:
         return 1
     graph = result.graph
-    nodes = _with_selection(args, graph)
-    if isinstance(nodes, int):
-        return nodes
+    try:
+        nodes = selection(graph, args.select)
+    except SelectorError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
     keep = set(graph.nodes) if nodes is None else set(nodes)
     order = [n for n in graph.nodes if n in keep]
     edges = [(a, b) for a, b in graph.edges if a in keep and b in keep]
@@ -148,8 +119,8 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _node_json(step) -> dict:
     return {"id": step.id, "kind": step.kind, "backend": step.backend, "scene": step.scene,
-            "shot": step.shot, "characters": sorted(step.characters), "inputs": list(step.inputs),
-            "key": step.key}
+            "shot": step.shot, "characters": sorted(step.characters),
+            "inputs": [i.step for i in step.inputs], "key": step.key}
 
 
 def _dot_id(s: str) -> str:
@@ -174,7 +145,7 @@ def to_dot(graph, order: list[str], edges: list[tuple[str, str]], title: str) ->
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .cli import _count
+    from .common import count
 
     if len(args.args) > 2:
         print("filmc explain: give the shot id, optionally after the film file", file=sys.stderr)
@@ -185,7 +156,7 @@ def _explain(args: argparse.Namespace) -> int:
         print("filmc explain: no film here: name the film file, `filmc explain FILE SHOT`",
               file=sys.stderr)
         return 1
-    result = _compile(file)
+    result = compile_or_report(file)
     if result is None:
         return 1
     graph = result.graph
@@ -197,9 +168,9 @@ def _explain(args: argparse.Namespace) -> int:
         hint = did_you_mean(shot_id, shots)
         print(f"error: no shot `{shot_id}` in {file}" + (f"\n  = help: {hint}" if hint else ""),
               file=sys.stderr)
-        print(_count(1, 0), file=sys.stderr)
+        print(count(1, 0), file=sys.stderr)
         return 1
-    refs = sorted({i for s in steps for i in s.inputs if graph.nodes[i]["shot"] is None})
+    refs = sorted({i.step for s in steps for i in s.inputs if graph.nodes[i.step]["shot"] is None})
     steps = [graph.nodes[r]["step"] for r in refs] + steps
     if args.json:
         json.dump([_step_json(s) for s in steps], sys.stdout, ensure_ascii=False, indent=1,
@@ -216,9 +187,12 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step_json(step) -> dict:
+def _step_json(step: Any) -> dict:
+    fields = {k: v for k, v in step.fields.as_dict().items() if v not in (None, "")}
     return {**_node_json(step), "template": step.template, "prompt": step.prompt,
-            "params": step.params, "files": {f.path: f.digest for f in step.files}}
+            "fields": fields, "params": step.params,
+            "roles": {i.step: i.role for i in step.inputs},
+            "files": {f.path: f.digest for f in step.files}}
 
 
 def _describe(step) -> str:
@@ -226,9 +200,12 @@ def _describe(step) -> str:
     if step.template:
         out.append(f"  template  {step.template}")
     for i in step.inputs:
-        out.append(f"  input     {i}  ({step.record['inputs'][i][:12]})")
+        out.append(f"  input     {i.step} as {i.role}  ({step.record['inputs'][i.step][:12]})")
     for f in step.files:
         out.append(f"  file      {f.path}  ({f.digest[:12]})")
+    for k, v in step.fields.as_dict().items():
+        if v not in (None, "") and k != "prompt":
+            out.append(f"  {k:<9} {_show(v)}")
     for k, v in step.params.items():
         out.append(f"  {k:<9} {_show(v)}")
     if step.prompt:

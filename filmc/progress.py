@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .compiler.executor import Events, Outcome
+from .engine.executor import Events, Outcome
 
 
 class Plain(Events):
@@ -21,6 +21,13 @@ class Plain(Events):
 
     def begin(self, total: int) -> None:
         self.total = total
+
+    def note(self, text: str) -> None:
+        self.stream.write(f"filmc: {text}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
 
     def finished(self, o: Outcome) -> None:
         self.done += 1
@@ -59,6 +66,9 @@ class Live(Events):
         self.progress.start()
         self.task = self.progress.add_task("build", total=total, counts="", current="")
 
+    def note(self, text: str) -> None:
+        self.progress.console.print(f"filmc: {text}", markup=False, highlight=False)
+
     def started(self, node: str) -> None:
         self.running.add(node)
         self._update(current=node)
@@ -69,7 +79,8 @@ class Live(Events):
             self.cached += 1
         elif o.status == "failed":
             self.failed += 1
-            self.progress.console.print(f"[red]failed[/] {o.id}: {o.error}")
+            self.progress.console.print(f"[red]failed[/] {o.id}: ", end="")
+            self.progress.console.print(o.error or "", markup=False, highlight=False)
         self.progress.advance(self.task)
         self._update(current=o.shot or o.id)
 

@@ -499,16 +499,26 @@ def _get_parser() -> lark.Lark:
 
 
 def _cache_path(grammar: str) -> str | bool:
-    """Lark's own grammar cache: loading the parse table takes ~4 ms, building it ~21 ms."""
+    """Lark's own grammar cache: loading the parse table takes ~4 ms, building it ~21 ms.
+
+    Lark unpickles the cache, so it must live where nobody else can write: a folder of
+    the user's own (`$XDG_CACHE_HOME/filmc`, else `~/.cache/filmc`), mode 0700, never a
+    predictable name in the shared temp folder.  Anything less safe means no cache."""
     import hashlib
     import os
-    import tempfile
 
     digest = hashlib.sha256((grammar + lark.__version__).encode()).hexdigest()[:16]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(tempfile.gettempdir())
-    path = os.path.join(base, f"filmc-grammar-{digest}.lark-cache")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "filmc")
+    path = os.path.join(folder, f"grammar-{digest}.lark-cache")
     try:
-        open(path, "ab").close()
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        for p in (folder, path):
+            if p == path and not os.path.exists(p):
+                break
+            st = os.stat(p)
+            if st.st_uid != os.getuid() or st.st_mode & (0o077 if p == folder else 0o022):
+                return False  # another user could plant a pickle here
     except OSError:
         return False
     return path

@@ -13,3 +13,9 @@ def find_root(main: Path) -> Path:
         if (folder / CONFIG_FILE).is_file():
             return folder
     return main.parent
+
+
+def film_name(main: Path, root: Path) -> str:
+    """A film's name, as its outputs are named (`build/<name>/`): the project folder's
+    name for a main file called `film.film`, else the main file's stem."""
+    return root.name if main.stem == "film" else main.stem

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import attrs
 
+from .steps import ASSIGNABLE
+
 
 @attrs.frozen
 class AttrSpec:
@@ -63,7 +65,7 @@ class BlockHeader:
     inline: bool = False  # may also be written as a plain attribute line, without a body
 
 
-STEP_KINDS = ("sheet", "plate", "keyframe", "clip", "speech", "shot", "film")
+STEP_KINDS = ASSIGNABLE  # the kinds `backend STEP NAME` may name (lang/steps.py)
 CAMERA_SLOTS = ("size", "angle", "lens", "movement")
 MOTIONS = (
     "static", "pan_left", "pan_right", "tilt_up", "tilt_down", "push_in", "pull_out",

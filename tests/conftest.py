@@ -1,10 +1,21 @@
-"""Shared test switches: `pytest --bless` rewrites golden files (review the diff)."""
+"""Shared test switches and the rule that tests touch nothing but their own temp dirs.
+
+`pytest --bless` rewrites golden files (review the diff).  Every test runs with
+no `FILMC_*` variable of the user's (their store, their ffmpeg, their font), a
+cache folder of its session's own (the parser's table), and copies of the
+example without the store and build/ that `make demo` leaves in it.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wolfpack"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -12,6 +23,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="rewrite golden files from the current output (also FILMC_BLESS=1)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test (and any subprocess a test starts): no user state leaks in."""
+    bless = os.environ.get("FILMC_BLESS")
+    for name in list(os.environ):
+        if name.startswith("FILMC_"):
+            del os.environ[name]
+    if bless:
+        os.environ["FILMC_BLESS"] = bless
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="filmc-tests-cache-")
+
+
 @pytest.fixture
 def bless(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--bless") or os.environ.get("FILMC_BLESS"))
+
+
+def copy_example(dest: Path) -> Path:
+    """The example film, as it is in git: without the store and outputs a demo left."""
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".filmc", "build"))
+    return dest

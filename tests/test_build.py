@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from filmc.backends.local.ffmpeg import probe
+from filmc.backends.ffmpeg import probe
 
 FILM = """\
 use std.camera
@@ -121,8 +123,6 @@ def built(tmp_path_factory) -> Path:
 @pytest.fixture
 def project(built: Path, tmp_path: Path) -> Path:
     """A copy of the built project (store included) that a test may change."""
-    import shutil
-
     dest = tmp_path / "p"
     shutil.copytree(built, dest, symlinks=True)
     (dest / ".filmc" / "noop.json").unlink(missing_ok=True)  # it holds the other folder's paths
@@ -203,11 +203,11 @@ def test_editing_one_camera_runs_exactly_that_shot(project: Path) -> None:
 
 
 def test_a_damaged_object_is_detected_and_rebuilt(project: Path) -> None:
-    from filmc.compiler.store import Store
+    from filmc.engine.store import Store
 
     digest = next(s["outputs"][0] for s in report(project)["steps"] if s["id"] == "shot.two.b1")
-    with Store.open(project) as store:
-        obj = store.object_path(digest)
+    with Store.open(project / ".filmc") as store:  # type: ignore[union-attr]
+        obj = store.objects.path(digest)
     os.chmod(obj, 0o644)
     obj.write_bytes(b"not a video any more")  # bit rot, or someone's stray write
     r = filmc("build", "--offline", "tiny.film", cwd=project)
@@ -216,21 +216,24 @@ def test_a_damaged_object_is_detected_and_rebuilt(project: Path) -> None:
     assert probe(project / "build" / "tiny" / "shots" / "003_two_b1.mp4")["frames"] == 48
 
 
-def test_kill_9_midway_loses_no_finished_step(project: Path) -> None:
+def test_kill_9_midway_loses_no_finished_step_and_leaves_no_process(project: Path) -> None:
     path = project / "tiny.film"
     path.write_text(path.read_text().replace('look "a tall woman in a red coat"',
                                              'look "a tall woman in a green coat"'))
-    env = dict(os.environ, NO_COLOR="1")
-    proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--offline", "--jobs", "1",
+    mark = f"filmc-test-{uuid.uuid4()}"
+    env = dict(os.environ, NO_COLOR="1", FILMC_TEST_MARK=mark)
+    proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--offline", "--jobs", "2",
                              "tiny.film"], cwd=project, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL)
     db = project / ".filmc" / "index.db"
     before = _actions(db)
     deadline = time.monotonic() + 120
     while len(_actions(db)) < len(before) + 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    assert marked(mark) - {proc.pid}, "the build had started no render worker"
+    proc.kill()  # SIGKILL to the build alone: its workers and their ffmpegs must follow
     proc.wait()
+    assert wait_gone(mark), f"processes of the killed build are alive: {marked(mark)}"
     finished = _actions(db) - before
     assert finished, "the build was killed before it finished anything"
     r = filmc("build", "--offline", "tiny.film", cwd=project)
@@ -241,6 +244,32 @@ def test_kill_9_midway_loses_no_finished_step(project: Path) -> None:
     keys = {n: d["step"].key for n, d in compile_film(path, offline=True).graph.nodes(data=True)}
     rerun = {n for n, s in again.items() if s["status"] == "ran" and keys[n] in finished}
     assert rerun == set(), f"steps finished before the kill ran again: {rerun}"
+
+
+def marked(mark: str) -> set[int]:
+    """The live processes whose environment carries `mark` (zombies are dead)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if mark.encode() not in (entry / "environ").read_bytes():
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+        except OSError:
+            continue
+        found.add(int(entry.name))
+    return found
+
+
+def wait_gone(mark: str, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while marked(mark):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _actions(db: Path) -> set[str]:
@@ -270,21 +299,36 @@ def test_two_builds_at_once_do_not_corrupt_anything(project: Path) -> None:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_a_failing_step_is_reported_and_the_rest_finish(project: Path) -> None:
-    (project / "flaky.py").write_text(
-        "from filmc.backends.base import BackendError\n"
-        "class Flaky:\n"
-        "    def __init__(self, name, settings, jobs):\n"
-        "        pass\n"
-        "    async def run(self, job):\n"
-        "        raise BackendError('the service refused the prompt')\n"
-        "    def close(self):\n"
-        "        pass\n")
-    (project / "filmc.toml").write_text('[backends.flaky]\ntype = "flaky:Flaky"\n')
+FLAKY = """\
+from filmc.backends.protocol import Adapter, BackendError
+
+
+class Flaky(Adapter):
+    kinds = ("keyframe",)
+
+    async def submit(self, request, handle):
+        raise BackendError("the service refused the prompt")
+
+
+class Buggy(Adapter):
+    kinds = ("keyframe",)
+
+    async def submit(self, request, handle):
+        return {}["no such key"]
+"""
+
+
+def with_adapter(project: Path, name: str) -> None:
+    (project / "flaky.py").write_text(FLAKY)
+    (project / "filmc.toml").write_text(f'[backends.flaky]\ntype = "flaky:{name}"\n')
     path = project / "tiny.film"
     path.write_text(path.read_text().replace('    action "The kite rises over the water."',
                                              '    action "The kite rises over the water."\n'
                                              '    backend keyframe flaky'))
+
+
+def test_a_failing_step_is_reported_and_the_rest_finish(project: Path) -> None:
+    with_adapter(project, "Flaky")
     r = filmc("build", "--keep-going", "tiny.film", cwd=project, env={"PYTHONPATH": str(project)})
     assert r.returncode == 1
     assert "failed keyframe.two.b2.take1 (shot two/b2): the service refused the prompt" in r.stderr
@@ -292,6 +336,49 @@ def test_a_failing_step_is_reported_and_the_rest_finish(project: Path) -> None:
     assert steps["keyframe.two.b2.take1"] == "failed"
     assert steps["shot.two.b2"] == "skipped" and steps["film"] == "skipped"
     assert steps["shot.three.c1"] in ("ran", "cached")  # the others finish
+
+
+def test_a_bug_is_a_bug_with_its_traceback(project: Path) -> None:
+    """Not a step's failure: exit 3, the traceback in report.json and with --debug."""
+    with_adapter(project, "Buggy")
+    env = {"PYTHONPATH": str(project)}
+    r = filmc("build", "--keep-going", "tiny.film", cwd=project, env=env)
+    assert r.returncode == 3, r.stderr
+    assert "internal error (KeyError" in r.stderr and "report.json" in r.stderr
+    assert "Traceback" not in r.stderr
+    doc = report(project)
+    assert "Traceback" in doc["bug"] and "no such key" in doc["bug"] and "flaky.py" in doc["bug"]
+    r = filmc("--debug", "build", "tiny.film", cwd=project, env=env)
+    assert r.returncode != 0 and "Traceback" in r.stderr and "KeyError" in r.stderr
+
+
+def test_an_error_at_the_end_neither_hangs_a_pipe_nor_leaves_a_process(project: Path) -> None:
+    """`filmc build | tee`: every process that holds the pipe must be gone when the build
+    ends, even when it ends on an error after every step ran."""
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("a boy with a kite", "a boy with a blue kite"))
+    (project / "build" / "tiny" / "report.json").unlink()
+    (project / "build" / "tiny" / "report.json").mkdir()  # writing the report will fail
+    mark = f"filmc-test-{uuid.uuid4()}"
+    env = dict(os.environ, NO_COLOR="1", FILMC_TEST_MARK=mark)
+    r = subprocess.run([sys.executable, "-m", "filmc", "build", "--offline", "--keep-going",
+                        "tiny.film"], cwd=project, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "report.json" in r.stderr and "help:" in r.stderr and "Traceback" not in r.stderr
+    assert wait_gone(mark), marked(mark)
+
+
+def test_an_unwritable_state_folder_is_a_clear_error(project: Path) -> None:
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("a boy with a kite", "a boy with a kite, grinning"))
+    shutil.rmtree(project / ".filmc")
+    (project / ".filmc").write_text("not a folder")
+    for cmd in (["build", "--offline", "tiny.film"], ["gc", "tiny.film"]):
+        r = filmc(*cmd, cwd=project)
+        assert r.returncode == 1, r.stderr
+        assert ".filmc" in r.stderr and "help:" in r.stderr, r.stderr
+        assert "internal error" not in r.stderr and "Traceback" not in r.stderr
 
 
 def test_gc_deletes_only_what_no_current_build_uses(project: Path) -> None:
@@ -318,7 +405,7 @@ def test_clean_removes_the_outputs_not_the_cache(project: Path) -> None:
 
 
 def _ffmpeg() -> str:
-    from filmc.backends.local.ffmpeg import ffmpeg_exe
+    from filmc.backends.ffmpeg import ffmpeg_exe
 
     return ffmpeg_exe()
 
@@ -336,7 +423,6 @@ def test_the_film_carries_its_subtitles_and_can_burn_them(built: Path, tmp_path:
     info = subprocess.run([_ffmpeg(), "-hide_banner", "-i", str(film)], capture_output=True,
                           text=True).stderr
     assert "Subtitle: mov_text" in info  # a soft track a player can switch on
-    import shutil
 
     burnt = tmp_path / "burnt"
     shutil.copytree(built, burnt, symlinks=True)
@@ -354,25 +440,43 @@ def test_the_film_carries_its_subtitles_and_can_burn_them(built: Path, tmp_path:
     assert box is not None and box[1] > plain.height // 2  # text drawn, in the lower half
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_finished_work(project: Path) -> None:
+def test_ctrl_c_stops_promptly_and_keeps_finished_work(project: Path) -> None:
+    """What a terminal's Ctrl-C sends (SIGINT to the foreground process group): the build
+    stops, says so, exits 130; no render fails for it, no process is left."""
     path = project / "tiny.film"
-    path.write_text(path.read_text().replace("a boy with a kite", "a boy with a red kite"))
-    env = dict(os.environ, NO_COLOR="1")
+    path.write_text(path.read_text().replace("size 192x80", "size 384x160"))  # all of it again
+    mark = f"filmc-test-{uuid.uuid4()}"
+    env = dict(os.environ, NO_COLOR="1", FILMC_TEST_MARK=mark)
     proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--offline", "--jobs", "1",
                              "tiny.film"], cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     db = project / ".filmc" / "index.db"
     before = _actions(db)
     deadline = time.monotonic() + 60
-    while len(_actions(db)) < len(before) + 1 and time.monotonic() < deadline:
+    while len(_actions(db)) < len(before) + 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    os.killpg(proc.pid, signal.SIGINT)
+    sent = time.monotonic()
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 130), err
-    assert "Traceback" not in err
-    if proc.returncode == 130:
-        assert "interrupted" in err
+    assert time.monotonic() - sent < 10  # promptly
+    assert proc.returncode == 130, err
+    assert "interrupted; every finished step is kept" in err
+    assert "Traceback" not in err and "FAILED" not in err and "failed" not in err
+    assert wait_gone(mark), marked(mark)
+    kept = _actions(db) - before
+    assert kept
+    assert report(project)["interrupted"] is True
     assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
+    assert not kept & {s["key"] for s in report_steps_ran(project)}
+
+
+def report_steps_ran(project: Path) -> list[dict]:
+    from filmc.compiler.pipeline import compile_film
+
+    keys = {n: d["step"].key
+            for n, d in compile_film(project / "tiny.film", offline=True).graph.nodes(data=True)}
+    return [{"id": s["id"], "key": keys[s["id"]]} for s in report(project)["steps"]
+            if s["status"] == "ran"]
 
 
 def test_the_store_can_live_elsewhere(project: Path, tmp_path: Path) -> None:

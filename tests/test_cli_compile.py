@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pydot
 import pytest
+from conftest import copy_example
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "wolfpack"
@@ -62,6 +62,7 @@ def test_explain_shows_prompts_inputs_and_keys() -> None:
     doc = json.loads(filmc("explain", str(EXAMPLE / "film.film"), "chen_watches", "--json").stdout)
     kf = next(s for s in doc if s["id"] == "keyframe.hunt.chen_watches.take1")
     assert len(kf["key"]) == 64 and kf["inputs"] == ["sheet.CHEN.winter", "plate.STEPPE.DUSK"]
+    assert kf["roles"] == {"sheet.CHEN.winter": "character", "plate.STEPPE.DUSK": "location"}
 
 
 def test_explain_unknown_shot_suggests() -> None:
@@ -70,11 +71,22 @@ def test_explain_unknown_shot_suggests() -> None:
 
 
 def test_unknown_backend_override_is_an_error(tmp_path: Path) -> None:
-    shutil.copytree(EXAMPLE, tmp_path / "w")
+    copy_example(tmp_path / "w")
     part = tmp_path / "w" / "scenes" / "01_hunt.film"
-    part.write_text(part.read_text().replace("backend clip kling", "backend clip klign", 1))
+    part.write_text(part.read_text().replace("backend keyframe comfyui",
+                                             "backend keyframe comfyiu", 1))
     r = filmc("check", "w/film.film", cwd=tmp_path)
-    assert r.returncode == 1 and "F0240" in r.stderr and "kling" in r.stderr
+    assert r.returncode == 1 and "F0240" in r.stderr and "did you mean `comfyui`" in r.stderr
+
+
+def test_a_backend_that_cannot_make_a_kind_is_an_error(tmp_path: Path) -> None:
+    copy_example(tmp_path / "w")
+    part = tmp_path / "w" / "scenes" / "01_hunt.film"
+    part.write_text(part.read_text().replace("backend keyframe comfyui", "backend clip openai", 1))
+    r = filmc("plan", "w/film.film", cwd=tmp_path)
+    assert r.returncode == 1 and "F0514" in r.stderr
+    assert "backend `openai` (openai) cannot make `clip` steps" in r.stderr
+    assert "backends that make `clip` steps: `comfyui`, `local`" in r.stderr
 
 
 @pytest.mark.parametrize("cmd", ["graph", "explain"])
@@ -88,23 +100,25 @@ def test_compile_errors_stop_with_diagnostics(tmp_path: Path, cmd: str) -> None:
 def finish_build(project: Path) -> None:
     """Record every step as built, as `filmc build` does when it finishes."""
     from filmc.compiler.pipeline import compile_film
-    from filmc.compiler.store import Store
+    from filmc.engine.state import State
+    from filmc.engine.store import Store
 
     c = compile_film(project / "film.film")
     steps = [d["step"] for _, d in c.graph.nodes(data=True)]
-    with Store.open(project, create=True) as store:
-        store.record_last_build(((s.id, s.key, s.record) for s in steps), replace=True)
+    with State.open(project, create=True) as state:  # type: ignore[union-attr]
+        state.record_last((s.id, s.key, s.record) for s in steps)
+    with Store.open(project / ".filmc", create=True) as store:  # type: ignore[union-attr]
         for s in steps:
             if s.backend is not None:
-                store.record_action(s.key, {}, {"backend": s.backend})
+                store.record_action(s.key, [], {"backend": s.backend})
 
 
 def test_plan_exit_codes_follow_terraform(tmp_path: Path) -> None:
-    project = tmp_path / "w"
-    shutil.copytree(EXAMPLE, project)
+    project = copy_example(tmp_path / "w")
     r = filmc("plan", "film.film", cwd=project)
     assert r.returncode == 2, r.stderr
-    assert "Plan: 198 to run" in r.stdout and "estimated cost $20.44" in r.stdout
+    assert "Plan: 198 to run" in r.stdout and "estimated cost $9.53" in r.stdout
+    assert "Needs `OPENAI_API_KEY` (for openai): NOT SET" in r.stdout
     finish_build(project)
     r = filmc("plan", "film.film", cwd=project)
     assert r.returncode == 0 and "No changes" in r.stdout
@@ -116,6 +130,7 @@ def test_plan_exit_codes_follow_terraform(tmp_path: Path) -> None:
     assert r.returncode == 2
     doc = json.loads(r.stdout)
     to_run = {s["id"] for s in doc["steps"] if s["status"] in ("new", "changed", "missing")}
+    # the camera's words changed the openai keyframes' prompts, hence everything after them
     assert to_run == ({f"{k}.hunt.chen_watches.take{t}" for k in ("keyframe", "clip")
                        for t in range(1, 5)} | {"shot.hunt.chen_watches", "film", "storyboard"})
     kf = next(s for s in doc["steps"] if s["id"] == "keyframe.hunt.chen_watches.take1")

@@ -18,6 +18,9 @@ from filmc.lang.diagnostics import Diagnostics, Sources, render_all
 from filmc.lang.schema import STEP_KINDS
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "wolfpack"
+# These tests are about the file's format: they load it as if adapters of these types
+# were installed (which ones are is checked against the real registry below).
+TYPES = ("local", "comfyui", "openai", "fal", "kling", "replicate", "runway")
 
 FULL = """\
 [steps]
@@ -58,7 +61,7 @@ def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str | None,
     if text is not None:
         (tmp_path / "filmc.toml").write_text(text, encoding="utf-8")
     diags = Diagnostics()
-    return load_config(tmp_path, diags, sources), diags
+    return load_config(tmp_path, diags, sources, installed=TYPES), diags
 
 
 def errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> list[tuple]:
@@ -175,17 +178,35 @@ def test_secret_names_the_missing_variable(tmp_path, monkeypatch):
 
 
 def test_the_example_config_is_valid(monkeypatch):
+    """Against the installed adapters: the example names only backends that exist."""
     monkeypatch.chdir(EXAMPLE)
     diags = Diagnostics()
     config = load_config(EXAMPLE, diags)
     assert [d.message for d in diags] == []
-    assert config.steps == dict.fromkeys(STEP_KINDS, LOCAL)
-    assert config.backend_for("clip", "kling").type == "kling"
-    assert {"fal", "kling", "openai", "replicate", "comfyui"} <= set(config.backends)
-    assert config.estimate("clip", "kling", 5.0) is not None
-    assert config.estimate("keyframe", "fal", None) is not None
+    assert config.steps == {**dict.fromkeys(STEP_KINDS, LOCAL), "keyframe": "openai",
+                            "speech": "openai"}
+    assert sorted(config.backends) == ["comfyui", "local", "openai"]
+    assert config.estimate("keyframe", "openai", None) is not None
     for name in config.backends:
         assert "url" not in config.key_settings(name)
+        assert "base_url" not in config.key_settings(name)
+
+
+def test_a_type_with_no_installed_adapter_is_an_error(tmp_path, monkeypatch):
+    """Against the real registry: `kling` has no adapter in this filmc (yet)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "filmc.toml").write_text('[backends.kling]\naccess_key_env = "K"\n\n'
+                                         '[backends.comfy]\ntype = "comfyu"\n')
+    diags = Diagnostics()
+    config = load_config(tmp_path, diags)
+    found = [(d.code, d.severity, f"{d.span}", d.message, d.help) for d in diags.sorted()]
+    assert found[0][:4] == ("F0510", "error", "filmc.toml:1:11",
+                            "no backend adapter of type `kling` is installed")
+    assert "installed: `comfyui`, `local`, `openai`" in found[0][4]
+    assert "entry point" in found[0][4] and "--offline" in found[0][4]
+    assert found[1][3:] == ("no backend adapter of type `comfyu` is installed",
+                            "did you mean `comfyui`?")
+    assert sorted(config.backends) == ["local"]
 
 
 # --- errors, each with its position --------------------------------------------------
@@ -308,7 +329,7 @@ def test_wrong_shapes_and_types(tmp_path, monkeypatch):
          "write `[backends.fal]` and its settings below it"),
         ("F0505", "error", "filmc.toml:7:8", "the built-in `local` backend cannot change its type",
          "give the other backend its own name, e.g. `[backends.mine]`"),
-        ("F0510", "warning", "filmc.toml:10:8", "unknown backend type `fall`",
+        ("F0510", "error", "filmc.toml:10:8", "no backend adapter of type `fall` is installed",
          "did you mean `fal`?"),
         ("F0505", "error", "filmc.toml:13:12", "`currency` must be a currency code, such as \"USD\"",
          "prices are plain numbers in this currency"),

@@ -9,57 +9,58 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import copy_example
 
-from filmc.backends.base import BackendError
-from filmc.compiler.executor import Executor, Options
+from filmc.backends.protocol import Adapter, BackendError, Done, Handle, Request
 from filmc.compiler.pipeline import compile_film
-from filmc.compiler.store import Store
+from filmc.engine.executor import Executor, Options
+from filmc.engine.journal import Journal
+from filmc.engine.state import State
+from filmc.engine.store import Store
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wolfpack"
 
-
-class Fake:
-    """Writes one file per step; fails the steps whose id is in `fail`."""
+class Fake(Adapter):
+    """Writes each declared output as a small file; fails the steps whose id is in `fail`."""
 
     runs: Counter = Counter()
+    fail: set[str] = set()
 
-    def __init__(self, fail: set[str] = frozenset()) -> None:
-        self.fail = fail
-
-    async def run(self, job):
+    async def submit(self, request: Request, handle: Handle | None) -> Done:
         await asyncio.sleep(0.001)
-        Fake.runs[job.step.key] += 1
-        if job.step.id in self.fail:
+        Fake.runs[request.key] += 1
+        if str(request.step) in Fake.fail:
             raise BackendError("the service refused the prompt")
-        for _node, paths in job.inputs:
-            for p in paths:
-                assert p.read_bytes()  # every input is there, readable
-        out = job.workdir / f"{job.step.kind}.bin"
-        out.write_text(job.step.key)
-        return [out]
-
-    def close(self) -> None:
-        pass
+        for i in request.inputs:
+            assert i.path.read_bytes()  # every input is there, readable
+        out = {}
+        for o in request.outputs:
+            path = request.workdir / f"{o.name}.bin"
+            path.write_text(request.key)
+            out[o.name] = [str(path)] if o.many else str(path)
+        return Done(out)
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    shutil.copytree(EXAMPLE, tmp_path / "w")
-    return tmp_path / "w"
+    return copy_example(tmp_path / "w")
 
 
 def build(project: Path, fail: set[str] = frozenset(), **options) -> dict[str, str]:
-    compiled = compile_film(project / "film.film")
+    """An offline build (every step on `local`) whose renders are the fake's."""
+    compiled = compile_film(project / "film.film", offline=True)
     assert compiled.ok
-    fake = Fake(fail)
-    with Store.open(project, create=True) as store:
-        ex = Executor(compiled, store, Options(**options), adapters=lambda *a: fake)
+    Fake.fail = set(fail)
+    with Store.open(project / ".filmc", create=True) as store, \
+            State.open(project, create=True) as state:
+        journal = Journal(state.path / "journal.log")
+        ex = Executor(compiled.program(), store, state, journal, Options(**options),
+                      adapters=lambda info, setup: Fake(setup))
         outcomes = asyncio.run(ex.run())
+        journal.close()
     return {o.id: o.status for o in outcomes}
 
 
@@ -112,11 +113,11 @@ def test_without_keep_going_a_failure_stops_the_build(project: Path) -> None:
 
 def test_a_damaged_object_is_made_again(project: Path) -> None:
     build(project)
-    compiled = compile_film(project / "film.film")
+    compiled = compile_film(project / "film.film", offline=True)
     step = compiled.graph.nodes["keyframe.hunt.chen_watches.take1"]["step"]
-    with Store.open(project) as store:
-        digest = store.get_action(step.key).outputs[0]["digest"]
-        path = store.object_path(digest)
+    with Store.open(project / ".filmc") as store:
+        digest = store.get_actions([step.key])[step.key].outputs[0]["digest"]
+        path = store.objects.path(digest)
     os.chmod(path, 0o644)
     path.write_text("damaged")
     statuses = build(project)
@@ -128,5 +129,6 @@ def test_force_and_until(project: Path) -> None:
     statuses = build(project, until="keyframe")
     kinds = {n.split(".")[0] for n, s in statuses.items()}
     assert kinds <= {"sheet", "plate", "keyframe", "storyboard"}
-    statuses = build(project, force=frozenset({"keyframe.hunt.chen_watches.take2"}), until="keyframe")
+    statuses = build(project, force=frozenset({"keyframe.hunt.chen_watches.take2"}),
+                     until="keyframe")
     assert ran(statuses) == {"keyframe.hunt.chen_watches.take2"}

@@ -7,11 +7,11 @@ way a user would, compiles again and compares the `{node: key}` maps."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import networkx as nx
 import pytest
+from conftest import copy_example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,7 +81,7 @@ def with_descendants(g: nx.DiGraph, nodes: set[str]) -> set[str]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(EXAMPLE, tmp_path / "wolfpack"))
+    return copy_example(tmp_path / "wolfpack")
 
 
 @pytest.fixture
@@ -153,8 +153,8 @@ def test_moving_a_scene_to_another_part_keeps_every_key(project: Path,
 
 
 def test_keys_hold_no_absolute_paths(tmp_path: Path) -> None:
-    a = Path(shutil.copytree(EXAMPLE, tmp_path / "one"))
-    b = Path(shutil.copytree(EXAMPLE, tmp_path / "two" / "deeper" / "still"))
+    a = copy_example(tmp_path / "one")
+    b = copy_example(tmp_path / "two" / "deeper" / "still")
     assert keys_of(a) == keys_of(b)
     for _, d in graph_of(b).nodes(data=True):
         step = d["step"]
@@ -169,10 +169,9 @@ def test_keys_hold_no_timestamps(project: Path, base: dict[str, str]) -> None:
 
 
 def test_keys_hold_no_secrets(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Route steps through services so that their settings enter keys.
-    edit(project, "filmc.toml", 'keyframe = "local"', 'keyframe = "fal"')
-    edit(project, "filmc.toml", 'sheet = "local"\nkeyframe', 'sheet = "openai"\nkeyframe')
-    secrets = ("FAL_KEY", "OPENAI_API_KEY", "KLING_ACCESS_KEY", "KLING_SECRET_KEY")
+    # The example routes keyframes and speech through services, so their settings enter keys.
+    edit(project, "filmc.toml", 'speech = "openai"', 'speech = "openai"\nsheet = "openai"')
+    secrets = ("OPENAI_API_KEY", "COMFYUI_TOKEN")
     for name in secrets:
         monkeypatch.delenv(name, raising=False)
     without = keys_of(project)
@@ -185,38 +184,81 @@ def test_keys_hold_no_secrets(project: Path, monkeypatch: pytest.MonkeyPatch) ->
         step = d["step"]
         backends.add(step.backend)
         text = canonical(step.record) + step.prompt + canonical(step.params)
-        assert "sekrit" not in text
-        assert not any(k.endswith("_env") for k in step.record["settings"])
-    assert {"fal", "openai", "kling", "local"} <= backends
+        assert "sekrit" not in text and "OPENAI_API_KEY" not in text
+        if step.backend is not None:
+            assert not any(k.endswith("_env") for k in step.record["adapter"]["settings"])
+    assert {"openai", "comfyui", "local"} <= backends
 
 
 def test_settings_that_do_not_change_output_leave_every_key(project: Path,
                                                              base: dict[str, str]) -> None:
     edit(project, "filmc.toml", "concurrency = 2\n", "concurrency = 5\n")
-    edit(project, "filmc.toml", "timeout_s = 900 ", "timeout_s = 60 ")
-    edit(project, "filmc.toml", "prices.clip = { per_second = 0.28 }",
-         "prices.clip = { per_second = 0.35 }")
+    edit(project, "filmc.toml", 'url = "http://127.0.0.1:8188"', 'url = ["http://gpu1:8188"]')
+    edit(project, "filmc.toml", '# base_url = "http://127.0.0.1:8000/v1"',
+         'base_url = "http://127.0.0.1:8000/v1"\ntimeout_s = 60')
+    edit(project, "filmc.toml", "prices = { keyframe = 0 }", "prices = { keyframe = 0.01 }")
     assert changed(base, keys_of(project)) == set()
 
 
 def test_renaming_a_backend_leaves_every_key(project: Path, base: dict[str, str]) -> None:
     """A backend's name in filmc.toml is a label: what it produces is its type and settings."""
-    edit(project, "filmc.toml", "[backends.kling]", "[backends.kling_main]")  # type = "kling"
+    edit(project, "filmc.toml", "[backends.comfyui]", "[backends.comfy_main]")
     for part in FILMS:
         path = project / part
-        path.write_text(path.read_text(encoding="utf-8").replace("backend clip kling",
-                                                                 "backend clip kling_main"),
+        path.write_text(path.read_text(encoding="utf-8").replace("backend keyframe comfyui",
+                                                                 "backend keyframe comfy_main"),
                         encoding="utf-8")
     assert changed(base, keys_of(project)) == set()
 
 
 def test_a_backend_setting_changes_exactly_its_steps(project: Path,
                                                      base: dict[str, str]) -> None:
+    """An image setting re-keys that backend's images, not its speech."""
     g = graph_of(project)
-    on_kling = {n for n, d in g.nodes(data=True) if d["step"].backend == "kling"}
-    edit(project, "filmc.toml", 'mode = "pro"', 'mode = "std"')
-    assert on_kling
-    assert changed(base, keys_of(project)) == with_descendants(g, on_kling)
+    images = {n for n, d in g.nodes(data=True)
+              if d["step"].backend == "openai" and d["kind"] != "speech"}
+    edit(project, "filmc.toml", 'quality = "high"', 'quality = "medium"')
+    assert images
+    assert changed(base, keys_of(project)) == with_descendants(g, images)
+
+
+def test_one_characters_voice_setting_changes_only_their_lines(project: Path,
+                                                              base: dict[str, str]) -> None:
+    g = graph_of(project)
+    chen = {n for n, d in g.nodes(data=True)
+            if d["kind"] == "speech" and d["step"].fields.speaker == "CHEN"}
+    edit(project, "filmc.toml", 'CHEN = "onyx"', 'CHEN = "echo"')
+    assert chen
+    assert changed(base, keys_of(project)) == with_descendants(g, chen)
+
+
+def test_a_workflow_enters_keys_by_its_content(project: Path, base: dict[str, str]) -> None:
+    g = graph_of(project)
+    comfy = {n for n, d in g.nodes(data=True) if d["step"].backend == "comfyui"}
+    (project / "workflows").rename(project / "flows")
+    edit(project, "filmc.toml", '"workflows/keyframe_api.json"', '"flows/keyframe_api.json"')
+    assert changed(base, keys_of(project)) == set()  # moved: the same workflow
+    path = project / "flows/keyframe_api.json"
+    path.write_text(path.read_text(encoding="utf-8").replace('"steps": 28', '"steps": 30'),
+                    encoding="utf-8")
+    assert comfy and changed(base, keys_of(project)) == with_descendants(g, comfy)
+
+
+def test_animatic_parameters_leave_paid_keyframes_alone(project: Path,
+                                                        base: dict[str, str]) -> None:
+    """A light preset's palette draws the animatic; a service never sees it."""
+    offline = offline_keys(project)
+    edit(project, "cast.film", "  light golden_hour volumetric\n",
+         "  light golden_hour volumetric\n  palette #402010 #a05020 #f0a040 #fff0c0\n")
+    assert changed(base, keys_of(project)) == set()  # openai and comfyui keyframes: as they were
+    redrawn = changed(offline, offline_keys(project))
+    assert {n for n in redrawn if n.startswith("keyframe.hunt.")}  # the animatic's do change
+
+
+def offline_keys(project: Path) -> dict[str, str]:
+    c = compile_film(project / "film.film", offline=True)
+    assert c.ok and c.graph is not None
+    return {n: d["step"].key for n, d in c.graph.nodes(data=True)}
 
 
 # --- editing one shot ---------------------------------------------------------------------
@@ -285,7 +327,7 @@ def test_voice_changes_exactly_that_characters_speech(project: Path,
     g = graph_of(project)
     edit(project, "cast.film", 'voice "warm, brisk, clear"', 'voice "warm, brisk, husky"')
     speech = {n for n, d in g.nodes(data=True)
-              if d["kind"] == "speech" and d["step"].params["speaker"] == "GAMA"}
+              if d["kind"] == "speech" and d["step"].fields.speaker == "GAMA"}
     assert speech == {"speech.cub.gama_holds_cub.1", "speech.cub.ride_away.1"}
     expected = speech | {"shot.cub.gama_holds_cub", "shot.cub.ride_away", "film"}
     assert changed(base, keys_of(project)) == expected
@@ -363,17 +405,16 @@ def test_project_keyframe_template_changes_what_it_renders(project: Path,
 def test_backend_template_changes_only_that_backends_steps(project: Path,
                                                            base: dict[str, str]) -> None:
     (project / "templates").mkdir()
-    (project / "templates/clip.kling.j2").write_text("{{ shot.action }} Fast animal motion.\n",
-                                                      encoding="utf-8")
+    (project / "templates/keyframe.comfyui.j2").write_text(
+        "{{ shot.action }} Detailed animal anatomy.\n", encoding="utf-8")
     g = graph_of(project)
-    rendered = rendered_by(g, "templates/clip.kling.j2")
+    rendered = rendered_by(g, "templates/keyframe.comfyui.j2")
     assert rendered == {n for n, d in g.nodes(data=True)
-                        if d["kind"] == "clip" and d["step"].backend == "kling"}
+                        if d["kind"] == "keyframe" and d["step"].backend == "comfyui"}
     now = {n: d["step"].key for n, d in g.nodes(data=True)}
     assert changed(base, now) == with_descendants(g, rendered)
-    # only take 1 feeds a shot: the other takes change alone
     assert "shot.hunt.gazelle_chase" in changed(base, now)
-    assert "storyboard" not in changed(base, now)
+    assert "storyboard" in changed(base, now)
 
 
 def test_a_project_copy_of_a_std_template_changes_nothing(project: Path,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from filmc.backends.local.ffmpeg import MediaError, ffmpeg_exe, probe, video_duration
+from filmc.backends.ffmpeg import MediaError, ffmpeg_exe, probe, video_duration
 from filmc.backends.local.media import (
     concat_film,
     conform_shot,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -143,13 +142,10 @@ def test_same_inputs_give_the_same_bytes(tmp_path):
     assert (tmp_path / "3.png").read_bytes() != (tmp_path / "1.png").read_bytes()
 
 
-def test_a_full_size_panel_is_fast(tmp_path):
+def test_a_full_size_panel(tmp_path):
+    """How fast one renders is bench/bench_media.py's business, not a test's."""
     p = params(width=1920, height=804, cast=["CHEN", "BILGEE"], camera={"motion": "pan_left"})
-    panels.render_keyframe(p, "", [], tmp_path / "warm.png")
-    t = time.perf_counter()
-    for i in range(5):
-        panels.render_keyframe({**p, "take": i}, "", [], tmp_path / f"{i}.png")
-    assert (time.perf_counter() - t) / 5 < 0.2
+    panels.render_keyframe(p, "", [], tmp_path / "0.png")
     assert Image.open(tmp_path / "0.png").size == (1920, 804)
 
 

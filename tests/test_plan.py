@@ -2,52 +2,88 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
-import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import copy_example
 from golden_files import compare, to_json
 
 from filmc.compiler.pipeline import Compiled, compile_film
-from filmc.compiler.plan import DETAIL_LIMIT, make_plan, plan_json, record_changes, render_plan
+from filmc.compiler.plan import (
+    DETAIL_LIMIT,
+    decide,
+    make_plan,
+    plan_json,
+    record_changes,
+    render_plan,
+)
 from filmc.compiler.select import evaluate, parse_selector
-from filmc.compiler.store import STORE_ENV, Store
+from filmc.engine.history import History
+from filmc.engine.state import State
+from filmc.engine.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
-WOLFPACK = ROOT / "examples" / "wolfpack"
 GOLDEN = Path(__file__).resolve().parent / "golden_plan"
 CHEN = "shot.hunt.chen_watches"
 OLD_CAMERA = "camera close_up ground_level portrait_lens slow_push"
 NEW_CAMERA = "camera medium ground_level portrait_lens slow_push"
+# The example film with backends whose prices make the sums easy to check: every step
+# local, except the four animal shots' keyframes on ComfyUI (their `backend` lines).
+TOML = """\
+[steps]
+keyframe = "local"
+speech = "local"
 
+[backends.comfyui]
+type = "comfyui"
+workflow = "workflows/keyframe_api.json"
+concurrency = 2
+prices = { keyframe = 0.04, clip = { per_second = 0.28 } }
 
-@pytest.fixture(autouse=True)
-def _no_env_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(STORE_ENV, raising=False)
+[backends.openai]
+type = "openai"
+api_key_env = "OPENAI_API_KEY"
+model = "gpt-image-1"
+prices = { keyframe = 0.17, sheet = 0.17, speech = { per_second = 0.0003 } }
+"""
 
 
 @pytest.fixture
 def film(tmp_path: Path) -> Path:
-    shutil.copytree(WOLFPACK, tmp_path / "wolfpack", ignore=shutil.ignore_patterns(".filmc"))
-    return tmp_path / "wolfpack"
+    project = copy_example(tmp_path / "wolfpack")
+    (project / "filmc.toml").write_text(TOML, encoding="utf-8")
+    return project
 
 
 def _compile(film: Path) -> Compiled:
     c = compile_film(film / "film.film")
-    assert c.ok and c.graph is not None
+    assert c.ok and c.graph is not None, [d.message for d in c.diags.errors]
     return c
 
 
-def _build(c: Compiled, root: Path) -> Store:
-    """What a finished build leaves: every step's key cached, every node recorded."""
-    store = Store.open(root, create=True)
+@contextlib.contextmanager
+def _history(root: Path) -> Iterator[History]:
+    store = Store.open(root / ".filmc", create=True)
+    state = State.open(root, create=True)
+    assert store is not None and state is not None
+    with store, state:
+        yield History(store, state, root / ".filmc" / "journal.log")
+
+
+def _record(c: Compiled, h: History, cache: bool = True) -> None:
+    """What a finished build leaves: every node recorded, every step's key cached."""
     steps = [c.graph.nodes[n]["step"] for n in c.graph]
-    store.record_last_build(((s.id, s.key, s.record) for s in steps), replace=True)
+    h.state.record_last((s.id, s.key, s.record) for s in steps)
     for s in steps:
-        if s.backend is not None:
-            store.record_action(s.key, {}, {"backend": s.backend})
-    return store
+        if cache and s.backend is not None:
+            h.store.record_action(s.key, [], {"backend": s.backend})
+
+
+def plan(c: Compiled, history: History | None, selection=None, **kw):  # noqa: ANN001
+    return make_plan(c.program(), history, selection, **kw)
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -56,50 +92,50 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
-def _edited(film: Path) -> tuple[Compiled, Store]:
-    store = _build(_compile(film), film)
+def _edited(film: Path, h: History) -> Compiled:
+    _record(_compile(film), h)
     _edit(film / "scenes" / "01_hunt.film", OLD_CAMERA, NEW_CAMERA)
-    return _compile(film), store
+    return _compile(film)
 
 
-def _status(plan) -> dict[str, str]:
-    return {s.id: s.status for s in plan.steps}
+def _status(p) -> dict[str, str]:  # noqa: ANN001
+    return {s.id: s.status for s in p.steps}
 
 
 def test_no_store_everything_new(film: Path) -> None:
     c = _compile(film)
-    assert Store.open(film) is None
-    plan = make_plan(c, None, None)
+    p = plan(c, None)
     provided = {n for n in c.graph if c.graph.nodes[n]["step"].backend is None}
     assert len(provided) == 3
-    assert {s.id for s in plan.steps if s.status == "provided"} == provided
-    assert all(s.status == "new" and s.reasons == () for s in plan.steps if s.id not in provided)
-    assert plan.to_run == len(c.graph) - len(provided)
-    assert not plan.had_store
+    assert {s.id for s in p.steps if s.status == "provided"} == provided
+    assert all(s.status == "new" and s.reasons == () for s in p.steps if s.id not in provided)
+    assert p.to_run == len(c.graph) - len(provided)
+    assert not p.had_store
 
 
 def test_after_a_build_nothing_runs(film: Path) -> None:
     c = _compile(film)
-    with _build(c, film) as store:
-        plan = make_plan(c, store, None)
-    assert plan.to_run == 0
-    assert plan.counts["cached"] == len(c.graph) - plan.counts["provided"]
-    assert render_plan(plan) == "No changes: everything is cached.\n"
-    assert plan_json(plan)["summary"]["to_run"] == 0
+    with _history(film) as h:
+        _record(c, h)
+        p = plan(c, h)
+    assert p.to_run == 0
+    assert p.counts["cached"] == len(c.graph) - p.counts["provided"]
+    assert render_plan(p) == "No changes: everything is cached.\n"
+    assert plan_json(p)["summary"]["to_run"] == 0
 
 
 def test_one_camera_edit_changes_that_shot_only(film: Path) -> None:
-    c, store = _edited(film)
-    with store:
-        plan = make_plan(c, store, None)
-    changed = {n for n, st in _status(plan).items() if st == "changed"}
+    with _history(film) as h:
+        c = _edited(film, h)
+        p = plan(c, h)
+    changed = {n for n, st in _status(p).items() if st == "changed"}
     shot = [n for n in c.graph if c.graph.nodes[n]["shot"] == "chen_watches"
             and c.graph.nodes[n]["kind"] in ("keyframe", "clip", "shot")]
     assert len(shot) == 4 * 2 + 1  # takes 4
     assert changed == {*shot, "film", "storyboard"}
-    assert plan.to_run == len(changed)
-    assert not [s for s in plan.steps if s.status in ("new", "missing")]
-    why = {s.id: s.reasons for s in plan.steps}
+    assert p.to_run == len(changed)
+    assert not [s for s in p.steps if s.status in ("new", "missing")]
+    why = {s.id: s.reasons for s in p.steps}
     assert "prompt" in why["keyframe.hunt.chen_watches.take1"]
     assert "params.camera" in why["keyframe.hunt.chen_watches.take1"]
     assert "input keyframe.hunt.chen_watches.take2" in why["clip.hunt.chen_watches.take2"]
@@ -107,97 +143,134 @@ def test_one_camera_edit_changes_that_shot_only(film: Path) -> None:
     assert why["film"] == (f"input {CHEN}",)
     assert why["storyboard"] == ("input keyframe.hunt.chen_watches.take1",)
     # the speech line of that shot did not change
-    assert _status(plan)["speech.hunt.chen_watches.1"] == "cached"
-    text = render_plan(plan)
+    assert _status(p)["speech.hunt.chen_watches.1"] == "cached"
+    text = render_plan(p)
     assert "~ keyframe.hunt.chen_watches.take1  (changed: prompt, params.camera) local" in text
     assert "    1 cached" in text
 
 
 def test_reverting_an_edit_is_cached_again(film: Path) -> None:
-    c, store = _edited(film)
-    with store:
-        store.record_last_build((n, c.graph.nodes[n]["step"].key, c.graph.nodes[n]["step"].record)
-                                for n in c.graph)
+    with _history(film) as h:
+        c = _edited(film, h)
+        _record(c, h)
         _edit(film / "scenes" / "01_hunt.film", NEW_CAMERA, OLD_CAMERA)
-        plan = make_plan(_compile(film), store, None)
-    assert plan.to_run == 0
+        p = plan(_compile(film), h)
+    assert p.to_run == 0
 
 
 def test_cleaned_cache_is_missing(film: Path) -> None:
     c = _compile(film)
-    with Store.open(film, create=True) as store:
-        store.record_last_build((n, c.graph.nodes[n]["step"].key, c.graph.nodes[n]["step"].record)
-                                for n in c.graph)
-        plan = make_plan(c, store, None)
-    run = [s for s in plan.steps if s.to_run]
+    with _history(film) as h:
+        _record(c, h, cache=False)
+        p = plan(c, h)
+    run = [s for s in p.steps if s.to_run]
     assert run and all(s.status == "missing" and s.reasons == ("not in the cache",) for s in run)
-    assert "! film  (missing: not in the cache) local" in render_plan(plan, verbose=True)
+    assert "! film  (missing: not in the cache) local" in render_plan(p, verbose=True)
+
+
+def test_forced_and_running_steps(film: Path) -> None:
+    c = _compile(film)
+    kf = c.graph.nodes["keyframe.hunt.pack_closes_in.take1"]["step"]
+    with _history(film) as h:
+        _record(c, h)
+        (film / ".filmc" / "journal.log").write_text(json.dumps(
+            {"op": "accepted", "key": kf.key, "step": kf.id, "backend": "comfyui",
+             "handle": {"id": "job-1", "data": {}}}) + "\n")
+        h.store.log.append([{"forget": [kf.key]}])
+        h.store.close()
+        reopened = Store.open(film / ".filmc")
+        assert reopened is not None
+        with reopened:
+            past = History(reopened, h.state, h.journal)
+            p = plan(c, past, force=frozenset({"keyframe.hunt.steppe_vista.take1"}))
+    st = {s.id: s for s in p.steps if s.to_run}
+    assert st["keyframe.hunt.pack_closes_in.take1"].status == "running"
+    assert st["keyframe.hunt.pack_closes_in.take1"].cost == 0  # paid already
+    assert st["keyframe.hunt.steppe_vista.take1"].status == "forced"
+    text = render_plan(p, verbose=True)
+    assert "> keyframe.hunt.pack_closes_in.take1  (running: a paid job still running" in text
+    assert "* keyframe.hunt.steppe_vista.take1  (forced: --force) local" in text
 
 
 def test_backend_switch_names_backend_and_settings(film: Path) -> None:
     c = _compile(film)
-    store = _build(c, film)
-    _edit(film / "filmc.toml", 'keyframe = "local"', 'keyframe = "fal"')
-    with store:
-        plan = make_plan(_compile(film), store, None)
-    kf = next(s for s in plan.steps if s.id == "keyframe.hunt.steppe_vista.take1")
+    with _history(film) as h:
+        _record(c, h)
+        _edit(film / "filmc.toml", 'keyframe = "local"', 'keyframe = "openai"')
+        p = plan(_compile(film), h)
+    kf = next(s for s in p.steps if s.id == "keyframe.hunt.steppe_vista.take1")
     assert kf.status == "changed"
     assert kf.reasons[0] == "backend"
-    assert {"settings.type", "settings.model", "settings.guidance_scale"} <= set(kf.reasons)
-    assert kf.backend == "fal" and kf.cost == pytest.approx(0.025)
-    # and the kling clips, whose keyframes changed
-    assert plan.cost == pytest.approx(73 * 0.025 + 20.44)
+    assert {"adapter.type", "adapter.settings", "seed", "negative", "params"} <= set(kf.reasons)
+    assert kf.backend == "openai" and kf.cost == pytest.approx(0.17)
+    # 73 keyframes but the 17 on comfyui, which did not change
+    assert p.cost == pytest.approx(56 * 0.17)
+    assert p.needs and p.needs[0].variable == "OPENAI_API_KEY"
 
 
 def test_cost_uses_the_price_table(film: Path) -> None:
-    plan = make_plan(_compile(film), None, None)
-    # kling: clip = 0.28 per second; its shots (takes x seconds): pack_closes_in 2 x 5 s,
-    # gazelle_chase 6 x 4 s, horses_panic 6 x 4 s, ice_breaks 3 x 5 s = 73 s -> 20.44
-    kling = [s for s in plan.steps if s.backend == "kling"]
-    assert len(kling) == 17
-    assert sum(s.cost for s in kling) == pytest.approx(20.44)
-    assert plan.cost == pytest.approx(20.44)  # everything else runs on local, free
-    assert plan.currency == "USD" and plan.unpriced == 0
-    assert next(s for s in kling if s.id == "clip.hunt.gazelle_chase.take3").cost == \
-        pytest.approx(1.12)
-    summary = render_plan(plan).splitlines()[-1]
-    assert "17 clip on kling" in summary
-    assert "estimated cost $20.44," in summary
-    # kling runs 2 at once, ~60 s a clip: over 8 minutes of the estimate
-    assert plan.seconds > 17 * 60 / 2
+    p = plan(_compile(film), None)
+    comfy = [s for s in p.steps if s.backend == "comfyui"]
+    # pack_closes_in 2 takes, gazelle_chase 6, horses_panic 6, ice_breaks 3
+    assert len(comfy) == 17
+    assert sum(s.cost for s in comfy) == pytest.approx(0.68)
+    assert p.cost == pytest.approx(0.68)  # everything else runs on local, free
+    assert p.currency == "USD" and p.unpriced == 0
+    summary = render_plan(p).splitlines()[-1]
+    assert "17 keyframe on comfyui" in summary
+    assert "estimated cost $0.68," in summary
+    # comfyui runs 2 at once, ~20 s a keyframe
+    assert p.seconds > 17 * 20 / 2
+
+
+def test_speech_is_priced_by_the_time_it_takes_to_say(film: Path) -> None:
+    _edit(film / "filmc.toml", 'speech = "local"', 'speech = "openai"')
+    p = plan(_compile(film), None)
+    speech = [s for s in p.steps if s.kind == "speech"]
+    assert len(speech) == 12 and all(s.cost and s.cost < 0.01 for s in speech)
+    line = next(s for s in speech if s.id == "speech.hunt.chen_watches.1")
+    assert line.cost == pytest.approx(4 / 2.5 * 0.0003)  # "They're circling the herd."
 
 
 def test_unpriced_steps_are_counted(film: Path) -> None:
-    _edit(film / "filmc.toml", 'clip = "local"', 'clip = "local"\nspeech = "openai"')
-    plan = make_plan(_compile(film), None, None)
-    # openai prices speech per second, and a line has no duration to price it by
-    assert plan.unpriced == 12
-    assert "(12 steps have no price)" in render_plan(plan)
-    assert sum(1 for s in plan_json(plan)["steps"] if s["cost"] is None) == 12
+    _edit(film / "filmc.toml", "prices = { keyframe = 0.04, clip = { per_second = 0.28 } }\n",
+          "")
+    p = plan(_compile(film), None)
+    assert p.unpriced == 17
+    assert "(17 steps have no price)" in render_plan(p)
+    assert sum(1 for s in plan_json(p)["steps"] if s["cost"] is None) == 17
 
 
-def test_selection_restricts_the_listing(film: Path) -> None:
-    c, store = _edited(film)
-    sel = evaluate(c.graph, parse_selector("shot:chen_watches")).nodes
-    with store:
-        plan = make_plan(c, store, sel)
-    assert {s.id for s in plan.steps} == set(sel)
-    assert plan.to_run == 9 and plan.selected
-    text = render_plan(plan)
+def test_selection_plans_what_build_would_make(film: Path) -> None:
+    """A selection plans the selected steps and everything they need, as `build` runs."""
+    with _history(film) as h:
+        c = _edited(film, h)
+        sel = evaluate(c.graph, parse_selector("shot:chen_watches")).nodes
+        p = plan(c, h, sel)
+    needed = set(decide(c.graph, sel, None, (), lambda keys: set()).nodes)
+    assert {s.id for s in p.steps} == needed > set(sel)
+    assert p.to_run == 9 and p.selected
+    text = render_plan(p)
     assert "film  (" not in text and "storyboard" not in text
     assert "Plan: 9 to run (4 keyframe on local, 4 clip on local, 1 shot on local)" in text
 
 
+def test_until_cuts_the_plan(film: Path) -> None:
+    p = plan(_compile(film), None, until="keyframe")
+    kinds = {s.kind for s in p.steps}
+    assert kinds == {"sheet", "plate", "keyframe", "storyboard"}
+
+
 def test_record_changes() -> None:
-    old = {"kind": "clip", "backend": "kling", "settings": {"model": "a"}, "template": "t1",
-           "prompt": "p", "params": {"seed": 1, "duration": 4},
+    old = {"kind": "clip", "backend": "comfyui", "adapter": {"type": "comfyui", "version": "1"},
+           "template": "t1", "prompt": "p", "seed": 1, "params": {"camera": 1, "duration": 4},
            "inputs": {"keyframe.x": "k1", "sheet.A": "s"}, "files": {"a.png": "d1"}}
-    new = {**old, "settings": {"model": "b"}, "template": "t2",
-           "params": {"seed": 2, "duration": 4}, "inputs": {"keyframe.x": "k2", "plate.P": "p"},
+    new = {**old, "adapter": {"type": "comfyui", "version": "2"}, "template": "t2", "seed": 2,
+           "params": {"camera": 2, "duration": 4}, "inputs": {"keyframe.x": "k2", "plate.P": "p"},
            "files": {"a.png": "d2"}}
     assert record_changes(old, new) == (
-        "settings.model", "template", "params.seed", "input keyframe.x", "input plate.P added",
-        "input sheet.A removed", "file a.png")
+        "adapter.version", "template", "seed", "params.camera", "input keyframe.x",
+        "input plate.P added", "input sheet.A removed", "file a.png")
     assert record_changes(old, old) == ("key",)
 
 
@@ -205,21 +278,21 @@ def test_big_plans_stay_short(film: Path) -> None:
     """A first build is one line per scene; past DETAIL_LIMIT changed steps, one line
     per shot, with the causes found inside it."""
     c = _compile(film)
-    plan = make_plan(c, None, None)
-    lines = render_plan(plan).splitlines()
-    assert "+ scene hunt: 10 shots, 70 steps new  $9.52" in lines
+    p = plan(c, None)
+    lines = render_plan(p).splitlines()
+    assert "+ scene hunt: 10 shots, 70 steps new  $0.32" in lines
     assert len(lines) < 30
-    assert len(render_plan(plan, verbose=True).splitlines()) > plan.to_run
-    store = _build(c, film)
-    _edit(film / "filmc.toml", "[backends.local]\n", "[backends.local]\nquality = 2\n")
-    with store:
-        plan = make_plan(_compile(film), store, None)
-    assert plan.counts["changed"] > DETAIL_LIMIT
-    text = render_plan(plan)
+    assert len(render_plan(p, verbose=True).splitlines()) > p.to_run
+    with _history(film) as h:
+        _record(c, h)
+        _edit(film / "filmc.toml", "[steps]\n", "[backends.local]\nquality = 2\n\n[steps]\n")
+        p = plan(_compile(film), h)
+    assert p.counts["changed"] > DETAIL_LIMIT
+    text = render_plan(p)
     lines = text.splitlines()
-    assert "  ~ shot hunt/chen_watches: 10 changed (settings.quality, input plate.STEPPE.DUSK)" \
+    assert "  ~ shot hunt/chen_watches: 10 changed (adapter.settings, input plate.STEPPE.DUSK)" \
         in lines
-    assert "  ~ film  (changed: settings.quality, input shot.cub.batu_warns, input " \
+    assert "  ~ film  (changed: adapter.settings, input shot.cub.batu_warns, input " \
         "shot.cub.den_entrance, 27 more inputs) local" in lines  # 28 shots and the subtitles
     assert not re.search(r"^\s+~ keyframe\.", text, re.M)
 
@@ -228,12 +301,12 @@ def test_golden_renderings(film: Path, bless: bool, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("NO_COLOR", "1")
     c = _compile(film)
     sel = evaluate(c.graph, parse_selector("shot:chen_watches,kind:keyframe+1")).nodes
-    compare(GOLDEN / "first_build.txt", render_plan(make_plan(c, None, None)), bless)
-    first = make_plan(c, None, sel)
+    compare(GOLDEN / "first_build.txt", render_plan(plan(c, None)), bless)
+    first = plan(c, None, sel)
     compare(GOLDEN / "selection_verbose.txt", render_plan(first, verbose=True), bless)
     compare(GOLDEN / "selection.json", to_json(plan_json(first)), bless)
-    c, store = _edited(film)
-    with store:
-        edited = make_plan(c, store, None)
+    with _history(film) as h:
+        c = _edited(film, h)
+        edited = plan(c, h)
     compare(GOLDEN / "camera_edit.txt", render_plan(edited), bless)
     assert "\x1b[" in render_plan(edited, color=True)

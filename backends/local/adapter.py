@@ -1,130 +1,108 @@
 """The `local` backend: an offline animatic, rendered on this machine.
 
-Steps run in a process pool sized to the cores (Pillow and ffmpeg are CPU
-work); `render` is the function each worker runs, dispatching on the step kind
-to `panels` (stills) and `media` (ffmpeg).  Deterministic: the same step gives
-the same picture.
+It follows the same protocol as a service (backends/protocol.py), only every
+job is done when `submit` returns: a render worker (pool.py, worker.py)
+draws a storyboard panel with Pillow or runs ffmpeg, in the work folder.
+
+What decides its output, and so enters its steps' keys: every request field,
+the animatic parameters (`params`: framing, palette, camera move, labels),
+`RENDERER` (bumped when a drawing or encoding changes), the ffmpeg it runs
+(its version line) for media steps, and the panel font's content for stills.
 """
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
+import functools
+import hashlib
 import os
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+import subprocess
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from ..base import BackendError, Job
+from ...lang.steps import FIELD_NAMES, KINDS
+from ..protocol import Adapter, BackendError, Done, Handle, Request, Setup
+
+RENDERER = "2"  # the animatic's drawing and encoding: bump when output changes
+PANEL_KINDS = frozenset({"sheet", "plate", "keyframe", "storyboard", "film"})
+FFMPEG_KINDS = frozenset({"clip", "shot", "film"})
 
 
-class LocalBackend:
+@functools.cache
+def ffmpeg_version() -> str:
+    """The first line of `ffmpeg -version` (same on every machine with the same build)."""
+    from ..ffmpeg import ffmpeg_exe
+
+    try:
+        out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True,
+                             text=True, timeout=30, stdin=subprocess.DEVNULL)
+        return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+    except Exception as e:  # MediaError: no ffmpeg found; the build says so when it runs
+        return f"none ({e})"
+
+
+@functools.cache
+def font_digest(override: str | None) -> str:
+    from .fonts import BUNDLED
+
+    h = hashlib.sha256()
+    for path in (override, str(BUNDLED)):
+        if path and os.path.isfile(path):
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+class LocalBackend(Adapter):
     type = "local"
+    version = RENDERER
+    runs_here = True
+    kinds: ClassVar[tuple[str, ...]] = tuple(KINDS)
 
-    def __init__(self, name: str, settings: dict, jobs: int) -> None:
-        self.name = name
-        self.settings = settings
-        self.workers = max(1, min(jobs, os.cpu_count() or 1))
-        self._pool: ProcessPoolExecutor | None = None
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        self._pool: Any = None
 
-    def _get_pool(self) -> ProcessPoolExecutor:
+    @classmethod
+    def key_fields(cls, kind: str, settings: Mapping[str, Any]) -> frozenset[str]:
+        return frozenset(FIELD_NAMES) | {"params"}
+
+    @classmethod
+    def key_extra(cls, kind: str, settings: Mapping[str, Any]) -> Mapping[str, Any]:
+        extra = {}
+        if kind in FFMPEG_KINDS:
+            extra["ffmpeg"] = ffmpeg_version()
+        if kind in PANEL_KINDS:
+            extra["font"] = font_digest(os.environ.get("FILMC_PANEL_FONT") or None)
+        return extra
+
+    async def submit(self, request: Request, handle: Handle | None) -> Done:
         if self._pool is None:
-            # forkserver: workers start clean, never inheriting the build's threads or
-            # database connections.
-            ctx = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
-                                             initializer=_warm_up)
-        return self._pool
+            from .pool import Pool
 
-    async def run(self, job: Job) -> Sequence[Path]:
-        step = job.step
-        inputs = [(node, [str(p) for p in paths]) for node, paths in job.inputs]
-        loop = asyncio.get_running_loop()
-        try:
-            outs = await loop.run_in_executor(
-                self._get_pool(), render, step.kind, step.params, step.prompt, inputs,
-                str(job.workdir), job.film)
-        except BackendError:
-            raise
-        except Exception as e:  # a worker's failure, made readable
-            raise BackendError(f"{type(e).__name__}: {e}") from None
-        return [Path(o) for o in outs]
+            self._pool = Pool(self.setup.workers)
+        spec = {**request.fields.as_dict(), **request.params}
+        answer = await self._pool.call({
+            "kind": request.kind, "spec": spec, "prompt": request.fields.prompt,
+            "inputs": [[i.role, str(i.path), i.tags.label] for i in request.inputs],
+            "workdir": str(request.workdir)})
+        if "error" in answer:
+            error = answer["error"]
+            if error.get("type") == "bug":
+                raise RenderBug(error["message"], error.get("traceback", ""))
+            raise BackendError(error["message"])
+        return Done(answer["files"], cost=0.0)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            await self._pool.close()
             self._pool = None
 
 
-def _warm_up() -> None:
-    import signal
+class RenderBug(Exception):
+    """A bug in the renderer (not a failure of the user's input): its worker's traceback."""
 
-    # Ctrl-C reaches the whole process group: the build itself stops the pool, so a
-    # worker must not die mid-render printing a traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from . import media, panels  # noqa: F401  (import once per worker, not per step)
+    def __init__(self, message: str, traceback: str) -> None:
+        super().__init__(f"{message}\n(in the render worker)\n{traceback}")
 
-
-def render(kind: str, params: dict, prompt: str, inputs: list[tuple[str, list[str]]],
-           workdir: str, film: dict) -> list[str]:
-    """Render one step into `workdir`; return the files written."""
-    from . import media, panels
-
-    out_dir = Path(workdir)
-    files = [Path(p) for _node, paths in inputs for p in paths]
-
-    def of(prefix: str) -> list[Path]:
-        return [Path(p) for node, paths in inputs if node.startswith(prefix) for p in paths]
-
-    if kind in ("sheet", "plate", "keyframe"):
-        out = out_dir / f"{kind}.png"
-        fn = {"sheet": panels.render_sheet, "plate": panels.render_plate,
-              "keyframe": panels.render_keyframe}[kind]
-        fn(params, prompt, files, out)
-    elif kind == "clip":
-        out = out_dir / "clip.mp4"
-        media.render_clip(of("keyframe.")[0], params, out)
-    elif kind == "speech":
-        out = out_dir / "speech.wav"
-        media.render_speech(params, out)
-    elif kind == "shot":
-        out = out_dir / "shot.mp4"
-        media.conform_shot(of("clip.")[0], of("speech."), params, out)
-    elif kind == "film":
-        out = out_dir / "film.mp4"
-        chapters = [(title, float(start)) for title, start in params.get("chapters", [])]
-        srt = of("subtitles")
-        media.concat_film(of("shot."), chapters, out, subtitles=srt[0] if srt else None,
-                          burn=bool(params.get("burn_subtitles")))
-    elif kind == "subtitles":
-        out = out_dir / "film.srt"
-        media.write_srt([(float(a), float(b), text) for a, b, text in params["lines"]], out)
-    elif kind == "timeline":
-        out = out_dir / "timeline.json"
-        _write_timeline(params, out)
-    elif kind == "storyboard":
-        out = out_dir / "storyboard.png"
-        labels = [f"{scene}/{shot}" for scene, shot in params.get("shots", [])]
-        panels.render_storyboard(of("keyframe."), labels, out)
-    else:
-        raise BackendError(f"the local backend cannot make `{kind}` steps")
-    return [str(out)]
-
-
-def _write_timeline(params: dict, out: Path) -> None:
-    """The cut as data: each shot's file, scene and place in the film, in frames."""
-    import json
-    from fractions import Fraction
-
-    fps = Fraction(params["fps"])
-    t = Fraction(0)
-    clips = []
-    for n, (scene, shot, duration) in enumerate(params["shots"], 1):
-        d = Fraction(duration)
-        clips.append({"number": n, "scene": scene, "shot": shot,
-                      "file": f"shots/{n:03d}_{scene}_{shot}.mp4",
-                      "start_frame": round(t * fps), "frames": round(d * fps)})
-        t += d
-    doc = {"fps": str(fps), "width": params["width"], "height": params["height"],
-           "frames": round(t * fps), "clips": clips}
-    out.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

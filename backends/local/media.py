@@ -39,7 +39,7 @@ from pathlib import Path
 
 import ffmpeg  # ffmpeg-python: builds the filter graphs
 
-from filmc.backends.local.ffmpeg import MediaError, probe, run, video_duration
+from filmc.backends.ffmpeg import MediaError, probe, run, video_duration
 from filmc.lang.check import speaking_time
 
 __all__ = ["MediaError", "render_clip", "render_speech", "conform_shot", "concat_film",

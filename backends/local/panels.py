@@ -365,12 +365,13 @@ THUMB_W = 320
 MAX_SHEET_H = 30000  # px; beyond it, further pages: storyboard-2.png, storyboard-3.png, ...
 
 
-def render_storyboard(keyframes: list[Path], labels: list[str], out: Path, columns: int = 4) -> None:
+def render_storyboard(keyframes: list[Path], labels: list[str], out: Path,
+                      columns: int = 4) -> list[Path]:
     """A contact sheet: every keyframe as a 320 px thumbnail with its label, in reading order.
 
     A long film gives a tall sheet; when it would pass 30,000 px (about 300 panels
     of a 2.39:1 film in four columns) the rest goes to `<stem>-2.png`, `<stem>-3.png`...
-    beside `out`, so every page stays an image a viewer opens.
+    beside `out`, so every page stays an image a viewer opens.  Returns the pages.
     """
     out = Path(out)
     columns = max(1, columns)
@@ -386,6 +387,7 @@ def render_storyboard(keyframes: list[Path], labels: list[str], out: Path, colum
     per_page = rows_per_page * columns
     pages = [list(range(i, min(i + per_page, len(keyframes))))
              for i in range(0, max(1, len(keyframes)), per_page)] or [[]]
+    written: list[Path] = []
     for p, idx in enumerate(pages):
         rows = max(1, math.ceil(len(idx) / columns))
         sheet = Image.new("RGB", (gap + columns * cell_w, gap + rows * cell_h), (24, 24, 28))
@@ -401,4 +403,7 @@ def render_storyboard(keyframes: list[Path], labels: list[str], out: Path, colum
             while len(label) > 4 and f.getlength(label) > THUMB_W:
                 label = label[:-2] + "…"
             draw.text((x, y + th + 4), label, font=f, fill=(230, 230, 230))
-        _save(sheet, out if p == 0 else out.with_name(f"{out.stem}-{p + 1}{out.suffix}"))
+        page = out if p == 0 else out.with_name(f"{out.stem}-{p + 1}{out.suffix}")
+        _save(sheet, page)
+        written.append(page)
+    return written

@@ -1,0 +1,83 @@
+"""What a local render worker does with one step: dispatch on its kind.
+
+`spec` is the step's request fields and parameters in one dict (width, height,
+fps, duration, seed, text, speaker, camera, light, panel, lines, chapters...);
+`inputs` are (role, path, label) triples in the request's order.  Stills go to
+`panels` (Pillow), media to `media` (ffmpeg).  Deterministic: the same step
+gives the same bytes.  Returns the files written, by declared output name.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from ...lang import steps as S
+from ..protocol import BackendError
+
+
+def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]],
+           workdir: str) -> dict[str, list[str]]:
+    from . import media, panels
+
+    out_dir = Path(workdir)
+
+    def of(*roles: str) -> list[Path]:
+        return [Path(p) for role, p, _label in inputs if role in roles]
+
+    if kind in ("sheet", "plate", "keyframe"):
+        out = out_dir / "image.png"
+        fn = {"sheet": panels.render_sheet, "plate": panels.render_plate,
+              "keyframe": panels.render_keyframe}[kind]
+        fn(spec, prompt, of(S.CHARACTER, S.LOCATION, S.REFERENCE), out)
+        return {"image": [str(out)]}
+    if kind == "clip":
+        out = out_dir / "clip.mp4"
+        media.render_clip(of(S.FIRST_FRAME)[0], spec, out)
+        return {"video": [str(out)]}
+    if kind == "speech":
+        out = out_dir / "speech.wav"
+        media.render_speech(spec, out)
+        return {"audio": [str(out)]}
+    if kind == "shot":
+        out = out_dir / "shot.mp4"
+        media.conform_shot(of(S.CLIP)[0], of(S.SPEECH), spec, out)
+        return {"video": [str(out)]}
+    if kind == "film":
+        out = out_dir / "film.mp4"
+        chapters = [(title, float(start)) for title, start in spec.get("chapters", [])]
+        srt = of(S.SUBTITLES)
+        media.concat_film(of(S.SHOT), chapters, out, subtitles=srt[0] if srt else None,
+                          burn=bool(spec.get("burn_subtitles")))
+        return {"video": [str(out)]}
+    if kind == "subtitles":
+        out = out_dir / "film.srt"
+        media.write_srt([(float(a), float(b), text) for a, b, text in spec["lines"]], out)
+        return {"subtitles": [str(out)]}
+    if kind == "timeline":
+        out = out_dir / "timeline.json"
+        write_timeline(spec, out)
+        return {"timeline": [str(out)]}
+    if kind == "storyboard":
+        labels = [label or Path(p).stem for role, p, label in inputs if role == S.PANEL]
+        pages = panels.render_storyboard(of(S.PANEL), labels, out_dir / "storyboard.png")
+        return {"page": [str(p) for p in pages]}
+    raise BackendError(f"the local backend cannot make `{kind}` steps")
+
+
+def write_timeline(spec: dict[str, Any], out: Path) -> None:
+    """The cut as data: each shot's scene and place in the film, in frames.  Where each
+    shot's file lies is the output layout's business (engine/layout.py), not the step's."""
+    fps = Fraction(spec["fps"])
+    t = Fraction(0)
+    clips = []
+    for n, (scene, shot, duration) in enumerate(spec["shots"], 1):
+        d = Fraction(duration)
+        clips.append({"number": n, "scene": scene, "shot": shot,
+                      "start_frame": round(t * fps), "frames": round(d * fps)})
+        t += d
+    doc = {"fps": str(fps), "width": spec["width"], "height": spec["height"],
+           "frames": round(t * fps), "clips": clips}
+    out.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,1 @@
+"""The build engine: runs the step graph through backend adapters, keeps what it made."""

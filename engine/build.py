@@ -1,0 +1,94 @@
+"""A build, from a compiled `Program` to laid-out outputs and a report.
+
+    result = build(program, Options(...), events, wait=True, fast_key={...})
+
+Under the project lock: open the store and the project's state, read the job
+journal, refuse what cannot start (unset keys, `--max-cost`), run the steps
+(engine/executor.py), lay out what was made (engine/layout.py), write
+`report.json`, and remember the stat manifest for the no-op fast path when the
+whole build succeeded.  Every failure of the disk or the store comes back as a
+`StoreError` naming the place and what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import noop
+from .executor import AdapterFactory, BuildError, Events, Executor, Options, Outcome
+from .journal import NAME as JOURNAL
+from .journal import Journal
+from .layout import materialize
+from .lock import project_lock
+from .report import make_report, write_report
+from .state import State, state_dir
+from .store import Store, disk_error, location
+
+__all__ = ["BuildError", "BuildResult", "Options", "build"]
+
+
+@attrs.frozen
+class BuildResult:
+    outcomes: list[Outcome]
+    report: dict[str, Any]
+    folder: Path
+    interrupted: bool
+    bug: BaseException | None
+    jobs_running: int  # paid jobs journaled and still running at their services
+
+
+def build(program: Any, options: Options, events: Events, *, wait: bool = True,
+          fast_key: dict[str, Any] | None = None,
+          adapters: AdapterFactory | None = None) -> BuildResult:
+    started = time.time()
+    root = Path(program.root)
+    with project_lock(state_dir(root), wait), \
+            Store.open(location(root, program.store), create=True) as store, \
+            State.open(root, create=True) as state:  # type: ignore[union-attr]
+        for note in store.notes:
+            events.note(note)
+        try:
+            journal = Journal(state.path / JOURNAL)
+        except OSError as e:
+            raise disk_error(f"open `{state.path / JOURNAL}`", e, state.path) from None
+        try:
+            executor = Executor(program, store, state, journal, options, events, adapters)
+            executor.preflight()
+            needed = {program.graph._node[n]["step"].key for n in executor.decision.nodes}
+            others = [j for k, j in journal.open_jobs.items() if k not in needed]
+            if others:
+                events.note(f"{len(others)} paid job(s) an earlier build started are for steps "
+                            f"this build does not make; they stay recorded for the build "
+                            f"that needs them")
+            outcomes = asyncio.run(executor.run())
+            running = len(journal.open_jobs)
+        finally:
+            journal.close()
+        whole = options.selection is None and options.until is None
+        folder = materialize(program, store, outcomes, full=whole and not executor.interrupted)
+        bug = executor.bug
+        report = make_report(program.title, program.currency, outcomes, time.time() - started,
+                             interrupted=executor.interrupted, jobs_running=running,
+                             bug=next((o.traceback for o in outcomes if o.traceback), None))
+        write_report(report, folder)
+        ok = not (executor.interrupted or bug or report["counts"].get("failed")
+                  or report["counts"].get("skipped"))
+        if fast_key is not None:
+            try:
+                if ok:
+                    modules = {type(a).__module__ for a in executor._adapters.values()}
+                    noop.record(root, fast_key, [str(p) for p in program.files],
+                                [str(p) for p in folder.rglob("*") if p.is_file()], modules)
+                else:
+                    noop.forget(root)
+            except OSError as e:
+                raise disk_error(f"write `{noop.path_of(root)}`", e, state.path) from None
+    return BuildResult(outcomes, report, folder, executor.interrupted, bug, running)
+
+
+__all__ += ["BuildError"]

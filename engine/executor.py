@@ -1,0 +1,505 @@
+"""Running the step graph: each step once, as soon as its inputs are done.
+
+Every step is an asyncio task.  What the build runs is `compiler.plan.decide`'s
+answer, the same one `filmc plan` prints; then, step by step:
+
+- provided (the user's own images): copied into the store, their content checked
+  against what the compiler hashed;
+- cached: reused when its objects are intact (a damaged one is made again);
+- otherwise its backend makes it: on this machine under `--jobs` (the local
+  renderer), or at a service under the backend's own concurrency and rate
+  (engine/remote.py: journal, retries, re-attaching), its inputs handed over by
+  the part they play (`Request`);
+- what came back is checked against the kind's declared outputs (and, from a
+  service, opened as a person would), enters the store, and the action is
+  recorded: one log line and one SQLite transaction, so a `kill -9` loses at
+  most the steps that were running, and never a paid job (the journal has it).
+
+A failure is a step's when it is the user's business (a service's refusal, a
+file that does not decode, a full disk): the step fails with its reason, and
+`--keep-going` lets the rest go on.  Anything else is a bug in filmc: it stops
+the build and keeps its traceback for the report.  Ctrl-C stops polling and
+rendering at once, lets a synchronous paid request that is already under way
+come back and be stored, and leaves journaled jobs running for the next build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..backends.ffmpeg import MediaError
+from ..backends.protocol import Backend, BackendError, Done, Input, Request, ServiceError, Setup
+from ..compiler.config import ConfigError, secret
+from ..compiler.plan import decide, estimate
+from ..lang.steps import KINDS, StepId
+from . import verify
+from .journal import Journal
+from .remote import Service
+from .retry import Policy
+from .state import State
+from .store import Store, StoreError, disk_error
+
+LAST_BATCH = 2000  # last-build rows written per transaction
+
+
+class BuildError(Exception):
+    """The build cannot start: a message and what to do."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+@attrs.frozen
+class Options:
+    jobs: int = os.cpu_count() or 2
+    keep_going: bool = False
+    force: frozenset[str] = frozenset()
+    until: str | None = None
+    selection: frozenset[str] | None = None
+    max_cost: float | None = None
+
+
+@attrs.frozen
+class Stored:
+    output: str  # the declared output's name
+    digest: str
+    ext: str  # the file name's extension, ".png"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"output": self.output, "digest": self.digest, "ext": self.ext}
+
+
+@attrs.frozen
+class Outcome:
+    sid: StepId
+    backend: str | None
+    status: str  # ran | cached | provided | failed | skipped
+    seconds: float = 0.0
+    error: str | None = None
+    outputs: tuple[Stored, ...] = ()
+    cost: float | None = None  # what running it cost: the service's figure, else the estimate
+    cost_source: str | None = None  # "service" | "estimate"
+    estimate: float | None = None
+    attached: bool = False  # it polled a job an earlier build had submitted
+    traceback: str | None = None  # a bug's
+
+    @property
+    def id(self) -> str:
+        return str(self.sid)
+
+    @property
+    def kind(self) -> str:
+        return self.sid.kind
+
+    @property
+    def scene(self) -> str | None:
+        return self.sid.scene
+
+    @property
+    def shot(self) -> str | None:
+        return self.sid.shot
+
+
+class Events:
+    """What a progress display hears; the default hears nothing."""
+
+    def begin(self, total: int) -> None: ...
+    def started(self, node: str) -> None: ...
+    def finished(self, outcome: Outcome) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+AdapterFactory = Callable[[Any, Setup], Backend]  # (BackendInfo, Setup) → an adapter
+
+
+class Executor:
+    def __init__(self, program: Any, store: Store, state: State, journal: Journal,
+                 options: Options, events: Events | None = None,
+                 adapters: AdapterFactory | None = None) -> None:
+        self.program = program
+        self.graph = program.graph
+        self.store = store
+        self.state = state
+        self.journal = journal
+        self.opt = options
+        self.events = events or Events()
+        self._make_adapter = adapters or (lambda info, setup: info.adapter(setup))
+        self._adapters: dict[str, Backend] = {}
+        self._services: dict[str, Service] = {}
+        self._local: dict[str, asyncio.Semaphore] = {}
+        self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+        self._tasks: dict[str, asyncio.Task[Outcome]] = {}
+        self._known: dict[str, Any] = {}
+        self._last: list[tuple[str, str, dict]] = []
+        self._free: list[Path] = []
+        self._runs = 0
+        self.stopped = False  # a failure without --keep-going: start nothing new
+        self.interrupted = False
+        self.bug: BaseException | None = None
+        self.spent = 0.0
+        self._reserved = 0.0
+        self.decision = decide(self.graph, options.selection, options.until, options.force,
+                               self._cached_keys)
+
+    def _cached_keys(self, keys: Any) -> set[str]:
+        self._known = self.store.get_actions(keys)
+        return set(self._known)
+
+    # -- before anything runs ----------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Refuse to start a build that cannot finish or costs more than allowed."""
+        run = [self._step(n) for n in self.decision.run]
+        missing: dict[str, str] = {}
+        for step in run:
+            info = self.program.backends[step.backend]
+            for name in info.adapter.secrets:
+                try:
+                    secret(info.config, name)
+                except ConfigError as e:
+                    missing.setdefault(step.backend, str(e))
+        if missing:
+            raise BuildError("; ".join(missing.values()),
+                             "set the variables and build again (nothing was run), or build "
+                             "`--offline` for the animatic")
+        if self.opt.max_cost is not None:
+            paid = [s for s in run if s.key not in self.journal.open_jobs]
+            prices = [estimate(s, self.program.backends) for s in paid]
+            unpriced = [s.id for s, p in zip(paid, prices) if p is None]
+            if unpriced:
+                raise BuildError(f"--max-cost cannot bound {len(unpriced)} step(s) with no "
+                                 f"price, such as `{unpriced[0]}`",
+                                 "give their backends prices in filmc.toml (docs/config.md)")
+            total = sum(p or 0.0 for p in prices)
+            if total > self.opt.max_cost:
+                raise BuildError(f"this build is estimated at {total:.2f} "
+                                 f"{self.program.currency}, over --max-cost "
+                                 f"{self.opt.max_cost:.2f}",
+                                 "build part of it with --select or --until, or raise --max-cost")
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self) -> list[Outcome]:
+        nodes = self.decision.nodes
+        self.events.begin(len(nodes))
+        self._clean_tmp()
+        self.jobs = asyncio.Semaphore(max(1, self.opt.jobs))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
+                loop.add_signal_handler(sig, self.interrupt)
+        for n in nodes:
+            self._tasks[n] = asyncio.ensure_future(self._run_step(n))
+        try:
+            results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(ValueError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            self._flush_last()
+            for d in self._free:
+                shutil.rmtree(d, ignore_errors=True)
+            for a in self._adapters.values():
+                with contextlib.suppress(Exception):  # closing must not hide the outcome
+                    await asyncio.wait_for(a.close(), 30)
+        outcomes = []
+        for n, r in zip(self._tasks, results):
+            if isinstance(r, Outcome):
+                outcomes.append(r)
+            else:  # cancelled by Ctrl-C
+                step = self._step(n)
+                outcomes.append(self._outcome(step, "skipped", error="interrupted"))
+        return outcomes
+
+    def interrupt(self) -> None:
+        """Ctrl-C (or SIGTERM): stop now, but let paid synchronous requests come back."""
+        if self.interrupted:  # the second time: stop waiting for them too
+            for t in self._tasks.values():
+                t.cancel()
+            return
+        self.interrupted = self.stopped = True
+        waiting = set().union(*(s.unrecorded for s in self._services.values()))
+        for t in self._tasks.values():
+            if t not in waiting:
+                t.cancel()
+        if waiting:
+            self.events.note(f"waiting for {len(waiting)} paid request(s) under way to come "
+                             f"back (Ctrl-C again to abandon them)")
+
+    def _step(self, node: str) -> Any:
+        return self.graph._node[node]["step"]
+
+    def _outcome(self, step: Any, status: str, **kw: Any) -> Outcome:
+        return Outcome(step.sid, step.backend, status, **kw)
+
+    async def _run_step(self, node: str) -> Outcome:
+        step = self._step(node)
+        inputs = {i: await self._tasks[i] for i in dict.fromkeys(r.step for r in step.inputs)}
+        broken = next((o for o in inputs.values() if o.status in ("failed", "skipped")), None)
+        if broken is not None or self.stopped:
+            why = f"input {broken.id} {broken.status}" if broken else \
+                "the build stopped after a failure"
+            return self._done(self._outcome(step, "skipped", error=why))
+        if node not in self.decision.run:
+            cached = await self._reuse(step)
+            if cached is not None:
+                return self._done(cached)
+        key = step.key
+        if key in self._inflight and node not in self.decision.forced:  # the same work
+            o = await self._inflight[key]
+            return self._done(attrs.evolve(o, sid=step.sid))
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            outcome = await self._make(step, inputs)
+        except BaseException as e:
+            future.cancel()
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            self.bug = self.bug or e
+            self.stopped = True
+            outcome = self._outcome(step, "failed", error=f"internal error: {type(e).__name__}: "
+                                                          f"{e}", traceback=traceback.format_exc())
+        if not future.done():
+            future.set_result(outcome)
+        return self._done(outcome)
+
+    def _done(self, outcome: Outcome) -> Outcome:
+        if outcome.status == "failed" and not self.opt.keep_going:
+            self.stopped = True
+        if outcome.status in ("ran", "cached", "provided"):
+            step = self._step(outcome.id)
+            self._last.append((step.id, step.key, step.record))
+            if len(self._last) >= LAST_BATCH:
+                self._flush_last()
+        self.events.finished(outcome)
+        return outcome
+
+    async def _reuse(self, step: Any) -> Outcome | None:
+        action = self._known.get(step.key)
+        if action is None:
+            return None
+        outputs = tuple(Stored(o["output"], o["digest"], o.get("ext", "")) for o in action.outputs)
+        for o in outputs:
+            trusted = self.store.objects.trusted(o.digest)
+            if trusted is None:  # changed since verified: hash it, off the event loop
+                trusted = await asyncio.to_thread(self.store.objects.verify, o.digest)
+            if not trusted:
+                return None  # missing or damaged: make it again
+        status = "provided" if step.backend is None else "cached"
+        return self._outcome(step, status, outputs=outputs)
+
+    # -- making a step -------------------------------------------------------------------------
+
+    async def _make(self, step: Any, inputs: dict[str, Outcome]) -> Outcome:
+        started = time.perf_counter()
+        self.events.started(step.id)
+        try:
+            if step.backend is None:
+                outputs = [await self._provide(f) for f in step.files]
+                self.store.record_action(step.key, [o.as_dict() for o in outputs],
+                                         {"kind": step.kind, "provided": True})
+                return self._outcome(step, "provided", outputs=tuple(outputs))
+            return await self._generate(step, inputs, started)
+        except asyncio.CancelledError:
+            raise
+        except (BackendError, MediaError, StoreError) as e:
+            error = getattr(e, "message", None) or str(e)
+        except OSError as e:
+            error = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        return self._outcome(step, "failed", seconds=time.perf_counter() - started, error=error)
+
+    async def _provide(self, f: Any) -> Stored:
+        path = self.program.root / f.path
+        try:
+            digest = await asyncio.to_thread(self.store.objects.put, path)
+        except OSError as e:
+            if isinstance(e, FileNotFoundError):
+                raise BackendError(f"`{f.path}` is gone since the film was compiled") from None
+            raise disk_error(f"store `{f.path}`", e, self.store.path) from None
+        if digest != f.digest:
+            raise BackendError(f"`{f.path}` changed while the build started; build again")
+        return Stored("image", digest, path.suffix.lower())
+
+    async def _generate(self, step: Any, inputs: dict[str, Outcome], started: float) -> Outcome:
+        info = self.program.backends[step.backend]
+        kind = KINDS[step.kind]
+        workdir = self._workdir()
+        try:
+            request = Request(step.sid, step.key, step.backend, step.fields, step.params,
+                              await self._inputs(step, inputs, workdir), kind.outputs, workdir)
+            adapter = self._adapter(info)
+            price = estimate(step, self.program.backends)
+            attached = False
+            if info.runs_here:
+                async with self.jobs, self._local_slot(info):
+                    got = await adapter.submit(request, None)
+                    files = await adapter.fetch(got, request) if isinstance(got, Done) else {}
+                cost, source = price, "estimate"
+            else:
+                service = self._service(info, adapter)
+                job = self.journal.open_jobs.get(step.key)
+                attached = job is not None
+                if not attached and self.opt.max_cost is not None \
+                        and self.spent + self._reserved + (price or 0.0) > self.opt.max_cost + 1e-9:
+                    return self._outcome(step, "skipped", estimate=price,
+                                             error=f"not run: it would pass --max-cost "
+                                                   f"{self.opt.max_cost:.2f}")
+                self._reserved += price or 0.0
+                try:
+                    got, files = await service.run(request, job)
+                finally:
+                    self._reserved -= price or 0.0
+                cost, source = (got.cost, "service") if got.cost is not None else (price, "estimate")
+            found = verify.collect(kind.outputs, files, workdir)
+            if not info.runs_here:
+                for output, path in found:
+                    await asyncio.to_thread(verify.check_media, output, path)
+            stored = []
+            for output, path in found:
+                digest = await asyncio.to_thread(self._take, path)
+                stored.append(Stored(output.name, digest, path.suffix.lower()))
+            seconds = time.perf_counter() - started
+            self.store.record_action(step.key, [s.as_dict() for s in stored],
+                                     {"backend": step.backend, "type": info.type,
+                                      "kind": step.kind, "seconds": round(seconds, 3),
+                                      "cost": cost, "cost_source": source, "estimate": price})
+            if not info.runs_here:
+                await self._services[step.backend].done(step.key)
+            self.spent += cost or 0.0
+            return self._outcome(step, "ran", seconds=seconds, outputs=tuple(stored), cost=cost,
+                                 cost_source=source, estimate=price, attached=attached)
+        finally:
+            self._release(workdir)
+
+    def _take(self, path: Path) -> str:
+        try:
+            return self.store.objects.take(path)
+        except OSError as e:
+            raise disk_error(f"store an output in `{self.store.objects.root}`", e,
+                             self.store.path) from None
+
+    async def _inputs(self, step: Any, inputs: dict[str, Outcome],
+                      workdir: Path) -> tuple[Input, ...]:
+        """Each input's files, linked into the work folder under names that keep their
+        extension, with the part each plays."""
+        out: list[Input] = []
+        n = 0
+        for ref in step.inputs:
+            outcome = inputs[ref.step]
+            media = {o.name: o.media for o in KINDS[outcome.kind].outputs}
+            for o in outcome.outputs:
+                n += 1
+                link = workdir / "in" / f"{n:03d}-{ref.role}{o.ext}"
+                os.symlink(self.store.objects.path(o.digest), link)
+                out.append(Input(ref.role, link, o.digest, media.get(o.output, "image"), ref.step,
+                                 ref.tags))
+        for f in step.files:  # the user's own images of a generated sheet or plate
+            stored = await self._provide(f)
+            n += 1
+            link = workdir / "in" / f"{n:03d}-reference{stored.ext}"
+            os.symlink(self.store.objects.path(stored.digest), link)
+            out.append(Input("reference", link, stored.digest, "image", f.path))
+        return tuple(out)
+
+    # -- backends ------------------------------------------------------------------------------
+
+    def _adapter(self, info: Any) -> Backend:
+        a = self._adapters.get(info.name)
+        if a is None:
+            def read_secret(name: str, conf: Any = info.config) -> str:
+                try:
+                    return secret(conf, name)
+                except ConfigError as e:
+                    from ..backends.protocol import FailureKind
+
+                    raise ServiceError(FailureKind.AUTH, str(e)) from None
+
+            setup = Setup(info.name, info.settings, self.program.root, read_secret, self.state,
+                          max(1, min(self.opt.jobs, os.cpu_count() or 1)))
+            a = self._adapters[info.name] = self._make_adapter(info, setup)
+        return a
+
+    def _service(self, info: Any, adapter: Backend) -> Service:
+        s = self._services.get(info.name)
+        if s is None:
+            conf = info.config
+            s = self._services[info.name] = Service(info.name, adapter, conf.concurrency,
+                                                    conf.rate, Policy.of(info.settings),
+                                                    self.journal)
+        return s
+
+    def _local_slot(self, info: Any) -> asyncio.Semaphore:
+        sem = self._local.get(info.name)
+        if sem is None:
+            sem = self._local[info.name] = asyncio.Semaphore(max(1, info.config.concurrency))
+        return sem
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _flush_last(self) -> None:
+        if self._last:
+            rows, self._last = self._last, []
+            self.state.record_last(rows)
+
+    def _workdir(self) -> Path:
+        """An empty folder for one run of one step, with `in/` for its inputs.  Folders
+        are reused from step to step (creating and deleting two folders a step cost
+        more than the rest of the executor's work)."""
+        if self._free:
+            return self._free.pop()
+        self._runs += 1
+        d = self.store.path / "tmp" / f"work-{os.getpid()}-{id(self):x}-{self._runs}"
+        try:
+            (d / "in").mkdir(parents=True)
+        except OSError as e:
+            raise disk_error(f"create a work folder in `{d.parent}`", e, self.store.path) from None
+        return d
+
+    def _release(self, workdir: Path) -> None:
+        """Empty a work folder for the next step; a folder that will not empty is dropped."""
+        try:
+            for sub in (workdir / "in", workdir):
+                with os.scandir(sub) as entries:
+                    for e in entries:
+                        if e.is_dir(follow_symlinks=False):
+                            if e.name != "in":
+                                shutil.rmtree(e.path)
+                        else:
+                            os.unlink(e.path)
+        except OSError:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        self._free.append(workdir)
+
+    def _clean_tmp(self) -> None:
+        """Work folders a killed build of this project left behind (the project lock
+        makes the ones of this store's other users theirs: only ours are named by pid)."""
+        tmp = self.store.path / "tmp"
+        if tmp.is_dir():
+            for d in tmp.glob("work-*"):
+                pid = d.name.split("-")[1]
+                if not pid.isdigit() or not _alive(int(pid)):
+                    shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

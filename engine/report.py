@@ -1,0 +1,63 @@
+"""`build/<film>/report.json`: what a build did, step by step, and what it cost.
+
+    {"film": "Wolf Pack", "seconds": 12.3, "interrupted": false,
+     "counts": {"ran": 9, "cached": 180, "provided": 3},
+     "currency": "USD", "spent": 1.23, "estimated": 1.40,
+     "not_run": [{"id": ..., "error": "not run: it would pass --max-cost 5.00"}],
+     "jobs_running": 0,                  paid jobs left running at services (journaled)
+     "bug": null | "Traceback ...",
+     "steps": [{"id", "kind", "backend", "scene", "shot", "status", "seconds", "error",
+                "outputs", "cost", "cost_source", "estimate", "attached", "traceback"}]}
+
+`spent` is what the steps that ran cost: the service's own figure where it
+reports one (`cost_source: "service"`), else the estimate from filmc.toml's
+prices; `estimated` is what the plan expected those same steps to cost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .layout import write_atomic
+from .store import disk_error
+
+MAX_COST = "--max-cost"
+
+
+def make_report(title: str, currency: str, outcomes: Sequence[Any], seconds: float, *,
+                interrupted: bool = False, jobs_running: int = 0,
+                bug: str | None = None) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    ran = [o for o in outcomes if o.status == "ran"]
+    return {
+        "film": title,
+        "seconds": round(seconds, 3),
+        "interrupted": interrupted,
+        "counts": counts,
+        "currency": currency,
+        "spent": round(sum(o.cost or 0.0 for o in ran), 6),
+        "estimated": round(sum(o.estimate or 0.0 for o in ran), 6),
+        "not_run": [{"id": o.id, "error": o.error} for o in outcomes
+                    if o.status == "skipped" and o.error and MAX_COST in o.error],
+        "jobs_running": jobs_running,
+        "bug": bug,
+        "steps": [{"id": o.id, "kind": o.kind, "backend": o.backend, "scene": o.scene,
+                   "shot": o.shot, "status": o.status, "seconds": round(o.seconds, 3),
+                   "error": o.error, "outputs": [s.digest for s in o.outputs],
+                   "cost": o.cost, "cost_source": o.cost_source, "estimate": o.estimate,
+                   "attached": o.attached, "traceback": o.traceback} for o in outcomes],
+    }
+
+
+def write_report(report: dict[str, Any], folder: Path) -> Path:
+    path = folder / "report.json"
+    try:
+        write_atomic(path, json.dumps(report, ensure_ascii=False, indent=1) + "\n")
+    except OSError as e:
+        raise disk_error(f"write `{path}`", e, folder) from None
+    return path

@@ -1,0 +1,406 @@
+"""The store: the object store and the action cache, shareable between projects.
+
+Layout (default `<project>/.filmc/`; `FILMC_STORE`, then `[build] store` in
+filmc.toml, move it; see `location`):
+
+    .gitignore     `*`: the store never enters git
+    objects/       outputs, read-only, named by their sha256 (engine/objects.py)
+    actions.log    every finished step: key → outputs, cost (engine/actionlog.py)
+    index.db       SQLite (WAL): the log indexed, and the objects' verified signatures
+    tmp/           files being written
+
+    with Store.open(path, create=True) as store:
+        store.get_actions(keys)             # key → Action, a few queries for thousands
+        store.record_action(key, outputs, meta)
+        store.objects.ok(digest)
+
+The index is derived: an index that is missing, empty, damaged or older than
+this filmc is rebuilt from `actions.log` when the store opens (`notes` says
+so), and one that is behind the log reads its tail.  Every SQLite or file
+system failure is a `StoreError` (a message naming the place, and what to do).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+from ..compiler.keys import canonical
+from .actionlog import NAME as LOG_NAME
+from .actionlog import ActionLog
+from .objects import Objects, Signature
+
+INDEX = "index.db"
+SCHEMA_VERSION = 3
+CHUNK = 500  # host parameters per IN (...): well under SQLite's oldest limit of 999
+
+_SCHEMA = """
+CREATE TABLE actions (key TEXT PRIMARY KEY, outputs TEXT NOT NULL, meta TEXT NOT NULL,
+                      created REAL NOT NULL);
+CREATE TABLE object_stats (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
+                           mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
+                           mode INTEGER NOT NULL);
+CREATE TABLE meta (name TEXT PRIMARY KEY, value);
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be read or written: a message, and a hint for the user."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        return f"error: {self.message}" + (f"\n  = help: {self.hint}" if self.hint else "")
+
+
+@attrs.frozen
+class Action:
+    key: str
+    outputs: tuple[dict, ...]  # {"output": name, "digest": d, "ext": ".png"}, declared order
+    meta: dict  # backend, type, kind, seconds, cost, cost_source
+
+
+def disk_error(what: str, e: OSError, place: Path) -> StoreError:
+    """A file system failure as a StoreError that names the place and what to do."""
+    import errno
+
+    reason = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        hint = f"free disk space on the disk of `{place}`, then build again: finished steps are kept"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = f"make `{place}` writable (or set FILMC_STORE to a folder you can write)"
+    else:
+        hint = f"check `{place}`: its disk, free space and permissions"
+    return StoreError(f"cannot {what}: {reason}", hint)
+
+
+class Store:
+    """One open store; its methods are safe to call from worker threads."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, known: dict[str, Signature]) -> None:
+        self.path = path
+        self.db_path = path / INDEX
+        self._db: sqlite3.Connection | None = db
+        self._lock = threading.RLock()
+        self.objects = Objects(path, known)
+        self.log = ActionLog(path / LOG_NAME)
+        self.notes: list[str] = []  # what opening the store had to repair
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, create: bool = False) -> Store | None:
+        """The store at `path`; None when there is none and not `create`."""
+        db_path = path / INDEX
+        if not create and not db_path.exists() and not (path / LOG_NAME).exists():
+            return None
+        if create:
+            try:
+                for sub in (path, path / "objects", path / "tmp"):
+                    sub.mkdir(parents=True, exist_ok=True)
+                ignore = path / ".gitignore"
+                if not ignore.exists():
+                    ignore.write_text("# filmc's store: outputs and the build index\n*\n")
+            except OSError as e:
+                raise disk_error(f"create the store at `{path}`", e, path) from None
+        notes = []
+        try:
+            db = _connect(db_path)
+        except _Damaged as e:
+            notes.append(_set_aside(db_path, str(e)))
+            db = _connect(db_path)
+        store = cls(path, db, {})
+        store.notes = notes
+        try:
+            store._catch_up()
+            with store._sql() as c:
+                store.objects.known.update(
+                    (d, (s, m, i, mode)) for d, s, m, i, mode in
+                    c.execute("SELECT digest, size, mtime_ns, inode, mode FROM object_stats"))
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _catch_up(self) -> None:
+        """Index what the log holds beyond the index's offset (everything, for a new index)."""
+        with self._sql() as db:
+            row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
+        offset = int(row[0]) if row else 0
+        size = self.log.size()
+        if size < offset:  # the log is shorter than the index remembers: it was replaced
+            offset = 0
+        if size == offset:
+            return
+        count = 0
+        with self._transaction() as db:
+            read_to = offset
+            for after, record in self.log.read(offset):
+                count += self._apply(db, record)
+                read_to = after
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", (read_to,))
+        if offset == 0 and count:
+            self.notes.append(f"rebuilt the store index from {LOG_NAME}: {count} cached steps")
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, record: dict) -> int:
+        if "forget" in record:
+            for chunk in _chunks(record["forget"]):
+                db.execute(f"DELETE FROM actions WHERE key IN ({','.join('?' * len(chunk))})",
+                           chunk)
+            return 0
+        if "key" in record and isinstance(record.get("outputs"), list):
+            db.execute("INSERT OR REPLACE INTO actions VALUES (?, ?, ?, ?)",
+                       (record["key"], canonical(record["outputs"]),
+                        canonical(record.get("meta") or {}), record.get("t") or time.time()))
+            return 1
+        return 0
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error, StoreError):
+                    self.flush_stats()
+                self._db.close()
+                self._db = None
+            self.log.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _sql(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, _errors(self.db_path):
+            if self._db is None:
+                raise StoreError("the store is closed", "this is a bug in filmc: please report it")
+            yield self._db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._sql() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- the action cache ---------------------------------------------------------------------
+
+    def get_actions(self, keys: Iterable[str]) -> dict[str, Action]:
+        found: dict[str, Action] = {}
+        with self._sql() as db:
+            for chunk in _chunks(set(keys)):
+                marks = ",".join("?" * len(chunk))
+                for k, outputs, meta in db.execute(
+                        f"SELECT key, outputs, meta FROM actions WHERE key IN ({marks})", chunk):
+                    found[k] = Action(k, tuple(_load(outputs, self.db_path)),
+                                      _load(meta, self.db_path))
+        return found
+
+    def actions_present(self, keys: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        with self._sql() as db:
+            for chunk in _chunks(set(keys)):
+                q = f"SELECT key FROM actions WHERE key IN ({','.join('?' * len(chunk))})"
+                found.update(row[0] for row in db.execute(q, chunk))
+        return found
+
+    def record_action(self, key: str, outputs: list[dict], meta: dict) -> None:
+        """A finished step: appended to the log, then indexed with the objects' signatures
+        in one transaction.  Its objects must already be in place."""
+        record = {"key": key, "outputs": outputs, "meta": meta}
+        try:
+            end = self.log.append([record])
+        except OSError as e:
+            raise disk_error(f"write `{self.log.path}`", e, self.path) from None
+        with self._transaction() as db:
+            self._apply(db, {**record, "t": time.time()})
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", (end,))
+            self._flush_stats(db)
+
+    def flush_stats(self) -> None:
+        if self.objects.fresh:
+            with self._transaction() as db:
+                self._flush_stats(db)
+
+    def _flush_stats(self, db: sqlite3.Connection) -> None:
+        fresh, self.objects.fresh = self.objects.fresh, []
+        if fresh:
+            db.executemany("INSERT OR REPLACE INTO object_stats VALUES (?, ?, ?, ?, ?)",
+                           [(d, *sig) for d, sig in fresh])
+
+    # -- garbage collection -----------------------------------------------------------------
+
+    def collect(self, keep: set[str], dry_run: bool = False) -> tuple[list[str], list[tuple[str, int]]]:
+        """Forget every action whose key is not in `keep` and delete every object no kept
+        action names: (forgotten keys, [(deleted digest, bytes)]); `dry_run` touches nothing."""
+        with self._sql() as db:
+            rows = db.execute("SELECT key, outputs FROM actions").fetchall()
+        drop = [k for k, _o in rows if k not in keep]
+        live = {o["digest"] for k, outputs in rows if k in keep
+                for o in _load(outputs, self.db_path) if isinstance(o, dict) and "digest" in o}
+        try:
+            dead = [(d, n) for d, n in self.objects.all() if d not in live]
+        except OSError as e:
+            raise disk_error(f"read `{self.objects.root}`", e, self.path) from None
+        if dry_run:
+            return drop, dead
+        if drop:
+            try:
+                end = self.log.append([{"forget": drop}])
+            except OSError as e:
+                raise disk_error(f"write `{self.log.path}`", e, self.path) from None
+            with self._transaction() as db:
+                self._apply(db, {"forget": drop})
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", (end,))
+        with self._transaction() as db:
+            for chunk in _chunks([d for d, _n in dead]):
+                db.execute(f"DELETE FROM object_stats WHERE digest IN "
+                           f"({','.join('?' * len(chunk))})", chunk)
+        for digest, _size in dead:
+            try:
+                self.objects.delete(digest)
+            except OSError as e:
+                raise disk_error(f"delete `{self.objects.path(digest)}`", e, self.path) from None
+        return drop, dead
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+class _Damaged(Exception):
+    pass
+
+
+def _connect(db_path: Path) -> sqlite3.Connection:
+    """Open the index, creating its tables; _Damaged when the file is not a usable index."""
+    try:
+        db = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as e:
+        raise _Damaged(str(e)) from None
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise StoreError(f"the store at `{db_path.parent}` was made by a newer filmc "
+                             f"(index version {version})",
+                             "upgrade filmc, or point FILMC_STORE at another store")
+        if version not in (0, SCHEMA_VERSION):
+            raise _Damaged(f"an index of an older filmc (version {version})")
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            db.close()
+            raise StoreError(f"cannot put `{db_path}` in WAL mode (got `{mode}`)",
+                             "keep the store on a local disk, not a network share")
+        db.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of filmc, in WAL
+        if version == 0:
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                db.execute("ROLLBACK")
+                raise _Damaged("not a filmc store index")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        else:
+            db.execute("SELECT key, outputs, meta, created FROM actions LIMIT 0")
+            db.execute("SELECT digest, size, mtime_ns, inode, mode FROM object_stats LIMIT 0")
+        return db
+    except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", no table
+        db.close()
+        raise _Damaged(str(e)) from None
+    except _Damaged:
+        db.close()
+        raise
+
+
+def _set_aside(db_path: Path, why: str) -> str:
+    """Move a damaged index out of the way; it is rebuilt from the action log."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ("", "-wal", "-shm"):
+        p = db_path.with_name(db_path.name + suffix)
+        if p.exists():
+            try:
+                os.replace(p, p.with_name(f"{p.name}.damaged-{stamp}"))
+            except OSError as e:
+                raise disk_error(f"move the damaged index `{p}` aside", e, db_path.parent) from None
+    return f"the store index `{db_path}` could not be used ({why}); it was set aside and is " \
+           f"rebuilt from {LOG_NAME}"
+
+
+def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _load(text: str, db_path: Path) -> object:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        raise StoreError(f"the store index `{db_path}` holds a damaged entry",
+                         f"delete `{db_path}`: it is rebuilt from {LOG_NAME}") from None
+
+
+@contextmanager
+def _errors(db_path: Path) -> Iterator[None]:
+    """SQLite and OS errors as StoreError, with what to do about them."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except sqlite3.OperationalError as e:
+        msg = str(e)
+        if "locked" in msg or "busy" in msg:
+            raise StoreError(f"the store index `{db_path}` is busy: {msg}",
+                             "another filmc is writing to it; wait for it to finish") from None
+        if "readonly" in msg or "read-only" in msg:
+            raise StoreError(f"cannot write the store index `{db_path}`: it is read-only",
+                             f"make `{db_path.parent}` writable") from None
+        if "disk is full" in msg or "disk I/O" in msg:
+            raise StoreError(f"cannot write the store index `{db_path}`: {msg}",
+                             f"free disk space on the disk of `{db_path.parent}`") from None
+        raise StoreError(f"cannot use the store index `{db_path}`: {msg}",
+                         "check free disk space and the store folder's permissions") from None
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"the store index `{db_path}` is damaged: {e}",
+                         f"delete `{db_path}`: it is rebuilt from {LOG_NAME}") from None
+    except OSError as e:
+        raise disk_error(f"use the store index `{db_path}`", e, db_path.parent) from None
+
+
+STORE_ENV = "FILMC_STORE"
+
+
+def location(root: Path, configured: str | os.PathLike | None = None,
+             environ: Mapping[str, str] | None = None) -> Path:
+    """Where the store of the project at `root` lives: `$FILMC_STORE`, else the path
+    filmc.toml configures (`[build] store`), else `root/.filmc`; relative to `root`."""
+    chosen = (os.environ if environ is None else environ).get(STORE_ENV, "") or configured
+    if not chosen:
+        return root / ".filmc"
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() else root / path

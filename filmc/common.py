@@ -1,0 +1,120 @@
+"""What the command modules share: compiling a film, selections, printing diagnostics.
+
+Both command modules (`compile_cmds`, `build_cmd`) and the front door (`cli`)
+import this one, and it imports none of them: no import cycles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+SELECT_HELP = ("dbt-style selection: scene:NAME shot:GLOB character:NAME kind:KIND id:GLOB, "
+               "+X (with what X needs), X+ (with what needs X); space = union, comma = "
+               "intersection; repeatable")
+OFFLINE_HELP = ("render every step with the built-in `local` backend: an animatic, with no "
+                "network and no keys, whatever filmc.toml and the shots choose")
+UNTIL_HELP = "stop before the more expensive stages (keyframe < clip < shot < film)"
+FORCE_HELP = "regenerate these steps even when cached (a selector, as for --select)"
+
+
+def fail(message: str, help: str | None = None) -> int:
+    print(f"error: {message}" + (f"\n  = help: {help}" if help else ""), file=sys.stderr)
+    return 1
+
+
+def report(diags: Any, sources: Any, fmt: str = "text", strict: bool = False,
+           summaries: Sequence[str] = ()) -> int:
+    """Print diagnostics (and summaries) the one way every command does; the exit code."""
+    from .lang.diagnostics import print_diagnostics
+
+    items = _dedupe(diags.sorted())
+    errors = sum(d.severity == "error" for d in items)
+    warnings = len(items) - errors
+    if fmt == "json":
+        print_diagnostics(items, sources, "json", sys.stdout)
+    else:
+        print_diagnostics(items, sources)
+        for line in summaries:
+            print(line)
+        if items:
+            print(count(errors, warnings), file=sys.stderr)
+    return 1 if errors or (strict and warnings) else 0
+
+
+def _dedupe(items: Sequence[Any]) -> list[Any]:
+    seen = set()
+    out = []
+    for d in items:
+        k = (d.code, d.message, d.span)
+        if k not in seen:
+            seen.add(k)
+            out.append(d)
+    return out
+
+
+def count(errors: int, warnings: int) -> str:
+    parts = []
+    if errors:
+        parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    return "filmc: " + " and ".join(parts)
+
+
+def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = False) -> Any:
+    """The film compiled to its graph, or None after printing why not; warnings printed."""
+    from .compiler.pipeline import compile_film
+
+    result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles)
+    if not result.ok or result.graph is None:
+        report(result.diags, result.sources)
+        return None
+    if result.diags.items:  # warnings: shown, not fatal
+        report(result.diags, result.sources)
+    return result
+
+
+def selection(graph: Any, specs: list[str]) -> frozenset[str] | None:
+    """The selected node ids, or None for no selector; errors raise SelectorError."""
+    if not specs:
+        return None
+    from .compiler.select import evaluate, parse_selector
+
+    chosen = evaluate(graph, parse_selector(specs))
+    for w in chosen.warnings:
+        print(w.render(), file=sys.stderr)
+    return chosen.nodes
+
+
+def build_options(args: argparse.Namespace, graph: Any) -> tuple[Any, Any, Any] | int:
+    """(selection, until, force) from `--select`, `--until`, `--force`; an exit code on a
+    bad selector.  `plan` and `build` read the same options the same way."""
+    from .compiler.select import SelectorError
+
+    try:
+        chosen = selection(graph, args.select)
+        force = selection(graph, args.force) if args.force else frozenset()
+    except SelectorError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    return chosen, args.until, force or frozenset()
+
+
+def add_build_options(p: argparse.ArgumentParser, what: str) -> None:
+    """`--select`, `--until`, `--force` and `--offline`, for `plan` and `build` alike."""
+    p.add_argument("--select", "-s", action="append", default=[], metavar="SELECTOR",
+                   help=SELECT_HELP + f" ({what})")
+    p.add_argument("--until", choices=("keyframe", "clip", "shot", "film"), help=UNTIL_HELP)
+    p.add_argument("--force", action="append", default=[], metavar="SELECTOR", help=FORCE_HELP)
+    p.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
+
+
+def history(program: Any) -> Any:
+    """What earlier builds of the program's project left, for `plan`; None if none."""
+    from .engine.history import open_history
+
+    return open_history(program)
