@@ -79,7 +79,7 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def run(args: Sequence[str], what: str, *, capture_stdout: bool = False,
+def run(args: Sequence[object], what: str, *, capture_stdout: bool = False,
         loglevel: str = "error", timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run ffmpeg with `args`; raise MediaError("could not <what>: ...") if it fails."""
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", loglevel, *map(str, args)]

@@ -28,15 +28,18 @@ import attrs
 
 from ..backends.protocol import Adapter, Capabilities
 from ..backends.registry import NotInstalled, adapter_class
+from ..lang.ast import Span
 from ..lang.diagnostics import Diagnostics
 from .config import LOCAL, BackendConfig, Config
+
+AdapterClass = type[Adapter]
 
 
 @attrs.frozen(eq=False)
 class BackendInfo:
     name: str
-    type: str
-    adapter: type[Adapter]
+    type: str  # the adapter type, as filmc.toml names it
+    adapter: AdapterClass
     settings: Mapping[str, Any]  # what the adapter is given: file settings as absolute paths
     key_settings: Mapping[str, Any]  # what enters keys: file settings as their content digests
     files: tuple[Path, ...]  # the project files its settings name
@@ -82,7 +85,7 @@ def describe(config: Config, root: Path, diags: Diagnostics,
     return out
 
 
-def _span(config: Config, path: tuple, value: bool = False):  # type: ignore[no-untyped-def]
+def _span(config: Config, path: tuple, value: bool = False) -> Span | None:
     return config.locate.span(path, value) if config.locate is not None else None
 
 

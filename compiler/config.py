@@ -31,6 +31,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TypeGuard
 
 import attrs
 
@@ -229,11 +230,11 @@ def _toml_span(file: str, text: str, msg: str) -> Span:
     return Span(file, line, col, line, col + 1)
 
 
-def _is_int(v: object) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: object) -> bool:
+def _is_number(v: object) -> TypeGuard[int | float]:
     return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 

@@ -124,7 +124,7 @@ class _Builder:
         tmpl_path, tmpl_digest = None, None
         if template is not None:
             t = self.templates.get(template[0], backend)
-            fields = attrs.evolve(fields, **{into: self.render(t, template[1])})
+            fields = attrs.evolve(fields, **{into: self.render(t, template[1])})  # type: ignore[arg-type]
             tmpl_path, tmpl_digest = t.path, t.digest
         params = params or {}
         input_keys = [self.keys[i.step] for i in inputs]
@@ -225,19 +225,18 @@ class _Builder:
                      "style": dict(shot.style.params), "cast": [m.character for m in shot.cast],
                      "panel": {"scene": shot.scene, "shot": shot.id, "location": shot.location,
                                "time": shot.time, "action": shot.action}}
-        where = {"characters": chars}
         for take in range(1, shot.takes + 1):
             seed = None if shot.seed is None else shot.seed + take - 1
             kf = self.add(StepId.keyframe(shot.scene, shot.id, take), shot.backend("keyframe"),
                           template=("keyframe", kf_ctx),
                           fields=Fields(negative=negative, seed=seed, width=film.width,
                                         height=film.height, take=take),
-                          params=kf_params, inputs=refs, **where)
+                          params=kf_params, inputs=refs, characters=chars)
             self.add(StepId.clip(shot.scene, shot.id, take), shot.backend("clip"),
                      template=("clip", clip_ctx),
                      fields=Fields(seed=seed, width=film.width, height=film.height, fps=film.fps,
                                    duration=shot.duration, take=take),
-                     params={"camera": motion}, inputs=(InputRef(kf, S.FIRST_FRAME),), **where)
+                     params={"camera": motion}, inputs=(InputRef(kf, S.FIRST_FRAME),), characters=chars)
         speech = []
         for line in shot.lines:
             who = self._chars[line.speaker]
@@ -247,7 +246,7 @@ class _Builder:
             sid = self.add(StepId.speech(shot.scene, shot.id, line.index), shot.backend("speech"),
                            template=("speech", ctx), into="voice",
                            fields=Fields(text=line.text, speaker=line.speaker,
-                                         language=line.language), **where)
+                                         language=line.language), characters=chars)
             speech.append(InputRef(sid, S.SPEECH, Tags(start=line.start, end=line.end)))
         chosen = 1  # `filmc pick` and the lock file choose another take (a later issue)
         return self.add(StepId.of_shot(shot.scene, shot.id), shot.backend("shot"),
@@ -256,7 +255,7 @@ class _Builder:
                         params={"take": chosen,
                                 "lines": [[line.start, line.end] for line in shot.lines]},
                         inputs=(InputRef(str(StepId.clip(shot.scene, shot.id, chosen)), S.CLIP),
-                                *speech), **where)
+                                *speech), characters=chars)
 
     # -- the film and the side outputs -------------------------------------------------------------
 

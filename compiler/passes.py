@@ -60,14 +60,15 @@ def lower_entities(st: State) -> State:
                                   _text(decl.items, "voice"), _refs(decl.items, f.path.parent, root),
                                   tuple(outfits), _tags(decl.items)))
     locs = []
-    for lid, (decl, f) in sym.locations.items():
+    for lid, (place, f) in sym.locations.items():
         times = tuple(
             ir.TimeOfDay(item.values[0].text, _text(item.items, "look"),  # type: ignore[union-attr]
                          _refs(item.items, f.path.parent, root))
-            for item in decl.items
+            for item in place.items
             if isinstance(item, ast.Block) and item.key.text == "at" and item.values)
-        locs.append(ir.Location(lid, decl.name.value if decl.name else lid, _text(decl.items, "look"),
-                                _refs(decl.items, f.path.parent, root), times))
+        locs.append(ir.Location(lid, place.name.value if place.name else lid,
+                                _text(place.items, "look"), _refs(place.items, f.path.parent, root),
+                                times))
     presets = {kind: {name: p.items for name, (p, _f) in table.items()}
                for kind, table in sym.presets.items()}
     return attrs.evolve(st, characters=tuple(chars), locations=tuple(locs), presets=presets)
@@ -409,7 +410,7 @@ def _make_camera(st: State, a: ast.Attr | None) -> ir.Camera:
                     movement_words = prompt
     params.pop("slot", None)
     if lens is None and "lens_mm" in params:
-        lens = Fraction(params["lens_mm"]).limit_denominator(1000)  # type: ignore[arg-type]
+        lens = Fraction(params["lens_mm"]).limit_denominator(1000)  # type: ignore[call-overload]
     look = ir.Look(tuple(words), tuple(negative), tuple(presets), tuple(sorted(params.items())))
     return ir.Camera(slots.get("size"), slots.get("angle"), lens, slots.get("movement"), look,
                      movement_words)

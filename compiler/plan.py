@@ -260,10 +260,10 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
     had_store = history is not None
     history = history if history is not None else NoHistory()
     decision = decide(graph, selection, until, force, history.actions_present)
-    order = {(s.scene, s.id): i for i, s in enumerate(program.shots)}
+    order = {(sh.scene, sh.id): i for i, sh in enumerate(program.shots)}
     scene_order: dict[str, int] = {}
-    for s in program.shots:
-        scene_order.setdefault(s.scene, len(scene_order))
+    for sh in program.shots:
+        scene_order.setdefault(sh.scene, len(scene_order))
     steps: list[Step] = [graph._node[n]["step"] for n in decision.nodes]
     steps.sort(key=lambda s: _film_order(s, scene_order, order))
 
@@ -273,7 +273,7 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
     running = history.running()
 
     planned: list[PlannedStep] = []
-    work: Counter[str] = Counter()
+    work: dict[str, float] = {}
     cost, unpriced = 0.0, 0
     for s in steps:
         reasons: tuple[str, ...] = ()
@@ -285,6 +285,7 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
         if s.id not in decision.run:
             planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, "cached"))
             continue
+        price: float | None
         if s.key in running and s.id not in decision.forced:
             status, reasons, price = "running", (RUNNING,), 0.0
         else:
@@ -302,7 +303,7 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
         else:
             cost += price
         secs = _typical(backends, seconds, s.kind, s.backend)
-        work[s.backend] += secs
+        work[s.backend] = work.get(s.backend, 0.0) + secs
         planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, status, reasons,
                                    price, secs))
 

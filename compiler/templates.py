@@ -45,7 +45,7 @@ class Template:
             # Template.render copies the environment's globals on every call; thousands of
             # shots make that the cost of compiling, so merge them once and share the dict.
             ctx = new_context(t.environment, t.name, t.blocks, {**_globals(t), **context}, True)
-            text = t.environment.concat(t.root_render_func(ctx))  # type: ignore[attr-defined]
+            text = t.environment.concat(t.root_render_func(ctx))
         except Exception as e:  # a project's template can fail in any way: never a traceback
             raise TemplateError(f"template `{self.path}` failed: {e}", self.path, _line_of(e, t),
                                 help=_render_help(e)) from None

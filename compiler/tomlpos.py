@@ -28,7 +28,8 @@ def scan_positions(text: str) -> dict[tuple, tuple[int, int]]:
 
 class _Scanner:
     def __init__(self, text: str) -> None:
-        self.text, self.i, self.out = text, 0, {}
+        self.text, self.i = text, 0
+        self.out: dict[tuple, tuple[int, int]] = {}
 
     def run(self) -> dict[tuple, tuple[int, int]]:
         table: tuple = ()

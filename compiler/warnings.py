@@ -63,9 +63,8 @@ def check_capabilities(project: Project, graph: Any, infos: Mapping[str, Backend
         caps = infos[step.backend].capabilities(step.kind)
         if caps is None:
             continue
-        f = step.fields
-        for what in _unhonoured(caps, f, step):
-            note(step.backend, step.kind, what, step.scene, step.shot)
+        for problem in _unhonoured(caps, step.fields, step):
+            note(step.backend, step.kind, problem, step.scene, step.shot)
 
     spans = _shot_spans(project)
     for (backend, kind, what, help), shots in problems.items():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -30,6 +30,7 @@ from .state import State, state_dir
 from .store import Store, disk_error, location
 
 __all__ = ["BuildError", "BuildResult", "Options", "build"]
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -48,8 +49,8 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
     started = time.time()
     root = Path(program.root)
     with project_lock(state_dir(root), wait), \
-            Store.open(location(root, program.store), create=True) as store, \
-            State.open(root, create=True) as state:  # type: ignore[union-attr]
+            _created(Store.open(location(root, program.store), create=True)) as store, \
+            _created(State.open(root, create=True)) as state:
         for note in store.notes:
             events.note(note)
         try:
@@ -91,4 +92,6 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
     return BuildResult(outcomes, report, folder, executor.interrupted, bug, running)
 
 
-__all__ += ["BuildError"]
+def _created(found: T | None) -> T:
+    assert found is not None  # create=True
+    return found

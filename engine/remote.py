@@ -93,8 +93,8 @@ class Service:
                 await self.journal.accepted(key, step, self.name, _json(got))
             got = await self._wait(request, got, deadline)
         job = self.journal.open_jobs.get(key)
-        handle = Handle(job.handle["id"], job.handle.get("data") or {}) if job else None
-        return got, await self._fetch(request, got, handle)
+        recorded = Handle(job.handle["id"], job.handle.get("data") or {}) if job else None
+        return got, await self._fetch(request, got, recorded)
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -110,7 +110,8 @@ class Service:
             except ServiceError as e:
                 failure = e
             finally:
-                self.unrecorded.discard(task)  # type: ignore[arg-type]
+                if task is not None:
+                    self.unrecorded.discard(task)
             attempt += 1
             self._note_stop(failure)
             if not failure.retryable or attempt > self.policy.retries:

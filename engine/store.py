@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -357,7 +358,7 @@ def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
         yield chunk
 
 
-def _load(text: str, db_path: Path) -> object:
+def _load(text: str, db_path: Path) -> Any:
     try:
         return json.loads(text)
     except (TypeError, ValueError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 
@@ -40,7 +41,7 @@ class Span:
 NO_SPAN = Span("<none>", 0, 0, 0, 0)
 
 
-def _span() -> attrs.Attribute:
+def _span() -> Any:  # an attrs field: a Span, excluded from equality
     return attrs.field(eq=False, repr=False, default=NO_SPAN)
 
 

@@ -189,18 +189,20 @@ class _Checker:
         aspect = ast.find_attr(film.items, "aspect")
         size = ast.find_attr(film.items, "size")
         if aspect and size and len(aspect.values) == 1 and len(size.values) == 1:
+            a, sz = aspect.values[0], size.values[0]
+            if not (isinstance(a, ast.Literal) and isinstance(sz, ast.Literal)):
+                return
             try:
-                r = literals.ratio(aspect.values[0].text)  # type: ignore[union-attr]
-                w, h = literals.size(size.values[0].text)  # type: ignore[union-attr]
-            except (BadLiteral, AttributeError):
+                r = literals.ratio(a.text)
+                w, h = literals.size(sz.text)
+            except BadLiteral:
                 return
             if abs(float(r) - w / h) > 0.02 * float(r):
                 self.diags.warning(
-                    "W0503", f"size {w}x{h} is {w / h:.2f}:1, not the aspect {aspect.values[0].text}",
-                    size.values[0].span, "does not match the aspect",
-                    labels=[Label(aspect.values[0].span, "the aspect ratio")],
-                    help=f"for {aspect.values[0].text} at width {w}, use height "
-                         f"{_even(w / float(r))}")
+                    "W0503", f"size {w}x{h} is {w / h:.2f}:1, not the aspect {a.text}",
+                    sz.span, "does not match the aspect",
+                    labels=[Label(a.span, "the aspect ratio")],
+                    help=f"for {a.text} at width {w}, use height {_even(w / float(r))}")
 
     def _duration_default(self, items) -> literals.Duration | None:
         a = ast.find_attr(items, "duration")
@@ -393,6 +395,8 @@ class _Checker:
                 parsed = _LITERAL_READERS[t](v.text)
             except BadLiteral as e:
                 raise _Bad(e.message, v.span, help=e.help) from None
+            if not isinstance(parsed, int):
+                return
             if key == "takes" and parsed < 1:
                 raise _Bad(f"`takes {v.text}`: a shot needs at least one take", v.span,
                            help="write `takes 1` or more", code="F0304")

@@ -133,7 +133,7 @@ class _Printer:
                 self._gap(prev_line, decl.span.line, "", _ALWAYS, _KEEP)
             self._decl(decl)
             prev_use = isinstance(decl, ast.Use)
-            prev_line = decl.span.line if prev_use else decl.close.line
+            prev_line = decl.span.line if isinstance(decl, ast.Use) else decl.close.line
         end = max(prev_line, self.comments[-1].span.line if self.comments else 0) + 1
         self._gap(prev_line, end, "", _NEVER if not decls else _KEEP, _KEEP, _NEVER)
         if self.next < len(self.comments):  # only with spans that do not match the tree

@@ -101,7 +101,7 @@ class Loader:
         except IsADirectoryError:
             self.diags.error("F0401", f"`{display}` is a folder, not a .film file", at)
         except OSError as e:
-            self.diags.error("F0401", f"cannot read `{display}`: {e.strerror.lower()}", at,
+            self.diags.error("F0401", f"cannot read `{display}`: {(e.strerror or str(e)).lower()}", at,
                              help=self._missing_help(path))
         else:
             self.sources.add(display, text)

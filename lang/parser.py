@@ -75,7 +75,9 @@ class _Context:
         self.skip_depth = 0
 
     def span(self, tok: Token) -> ast.Span:
-        return ast.Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
+        # The scanner gives every token its positions (Lark types them as optional).
+        return ast.Span(self.file, tok.line, tok.column, tok.end_line,  # type: ignore[arg-type]
+                        tok.end_column)  # type: ignore[arg-type]
 
 
 class FilmScanner(Lexer):
@@ -97,6 +99,7 @@ class FilmScanner(Lexer):
         code_line = 0  # the last line a token other than a newline was on
         while pos < n:
             m = scan(text, pos)
+            assert m is not None  # the last alternative matches any character
             kind = m.lastgroup
             value = m.group()
             end = m.end()
@@ -172,7 +175,7 @@ class FilmScanner(Lexer):
                     ctx.skip_depth -= 1
                 pos = lc.char_pos = end
                 continue
-            tok = Token(typ, value, pos, line, col, line, col + (end - pos), end)
+            tok = Token(typ, value, pos, line, col, line, col + (end - pos), end)  # type: ignore[arg-type]
             if typ == "LBRACE":
                 ctx.braces.append(tok)
             elif typ == "RBRACE":
@@ -230,7 +233,7 @@ class _Builder(Transformer):
 
     def __init__(self) -> None:
         super().__init__(visit_tokens=False)
-        self.ctx: _Context | None = None
+        self.ctx: _Context = None  # type: ignore[assignment]  # parse() sets it before use
 
     # values
     def _to_value(self, tok) -> ast.Value:
@@ -265,10 +268,11 @@ class _Builder(Transformer):
                 cp = int(e[2:-1], 16)
                 if cp <= 0x10FFFF:
                     return chr(cp)
-            col = tok.column + 1 + m.start()
+            line = tok.line or 0
+            col = (tok.column or 0) + 1 + m.start()
             self.ctx.diags.error(
                 "F0105", f"unknown escape `\\{e}` in a string",
-                ast.Span(self.ctx.file, tok.line, col, tok.line, col + 1 + len(e)),
+                ast.Span(self.ctx.file, line, col, line, col + 1 + len(e)),
                 help='escapes are `\\"`, `\\\\`, `\\n`, `\\t` and `\\u{hex}` such as `\\u{4E2D}`')
             return e
 
@@ -533,8 +537,8 @@ def parse(text: str, file: str, diags: Diagnostics) -> ast.Module:
         text += "\n"
     with _lock:
         p = _get_parser()
-        p.parser.lexer.ctx = ctx  # type: ignore[attr-defined]
-        p.options.transformer.ctx = ctx
+        p.parser.lexer.ctx = ctx
+        p.options.transformer.ctx = ctx  # type: ignore[union-attr]
         decls = _run(p, text, ctx)
     return ast.Module(file, tuple(decls), tuple(ctx.comments))
 
@@ -564,7 +568,7 @@ def _run(p: lark.Lark, text: str, ctx: _Context) -> list:
         return True
 
     try:
-        return p.parse(text, on_error=on_error)
+        return p.parse(text, on_error=on_error)  # type: ignore[return-value]  # the transformer's
     except UnexpectedInput:
         return []
 

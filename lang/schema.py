@@ -33,6 +33,8 @@ import attrs
 
 from .steps import ASSIGNABLE
 
+_field = attrs.field  # BlockSpec has a field called `attrs`
+
 
 @attrs.frozen
 class AttrSpec:
@@ -49,7 +51,7 @@ class BlockSpec:
 
     name: str  # how diagnostics call it: "shot", "character", ...
     attrs: dict[str, AttrSpec]
-    blocks: dict[str, BlockHeader] = attrs.field(factory=dict)
+    blocks: dict[str, BlockHeader] = _field(factory=dict)
     dialogue: bool = False
 
 

@@ -32,8 +32,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import aiohttp
-
 from ...lang.steps import KINDS
 from ..http import Http
 from ..protocol import (
@@ -323,6 +321,8 @@ class ComfyUI(Adapter):
         except OSError as e:
             raise ServiceError(FailureKind.INVALID, f"cannot read the input `{item.path}` "
                                                     f"(from `{item.step}`): {e.strerror}") from None
+        import aiohttp
+
         form = aiohttp.FormData()
         form.add_field("image", body, filename=filename,
                        content_type=_MIME.get(suffix, "application/octet-stream"))

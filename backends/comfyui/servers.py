@@ -28,13 +28,15 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import attrs
 
 from ..http import Http
 from ..protocol import FailureKind, ServiceError
+
+if TYPE_CHECKING:
+    import aiohttp  # imported on first use (backends/http.py says why)
 
 RECHECK = 10.0  # seconds a job goes on websocket news alone before HTTP confirms it
 WS_CONNECT = 5.0  # seconds to open a websocket before polling by HTTP instead
@@ -111,6 +113,8 @@ class Server:
 
     async def listen(self) -> bool:
         """Open the websocket unless it is open; False when it cannot be (poll by HTTP)."""
+        import aiohttp
+
         if self.listening:
             return True
         if time.monotonic() < self._retry_at:
@@ -135,6 +139,8 @@ class Server:
             return True
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        import aiohttp
+
         try:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:

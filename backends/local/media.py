@@ -66,7 +66,7 @@ def fraction(value: object) -> Fraction:
     try:
         if isinstance(value, float):
             return Fraction(repr(value))
-        return Fraction(value)  # int, Fraction, "24", "24000/1001", "2.5"
+        return Fraction(value)  # type: ignore[call-overload]  # int, Fraction, "24000/1001"
     except (TypeError, ValueError, ZeroDivisionError) as e:
         raise MediaError(f"`{value!r}` is not a number or a fraction like `24000/1001`") from e
 
