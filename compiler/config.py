@@ -43,7 +43,7 @@ from .tomlpos import line_col, scan_positions
 
 CONFIG_FILE = "filmc.toml"
 LOCAL = "local"
-DEFAULT_BUILD_CONCURRENCY = 8
+DEFAULT_BUILD_CONCURRENCY = 64  # jobs in flight at services, over all backends
 DEFAULT_BACKEND_CONCURRENCY = 4
 DEFAULT_CURRENCY = "USD"
 
