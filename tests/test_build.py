@@ -489,3 +489,17 @@ def test_the_store_can_live_elsewhere(project: Path, tmp_path: Path) -> None:
     r = filmc("build", "--offline", "tiny.film", cwd=project,
               env={"FILMC_STORE": str(project / ".filmc")})  # the env var wins: the old store
     assert r.returncode == 0 and ran(project) == set()
+
+
+def test_the_no_op_manifest_lists_what_the_build_read(built: Path) -> None:
+    """filmc's own packages and the project's files, never a development checkout's
+    virtualenv or tests."""
+    doc = json.loads((built / ".filmc" / "noop.json").read_text())
+    inputs = [p for p, _stat in doc["inputs"]]
+    assert str(built / "tiny.film") in inputs
+    assert not [p for p in inputs if "/.venv/" in p or "/tests/" in p or "site-packages/" in p
+                and "filmc" not in p]
+    import filmc.engine.executor
+
+    assert filmc.engine.executor.__file__ in inputs
+    assert len(inputs) < 200

@@ -132,3 +132,23 @@ def test_force_and_until(project: Path) -> None:
     statuses = build(project, force=frozenset({"keyframe.hunt.chen_watches.take2"}),
                      until="keyframe")
     assert ran(statuses) == {"keyframe.hunt.chen_watches.take2"}
+
+
+def test_a_reference_file_changed_after_the_compile_is_not_stored_under_its_old_key(
+        project: Path) -> None:
+    """The compile hashed the user's image into the keys; a file that changes before the
+    build copies it must fail its step, not enter the store under a key it no longer has."""
+    compiled = compile_film(project / "film.film", offline=True)
+    ref = project / "refs" / "chen_winter.png"
+    ref.write_bytes(ref.read_bytes() + b"\0")
+    Fake.fail = set()
+    with Store.open(project / ".filmc", create=True) as store, \
+            State.open(project, create=True) as state:
+        journal = Journal(state.path / "journal.log")
+        ex = Executor(compiled.program(), store, state, journal, Options(keep_going=True),
+                      adapters=lambda info, setup: Fake(setup))
+        outcomes = {o.id: o for o in asyncio.run(ex.run())}
+        journal.close()
+    sheet = outcomes["sheet.CHEN.winter"]
+    assert sheet.status == "failed" and "changed while the build started" in (sheet.error or "")
+    assert outcomes["keyframe.hunt.chen_watches.take1"].status == "skipped"

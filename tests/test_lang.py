@@ -217,3 +217,20 @@ def test_fmt_never_rewrites_a_file_with_syntax_errors(tmp_path: Path) -> None:
 def test_debug_flag_is_accepted() -> None:
     r = filmc("--debug", "check", str(EXAMPLE))
     assert r.returncode == 0
+
+
+def test_the_parse_table_cache_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lark unpickles its cache: it must live in a folder only this user can write, never
+    under a predictable name in the shared temp folder."""
+    from filmc.lang.parser import _cache_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = _cache_path("grammar")
+    assert isinstance(path, str) and path.startswith(str(tmp_path / "cache" / "filmc"))
+    assert os.stat(tmp_path / "cache" / "filmc").st_mode & 0o777 == 0o700
+    os.chmod(tmp_path / "cache" / "filmc", 0o777)  # someone opened it up: no cache then
+    assert _cache_path("grammar") is False
+    os.chmod(tmp_path / "cache" / "filmc", 0o700)
+    Path(path).write_bytes(b"")
+    os.chmod(path, 0o666)  # a cache file others may write is not read either
+    assert _cache_path("grammar") is False
