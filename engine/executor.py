@@ -45,7 +45,7 @@ from ..compiler.plan import decide, estimate
 from ..lang.steps import KINDS, StepId
 from . import verify
 from .journal import Journal
-from .remote import Service
+from .remote import Declined, Service
 from .retry import Policy
 from .state import State
 from .store import Store, StoreError, disk_error
@@ -196,6 +196,7 @@ class Executor:
         self.events.begin(len(nodes))
         self._clean_tmp()
         self.jobs = asyncio.Semaphore(max(1, self.opt.jobs))
+        self.remote = asyncio.Semaphore(max(1, self.program.concurrency))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
@@ -352,21 +353,41 @@ class Executor:
                 service = self._service(info, adapter)
                 job = self.journal.open_jobs.get(step.key)
                 attached = job is not None
-                if not attached and self.opt.max_cost is not None \
-                        and self.spent + self._reserved + (price or 0.0) > self.opt.max_cost + 1e-9:
-                    return self._outcome(step, "skipped", estimate=price,
-                                             error=f"not run: it would pass --max-cost "
-                                                   f"{self.opt.max_cost:.2f}")
-                self._reserved += price or 0.0
+                reserved = 0.0
+
+                def admit() -> bool:
+                    """Asked once the step holds its backend's slot, so that a step that
+                    queued behind others sees what they were billed."""
+                    nonlocal reserved
+                    if not attached and self.opt.max_cost is not None and \
+                            self.spent + self._reserved + (price or 0.0) > self.opt.max_cost + 1e-9:
+                        return False
+                    reserved = price or 0.0
+                    self._reserved += reserved
+                    return True
+
                 try:
-                    got, files = await service.run(request, job)
+                    got, files = await service.run(request, job, admit)
+                except Declined:
+                    return self._outcome(step, "skipped", estimate=price,
+                                         error=f"not run: it would pass --max-cost "
+                                               f"{self.opt.max_cost:.2f}")
                 finally:
-                    self._reserved -= price or 0.0
+                    self._reserved -= reserved
                 cost, source = (got.cost, "service") if got.cost is not None else (price, "estimate")
-            found = verify.collect(kind.outputs, files, workdir)
-            if not info.runs_here:
-                for output, path in found:
-                    await asyncio.to_thread(verify.check_media, output, path)
+            # Spent once the backend answered (with no await since the reservation ended, so
+            # that no step is admitted in between), whatever its files turn out to be worth.
+            self.spent += cost or 0.0
+            try:
+                found = verify.collect(kind.outputs, files, workdir)
+                if not info.runs_here:
+                    for output, path in found:
+                        await asyncio.to_thread(verify.check_media, output, path)
+            except BackendError:
+                # The job is over and its result unusable: the next build makes the step
+                # anew instead of fetching the same broken file again.
+                await self.journal.closed(step.key, "failed")
+                raise
             stored = []
             for output, path in found:
                 digest = await asyncio.to_thread(self._take, path)
@@ -378,10 +399,11 @@ class Executor:
                                       "cost": cost, "cost_source": source, "estimate": price})
             if not info.runs_here:
                 await self._services[step.backend].done(step.key)
-            self.spent += cost or 0.0
             return self._outcome(step, "ran", seconds=seconds, outputs=tuple(stored), cost=cost,
                                  cost_source=source, estimate=price, attached=attached)
         finally:
+            if info.name in self._services:  # its answer, if it had one, is stored or lost
+                self._services[info.name].settled(asyncio.current_task())
             self._release(workdir)
 
     def _take(self, path: Path) -> str:
@@ -438,7 +460,7 @@ class Executor:
             conf = info.config
             s = self._services[info.name] = Service(info.name, adapter, conf.concurrency,
                                                     conf.rate, Policy.of(info.settings),
-                                                    self.journal)
+                                                    self.journal, self.remote)
         return s
 
     def _local_slot(self, info: Any) -> asyncio.Semaphore:

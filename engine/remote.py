@@ -17,7 +17,8 @@ work folder", by the rules of ../shared/BACKENDS.md:
   takes no more submissions in this build.  A refused prompt fails its shot
   with the service's reason, and is not retried.
 - **Concurrency and rate are the backend's own**, apart from `--jobs` (which
-  bounds this machine's CPU work): a remote wait holds only its backend's slot.
+  bounds this machine's CPU work): a remote wait holds its backend's slot and
+  one of `[build] concurrency`'s, the cap on jobs in flight over all services.
 
 Downloads are fetched at once (result URLs expire), re-polling once for fresh
 URLs when a download has expired.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..backends.protocol import (
@@ -53,24 +54,37 @@ class StillRunning(BackendError):
     """A journaled job filmc stopped waiting for; the next build polls it again."""
 
 
+class Declined(Exception):
+    """The engine's `admit` check refused a step: nothing was sent for it."""
+
+
 class Service:
     def __init__(self, name: str, adapter: Backend, concurrency: int, rate: float | None,
-                 policy: Policy, journal: Journal) -> None:
+                 policy: Policy, journal: Journal, shared: asyncio.Semaphore) -> None:
         self.name = name
         self.adapter = adapter
         self.slots = asyncio.Semaphore(max(1, concurrency))
+        self.shared = shared  # [build] concurrency: jobs in flight over every service
         self.limiter = RateLimiter(rate)
         self.policy = policy
         self.journal = journal
         self.stopped: str | None = None  # why this backend takes no more submissions
-        # Step tasks inside a submit that has no journaled id (a synchronous service): an
-        # interrupted build lets them finish, for their answer is paid for.
+        # Step tasks that submitted with no journaled id (a synchronous service), from the
+        # submit until the engine has stored the answer or given up on it (`settled`): an
+        # interrupted build lets them finish, for their answer is paid for and cannot be
+        # asked for again.
         self.unrecorded: set[asyncio.Task] = set()
 
-    async def run(self, request: Request,
-                  attach: OpenJob | None = None) -> tuple[Done, Mapping[str, Path | Sequence[Path]]]:
-        """Make one step; its Done and its files.  `attach`: a job an earlier build left."""
-        async with self.slots:
+    async def run(self, request: Request, attach: OpenJob | None = None,
+                  admit: Callable[[], bool] | None = None,
+                  ) -> tuple[Done, Mapping[str, Path | Sequence[Path]]]:
+        """Make one step; its Done and its files.  `attach`: a job an earlier build left.
+        `admit`: asked once the step holds its slots, before anything is sent (the
+        engine's `--max-cost` check, which must see what the steps that held the slots
+        before it were billed); False raises `Declined`."""
+        async with self.slots, self.shared:
+            if admit is not None and not admit():
+                raise Declined(request.key)
             return await self._run(request, attach)
 
     async def _run(self, request: Request,
@@ -106,12 +120,14 @@ class Service:
             if prepared is None and task is not None:
                 self.unrecorded.add(task)
             try:
+                # On success the task stays in `unrecorded` until the engine settles it.
                 return await self.adapter.submit(request, prepared)
             except ServiceError as e:
+                self.settled(task)
                 failure = e
-            finally:
-                if task is not None:
-                    self.unrecorded.discard(task)
+            except BaseException:
+                self.settled(task)
+                raise
             attempt += 1
             self._note_stop(failure)
             if not failure.retryable or attempt > self.policy.retries:
@@ -217,6 +233,11 @@ class Service:
                 job = f"job {handle.id}" if handle is not None else "the request"
                 raise BackendError(f"the result of {job} cannot be downloaded, though it was "
                                    f"paid for: {e.message}") from None
+
+    def settled(self, task: asyncio.Task | None) -> None:
+        """`task`'s paid answer is stored, or lost for good: Ctrl-C may cancel it again."""
+        if task is not None:
+            self.unrecorded.discard(task)
 
     async def _close(self, key: str, outcome: str) -> None:
         await self.journal.closed(key, outcome)

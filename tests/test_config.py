@@ -83,7 +83,7 @@ def test_no_file_gives_the_defaults(tmp_path, monkeypatch):
         assert (backend.name, backend.type) == ("local", "local")
         assert config.estimate(kind, "local", 4.0) == 0.0
     assert config.key_settings("local") == {}
-    assert (config.concurrency, config.currency) == (8, "USD")
+    assert (config.concurrency, config.currency) == (64, "USD")
 
 
 def test_an_empty_file_is_the_defaults(tmp_path, monkeypatch):

@@ -88,12 +88,13 @@ class ComfyState:
     fail_submits: list[tuple[int, dict[str, str], str]] = attrs.Factory(list)  # next answers
     reset_submit: int = 0  # queue the next n prompts, then drop the connection unanswered
     job_errors: dict[str, tuple[str, str]] = attrs.Factory(dict)  # text → (node, message)
-    never_finish: bool = False  # jobs stay in queue_running
+    never_finish: bool = False  # jobs stay in queue_running (until it is set False again)
     view_fail: list[int] = attrs.Factory(list)  # statuses of the next /view answers
     corrupt: bool = False  # SaveImage writes bytes that are not a PNG
     duplicate_completion: bool = False  # the completion messages come twice
     # Counts.
     prompt_posts: int = 0  # every POST /prompt
+    prompt_times: list[float] = attrs.Factory(list)  # time.monotonic() of each
     submits: int = 0  # POST /prompt that queued a job (answered or not)
     submit_ids: list[str] = attrs.Factory(list)
     uploads: int = 0
@@ -157,6 +158,7 @@ class _Comfy:
         except ValueError:
             return _error(400, "invalid_prompt", "the body is not JSON")
         s.prompt_posts += 1
+        s.prompt_times.append(time.monotonic())
         if s.fail_submits:
             status, headers, text = s.fail_submits.pop(0)
             return web.Response(status=status, headers=headers, text=text)
@@ -388,8 +390,8 @@ class _Comfy:
             await say("execution_start", {}, keep=True)
             await say("execution_cached", {"nodes": []}, keep=True)
             await asyncio.sleep(s.latency)
-            while s.never_finish:
-                await asyncio.sleep(3600)
+            while s.never_finish:  # checked often, so that a test can let the jobs finish
+                await asyncio.sleep(0.05)
             text = json.dumps(job.prompt) if s.job_errors else ""
             fault = next((f for match, f in s.job_errors.items() if match in text), None)
             values: dict[str, _Pic] = {}

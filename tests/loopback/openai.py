@@ -11,12 +11,13 @@ WAV about as long as the words take to say.
     with serve(make_app(state)) as url:       # the API under f"{url}/v1"
         state.faults.append(("status", 429, {"Retry-After": "1"}, None))
         ...
-    state.requests["images/edits"], state.billed, state.received_files
+    state.requests["images/edits"], state.billed, state.received_files, state.made
 
 Faults, one taken per API request (after the key is checked), in order:
 ("status", code, headers, body) answers that (body None: an OpenAI-shaped
 error), ("quota",) a 429 `insufficient_quota`, ("policy",) a 400
-`moderation_blocked`, ("reset",) reads the request, counts it billed and drops
+`moderation_blocked` (`refuse` lists words that get it for a matching
+prompt, every time), ("reset",) reads the request, counts it billed and drops
 the connection unanswered, ("corrupt",) a 200 whose base64 is not an image,
 ("slow", seconds) waits before answering normally.
 
@@ -66,11 +67,15 @@ class OpenAIState:
     key: str = "sk-loopback"
     faults: list[tuple[Any, ...]] = attrs.Factory(list)
     latency: float = 0.0  # seconds added to every API request
+    refuse: list[str] = attrs.Factory(list)  # words the safety system refuses in a prompt
     use_urls: bool = False  # answer `url` entries (served at /files/<id>.png) instead of base64
     url_ttl: float = 3600.0  # seconds a `url` stays downloadable; after that, 403
+    file_latency: float = 0.0  # seconds a `url` download takes to start answering
     revise: bool = False  # answer a `revised_prompt`, as dall-e-3 does
     requests: Counter[str] = attrs.Factory(Counter)  # by route: "images/generations"...
+    request_times: list[float] = attrs.Factory(list)  # time.monotonic() of each API request
     billed: int = 0  # requests that made output, or were read and then dropped
+    made: list[str] = attrs.Factory(list)  # sha256 of each image and audio body it answered
     received_prompts: list[str] = attrs.Factory(list)
     received_bodies: list[dict[str, Any]] = attrs.Factory(list)  # JSON, or the form's fields
     received_files: list[list[tuple[str, str, str]]] = attrs.Factory(list)  # per edit
@@ -105,6 +110,7 @@ def make_app(state: OpenAIState, prefix: str = "/v1") -> web.Application:
     def api(route: str, handler: Any) -> None:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             state.requests[route] += 1
+            state.request_times.append(time.monotonic())
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
             try:
@@ -122,6 +128,8 @@ def make_app(state: OpenAIState, prefix: str = "/v1") -> web.Application:
 
     async def download(request: web.Request) -> web.Response:
         state.requests["files"] += 1
+        if state.file_latency:
+            await asyncio.sleep(state.file_latency)
         found = state.files.get(request.match_info["id"])
         if found is None:
             return web.Response(status=404, text="BlobNotFound")
@@ -198,6 +206,16 @@ async def _fault(state: OpenAIState, fault: tuple[Any, ...],
     raise ValueError(f"unknown loopback fault {fault!r}")
 
 
+def _moderate(state: OpenAIState, text: str) -> None:
+    """Refuse a prompt that holds a word of `state.refuse`, as the safety system does (400,
+    `moderation_blocked`, nothing made or billed)."""
+    if any(word in text for word in state.refuse):
+        raise _Refusal(400, "Your request was rejected by the safety system. If you believe "
+                       "this is an error, contact us at help.openai.com and include the request "
+                       "ID req_loopback. safety_violations=[violence].",
+                       type="image_generation_user_error", code="moderation_blocked")
+
+
 # -- images ------------------------------------------------------------------------------
 
 
@@ -259,6 +277,7 @@ async def _generations(state: OpenAIState, request: web.Request) -> web.Response
         raise _Refusal(400, "The body of your request must be a JSON object.")
     state.received_bodies.append(fields)
     model, w, h, fmt = _check_image_fields(fields, _GENERATION_FIELDS)
+    _moderate(state, fields["prompt"])
     state.received_prompts.append(fields["prompt"])
     return _image_answer(state, request, fields, model, w, h, fmt, seed=fields["prompt"])
 
@@ -300,6 +319,7 @@ async def _edits(state: OpenAIState, request: web.Request) -> web.Response:
     digests = [hashlib.sha256(body).hexdigest() for _, _, body in images]
     state.received_files.append([(name, filename, d)
                                  for (name, filename, _), d in zip(images, digests)])
+    _moderate(state, fields["prompt"])
     state.received_prompts.append(fields["prompt"])
     return _image_answer(state, request, fields, model, w, h, fmt,
                          seed=fields["prompt"] + "|" + "|".join(digests))
@@ -308,6 +328,7 @@ async def _edits(state: OpenAIState, request: web.Request) -> web.Response:
 def _image_answer(state: OpenAIState, request: web.Request, fields: dict[str, Any], model: str,
                   w: int, h: int, fmt: str, seed: str) -> web.Response:
     body = _image(w, h, f"{model}|{w}x{h}|{seed}", fmt)
+    state.made.append(hashlib.sha256(body).hexdigest())
     entry: dict[str, Any] = {}
     if state.use_urls or fields.get("response_format") == "url":
         file_id = f"img-{next(state._ids)}"
@@ -374,10 +395,13 @@ async def _speech(state: OpenAIState, request: web.Request) -> web.Response:
     if not isinstance(speed, (int, float)) or not 0.25 <= speed <= 4.0:
         raise _Refusal(400, f"Invalid value for 'speed': {speed}.", param="speed",
                        code="invalid_value")
+    _moderate(state, fields["input"])
     state.received_prompts.append(fields["input"])
     words = len(re.findall(r"\w+", fields["input"]))
     state.billed += 1
-    return web.Response(body=media.wav(max(0.4, words / 2.5 / speed)), content_type="audio/wav")
+    body = media.wav(max(0.4, words / 2.5 / speed))
+    state.made.append(hashlib.sha256(body).hexdigest())
+    return web.Response(body=body, content_type="audio/wav")
 
 
 def main() -> None:
