@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_check.py
 	$(BIN)/python bench/bench_compile.py
 	$(BIN)/python bench/bench_select.py
+	$(BIN)/python bench/bench_remote.py
 	$(BIN)/python bench/bench_executor.py
 
 clean:
