@@ -54,7 +54,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         for note in store.notes:
             events.note(note)
         try:
-            journal = Journal(state.path / JOURNAL)
+            journal = Journal(state.path / JOURNAL, store.actions_present)
         except OSError as e:
             raise disk_error(f"open `{state.path / JOURNAL}`", e, state.path) from None
         try:

@@ -26,6 +26,7 @@ come back and be stored, and leaves journaled jobs running for the next build.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -41,11 +42,11 @@ import attrs
 from ..backends.ffmpeg import MediaError
 from ..backends.protocol import Backend, BackendError, Done, Input, Request, ServiceError, Setup
 from ..compiler.config import ConfigError, secret
-from ..compiler.plan import decide, estimate
+from ..compiler.plan import decide, estimate, money
 from ..lang.steps import KINDS, StepId
 from . import verify
 from .journal import Journal
-from .remote import Declined, Service
+from .remote import Service
 from .retry import Policy
 from .state import State
 from .store import Store, StoreError, disk_error
@@ -145,6 +146,9 @@ class Executor:
         self._last: list[tuple[str, str, dict]] = []
         self._free: list[Path] = []
         self._runs = 0
+        # Hashing, fsyncing and checking outputs: two threads are enough to keep the disk
+        # busy, and fewer threads fight less over the GIL than the default pool's six.
+        self._io = concurrent.futures.ThreadPoolExecutor(2, "filmc-store")
         self.stopped = False  # a failure without --keep-going: start nothing new
         self.interrupted = False
         self.bug: BaseException | None = None
@@ -175,18 +179,19 @@ class Executor:
                              "set the variables and build again (nothing was run), or build "
                              "`--offline` for the animatic")
         if self.opt.max_cost is not None:
-            paid = [s for s in run if s.key not in self.journal.open_jobs]
-            prices = [estimate(s, self.program.backends) for s in paid]
-            unpriced = [s.id for s, p in zip(paid, prices) if p is None]
+            to_pay = [s for s in run if (job := self.journal.open_jobs.get(s.key)) is None
+                      or job.op != "accepted"]
+            prices = [estimate(s, self.program.backends) for s in to_pay]
+            unpriced = [s.id for s, p in zip(to_pay, prices) if p is None]
             if unpriced:
                 raise BuildError(f"--max-cost cannot bound {len(unpriced)} step(s) with no "
                                  f"price, such as `{unpriced[0]}`",
                                  "give their backends prices in filmc.toml (docs/config.md)")
             total = sum(p or 0.0 for p in prices)
             if total > self.opt.max_cost:
-                raise BuildError(f"this build is estimated at {total:.2f} "
-                                 f"{self.program.currency}, over --max-cost "
-                                 f"{self.opt.max_cost:.2f}",
+                cur = self.program.currency
+                raise BuildError(f"this build is estimated at {money(total, cur)}, over "
+                                 f"--max-cost {money(self.opt.max_cost, cur)}",
                                  "build part of it with --select or --until, or raise --max-cost")
 
     # -- running -------------------------------------------------------------------------------
@@ -210,6 +215,8 @@ class Executor:
                 with contextlib.suppress(ValueError, RuntimeError):
                     loop.remove_signal_handler(sig)
             self._flush_last()
+            await self.journal.drain()
+            self._io.shutdown(wait=True)
             for d in self._free:
                 shutil.rmtree(d, ignore_errors=True)
             for a in self._adapters.values():
@@ -335,78 +342,96 @@ class Executor:
         return Stored("image", digest, path.suffix.lower())
 
     async def _generate(self, step: Any, inputs: dict[str, Outcome], started: float) -> Outcome:
+        """Make `step` in a work folder of its own: ask its backend (holding a slot of it),
+        then check and store what came back (the slot already free for the next step)."""
         info = self.program.backends[step.backend]
-        kind = KINDS[step.kind]
-        workdir = self._workdir()
+        price = estimate(step, self.program.backends)
+        workdir: Path | None = None
+        job = None
         try:
-            request = Request(step.sid, step.key, step.backend, step.fields, step.params,
-                              await self._inputs(step, inputs, workdir), kind.outputs, workdir)
-            adapter = self._adapter(info)
-            price = estimate(step, self.program.backends)
-            attached = False
             if info.runs_here:
                 async with self.jobs, self._local_slot(info):
+                    workdir = self._workdir()
+                    request = await self._request(step, inputs, workdir)
+                    adapter = self._adapter(info)
                     got = await adapter.submit(request, None)
                     files = await adapter.fetch(got, request) if isinstance(got, Done) else {}
                 cost, source = price, "estimate"
             else:
-                service = self._service(info, adapter)
+                service = self._service(info, self._adapter(info))
                 job = self.journal.open_jobs.get(step.key)
-                attached = job is not None
-                reserved = 0.0
-
-                def admit() -> bool:
-                    """Asked once the step holds its backend's slot, so that a step that
-                    queued behind others sees what they were billed."""
-                    nonlocal reserved
-                    if not attached and self.opt.max_cost is not None and \
+                # A job an earlier build had accepted is paid already; one it was still
+                # submitting may be sent now, and is held to --max-cost like a new one.
+                paid = job is not None and job.op == "accepted"
+                # The slot first, then a work folder: 2,000 steps waiting for 32 slots must
+                # not make 2,000 folders, nor pass --max-cost before the steps ahead of
+                # them were billed.
+                async with service.slot():
+                    if not paid and self.opt.max_cost is not None and \
                             self.spent + self._reserved + (price or 0.0) > self.opt.max_cost + 1e-9:
-                        return False
-                    reserved = price or 0.0
+                        return self._outcome(
+                            step, "skipped", estimate=price,
+                            error=f"not run: it would pass --max-cost "
+                                  f"{money(self.opt.max_cost, self.program.currency)}")
+                    reserved = 0.0 if paid else (price or 0.0)
                     self._reserved += reserved
-                    return True
+                    workdir = self._workdir()
+                    try:
+                        request = await self._request(step, inputs, workdir)
+                        got, files = await service.run(request, job)
+                    finally:
+                        self._reserved -= reserved
+                    cost, source = (got.cost, "service") if got.cost is not None \
+                        else (price, "estimate")
+                    # Spent once the service answered (no await since the reservation
+                    # ended, so no step is admitted in between), whatever its files are.
+                    self.spent += cost or 0.0
+            return await self._keep(step, info, files, workdir, started, cost, source, price,
+                                    job is not None)
+        finally:
+            if info.name in self._services:  # its paid answer is stored, or lost for good
+                self._services[info.name].settled(asyncio.current_task())
+            if workdir is not None:
+                self._release(workdir)
 
-                try:
-                    got, files = await service.run(request, job, admit)
-                except Declined:
-                    return self._outcome(step, "skipped", estimate=price,
-                                         error=f"not run: it would pass --max-cost "
-                                               f"{self.opt.max_cost:.2f}")
-                finally:
-                    self._reserved -= reserved
-                cost, source = (got.cost, "service") if got.cost is not None else (price, "estimate")
-            # Spent once the backend answered (with no await since the reservation ended, so
-            # that no step is admitted in between), whatever its files turn out to be worth.
-            self.spent += cost or 0.0
-            try:
-                found = verify.collect(kind.outputs, files, workdir)
-                if not info.runs_here:
-                    for output, path in found:
-                        await asyncio.to_thread(verify.check_media, output, path)
-            except BackendError:
+    async def _request(self, step: Any, inputs: dict[str, Outcome], workdir: Path) -> Request:
+        return Request(step.sid, step.key, step.backend, step.fields, step.params,
+                       await self._inputs(step, inputs, workdir), KINDS[step.kind].outputs,
+                       workdir)
+
+    async def _keep(self, step: Any, info: Any, files: Any, workdir: Path, started: float,
+                    cost: float | None, source: str, price: float | None,
+                    attached: bool) -> Outcome:
+        """Check what came back and store it; record the action."""
+        try:
+            found = verify.collect(KINDS[step.kind].outputs, files, workdir)
+            check = not info.runs_here
+            loop = asyncio.get_running_loop()
+            stored = [Stored(o.name, await loop.run_in_executor(self._io, self._take, path, o,
+                                                                check),
+                             path.suffix.lower()) for o, path in found]
+        except BackendError as e:
+            if not info.runs_here:
                 # The job is over and its result unusable: the next build makes the step
                 # anew instead of fetching the same broken file again.
                 await self.journal.closed(step.key, "failed")
-                raise
-            stored = []
-            for output, path in found:
-                digest = await asyncio.to_thread(self._take, path)
-                stored.append(Stored(output.name, digest, path.suffix.lower()))
-            seconds = time.perf_counter() - started
-            self.store.record_action(step.key, [s.as_dict() for s in stored],
-                                     {"backend": step.backend, "type": info.type,
-                                      "kind": step.kind, "seconds": round(seconds, 3),
-                                      "cost": cost, "cost_source": source, "estimate": price})
-            if not info.runs_here:
-                await self._services[step.backend].done(step.key)
-            return self._outcome(step, "ran", seconds=seconds, outputs=tuple(stored), cost=cost,
-                                 cost_source=source, estimate=price, attached=attached)
-        finally:
-            if info.name in self._services:  # its answer, if it had one, is stored or lost
-                self._services[info.name].settled(asyncio.current_task())
-            self._release(workdir)
+            return self._outcome(step, "failed", seconds=time.perf_counter() - started,
+                                 error=e.message, cost=cost, cost_source=source, estimate=price)
+        seconds = time.perf_counter() - started
+        self.store.record_action(step.key, [s.as_dict() for s in stored],
+                                 {"backend": step.backend, "type": info.type, "kind": step.kind,
+                                  "seconds": round(seconds, 3), "cost": cost,
+                                  "cost_source": source, "estimate": price})
+        if not info.runs_here:
+            await self._services[step.backend].done(step.key)
+        return self._outcome(step, "ran", seconds=seconds, outputs=tuple(stored), cost=cost,
+                             cost_source=source, estimate=price, attached=attached)
 
-    def _take(self, path: Path) -> str:
+    def _take(self, path: Path, output: Any, check: bool) -> str:
+        """Check a service's file (it must open as its media type), then store it: one
+        trip to a worker thread for both."""
+        if check:
+            verify.check_media(output, path)
         try:
             return self.store.objects.take(path)
         except OSError as e:
@@ -419,6 +444,8 @@ class Executor:
         extension, with the part each plays."""
         out: list[Input] = []
         n = 0
+        if step.inputs or step.files:
+            (workdir / "in").mkdir()
         for ref in step.inputs:
             outcome = inputs[ref.step]
             media = {o.name: o.media for o in KINDS[outcome.kind].outputs}
@@ -477,15 +504,15 @@ class Executor:
             self.state.record_last(rows)
 
     def _workdir(self) -> Path:
-        """An empty folder for one run of one step, with `in/` for its inputs.  Folders
-        are reused from step to step (creating and deleting two folders a step cost
-        more than the rest of the executor's work)."""
+        """An empty folder for one run of one step (`in/` is made for steps with inputs).
+        Folders are reused from step to step (creating and deleting folders cost more
+        than the rest of the executor's work)."""
         if self._free:
             return self._free.pop()
         self._runs += 1
         d = self.store.path / "tmp" / f"work-{os.getpid()}-{id(self):x}-{self._runs}"
         try:
-            (d / "in").mkdir(parents=True)
+            d.mkdir(parents=True)
         except OSError as e:
             raise disk_error(f"create a work folder in `{d.parent}`", e, self.store.path) from None
         return d
@@ -493,14 +520,12 @@ class Executor:
     def _release(self, workdir: Path) -> None:
         """Empty a work folder for the next step; a folder that will not empty is dropped."""
         try:
-            for sub in (workdir / "in", workdir):
-                with os.scandir(sub) as entries:
-                    for e in entries:
-                        if e.is_dir(follow_symlinks=False):
-                            if e.name != "in":
-                                shutil.rmtree(e.path)
-                        else:
-                            os.unlink(e.path)
+            with os.scandir(workdir) as entries:
+                for e in entries:
+                    if e.is_dir(follow_symlinks=False):
+                        shutil.rmtree(e.path)
+                    else:
+                        os.unlink(e.path)
         except OSError:
             shutil.rmtree(workdir, ignore_errors=True)
             return

@@ -21,8 +21,10 @@ couple of fsyncs, not 32, and none of them waits on the event loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -59,14 +61,21 @@ def read_open(path: Path) -> dict[str, OpenJob]:
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, stored: Callable[[set[str]], set[str]] | None = None) -> None:
+        """`stored(keys)`: those whose outputs are already in the store (a build that died
+        between storing a job's outputs and writing its `closed` line): not open."""
         self.path = path
         self.open_jobs = read_open(path)
+        if stored is not None and self.open_jobs:
+            for key in stored(set(self.open_jobs)):
+                del self.open_jobs[key]
         self._compact()
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._pending: list[bytes] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # A thread of its own: an fsync here must not queue behind the store's.
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, "filmc-journal")
 
     def _compact(self) -> None:
         tmp = self.path.with_name(f".{NAME}.tmp")
@@ -83,30 +92,36 @@ class Journal:
                            "handle": handle})
         self.open_jobs[key] = OpenJob(key, step, backend, "submitting", handle)
 
-    async def accepted(self, key: str, step: str, backend: str, handle: dict) -> None:
+    async def accepted(self, key: str, step: str, backend: str, handle: dict,
+                       durable: bool = True) -> None:
+        """`durable=False`: the job is already on disk under the same id (`submitting`)."""
         await self._write({"op": "accepted", "key": key, "step": step, "backend": backend,
-                           "handle": handle})
+                           "handle": handle}, wait=durable)
         self.open_jobs[key] = OpenJob(key, step, backend, "accepted", handle)
 
     async def closed(self, key: str, outcome: str) -> None:
+        """Nothing waits for this line: lost, a job is polled once more, and found over."""
         if self.open_jobs.pop(key, None) is not None:
-            await self._write({"op": "closed", "key": key, "outcome": outcome})
+            await self._write({"op": "closed", "key": key, "outcome": outcome}, wait=False)
 
-    async def _write(self, record: dict) -> None:
-        """Append `record`; return once it is on disk (with others that came meanwhile)."""
+    async def _write(self, record: dict, wait: bool = True) -> None:
+        """Append `record`; with `wait`, return once it is on disk (with others that came
+        meanwhile)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_line(record))
         self._waiters.append(fut)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
-        await asyncio.shield(fut)
+        if wait:
+            await asyncio.shield(fut)
 
     async def _flush(self) -> None:
         while self._pending:
             data, waiters = b"".join(self._pending), self._waiters
             self._pending, self._waiters = [], []
             try:
-                await asyncio.to_thread(self._append, data)
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._append,
+                                                                 data)
             except OSError as e:
                 for w in waiters:
                     if not w.done():
@@ -122,7 +137,17 @@ class Journal:
             view = view[os.write(self._fd, view):]
         os.fsync(self._fd)
 
+    async def drain(self) -> None:
+        """Wait until every record written so far is on disk."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
     def close(self) -> None:
+        """Write what no flush took yet (records nothing waited for), then close."""
+        self._thread.shutdown(wait=True)
+        if self._pending:
+            data, self._pending = b"".join(self._pending), []
+            self._append(data)
         os.close(self._fd)
 
 

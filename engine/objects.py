@@ -58,6 +58,7 @@ class Objects:
         self.tmp = root / "tmp"
         self.known = known
         self.fresh: list[tuple[str, Signature]] = []
+        self._shards: set[Path] = set()  # shard folders known to exist
 
     def path(self, digest: str) -> Path:
         if not is_digest(digest):
@@ -97,7 +98,9 @@ class Objects:
         return t if t is not None else self.verify(digest)
 
     def _remember(self, digest: str, st: os.stat_result) -> None:
-        sig = signature(st)
+        self._remember_sig(digest, signature(st))
+
+    def _remember_sig(self, digest: str, sig: Signature) -> None:
         self.known[digest] = sig
         self.fresh.append((digest, sig))
 
@@ -105,10 +108,16 @@ class Objects:
 
     def take(self, src: Path) -> str:
         """Store a file on the store's own disk (a build's work folder) by renaming it into
-        place: hashed and fsynced where it is, never copied."""
-        digest = hash_file(src, fsync=True)
+        place: hashed, made read-only and fsynced where it is (one open), never copied."""
+        h = hashlib.sha256()
+        with open(src, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+            os.fchmod(f.fileno(), 0o444)
+            os.fsync(f.fileno())
+            st = os.fstat(f.fileno())
         try:
-            return self._install(src, digest)
+            return self._install(src, h.hexdigest(), st)
         except OSError as e:
             if e.errno == _EXDEV:  # another disk after all
                 return self.put(src)
@@ -131,22 +140,28 @@ class Objects:
                             h.update(block)
                             out.write(block)
                 out.flush()
+                os.fchmod(out.fileno(), 0o444)
                 os.fsync(out.fileno())
-            return self._install(tmp, h.hexdigest())
+                st = os.fstat(out.fileno())
+            return self._install(tmp, h.hexdigest(), st)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _install(self, src: Path, digest: str) -> str:
+    def _install(self, src: Path, digest: str, st: os.stat_result) -> str:
+        """Rename the read-only, fsynced file `src` (whose stat is `st`) into place as the
+        object `digest`, and fsync the folder entry; drop it when an intact copy is there."""
         final = self.path(digest)
-        if final.is_file() and self.ok(digest):
+        if self.trusted(digest) or (final.exists() and self.verify(digest)):
             src.unlink()
             return digest
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(src, 0o444)
+        shard = final.parent
+        if shard not in self._shards:
+            shard.mkdir(parents=True, exist_ok=True)
+            self._shards.add(shard)
         os.replace(src, final)
-        fsync_dir(final.parent)
-        self._remember(digest, final.stat())
+        fsync_dir(shard)
+        self._remember_sig(digest, signature(st))  # a rename keeps size, mtime, inode, mode
         return digest
 
     def delete(self, digest: str) -> None:
@@ -157,6 +172,7 @@ class Objects:
         except FileNotFoundError:
             pass
         self.known.pop(digest, None)
+        self._shards.discard(path.parent)
 
     def all(self) -> list[tuple[str, int]]:
         """(digest, size) of every object on disk."""

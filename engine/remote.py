@@ -27,8 +27,9 @@ URLs when a download has expired.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from ..backends.protocol import (
@@ -54,10 +55,6 @@ class StillRunning(BackendError):
     """A journaled job filmc stopped waiting for; the next build polls it again."""
 
 
-class Declined(Exception):
-    """The engine's `admit` check refused a step: nothing was sent for it."""
-
-
 class Service:
     def __init__(self, name: str, adapter: Backend, concurrency: int, rate: float | None,
                  policy: Policy, journal: Journal, shared: asyncio.Semaphore) -> None:
@@ -75,26 +72,24 @@ class Service:
         # asked for again.
         self.unrecorded: set[asyncio.Task] = set()
 
-    async def run(self, request: Request, attach: OpenJob | None = None,
-                  admit: Callable[[], bool] | None = None,
-                  ) -> tuple[Done, Mapping[str, Path | Sequence[Path]]]:
-        """Make one step; its Done and its files.  `attach`: a job an earlier build left.
-        `admit`: asked once the step holds its slots, before anything is sent (the
-        engine's `--max-cost` check, which must see what the steps that held the slots
-        before it were billed); False raises `Declined`."""
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One of this backend's jobs in flight, and one of the build's: held from before
+        the submit until the step's outputs are stored."""
         async with self.slots, self.shared:
-            if admit is not None and not admit():
-                raise Declined(request.key)
-            return await self._run(request, attach)
+            yield
 
-    async def _run(self, request: Request,
-                   attach: OpenJob | None) -> tuple[Done, Mapping[str, Path | Sequence[Path]]]:
+    async def run(self, request: Request,
+                  attach: OpenJob | None) -> tuple[Done, Mapping[str, Path | Sequence[Path]]]:
+        """Make one step, holding a `slot()`: its Done and its files.  `attach`: a job an
+        earlier build left."""
         key, step = request.key, str(request.step)
         deadline = time.monotonic() + self.policy.deadline_for(request.kind)
         got: Handle | Done
+        prepared: Handle | None = None
         if attach is not None:
-            handle = Handle(attach.handle["id"], attach.handle.get("data") or {})
-            got = await self._reattach(request, handle, uncertain=attach.op == "submitting")
+            prepared = Handle(attach.handle["id"], attach.handle.get("data") or {})
+            got = await self._reattach(request, prepared, uncertain=attach.op == "submitting")
         else:
             if self.stopped:
                 raise BackendError(f"not submitted: {self.stopped}")
@@ -104,7 +99,10 @@ class Service:
             got = await self._submit(request, prepared)
         if isinstance(got, Handle):
             if attach is None or attach.op == "submitting":
-                await self.journal.accepted(key, step, self.name, _json(got))
+                # Under the id already on disk, the job is found again whether or not this
+                # line is: no need to wait for it.
+                same = prepared is not None and _json(got) == _json(prepared)
+                await self.journal.accepted(key, step, self.name, _json(got), durable=not same)
             got = await self._wait(request, got, deadline)
         job = self.journal.open_jobs.get(key)
         recorded = Handle(job.handle["id"], job.handle.get("data") or {}) if job else None
@@ -231,8 +229,8 @@ class Service:
                     continue
                 await self._close(request.key, "lost")
                 job = f"job {handle.id}" if handle is not None else "the request"
-                raise BackendError(f"the result of {job} cannot be downloaded, though it was "
-                                   f"paid for: {e.message}") from None
+                raise BackendError(f"the result of {job} cannot be downloaded: "
+                                   f"{e.message}") from None
 
     def settled(self, task: asyncio.Task | None) -> None:
         """`task`'s paid answer is stored, or lost for good: Ctrl-C may cancel it again."""

@@ -42,6 +42,8 @@ from .objects import Objects, Signature
 
 INDEX = "index.db"
 SCHEMA_VERSION = 3
+INDEX_BATCH = 256  # actions indexed per transaction at most
+INDEX_EVERY = 0.5  # seconds an action waits to be indexed at most
 CHUNK = 500  # host parameters per IN (...): well under SQLite's oldest limit of 999
 
 _SCHEMA = """
@@ -98,6 +100,9 @@ class Store:
         self.objects = Objects(path, known)
         self.log = ActionLog(path / LOG_NAME)
         self.notes: list[str] = []  # what opening the store had to repair
+        self._unindexed: list[dict] = []  # logged, not yet indexed
+        self._log_end = 0
+        self._indexed_at = time.monotonic()
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -173,7 +178,7 @@ class Store:
         with self._lock:
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error, StoreError):
-                    self.flush_stats()
+                    self.flush_index()
                 self._db.close()
                 self._db = None
             self.log.close()
@@ -205,6 +210,7 @@ class Store:
     # -- the action cache ---------------------------------------------------------------------
 
     def get_actions(self, keys: Iterable[str]) -> dict[str, Action]:
+        self.flush_index()
         found: dict[str, Action] = {}
         with self._sql() as db:
             for chunk in _chunks(set(keys)):
@@ -216,6 +222,7 @@ class Store:
         return found
 
     def actions_present(self, keys: Iterable[str]) -> set[str]:
+        self.flush_index()
         found: set[str] = set()
         with self._sql() as db:
             for chunk in _chunks(set(keys)):
@@ -224,21 +231,34 @@ class Store:
         return found
 
     def record_action(self, key: str, outputs: list[dict], meta: dict) -> None:
-        """A finished step: appended to the log, then indexed with the objects' signatures
-        in one transaction.  Its objects must already be in place."""
-        record = {"key": key, "outputs": outputs, "meta": meta}
+        """A finished step: appended to the log (its record from now on: a build killed a
+        moment later keeps it), then indexed, with the objects' signatures, in batches of
+        one transaction (the index catches up with the log when the store next opens).
+        Its objects must already be in place."""
+        record = {"key": key, "outputs": outputs, "meta": meta, "t": time.time()}
         try:
             end = self.log.append([record])
         except OSError as e:
             raise disk_error(f"write `{self.log.path}`", e, self.path) from None
-        with self._transaction() as db:
-            self._apply(db, {**record, "t": time.time()})
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", (end,))
-            self._flush_stats(db)
+        self._unindexed.append(record)
+        self._log_end = end
+        if len(self._unindexed) >= INDEX_BATCH or \
+                time.monotonic() - self._indexed_at > INDEX_EVERY:
+            self.flush_index()
 
-    def flush_stats(self) -> None:
-        if self.objects.fresh:
+    def flush_index(self) -> None:
+        """Index the actions recorded since the last flush, in one transaction."""
+        with self._lock:
+            rows, self._unindexed = self._unindexed, []
+            self._indexed_at = time.monotonic()
+            if not rows and not self.objects.fresh:
+                return
             with self._transaction() as db:
+                for record in rows:
+                    self._apply(db, record)
+                if rows:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)",
+                               (self._log_end,))
                 self._flush_stats(db)
 
     def _flush_stats(self, db: sqlite3.Connection) -> None:
@@ -252,6 +272,7 @@ class Store:
     def collect(self, keep: set[str], dry_run: bool = False) -> tuple[list[str], list[tuple[str, int]]]:
         """Forget every action whose key is not in `keep` and delete every object no kept
         action names: (forgotten keys, [(deleted digest, bytes)]); `dry_run` touches nothing."""
+        self.flush_index()
         with self._sql() as db:
             rows = db.execute("SELECT key, outputs FROM actions").fetchall()
         drop = [k for k, _o in rows if k not in keep]

@@ -55,9 +55,8 @@ def collect(declared: Sequence[Output], got: Mapping[str, Path | Sequence[Path]]
                 raise BackendError(f"the backend's `{o.name}` file `{f.name}` does not "
                                    f"exist") from None
             out.append((o, f))
-    kept = {f.resolve() for _o, f in out}
-    left = sorted(p.name for p in workdir.iterdir()
-                  if p.name != "in" and p.resolve() not in kept)
+    kept = {f.name for _o, f in out if f.parent == workdir} | {"in"}
+    left = sorted(name for name in os.listdir(workdir) if name not in kept)
     if left:
         raise BackendError(f"the backend left files it did not declare: {', '.join(left)}")
     return out
@@ -71,8 +70,12 @@ def check_media(output: Output, path: Path) -> None:
 
         try:
             with Image.open(path) as img:
-                img.load()
                 w, h = img.size
+                if img.format == "PNG":
+                    img.verify()  # every chunk's CRC: a truncated or altered file fails
+                else:
+                    img.draft("RGB", (64, 64))  # JPEG: decode at a fraction of the size
+                    img.load()
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise BackendError(f"the service sent an image that does not decode ({e})") from None
         if not (w and h):

@@ -369,7 +369,7 @@ def test_a_film_made_by_two_services_is_their_work_and_is_paid_once(
 def test_an_estimate_over_max_cost_starts_nothing(project: Path, services: Services) -> None:
     """`--max-cost` below the estimate: exit 1 at once, the estimate said, nothing sent."""
     r = build(project, services, "--max-cost", "0.05", code=1)
-    assert "error: this build is estimated at 0.12 USD, over --max-cost 0.05" in r.stderr
+    assert "error: this build is estimated at $0.12, over --max-cost $0.05" in r.stderr
     assert "help:" in r.stderr
     assert services.comfy.prompt_posts == services.comfy.uploads == 0
     assert sum(services.openai.requests.values()) == 0
@@ -412,7 +412,7 @@ def test_max_cost_stops_submitting_when_the_bills_reach_it(tmp_path: Path,
     [spoken] = with_status(project, "ran")
     [(left, why)] = [(s["id"], s["error"]) for s in doc["not_run"]]
     assert {spoken, left} == {"speech.one.a2.1", "speech.one.b1.1"}
-    assert why == "not run: it would pass --max-cost 0.05"
+    assert why == "not run: it would pass --max-cost $0.05"
     assert doc["spent"] == pytest.approx(0.05) and doc["counts"] == {"ran": 1, "skipped": 1}
     assert f"not run, to stay under --max-cost: 1 step(s), such as {left}" in r.stderr
     build(project, services, "--max-cost", "1", "--select", "kind:speech", env=env)

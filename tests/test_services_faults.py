@@ -192,7 +192,7 @@ def test_a_download_that_keeps_failing_is_a_clear_error(project: Path,
     services.comfy.view_fail.extend([404] * 20)
     r = build(project, services, *ONE_JOB, code=1)
     error = failure(project, A1)
-    assert "cannot be downloaded, though it was paid for: cannot download `" in error
+    assert "cannot be downloaded: cannot download `" in error
     assert "/view answered 404" in error and error in r.stderr
     assert services.comfy.views == 2 and len(services.comfy.submit_ids) == 1
 

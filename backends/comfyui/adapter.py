@@ -54,6 +54,7 @@ from .servers import SHORT, Job, Server, failure, finished, pick, rejection, sta
 DEFAULT_URL = "http://127.0.0.1:8188"
 NEWS_WAIT = 2.0  # seconds a poll waits for websocket news before answering Pending
 UPLOAD_DIR = "filmc"  # the subfolder of ComfyUI's input folder that uploads go to
+INLINE_WRITE = 1 << 20  # downloads smaller than this are written on the event loop
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 
@@ -196,7 +197,10 @@ class ComfyUI(Adapter):
                                    f"cannot {doing}: {ref['server']} sent an empty file")
             suffix = Path(filename).suffix.lower() or (".mp4" if name == "video" else ".png")
             dest = request.workdir / f"{name}{suffix}"
-            await asyncio.to_thread(_write, dest, r.body)
+            if len(r.body) < INLINE_WRITE:  # into the page cache: cheaper than a thread hop
+                dest.write_bytes(r.body)
+            else:
+                await asyncio.to_thread(dest.write_bytes, r.body)
             files[name] = dest
         return files
 
@@ -350,9 +354,3 @@ def _check_url(url: Any) -> list[SettingProblem]:
     return [SettingProblem("url", f"`{u}` is not an http:// or https:// URL",
                            help=f"e.g. `url = \"{DEFAULT_URL}\"`")
             for u in urls if not u.startswith(("http://", "https://"))]
-
-
-def _write(dest: Path, body: bytes) -> None:
-    tmp = dest.with_name(dest.name + ".part")
-    tmp.write_bytes(body)
-    tmp.replace(dest)
