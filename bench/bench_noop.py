@@ -11,7 +11,7 @@ run of this script, each measured as the median of several fresh processes:
 - for reference: `python -c pass`, and the same no-op build without the fast
   path (its record deleted: a full compile that finds every step cached).
 
-Goal: filmc ÷ ninja ≤ 10.
+Goal: filmc ÷ ninja ≤ 1.5.
 
     .venv/bin/python bench/bench_noop.py [--shots 3000] [--record]
 """
@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 from bench_check import record  # noqa: E402
 from make_film import write_film  # noqa: E402
 
-GOAL = 10.0
+GOAL = 1.5  # issue 7: unchanged or better than the 1.1 measured before the engine moved
 OUT = HERE / "out" / "noop"
 BIN = Path(sys.executable).parent
 
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| `python -c pass` | {t_python * 1000:.0f} ms |",
         f"| `filmc build` without the fast path (compile, all cached) | "
         f"{statistics.median(t_full) * 1000:.0f} ms |", *snake_line, "",
-        f"- P1 filmc ÷ ninja ≤ {GOAL:.0f}: {'PASS' if ratio <= GOAL else 'FAIL'} "
+        f"- P1 filmc ÷ ninja ≤ {GOAL:g}: {'PASS' if ratio <= GOAL else 'FAIL'} "
         f"(ratio {ratio:.1f})",
     ]
     print("\n".join(lines))

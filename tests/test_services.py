@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 import pytest
+from conftest import copy_example
 from loopback import serve
 from loopback.comfyui import ComfyState
 from loopback.comfyui import make_app as comfy_app
@@ -513,3 +514,34 @@ def test_plan_lists_exactly_what_build_runs(tmp_path: Path, services: Services) 
     assert same("--select", "shot:b2", "--select", "shot:a1", offline=False).keys() >= {
         "sheet.ANA", "keyframe.one.b2.take1", "keyframe.one.a1.take1", "shot.one.b2"}
     assert len(services.comfy.submit_ids) == 1 and services.openai.billed == 2
+
+
+def test_the_example_film_is_made_through_both_services(tmp_path: Path,
+                                                       services: Services) -> None:
+    """examples/wolfpack as it is in git, its filmc.toml pointed at the loopback servers:
+    its keyframes (OpenAI, and ComfyUI for the animal shots) and its dialogue (OpenAI)
+    come over real HTTP, paid once each, and the no-op record lists the workflow file."""
+    project = copy_example(tmp_path / "wolfpack")
+    toml = project / "filmc.toml"
+    text = toml.read_text(encoding="utf-8")
+    for old, new in (('# base_url = "http://127.0.0.1:8000/v1"',
+                      f'base_url = "{services.openai_url}"'),
+                     ('url = "http://127.0.0.1:8188"', f'url = "{services.comfy_url}"')):
+        assert old in text
+        text = text.replace(old, new)
+    toml.write_text(text, encoding="utf-8")
+    r = filmc(project, "build", "--until", "clip", "--select", "kind:keyframe kind:speech",
+              "film.film", services=services, timeout=300)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((project / "build" / "wolfpack" / "report.json").read_text())
+    by_backend = Counter((s["kind"], s["backend"]) for s in doc["steps"] if s["status"] == "ran")
+    assert by_backend[("keyframe", "openai")] == 56 and by_backend[("keyframe", "comfyui")] == 17
+    assert by_backend[("speech", "openai")] == 12
+    assert sum(submitted(services.comfy).values()) == 17  # one prompt a keyframe
+    assert services.openai.billed == 56 + 12  # one request a keyframe or line, none again
+    assert doc["spent"] == pytest.approx(doc["estimated"]) and doc["spent"] > 9
+    again = filmc(project, "build", "--until", "clip", "--select", "kind:keyframe kind:speech",
+                  "film.film", services=services, timeout=300)
+    assert again.returncode == 0 and "up to date" in again.stderr
+    manifest = json.loads((project / ".filmc" / "noop.json").read_text())
+    assert str(project / "workflows" / "keyframe_api.json") in [p for p, _ in manifest["inputs"]]
