@@ -31,7 +31,7 @@ import attrs
 import networkx as nx
 
 from ..lang import steps as S
-from ..lang.steps import Fields, InputRef, StepId, Tags
+from ..lang.steps import Addressed, Fields, InputRef, StepId, Tags
 from . import ir
 from .backends import BackendInfo
 from .keys import step_key
@@ -39,7 +39,7 @@ from .templates import Templates
 
 
 @attrs.frozen(eq=False)
-class Step:
+class Step(Addressed):
     sid: StepId
     backend: str | None  # None: nothing to generate (the user's own reference files)
     characters: frozenset[str]
@@ -50,22 +50,6 @@ class Step:
     files: tuple[ir.RefFile, ...]  # the user's own images it reads
     key: str
     record: dict[str, Any] = attrs.field(repr=False)  # what the key hashes, for `plan`
-
-    @property
-    def id(self) -> str:
-        return str(self.sid)
-
-    @property
-    def kind(self) -> str:
-        return self.sid.kind
-
-    @property
-    def scene(self) -> str | None:
-        return self.sid.scene
-
-    @property
-    def shot(self) -> str | None:
-        return self.sid.shot
 
     @property
     def prompt(self) -> str:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import attrs
 
 from . import noop
+from .db import disk_error
 from .executor import AdapterFactory, BuildError, Events, Executor, Options, Outcome
 from .journal import NAME as JOURNAL
 from .journal import Journal
@@ -27,7 +28,7 @@ from .layout import materialize
 from .lock import project_lock
 from .report import make_report, write_report
 from .state import State, state_dir
-from .store import Store, disk_error, location
+from .store import Store, location
 
 __all__ = ["BuildError", "BuildResult", "Options", "build"]
 T = TypeVar("T")

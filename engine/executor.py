@@ -43,13 +43,14 @@ from ..backends.ffmpeg import MediaError
 from ..backends.protocol import Backend, BackendError, Done, Input, Request, ServiceError, Setup
 from ..compiler.config import ConfigError, secret
 from ..compiler.plan import decide, estimate, money
-from ..lang.steps import KINDS, StepId
+from ..lang.steps import KINDS, Addressed, StepId
 from . import verify
+from .db import StoreError, disk_error
 from .journal import Journal
 from .remote import Service
 from .retry import Policy
 from .state import State
-from .store import Store, StoreError, disk_error
+from .store import Store
 
 LAST_BATCH = 2000  # last-build rows written per transaction
 
@@ -83,7 +84,7 @@ class Stored:
 
 
 @attrs.frozen
-class Outcome:
+class Outcome(Addressed):
     sid: StepId
     backend: str | None
     status: str  # ran | cached | provided | failed | skipped
@@ -95,22 +96,6 @@ class Outcome:
     estimate: float | None = None
     attached: bool = False  # it polled a job an earlier build had submitted
     traceback: str | None = None  # a bug's
-
-    @property
-    def id(self) -> str:
-        return str(self.sid)
-
-    @property
-    def kind(self) -> str:
-        return self.sid.kind
-
-    @property
-    def scene(self) -> str | None:
-        return self.sid.scene
-
-    @property
-    def shot(self) -> str | None:
-        return self.sid.shot
 
 
 class Events:

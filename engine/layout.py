@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .store import Store, disk_error
+from .db import disk_error
+from .store import Store
 
 
 def film_dir(root: Path, name: str) -> Path:

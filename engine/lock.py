@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .store import StoreError, disk_error
+from .db import StoreError, disk_error
 
 
 @contextlib.contextmanager

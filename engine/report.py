@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .db import disk_error
 from .layout import write_atomic
-from .store import disk_error
 
 MAX_COST = "--max-cost"
 

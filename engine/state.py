@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..compiler.keys import canonical
-from .store import CHUNK, StoreError, disk_error
+from .db import Database, StoreError, chunks, connect, disk_error
 
 DIR = ".filmc"
 NAME = "state.db"
@@ -42,11 +40,13 @@ def state_dir(root: Path) -> Path:
     return root / DIR
 
 
-class State:
+class State(Database):
+    what = "the build state"
+    damaged = "delete `{path}`: it only remembers what the last build did"
+
     def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+        super().__init__(path / NAME, db)
         self.path = path
-        self._db: sqlite3.Connection | None = db
-        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, root: Path, create: bool = False) -> State | None:
@@ -62,8 +62,7 @@ class State:
         except OSError as e:
             raise disk_error(f"create `{path}`", e, path) from None
         try:
-            db = sqlite3.connect(db_path, timeout=30, isolation_level=None,
-                                 check_same_thread=False)
+            db = connect(db_path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
@@ -78,52 +77,30 @@ class State:
             # Not a database any more.  Nothing here was paid for: start over.
             try:
                 db_path.unlink(missing_ok=True)
-                db = sqlite3.connect(db_path, timeout=30, isolation_level=None,
-                                     check_same_thread=False)
+                db = connect(db_path)
                 db.executescript(_SCHEMA + f"PRAGMA user_version={VERSION};")
             except (OSError, sqlite3.Error) as e:
                 raise StoreError(f"cannot replace the damaged `{db_path}`: {e}",
                                  f"delete `{db_path}` by hand") from None
         return cls(path, db)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
     def __enter__(self) -> State:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _sql(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._db is None:
-                raise StoreError("the build state is closed", "this is a bug in filmc")
-            try:
-                yield self._db
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot use `{self.path / NAME}`: {e}",
-                                 f"check free disk space and the permissions of `{self.path}`"
-                                 ) from None
 
     # -- the last build ------------------------------------------------------------------
 
     def last_keys(self, nodes: Iterable[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        with self._sql() as db:
-            for chunk in _chunks(set(nodes)):
+        with self.sql() as db:
+            for chunk in chunks(set(nodes)):
                 q = f"SELECT node, key FROM last_build WHERE node IN ({','.join('?' * len(chunk))})"
                 out.update(db.execute(q, chunk))
         return out
 
     def last_records(self, nodes: Iterable[str]) -> dict[str, tuple[str, dict]]:
         out: dict[str, tuple[str, dict]] = {}
-        with self._sql() as db:
-            for chunk in _chunks(set(nodes)):
+        with self.sql() as db:
+            for chunk in chunks(set(nodes)):
                 q = (f"SELECT node, key, record FROM last_build "
                      f"WHERE node IN ({','.join('?' * len(chunk))})")
                 out.update((n, (k, json.loads(r))) for n, k, r in db.execute(q, chunk))
@@ -131,31 +108,19 @@ class State:
 
     def record_last(self, rows: Iterable[tuple[str, str, dict]]) -> None:
         """(node, key, record) rows, in one transaction."""
-        with self._sql() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("INSERT OR REPLACE INTO last_build VALUES (?, ?, ?)",
-                               [(n, k, canonical(r)) for n, k, r in rows])
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO last_build VALUES (?, ?, ?)",
+                           [(n, k, canonical(r)) for n, k, r in rows])
 
     # -- the upload cache (backends.protocol.UploadCache) ------------------------------------
 
     def get(self, scope: str, digest: str) -> Any:
-        with self._sql() as db:
+        with self.sql() as db:
             row = db.execute("SELECT value FROM uploads WHERE scope = ? AND digest = ?",
                              (scope, digest)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put(self, scope: str, digest: str, value: Any) -> None:
-        with self._sql() as db:
+        with self.sql() as db:
             db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?)",
                        (scope, digest, json.dumps(value)))
-
-
-def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
-    items = list(items)
-    for i in range(0, len(items), CHUNK):
-        yield items[i:i + CHUNK]

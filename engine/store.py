@@ -26,10 +26,8 @@ import contextlib
 import json
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +36,13 @@ import attrs
 from ..compiler.keys import canonical
 from .actionlog import NAME as LOG_NAME
 from .actionlog import ActionLog
+from .db import Database, StoreError, chunks, connect, disk_error
 from .objects import Objects, Signature
 
 INDEX = "index.db"
 SCHEMA_VERSION = 3
 INDEX_BATCH = 256  # actions indexed per transaction at most
 INDEX_EVERY = 0.5  # seconds an action waits to be indexed at most
-CHUNK = 500  # host parameters per IN (...): well under SQLite's oldest limit of 999
 
 _SCHEMA = """
 CREATE TABLE actions (key TEXT PRIMARY KEY, outputs TEXT NOT NULL, meta TEXT NOT NULL,
@@ -56,18 +54,6 @@ CREATE TABLE meta (name TEXT PRIMARY KEY, value);
 """
 
 
-class StoreError(Exception):
-    """The store cannot be read or written: a message, and a hint for the user."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def render(self) -> str:
-        return f"error: {self.message}" + (f"\n  = help: {self.hint}" if self.hint else "")
-
-
 @attrs.frozen
 class Action:
     key: str
@@ -75,28 +61,15 @@ class Action:
     meta: dict  # backend, type, kind, seconds, cost, cost_source
 
 
-def disk_error(what: str, e: OSError, place: Path) -> StoreError:
-    """A file system failure as a StoreError that names the place and what to do."""
-    import errno
-
-    reason = e.strerror or str(e)
-    if e.errno == errno.ENOSPC:
-        hint = f"free disk space on the disk of `{place}`, then build again: finished steps are kept"
-    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = f"make `{place}` writable (or set FILMC_STORE to a folder you can write)"
-    else:
-        hint = f"check `{place}`: its disk, free space and permissions"
-    return StoreError(f"cannot {what}: {reason}", hint)
-
-
-class Store:
+class Store(Database):
     """One open store; its methods are safe to call from worker threads."""
 
+    what = "the store index"
+    damaged = f"delete `{{path}}`: it is rebuilt from {LOG_NAME}"
+
     def __init__(self, path: Path, db: sqlite3.Connection, known: dict[str, Signature]) -> None:
+        super().__init__(path / INDEX, db)
         self.path = path
-        self.db_path = path / INDEX
-        self._db: sqlite3.Connection | None = db
-        self._lock = threading.RLock()
         self.objects = Objects(path, known)
         self.log = ActionLog(path / LOG_NAME)
         self.notes: list[str] = []  # what opening the store had to repair
@@ -131,7 +104,7 @@ class Store:
         store.notes = notes
         try:
             store._catch_up()
-            with store._sql() as c:
+            with store.sql() as c:
                 store.objects.known.update(
                     (d, (s, m, i, mode)) for d, s, m, i, mode in
                     c.execute("SELECT digest, size, mtime_ns, inode, mode FROM object_stats"))
@@ -142,7 +115,7 @@ class Store:
 
     def _catch_up(self) -> None:
         """Index what the log holds beyond the index's offset (everything, for a new index)."""
-        with self._sql() as db:
+        with self.sql() as db:
             row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
         offset = int(row[0]) if row else 0
         size = self.log.size()
@@ -151,7 +124,7 @@ class Store:
         if size == offset:
             return
         count = 0
-        with self._transaction() as db:
+        with self.transaction() as db:
             read_to = offset
             for after, record in self.log.read(offset):
                 count += self._apply(db, record)
@@ -163,7 +136,7 @@ class Store:
     @staticmethod
     def _apply(db: sqlite3.Connection, record: dict) -> int:
         if "forget" in record:
-            for chunk in _chunks(record["forget"]):
+            for chunk in chunks(record["forget"]):
                 db.execute(f"DELETE FROM actions WHERE key IN ({','.join('?' * len(chunk))})",
                            chunk)
             return 0
@@ -179,41 +152,19 @@ class Store:
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error, StoreError):
                     self.flush_index()
-                self._db.close()
-                self._db = None
+            super().close()
             self.log.close()
 
     def __enter__(self) -> Store:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _sql(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, _errors(self.db_path):
-            if self._db is None:
-                raise StoreError("the store is closed", "this is a bug in filmc: please report it")
-            yield self._db
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._sql() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
 
     # -- the action cache ---------------------------------------------------------------------
 
     def get_actions(self, keys: Iterable[str]) -> dict[str, Action]:
         self.flush_index()
         found: dict[str, Action] = {}
-        with self._sql() as db:
-            for chunk in _chunks(set(keys)):
+        with self.sql() as db:
+            for chunk in chunks(set(keys)):
                 marks = ",".join("?" * len(chunk))
                 for k, outputs, meta in db.execute(
                         f"SELECT key, outputs, meta FROM actions WHERE key IN ({marks})", chunk):
@@ -224,8 +175,8 @@ class Store:
     def actions_present(self, keys: Iterable[str]) -> set[str]:
         self.flush_index()
         found: set[str] = set()
-        with self._sql() as db:
-            for chunk in _chunks(set(keys)):
+        with self.sql() as db:
+            for chunk in chunks(set(keys)):
                 q = f"SELECT key FROM actions WHERE key IN ({','.join('?' * len(chunk))})"
                 found.update(row[0] for row in db.execute(q, chunk))
         return found
@@ -253,7 +204,7 @@ class Store:
             self._indexed_at = time.monotonic()
             if not rows and not self.objects.fresh:
                 return
-            with self._transaction() as db:
+            with self.transaction() as db:
                 for record in rows:
                     self._apply(db, record)
                 if rows:
@@ -273,7 +224,7 @@ class Store:
         """Forget every action whose key is not in `keep` and delete every object no kept
         action names: (forgotten keys, [(deleted digest, bytes)]); `dry_run` touches nothing."""
         self.flush_index()
-        with self._sql() as db:
+        with self.sql() as db:
             rows = db.execute("SELECT key, outputs FROM actions").fetchall()
         drop = [k for k, _o in rows if k not in keep]
         live = {o["digest"] for k, outputs in rows if k in keep
@@ -289,11 +240,11 @@ class Store:
                 end = self.log.append([{"forget": drop}])
             except OSError as e:
                 raise disk_error(f"write `{self.log.path}`", e, self.path) from None
-            with self._transaction() as db:
+            with self.transaction() as db:
                 self._apply(db, {"forget": drop})
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", (end,))
-        with self._transaction() as db:
-            for chunk in _chunks([d for d, _n in dead]):
+        with self.transaction() as db:
+            for chunk in chunks([d for d, _n in dead]):
                 db.execute(f"DELETE FROM object_stats WHERE digest IN "
                            f"({','.join('?' * len(chunk))})", chunk)
         for digest, _size in dead:
@@ -314,7 +265,7 @@ class _Damaged(Exception):
 def _connect(db_path: Path) -> sqlite3.Connection:
     """Open the index, creating its tables; _Damaged when the file is not a usable index."""
     try:
-        db = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
+        db = connect(db_path)
     except sqlite3.Error as e:
         raise _Damaged(str(e)) from None
     try:
@@ -368,50 +319,12 @@ def _set_aside(db_path: Path, why: str) -> str:
            f"rebuilt from {LOG_NAME}"
 
 
-def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _load(text: str, db_path: Path) -> Any:
     try:
         return json.loads(text)
     except (TypeError, ValueError):
         raise StoreError(f"the store index `{db_path}` holds a damaged entry",
                          f"delete `{db_path}`: it is rebuilt from {LOG_NAME}") from None
-
-
-@contextmanager
-def _errors(db_path: Path) -> Iterator[None]:
-    """SQLite and OS errors as StoreError, with what to do about them."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except sqlite3.OperationalError as e:
-        msg = str(e)
-        if "locked" in msg or "busy" in msg:
-            raise StoreError(f"the store index `{db_path}` is busy: {msg}",
-                             "another filmc is writing to it; wait for it to finish") from None
-        if "readonly" in msg or "read-only" in msg:
-            raise StoreError(f"cannot write the store index `{db_path}`: it is read-only",
-                             f"make `{db_path.parent}` writable") from None
-        if "disk is full" in msg or "disk I/O" in msg:
-            raise StoreError(f"cannot write the store index `{db_path}`: {msg}",
-                             f"free disk space on the disk of `{db_path.parent}`") from None
-        raise StoreError(f"cannot use the store index `{db_path}`: {msg}",
-                         "check free disk space and the store folder's permissions") from None
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"the store index `{db_path}` is damaged: {e}",
-                         f"delete `{db_path}`: it is rebuilt from {LOG_NAME}") from None
-    except OSError as e:
-        raise disk_error(f"use the store index `{db_path}`", e, db_path.parent) from None
 
 
 STORE_ENV = "FILMC_STORE"

@@ -84,7 +84,7 @@ def _build(args: argparse.Namespace) -> int:
 def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     """Everything but the no-op check, whose imports stay out of the fast path."""
     from .engine.build import BuildError, Options, build
-    from .engine.store import StoreError
+    from .engine.db import StoreError
     from .progress import events_for
 
     result = compile_or_report(args.file, offline=args.offline, burn_subtitles=args.burn_subtitles)

@@ -60,7 +60,7 @@ def add_parsers(sub: Any) -> None:
 def _plan(args: argparse.Namespace) -> int:
     from .common import history
     from .compiler.plan import make_plan, plan_json, render_plan
-    from .engine.store import StoreError
+    from .engine.db import StoreError
     from .lang.diagnostics import use_color
 
     result = compile_or_report(args.file, offline=args.offline)

@@ -139,6 +139,30 @@ class StepId:
         return ".".join(parts)
 
 
+class Addressed:
+    """`id`, `kind`, `scene` and `shot`, read off the `sid` of the class that mixes it in
+    (a graph step, a build outcome)."""
+
+    __slots__ = ()
+    sid: StepId
+
+    @property
+    def id(self) -> str:
+        return str(self.sid)
+
+    @property
+    def kind(self) -> str:
+        return self.sid.kind
+
+    @property
+    def scene(self) -> str | None:
+        return self.sid.scene
+
+    @property
+    def shot(self) -> str | None:
+        return self.sid.shot
+
+
 @attrs.frozen
 class Fields:
     """What a generation request asks for, by name.  A backend adapter declares which of
