@@ -176,3 +176,25 @@ def test_storyboard_contact_sheet(tmp_path, n, columns, rows):
     assert sheet.width == 8 + columns * (panels.THUMB_W + 8)
     assert sheet.height == 8 + rows * (th + 27 + 8)
     assert not (tmp_path / "storyboard-2.png").exists()
+
+
+def test_a_long_storyboard_has_pages_and_each_is_laid_out(tmp_path, monkeypatch):
+    """Past one page's height the sheet goes on: every page is an output of the step, and
+    the build lays out each one (they used to be left behind in the work folder)."""
+    from filmc.engine.executor import Outcome, Stored
+    from filmc.engine.layout import places
+    from filmc.lang.steps import StepId
+
+    monkeypatch.setattr(panels, "MAX_SHEET_H", 400)  # two rows of panels a page
+    frames = []
+    for i in range(12):
+        out = tmp_path / f"k{i}.png"
+        panels.render_keyframe(params(take=i + 1), "", [], out)
+        frames.append(out)
+    pages = panels.render_storyboard(frames, [f"s/{i}" for i in range(12)],
+                                     tmp_path / "storyboard.png")
+    assert [p.name for p in pages] == ["storyboard.png", "storyboard-2.png"]
+    outcome = Outcome(StepId("storyboard"), "local", "ran",
+                      outputs=tuple(Stored("page", "a" * 63 + str(i), ".png") for i in range(3)))
+    assert [rel for rel, _d in places(outcome, {})] == ["storyboard.png", "storyboard-2.png",
+                                                        "storyboard-3.png"]
