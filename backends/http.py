@@ -69,8 +69,13 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
 
 
 def where(url: str) -> str:
-    """A URL for a message: scheme, host and path, never the query (keys live there)."""
-    return url.split("?", 1)[0]
+    """A URL for a message: scheme, host and path; never the query, nor a user and password
+    before the host (keys live in both)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url.split("?", 1)[0])
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @attrs.frozen

@@ -215,10 +215,12 @@ class OpenAI(Adapter):
                                         headers=self._headers() if same_host else None)
         except ServiceError as e:
             raise redact(e, "", doing) from None
+        key = self.setup.secret("api_key") if same_host else ""
         if r.status in (403, 404, 410):
-            raise r.error(doing, "the image's URL has expired or is gone; the step must be "
-                          "made again", kind=FailureKind.EXPIRED)
-        r.raise_for_status(doing)
+            raise redact(r.error(doing, "the image's URL has expired or is gone; the step must "
+                                 "be made again", kind=FailureKind.EXPIRED), key)
+        if not r.ok:  # its body may echo what it was sent, the key included
+            raise redact(r.error(doing), key)
         return await asyncio.to_thread(_keep_image, r.body, request.workdir / name,
                                        where(url), doing)
 

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 
-from ..lang.steps import FIELD_NAMES, KINDS, Fields, Output, StepId, Tags
+from ..lang.steps import FIELD_NAMES, Fields, Output, StepId, Tags
 
 Json = Any  # what json.dumps accepts: handles and results are journaled as JSON
 
@@ -199,6 +199,8 @@ class Setup:
 class Backend(Protocol):
     """An adapter instance, one per backend per build."""
 
+    def prepare(self, request: Request) -> Handle | None: ...
+
     async def submit(self, request: Request, handle: Handle | None) -> Handle | Done: ...
 
     async def poll(self, handle: Handle) -> Pending | Done: ...
@@ -219,6 +221,9 @@ class Adapter:
     secrets: ClassVar[tuple[str, ...]] = ()  # secret settings it needs, e.g. ("api_key",)
     file_settings: ClassVar[tuple[str, ...]] = ()  # settings naming project files
     kinds: ClassVar[tuple[str, ...]] = ()  # the step kinds it can make
+    # Environment variables whose value changes what `key_extra` says (a font, a binary):
+    # a build after one changed is not a no-op.
+    key_env: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
@@ -259,6 +264,12 @@ class Adapter:
         return {}
 
     @classmethod
+    def key_files(cls, settings: Mapping[str, Any]) -> tuple[Path, ...]:
+        """Files of this machine that `key_extra` describes (a renderer's binary, a font):
+        the no-op fast path checks them too."""
+        return ()
+
+    @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> list[SettingProblem]:
         return []
 
@@ -287,7 +298,3 @@ class Adapter:
 
     async def close(self) -> None:
         return None
-
-
-def outputs_of(kind: str) -> tuple[Output, ...]:
-    return KINDS[kind].outputs

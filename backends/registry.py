@@ -45,8 +45,9 @@ def adapter_class(type_name: str) -> type[Adapter]:
         module, _, attr = type_name.partition(":")
         try:
             cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise NotInstalled(f"cannot load backend adapter `{type_name}`: {e}") from None
+        except Exception as e:  # the project's own code may fail in any way: say so
+            raise NotInstalled(f"cannot load backend adapter `{type_name}`: "
+                               f"{type(e).__name__}: {e}") from None
     else:
         ep = installed().get(type_name)
         if ep is None:
@@ -61,7 +62,3 @@ def adapter_class(type_name: str) -> type[Adapter]:
         raise NotInstalled(f"`{type_name}` is not a filmc backend adapter "
                            f"(a subclass of filmc.backends.protocol.Adapter)")
     return cls
-
-
-def is_installed(type_name: str) -> bool:
-    return ":" in type_name or type_name in installed()

@@ -40,20 +40,24 @@ import gc, json, resource, sys, time
 t0 = time.perf_counter()
 gc.set_threshold(100_000, 50, 100)  # what filmc.cli does
 from pathlib import Path
+from filmc.compiler.backends import describe
 from filmc.compiler.graph import build_graph
 from filmc.compiler.passes import lower
-from filmc.compiler.pipeline import compile_film, key_settings
+from filmc.compiler.pipeline import compile_film
 from filmc.compiler.select import select
 from filmc.compiler.templates import Templates
+from filmc.lang.steps import KINDS
 t1 = time.perf_counter()
 r = compile_film(Path(sys.argv[1]), until="check")  # load, parse, check, config
 assert r.ok, [d.message for d in r.diags.errors][:3]
 t2 = time.perf_counter()
 cfg = r.config  # the rest of compile_film, stage by stage
-film = lower(r.project, r.checked, choose=lambda k, o: cfg.backend_for(k, o).name)
+infos = describe(cfg, r.project.root, r.diags)
+def choose(k, o=None):
+    return cfg.backend_for(k, o).name if KINDS[k].assignable else "local"
+film = lower(r.project, r.checked, choose=choose)
 t3 = time.perf_counter()
-g = build_graph(film, Templates(r.project.root), lambda k: cfg.backend_for(k).name,
-                lambda name: key_settings(cfg, name))
+g = build_graph(film, Templates(r.project.root), choose, infos)
 t4 = time.perf_counter()
 out = {"imports": t1 - t0, "check": t2 - t1, "ir": t3 - t2, "graph": t4 - t3,
        "compile": t4 - t1, "after_compile": t4 - t0,

@@ -126,7 +126,9 @@ class _Builder:
             per_request = info.adapter.key_request(sid.kind, info.settings, fields)
             if per_request:
                 material["request"] = dict(per_request)
-        material["inputs"] = input_keys
+        # Each input by its key, and the part it plays and what it shows: an adapter may
+        # tell the service ("Image 1 shows CHEN (winter outfit)").
+        material["inputs"] = [[k, i.role, _shown(i.tags)] for i, k in zip(inputs, input_keys)]
         material["files"] = [f.digest for f in files]
         key = step_key(material)
         record = {**material, "backend": backend,
@@ -273,6 +275,15 @@ class _Builder:
             cycle = [u for u, _ in nx.find_cycle(self.g)]
             raise GraphError("the step graph has a cycle: " + " --> ".join(cycle + cycle[:1]))
         return self.g
+
+
+_NO_TAGS = Tags()
+
+
+def _shown(tags: Tags) -> dict[str, Any]:
+    if tags == _NO_TAGS:
+        return {}
+    return {k: v for k, v in attrs.asdict(tags, recurse=False).items() if v is not None}
 
 
 _TIME_WORDS = {"DAWN": "at dawn", "SUNRISE": "at sunrise", "MORNING": "in the morning",

@@ -14,8 +14,10 @@ change its output, and nothing else:
   template's digest when the prompt is one of them;
 - the step's other parameters, only for an adapter that draws from them (the
   animatic: a light preset's palette never re-keys a paid keyframe);
-- the keys of its input steps, in order, and the content hashes of its input
-  files (never their paths, so renaming a file changes nothing).
+- the keys of its input steps, in order, each with the part it plays and what it
+  shows (the character, outfit, location, time of day: an adapter may name them to
+  the service), and the content hashes of its input files (never their paths, so
+  renaming a file changes nothing).
 
 Display-only fields (notes, tags, titles, file names, positions in files)
 never enter the record, so `filmc fmt`, comments, reordering shots or editing

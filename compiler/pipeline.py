@@ -54,6 +54,7 @@ class Program:
     concurrency: int  # [build] concurrency: steps at once, over every backend
     store: str | None  # [build] store
     files: tuple[Path, ...]  # every file the build reads: for the no-op fast path
+    env: tuple[str, ...] = ()  # environment variables its adapters' keys depend on
 
 
 @attrs.define(eq=False)
@@ -82,10 +83,13 @@ class Compiled:
             files += sorted(templates.iterdir())
         files += sorted({root / f.path for _n, d in self.graph.nodes(data=True)
                          for f in d["step"].files})
-        files += [p for info in (self.backends or {}).values() for p in info.files]
-        return Program(self.graph, self.backends or {}, root,
-                       film_name(project.main.path, root), film.title, shots,
-                       config.currency, config.concurrency, config.store, tuple(files))
+        backends = self.backends or {}
+        files += [p for info in backends.values() for p in info.files]
+        files += [p for info in backends.values() for p in info.adapter.key_files(info.settings)]
+        env = sorted({v for info in backends.values() for v in info.adapter.key_env})
+        return Program(self.graph, backends, root, film_name(project.main.path, root),
+                       film.title, shots, config.currency, config.concurrency, config.store,
+                       tuple(files), tuple(env))
 
 
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,
@@ -167,9 +171,3 @@ def _blocks_with_defaults(decl: Any) -> Any:
         yield decl.items
         for shot in decl.shots:
             yield shot.items
-
-
-def key_settings(config: Config, name: str) -> dict[str, Any]:
-    """What of a backend enters content keys, for tools that show it."""
-    backend = config.backend(name)
-    return {"type": backend.type, **config.key_settings(name)}

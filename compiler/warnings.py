@@ -90,8 +90,8 @@ def _unhonoured(caps: Any, f: S.Fields, step: Any) -> Iterable[tuple[str, str]]:
     refs += len(step.files)
     if caps.references is not None and refs > caps.references:
         yield (f"{refs} reference images (it takes {caps.references})",
-               f"only the first {caps.references} are sent: characters first, then the "
-               f"location; {_OTHER}")
+               f"a workflow uses the first {caps.references} (characters first, then the "
+               f"location) and a service may refuse the step; {_OTHER}")
     if any(i.role == S.FIRST_FRAME for i in step.inputs) and not caps.first_frame:
         yield "a first frame", f"it makes clips from text alone; {_OTHER}"
     if f.duration is not None and caps.durations is not None and f.duration not in caps.durations:

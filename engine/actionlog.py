@@ -16,7 +16,12 @@ Lines:
     {"forget": [K, ...], "t": ...}              `filmc gc` forgetting keys
 
 A line cut short by a crash is skipped on reading; the next append starts on a
-new line.  Appends from two builds sharing a store interleave whole lines.
+new line.  Appends from two builds sharing a store interleave whole lines, and
+whichever build indexes reads every line past the index's offset, its own or
+not.  The log is not fsynced per line (a crash of filmc loses nothing: the
+lines are in the page cache); the job journal fsyncs it before it writes that a
+paid job is over, so after a power cut no job is closed whose outputs are not
+recorded.
 """
 
 from __future__ import annotations
@@ -57,6 +62,12 @@ class ActionLog:
             n = os.write(fd, view)
             view = view[n:]
         return os.fstat(fd).st_size
+
+    def sync(self) -> None:
+        """Make the lines appended so far durable (the journal calls it before it writes
+        that a job is over: a job must never be closed while its outputs' record is not)."""
+        if self._fd is not None:
+            os.fsync(self._fd)
 
     def size(self) -> int:
         try:

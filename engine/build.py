@@ -55,7 +55,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         for note in store.notes:
             events.note(note)
         try:
-            journal = Journal(state.path / JOURNAL, store.actions_present)
+            journal = Journal(state.path / JOURNAL, store.actions_present, store.log.sync)
         except OSError as e:
             raise disk_error(f"open `{state.path / JOURNAL}`", e, state.path) from None
         try:
@@ -68,9 +68,12 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
                             f"this build does not make; they stay recorded for the build "
                             f"that needs them")
             outcomes = asyncio.run(executor.run())
-            running = len(journal.open_jobs)
+            running = sum(1 for j in journal.open_jobs.values() if j.op == "accepted")
         finally:
-            journal.close()
+            try:
+                journal.close()
+            except OSError as e:
+                raise disk_error(f"write `{journal.path}`", e, state.path) from None
         whole = options.selection is None and options.until is None
         folder = materialize(program, store, outcomes, full=whole and not executor.interrupted)
         bug = executor.bug
@@ -85,7 +88,8 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
                 if ok:
                     modules = {type(a).__module__ for a in executor._adapters.values()}
                     noop.record(root, fast_key, [str(p) for p in program.files],
-                                [str(p) for p in folder.rglob("*") if p.is_file()], modules)
+                                [str(p) for p in folder.rglob("*") if p.is_file()], modules,
+                                program.env)
                 else:
                     noop.forget(root)
             except OSError as e:

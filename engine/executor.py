@@ -211,9 +211,13 @@ class Executor:
         for n, r in zip(self._tasks, results):
             if isinstance(r, Outcome):
                 outcomes.append(r)
-            else:  # cancelled by Ctrl-C
-                step = self._step(n)
-                outcomes.append(self._outcome(step, "skipped", error="interrupted"))
+            elif isinstance(r, asyncio.CancelledError):  # Ctrl-C
+                outcomes.append(self._outcome(self._step(n), "skipped", error="interrupted"))
+            else:  # a bug outside a step's making (reusing it, reporting it)
+                self.bug = self.bug or r
+                outcomes.append(self._outcome(
+                    self._step(n), "failed", error=f"internal error: {type(r).__name__}: {r}",
+                    traceback="".join(traceback.format_exception(r))))
         return outcomes
 
     def interrupt(self) -> None:
@@ -223,6 +227,8 @@ class Executor:
                 t.cancel()
             return
         self.interrupted = self.stopped = True
+        for service in self._services.values():
+            service.interrupted = True
         waiting = set().union(*(s.unrecorded for s in self._services.values()))
         for t in self._tasks.values():
             if t not in waiting:
@@ -239,7 +245,13 @@ class Executor:
 
     async def _run_step(self, node: str) -> Outcome:
         step = self._step(node)
-        inputs = {i: await self._tasks[i] for i in dict.fromkeys(r.step for r in step.inputs)}
+        inputs: dict[str, Outcome] = {}
+        for i in dict.fromkeys(r.step for r in step.inputs):
+            try:
+                inputs[i] = await self._tasks[i]
+            except Exception:  # a bug there: reported once, by that step
+                return self._done(self._outcome(step, "skipped",
+                                                error=f"input {i} failed (internal error)"))
         broken = next((o for o in inputs.values() if o.status in ("failed", "skipped")), None)
         if broken is not None or self.stopped:
             why = f"input {broken.id} {broken.status}" if broken else \
@@ -250,7 +262,7 @@ class Executor:
             if cached is not None:
                 return self._done(cached)
         key = step.key
-        if key in self._inflight and node not in self.decision.forced:  # the same work
+        if key in self._inflight:  # the same work (forced or not) runs once
             o = await self._inflight[key]
             return self._done(attrs.evolve(o, sid=step.sid))
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -369,10 +381,12 @@ class Executor:
                     cost, source = (got.cost, "service") if got.cost is not None \
                         else (price, "estimate")
                     # Spent once the service answered (no await since the reservation
-                    # ended, so no step is admitted in between), whatever its files are.
-                    self.spent += cost or 0.0
+                    # ended, so no step is admitted in between), whatever its files are;
+                    # a job an earlier build had accepted was spent then.
+                    if not paid:
+                        self.spent += cost or 0.0
             return await self._keep(step, info, files, workdir, started, cost, source, price,
-                                    job is not None)
+                                    job is not None and job.op == "accepted")
         finally:
             if info.name in self._services:  # its paid answer is stored, or lost for good
                 self._services[info.name].settled(asyncio.current_task())

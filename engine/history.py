@@ -35,7 +35,9 @@ class History:
         return self.state.last_records(nodes) if self.state is not None else {}
 
     def running(self) -> set[str]:
-        return set(read_open(self.journal))
+        """Keys of jobs a service accepted (a job an earlier build was still submitting may
+        be submitted again, and is priced as new)."""
+        return {k for k, job in read_open(self.journal).items() if job.op == "accepted"}
 
 
 @contextlib.contextmanager

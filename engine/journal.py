@@ -29,6 +29,9 @@ from pathlib import Path
 
 import attrs
 
+from ..backends.protocol import Handle
+from .objects import fsync_dir
+
 NAME = "journal.log"
 
 
@@ -38,7 +41,11 @@ class OpenJob:
     step: str
     backend: str
     op: str  # "submitting": the submit's outcome is unknown; "accepted": running
-    handle: dict  # {"id": ..., "data": {...}}
+    handle: Handle
+
+
+def _handle_json(handle: Handle) -> dict:
+    return {"id": handle.id, "data": dict(handle.data)}
 
 
 def read_open(path: Path) -> dict[str, OpenJob]:
@@ -55,16 +62,24 @@ def read_open(path: Path) -> dict[str, OpenJob]:
                 continue  # a line cut short by a crash
             if op == "closed":
                 jobs.pop(key, None)
-            elif op in ("submitting", "accepted") and isinstance(r.get("handle"), dict):
-                jobs[key] = OpenJob(key, r.get("step", ""), r.get("backend", ""), op, r["handle"])
+            elif op in ("submitting", "accepted") and isinstance(r.get("handle"), dict) \
+                    and isinstance(r["handle"].get("id"), str):
+                data = r["handle"].get("data")
+                jobs[key] = OpenJob(key, r.get("step", ""), r.get("backend", ""), op,
+                                    Handle(r["handle"]["id"], data if isinstance(data, dict)
+                                           else {}))
     return jobs
 
 
 class Journal:
-    def __init__(self, path: Path, stored: Callable[[set[str]], set[str]] | None = None) -> None:
+    def __init__(self, path: Path, stored: Callable[[set[str]], set[str]] | None = None,
+                 barrier: Callable[[], None] | None = None) -> None:
         """`stored(keys)`: those whose outputs are already in the store (a build that died
-        between storing a job's outputs and writing its `closed` line): not open."""
+        between storing a job's outputs and writing its `closed` line): not open.
+        `barrier()`: makes the store's action log durable; called before a `closed` line
+        is, so that after a power cut no job is closed whose outputs were not recorded."""
         self.path = path
+        self.barrier = barrier
         self.open_jobs = read_open(path)
         if stored is not None and self.open_jobs:
             for key in stored(set(self.open_jobs)):
@@ -74,6 +89,8 @@ class Journal:
         self._pending: list[bytes] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._closing = False  # a `closed` line is among the pending ones
+        self.error: BaseException | None = None  # a write that nothing waited for failed
         # A thread of its own: an fsync here must not queue behind the store's.
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "filmc-journal")
 
@@ -82,21 +99,22 @@ class Journal:
         with open(tmp, "wb") as f:
             for job in self.open_jobs.values():
                 f.write(_line({"op": job.op, "key": job.key, "step": job.step,
-                               "backend": job.backend, "handle": job.handle}))
+                               "backend": job.backend, "handle": _handle_json(job.handle)}))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        fsync_dir(self.path.parent)
 
-    async def submitting(self, key: str, step: str, backend: str, handle: dict) -> None:
+    async def submitting(self, key: str, step: str, backend: str, handle: Handle) -> None:
         await self._write({"op": "submitting", "key": key, "step": step, "backend": backend,
-                           "handle": handle})
+                           "handle": _handle_json(handle)})
         self.open_jobs[key] = OpenJob(key, step, backend, "submitting", handle)
 
-    async def accepted(self, key: str, step: str, backend: str, handle: dict,
+    async def accepted(self, key: str, step: str, backend: str, handle: Handle,
                        durable: bool = True) -> None:
         """`durable=False`: the job is already on disk under the same id (`submitting`)."""
         await self._write({"op": "accepted", "key": key, "step": step, "backend": backend,
-                           "handle": handle}, wait=durable)
+                           "handle": _handle_json(handle)}, wait=durable)
         self.open_jobs[key] = OpenJob(key, step, backend, "accepted", handle)
 
     async def closed(self, key: str, outcome: str) -> None:
@@ -110,18 +128,25 @@ class Journal:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_line(record))
         self._waiters.append(fut)
+        self._closing = self._closing or record["op"] == "closed"
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         if wait:
             await asyncio.shield(fut)
+        else:  # nobody awaits it: keep its failure for `close` to report
+            fut.add_done_callback(self._keep_error)
+
+    def _keep_error(self, fut: asyncio.Future[None]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self.error = self.error or fut.exception()
 
     async def _flush(self) -> None:
         while self._pending:
-            data, waiters = b"".join(self._pending), self._waiters
-            self._pending, self._waiters = [], []
+            data, waiters, closing = b"".join(self._pending), self._waiters, self._closing
+            self._pending, self._waiters, self._closing = [], [], False
             try:
                 await asyncio.get_running_loop().run_in_executor(self._thread, self._append,
-                                                                 data)
+                                                                 data, closing)
             except OSError as e:
                 for w in waiters:
                     if not w.done():
@@ -131,7 +156,9 @@ class Journal:
                 if not w.done():
                     w.set_result(None)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes, closing: bool = True) -> None:
+        if closing and self.barrier is not None:
+            self.barrier()
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view):]
@@ -143,12 +170,17 @@ class Journal:
             await asyncio.shield(self._flusher)
 
     def close(self) -> None:
-        """Write what no flush took yet (records nothing waited for), then close."""
+        """Write what no flush took yet (records nothing waited for), then close; raise
+        the OSError of any write that failed with nothing waiting for it."""
         self._thread.shutdown(wait=True)
-        if self._pending:
-            data, self._pending = b"".join(self._pending), []
-            self._append(data)
-        os.close(self._fd)
+        try:
+            if self._pending:
+                data, self._pending = b"".join(self._pending), []
+                self._append(data)
+        finally:
+            os.close(self._fd)
+        if isinstance(self.error, OSError):
+            raise self.error
 
 
 def _line(record: dict) -> bytes:

@@ -5,8 +5,10 @@ project: the options of that build, and the size, mtime and inode of every file
 the build depended on — each `.film` file it loaded, `filmc.toml`, the
 project's templates folder and files, the reference images, the files backend
 settings name (a ComfyUI workflow), filmc's own code and data (the folders of
-its packages, and the files in them), the modules of the adapters it used — and
-of every output it laid out.  The next `filmc build` with the same options
+its packages, and the files in them), the modules of the adapters it used and
+the files their keys describe (the ffmpeg the animatic runs, its font) — and of
+every output it laid out, with the environment variables those keys depend on
+(`FILMC_PANEL_FONT`...).  The next `filmc build` with the same options
 calls `up_to_date` first, which imports nothing heavy (no parser, no graph
 library): if every file still has the same stat, the film is built and the
 build stops there.  Any difference, a file added to the templates folder, an
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from ..lang.paths import find_root
 
-VERSION = 2
+VERSION = 3
 NAME = "noop.json"
 STATE_DIR = ".filmc"
 _OWN = (".py", ".film", ".j2", ".lark", ".otf", ".ttf")
@@ -70,10 +72,12 @@ def path_of(root: Path) -> Path:
 
 
 def record(root: Path, options: dict, inputs: Iterable[str], outputs: Iterable[str],
-           modules: Iterable[str] = ()) -> None:
-    """Remember what a successful full build depended on and laid out."""
+           modules: Iterable[str] = (), env: Iterable[str] = ()) -> None:
+    """Remember what a successful full build depended on and laid out; `env`: the
+    environment variables (by name) its adapters' keys depend on."""
     files = sorted(set(inputs) | set(own_code(modules)))
     doc = {"version": VERSION, "options": options,
+           "env": {name: os.environ.get(name) for name in env},
            "inputs": [[p, _stat(p)] for p in files],
            "outputs": [[p, _stat(p)] for p in sorted(set(outputs))]}
     dest = path_of(root)
@@ -94,5 +98,7 @@ def up_to_date(main: Path, options: dict) -> bool:
     except (OSError, ValueError):
         return False
     if doc.get("version") != VERSION or doc.get("options") != options:
+        return False
+    if any(os.environ.get(name) != value for name, value in doc.get("env", {}).items()):
         return False
     return all(_stat(path) == stat for path, stat in doc["inputs"] + doc["outputs"])

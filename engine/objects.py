@@ -27,10 +27,6 @@ _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 _EXDEV = 18
 
 
-class ObjectError(OSError):
-    """An object cannot be written: `path` is the folder concerned."""
-
-
 def signature(st: os.stat_result) -> Signature:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
 
@@ -39,13 +35,11 @@ def is_digest(text: str) -> bool:
     return bool(_DIGEST.match(text))
 
 
-def hash_file(path: Path | str, fsync: bool = False) -> str:
+def hash_file(path: Path | str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             h.update(block)
-        if fsync:
-            os.fsync(f.fileno())
     return h.hexdigest()
 
 

@@ -71,6 +71,7 @@ class Service:
         # interrupted build lets them finish, for their answer is paid for and cannot be
         # asked for again.
         self.unrecorded: set[asyncio.Task] = set()
+        self.interrupted = False  # Ctrl-C: nothing more is sent, not even a retry
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -88,24 +89,29 @@ class Service:
         got: Handle | Done
         prepared: Handle | None = None
         if attach is not None:
-            prepared = Handle(attach.handle["id"], attach.handle.get("data") or {})
+            prepared = attach.handle
             got = await self._reattach(request, prepared, uncertain=attach.op == "submitting")
         else:
             if self.stopped:
                 raise BackendError(f"not submitted: {self.stopped}")
-            prepared = self.adapter.prepare(request) if hasattr(self.adapter, "prepare") else None
+            prepared = self.adapter.prepare(request)
             if prepared is not None:
-                await self.journal.submitting(key, step, self.name, _json(prepared))
+                await self.journal.submitting(key, step, self.name, prepared)
             got = await self._submit(request, prepared)
         if isinstance(got, Handle):
             if attach is None or attach.op == "submitting":
                 # Under the id already on disk, the job is found again whether or not this
                 # line is: no need to wait for it.
-                same = prepared is not None and _json(got) == _json(prepared)
-                await self.journal.accepted(key, step, self.name, _json(got), durable=not same)
+                await self.journal.accepted(key, step, self.name, got,
+                                            durable=got != prepared)
+            # The job is journaled: Ctrl-C may stop waiting for it now (and, if it came
+            # meanwhile, does: the job runs on, and the next build picks it up).
+            self.settled(asyncio.current_task())
+            if self.interrupted:
+                raise asyncio.CancelledError
             got = await self._wait(request, got, deadline)
         job = self.journal.open_jobs.get(key)
-        recorded = Handle(job.handle["id"], job.handle.get("data") or {}) if job else None
+        recorded = job.handle if job else None
         return got, await self._fetch(request, got, recorded)
 
     # -- submitting --------------------------------------------------------------------------
@@ -128,7 +134,7 @@ class Service:
                 raise
             attempt += 1
             self._note_stop(failure)
-            if not failure.retryable or attempt > self.policy.retries:
+            if not failure.retryable:  # the service said no: nothing was queued
                 await self._close(request.key, "failed")
                 raise failure
             if not failure.unbilled:
@@ -137,10 +143,19 @@ class Service:
                         f"{failure.message}; the submission may have reached `{self.name}` and "
                         f"been billed, so it is not sent again: `filmc build` submits it anew "
                         f"when you choose to")
-                # Ask the service by our own id whether it has the job.
+                # Ask the service by our own id whether it has the job.  If it cannot be
+                # asked, the `submitting` line stays, and the next build asks again.
                 found = await self._lookup(prepared)
                 if found is not None:
                     return prepared if isinstance(found, Pending) else found
+            # Here the failed submission provably made nothing: sending it again is safe.
+            if attempt > self.policy.retries:
+                await self._close(request.key, "failed")
+                raise failure
+            if self.interrupted:
+                await self._close(request.key, "failed")
+                raise BackendError(f"not sent again: the build was interrupted "
+                                   f"({failure.message})")
             await asyncio.sleep(self.policy.delay(attempt, failure.retry_after))
 
     async def _lookup(self, handle: Handle) -> Pending | Done | None:
@@ -243,7 +258,3 @@ class Service:
     async def done(self, key: str) -> None:
         """The step's outputs are in the store: the job is over."""
         await self.journal.closed(key, "done")
-
-
-def _json(handle: Handle) -> dict:
-    return {"id": handle.id, "data": dict(handle.data)}

@@ -3,15 +3,18 @@
     {"film": "Wolf Pack", "seconds": 12.3, "interrupted": false,
      "counts": {"ran": 9, "cached": 180, "provided": 3},
      "currency": "USD", "spent": 1.23, "estimated": 1.40,
+     "spent_before": 0.34,               paid by an earlier build for jobs this one picked up
      "not_run": [{"id": ..., "error": "not run: it would pass --max-cost 5.00"}],
      "jobs_running": 0,                  paid jobs left running at services (journaled)
      "bug": null | "Traceback ...",
      "steps": [{"id", "kind", "backend", "scene", "shot", "status", "seconds", "error",
                 "outputs", "cost", "cost_source", "estimate", "attached", "traceback"}]}
 
-`spent` is what the steps that ran cost: the service's own figure where it
-reports one (`cost_source: "service"`), else the estimate from filmc.toml's
-prices; `estimated` is what the plan expected those same steps to cost.
+`spent` is what the steps this build submitted cost: the service's own figure
+where it reports one (`cost_source: "service"`), else the estimate from
+filmc.toml's prices; `estimated` is what the plan expected those same steps to
+cost.  Jobs an earlier build had paid for and this one picked up (`attached`)
+count in `spent_before`.
 """
 
 from __future__ import annotations
@@ -34,14 +37,16 @@ def make_report(title: str, currency: str, outcomes: Sequence[Any], seconds: flo
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     ran = [o for o in outcomes if o.status == "ran"]
+    now = [o for o in ran if not o.attached]  # jobs an earlier build had paid for: not now
     return {
         "film": title,
         "seconds": round(seconds, 3),
         "interrupted": interrupted,
         "counts": counts,
         "currency": currency,
-        "spent": round(sum(o.cost or 0.0 for o in ran), 6),
-        "estimated": round(sum(o.estimate or 0.0 for o in ran), 6),
+        "spent": round(sum(o.cost or 0.0 for o in now), 6),
+        "estimated": round(sum(o.estimate or 0.0 for o in now), 6),
+        "spent_before": round(sum(o.cost or 0.0 for o in ran if o.attached), 6),
         "not_run": [{"id": o.id, "error": o.error} for o in outcomes
                     if o.status == "skipped" and o.error and MAX_COST in o.error],
         "jobs_running": jobs_running,

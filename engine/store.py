@@ -73,8 +73,7 @@ class Store(Database):
         self.objects = Objects(path, known)
         self.log = ActionLog(path / LOG_NAME)
         self.notes: list[str] = []  # what opening the store had to repair
-        self._unindexed: list[dict] = []  # logged, not yet indexed
-        self._log_end = 0
+        self._unindexed = 0  # actions logged since the index last caught up
         self._indexed_at = time.monotonic()
 
     # -- opening ----------------------------------------------------------------------------
@@ -103,7 +102,7 @@ class Store(Database):
         store = cls(path, db, {})
         store.notes = notes
         try:
-            store._catch_up()
+            store._catch_up(opening=True)
             with store.sql() as c:
                 store.objects.known.update(
                     (d, (s, m, i, mode)) for d, s, m, i, mode in
@@ -113,24 +112,23 @@ class Store(Database):
             raise
         return store
 
-    def _catch_up(self) -> None:
-        """Index what the log holds beyond the index's offset (everything, for a new index)."""
-        with self.sql() as db:
-            row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
-        offset = int(row[0]) if row else 0
-        size = self.log.size()
-        if size < offset:  # the log is shorter than the index remembers: it was replaced
-            offset = 0
-        if size == offset:
-            return
-        count = 0
+    def _catch_up(self, opening: bool = False) -> None:
+        """Index what the log holds beyond the index's offset — this build's lines and any
+        another build sharing the store appended — with the objects' fresh signatures, in
+        one transaction; the offset advances over exactly what was read."""
         with self.transaction() as db:
-            read_to = offset
+            row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
+            offset = int(row[0]) if row else 0
+            if self.log.size() < offset:  # shorter than the index remembers: replaced
+                offset = 0
+            count, read_to = 0, offset
             for after, record in self.log.read(offset):
                 count += self._apply(db, record)
                 read_to = after
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", (read_to,))
-        if offset == 0 and count:
+            if read_to != offset:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", (read_to,))
+            self._flush_stats(db)
+        if opening and offset == 0 and count:
             self.notes.append(f"rebuilt the store index from {LOG_NAME}: {count} cached steps")
 
     @staticmethod
@@ -188,29 +186,22 @@ class Store(Database):
         Its objects must already be in place."""
         record = {"key": key, "outputs": outputs, "meta": meta, "t": time.time()}
         try:
-            end = self.log.append([record])
+            self.log.append([record])
         except OSError as e:
             raise disk_error(f"write `{self.log.path}`", e, self.path) from None
-        self._unindexed.append(record)
-        self._log_end = end
-        if len(self._unindexed) >= INDEX_BATCH or \
+        self._unindexed += 1
+        if self._unindexed >= INDEX_BATCH or \
                 time.monotonic() - self._indexed_at > INDEX_EVERY:
             self.flush_index()
 
     def flush_index(self) -> None:
-        """Index the actions recorded since the last flush, in one transaction."""
+        """Bring the index up to the log (and the objects' signatures up to date)."""
         with self._lock:
-            rows, self._unindexed = self._unindexed, []
-            self._indexed_at = time.monotonic()
-            if not rows and not self.objects.fresh:
+            if not self._unindexed and not self.objects.fresh:
                 return
-            with self.transaction() as db:
-                for record in rows:
-                    self._apply(db, record)
-                if rows:
-                    db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)",
-                               (self._log_end,))
-                self._flush_stats(db)
+            self._unindexed = 0
+            self._indexed_at = time.monotonic()
+            self._catch_up()
 
     def _flush_stats(self, db: sqlite3.Connection) -> None:
         fresh, self.objects.fresh = self.objects.fresh, []
@@ -237,12 +228,10 @@ class Store(Database):
             return drop, dead
         if drop:
             try:
-                end = self.log.append([{"forget": drop}])
+                self.log.append([{"forget": drop}])
             except OSError as e:
                 raise disk_error(f"write `{self.log.path}`", e, self.path) from None
-            with self.transaction() as db:
-                self._apply(db, {"forget": drop})
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", (end,))
+            self._catch_up()
         with self.transaction() as db:
             for chunk in chunks([d for d, _n in dead]):
                 db.execute(f"DELETE FROM object_stats WHERE digest IN "

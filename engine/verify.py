@@ -98,10 +98,13 @@ def _stream_seconds(path: Path, media: str) -> float | None:
     description of it and one pass over its packets (no decoding)."""
     from ..backends.ffmpeg import ffmpeg_exe
 
-    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path),
-                           "-map", f"0:{media[0]}:0", "-c", "copy", "-f", "null", "-"],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, timeout=300)
+    try:
+        proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path),
+                               "-map", f"0:{media[0]}:0", "-c", "copy", "-f", "null", "-"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"reading the {media} the service sent took over 5 minutes") from None
     err = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0 or not _STREAM[media].search(err):
         return None

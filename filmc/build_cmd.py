@@ -11,6 +11,7 @@ not start; 3 a bug in filmc (its traceback in report.json, and on screen with
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -64,8 +65,8 @@ def _amount(text: str) -> float:
         value = float(text.lstrip("$€£¥"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"`{text}` is not an amount, such as 5 or 12.50") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("an amount is zero or more")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("an amount is a number, zero or more")
     return value
 
 

@@ -20,8 +20,6 @@ from fractions import Fraction
 
 import attrs
 
-MEDIA = ("image", "video", "audio", "text")
-
 
 @attrs.frozen
 class Output:
@@ -29,7 +27,7 @@ class Output:
     step may make several of them (storyboard pages)."""
 
     name: str
-    media: str
+    media: str  # image | video | audio | text
     many: bool = False
 
 
@@ -74,7 +72,6 @@ KINDS: dict[str, StepKind] = {k.name: k for k in (
 # The kinds a user assigns a backend to, in stage order (`backend STEP NAME`, `[steps]`).
 ASSIGNABLE = tuple(k for k, v in KINDS.items() if v.assignable)
 REFERENCE_KINDS = tuple(k for k, v in KINDS.items() if v.group == "reference")
-SIDE_OUTPUTS = tuple(k for k, v in KINDS.items() if not v.assignable)
 
 
 def reaches(kind: str, until: str | None) -> bool:

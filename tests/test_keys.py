@@ -481,3 +481,28 @@ def test_comments_blank_lines_and_indentation_change_nothing(
     (project / file).write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert changed(base, keys_of(project)) == set()
     (project / file).write_text(original, encoding="utf-8")
+
+
+def test_a_workflow_for_another_kind_leaves_these_keys(project: Path,
+                                                      base: dict[str, str]) -> None:
+    """A ComfyUI backend keys, for each kind, the workflow and output node that kind uses."""
+    (project / "workflows" / "clip_api.json").write_text(
+        (project / "workflows" / "keyframe_api.json").read_text(encoding="utf-8"))
+    edit(project, "filmc.toml", 'workflow = "workflows/keyframe_api.json"\n',
+         'workflow = "workflows/keyframe_api.json"\nworkflow_clip = "workflows/clip_api.json"\n'
+         'output_node_clip = "9"\n')
+    assert changed(base, keys_of(project)) == set()
+
+
+def test_what_an_input_shows_is_keyed(project: Path, base: dict[str, str]) -> None:
+    """OpenAI's prompt says what each reference image shows ("Image 1 shows CHEN (winter
+    outfit)"): renaming an outfit re-makes the keyframes that name it."""
+    g = graph_of(project)
+    for name in ("cast.film", "scenes/01_hunt.film", "scenes/04_storm.film"):
+        path = project / name
+        path.write_text(path.read_text(encoding="utf-8").replace("(winter)", "(snow)")
+                        .replace("outfit winter", "outfit snow"), encoding="utf-8")
+    shots = shots_with(g, "CHEN", "winter")
+    assert shots
+    now = keys_of(project)
+    assert shot_steps(g, *shots, kinds=("keyframe",)) <= changed(base, now)

@@ -33,10 +33,9 @@ from filmc.backends.protocol import (
     Request,
     ServiceError,
     Setup,
-    outputs_of,
 )
 from filmc.backends.registry import adapter_class
-from filmc.lang.steps import CHARACTER, LOCATION, REFERENCE, Fields, StepId, Tags
+from filmc.lang.steps import CHARACTER, KINDS, LOCATION, REFERENCE, Fields, StepId, Tags
 
 KEY = "sk-canary-4f1d9b27c3e8a6"  # must never appear in a message
 
@@ -72,7 +71,7 @@ def request(tmp: Path, step: StepId, inputs: tuple[Input, ...] = (), **fields: A
     workdir = tmp / "work" / str(step)
     workdir.mkdir(parents=True)
     return Request(step=step, key="0" * 64, backend="openai", fields=Fields(**fields), params={},
-                   inputs=inputs, outputs=outputs_of(step.kind), workdir=workdir)
+                   inputs=inputs, outputs=KINDS[step.kind].outputs, workdir=workdir)
 
 
 def keyframe(tmp: Path, inputs: tuple[Input, ...] = (), **fields: Any) -> Request:

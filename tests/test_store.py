@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from filmc.backends.protocol import Handle
 from filmc.engine.journal import Journal, read_open
 from filmc.engine.state import State
 from filmc.engine.store import STORE_ENV, Store, StoreError, location
@@ -290,16 +291,16 @@ def test_journal_keeps_open_jobs_across_builds(tmp_path: Path) -> None:
 
     async def first() -> None:
         j = Journal(path)
-        await j.submitting(KEY_A, "keyframe.a.b.take1", "comfyui", {"id": "p1", "data": {}})
-        await j.accepted(KEY_A, "keyframe.a.b.take1", "comfyui", {"id": "p1", "data": {"s": 1}})
-        await j.accepted(KEY_B, "keyframe.a.b.take2", "comfyui", {"id": "p2", "data": {}})
+        await j.submitting(KEY_A, "keyframe.a.b.take1", "comfyui", Handle("p1"))
+        await j.accepted(KEY_A, "keyframe.a.b.take1", "comfyui", Handle("p1", {"s": 1}))
+        await j.accepted(KEY_B, "keyframe.a.b.take2", "comfyui", Handle("p2"))
         await j.closed(KEY_B, "done")
         j.close()
 
     asyncio.run(first())
     jobs = read_open(path)
     assert list(jobs) == [KEY_A] and jobs[KEY_A].op == "accepted"
-    assert jobs[KEY_A].handle == {"id": "p1", "data": {"s": 1}}
+    assert jobs[KEY_A].handle == Handle("p1", {"s": 1})
     with open(path, "ab") as f:
         f.write(b'{"op": "closed", "key": "' + KEY_A.encode())  # torn by a crash
     again = Journal(path)  # compacts: one line per open job
@@ -315,10 +316,28 @@ def test_journal_group_commit(tmp_path: Path) -> None:
     async def many() -> None:
         j = Journal(path)
         keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(32)]
-        await asyncio.gather(*(j.accepted(k, f"s{i}", "b", {"id": str(i), "data": {}})
+        await asyncio.gather(*(j.accepted(k, f"s{i}", "b", Handle(str(i)))
                                for i, k in enumerate(keys)))
         lines = [json.loads(x) for x in path.read_text().splitlines()]
         assert {x["key"] for x in lines} == set(keys)
         j.close()
 
     asyncio.run(many())
+
+
+def test_builds_sharing_a_store_never_skip_each_others_actions(tmp_path: Path) -> None:
+    """Two builds append to one log: whichever indexes reads every line since the index's
+    offset, so an action of a build killed before it indexed is not skipped."""
+    path = tmp_path / "shared"
+    a = Store.open(path, create=True)
+    b = Store.open(path)
+    assert a is not None and b is not None
+    a.record_action(KEY_A, OUT, {})  # logged; A is killed before it indexes
+    b.record_action(KEY_B, OUT, {})
+    b.flush_index()
+    assert b.actions_present([KEY_A, KEY_B]) == {KEY_A, KEY_B}
+    b.close()
+    a._db.close()  # type: ignore[union-attr]  # no flush: what a kill leaves
+    a._db = None
+    with reopen(path) as c:
+        assert c.actions_present([KEY_A, KEY_B]) == {KEY_A, KEY_B}

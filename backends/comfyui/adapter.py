@@ -81,6 +81,16 @@ class ComfyUI(Adapter):
                             last_frame=flow.uses("last_frame"))
 
     @classmethod
+    def key_settings(cls, kind: str, settings: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The workflow this kind runs (by content) and the output node it reads: a clip
+        workflow never re-keys the keyframes."""
+        chosen = wf.setting_for(kind, settings)
+        node = f"output_node_{kind}" if f"output_node_{kind}" in settings else "output_node"
+        keep = {chosen[0]} if chosen else set()
+        keep |= {node} if node in settings else set()
+        return {k: v for k, v in settings.items() if k in keep}
+
+    @classmethod
     def key_fields(cls, kind: str, settings: Mapping[str, Any]) -> frozenset[str]:
         flow = wf.for_kind(kind, settings, None)
         fields = flow.fields if flow is not None else frozenset().union(*wf.FIELDS.values())

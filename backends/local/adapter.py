@@ -12,11 +12,14 @@ the animatic parameters (`params`: framing, palette, camera move, labels),
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ...lang.steps import FIELD_NAMES, KINDS
@@ -59,6 +62,7 @@ class LocalBackend(Adapter):
     version = RENDERER
     runs_here = True
     kinds: ClassVar[tuple[str, ...]] = tuple(KINDS)
+    key_env: ClassVar[tuple[str, ...]] = ("FILMC_PANEL_FONT", "FILMC_FFMPEG")
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
@@ -76,6 +80,19 @@ class LocalBackend(Adapter):
         if kind in PANEL_KINDS:
             extra["font"] = font_digest(os.environ.get("FILMC_PANEL_FONT") or None)
         return extra
+
+    @classmethod
+    def key_files(cls, settings: Mapping[str, Any]) -> tuple[Path, ...]:
+        from ..ffmpeg import MediaError, ffmpeg_exe
+        from .fonts import BUNDLED
+
+        files = [BUNDLED]
+        font = os.environ.get("FILMC_PANEL_FONT")
+        if font:
+            files.append(Path(font))
+        with contextlib.suppress(MediaError):  # no ffmpeg: the build says so when it runs
+            files.append(Path(shutil.which(ffmpeg_exe()) or ffmpeg_exe()))
+        return tuple(files)
 
     async def submit(self, request: Request, handle: Handle | None) -> Done:
         if self._pool is None:
