@@ -86,10 +86,9 @@ class Journal:
                 del self.open_jobs[key]
         self._compact()
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._pending: list[bytes] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._unsynced: list[asyncio.Future[None]] = []  # lines written since the last fsync
+        self._deferred: list[bytes] = []  # `closed` lines, written after the barrier
         self._flusher: asyncio.Task[None] | None = None
-        self._closing = False  # a `closed` line is among the pending ones
         self.error: BaseException | None = None  # a write that nothing waited for failed
         # A thread of its own: an fsync here must not queue behind the store's.
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "filmc-journal")
@@ -106,62 +105,75 @@ class Journal:
         fsync_dir(self.path.parent)
 
     async def submitting(self, key: str, step: str, backend: str, handle: Handle) -> None:
+        """Before the submit: written at once (a killed filmc keeps it), fsynced in the
+        background while the request goes out."""
         await self._write({"op": "submitting", "key": key, "step": step, "backend": backend,
-                           "handle": _handle_json(handle)})
+                           "handle": _handle_json(handle)}, wait=None)
         self.open_jobs[key] = OpenJob(key, step, backend, "submitting", handle)
 
-    async def accepted(self, key: str, step: str, backend: str, handle: Handle,
-                       durable: bool = True) -> None:
-        """`durable=False`: the job is already on disk under the same id (`submitting`)."""
+    async def accepted(self, key: str, step: str, backend: str, handle: Handle) -> None:
+        """Before the first poll: on disk, fsynced."""
         await self._write({"op": "accepted", "key": key, "step": step, "backend": backend,
-                           "handle": _handle_json(handle)}, wait=durable)
+                           "handle": _handle_json(handle)}, wait="durable")
         self.open_jobs[key] = OpenJob(key, step, backend, "accepted", handle)
 
     async def closed(self, key: str, outcome: str) -> None:
         """Nothing waits for this line: lost, a job is polled once more, and found over."""
         if self.open_jobs.pop(key, None) is not None:
-            await self._write({"op": "closed", "key": key, "outcome": outcome}, wait=False)
+            await self._write({"op": "closed", "key": key, "outcome": outcome}, wait=None)
 
-    async def _write(self, record: dict, wait: bool = True) -> None:
-        """Append `record`; with `wait`, return once it is on disk (with others that came
-        meanwhile)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_line(record))
-        self._waiters.append(fut)
-        self._closing = self._closing or record["op"] == "closed"
+    async def _write(self, record: dict, wait: str | None) -> None:
+        """Append `record`; return once it is `written` (in the file: a killed filmc keeps
+        it), `durable` (fsynced: a power cut keeps it too) or at once (None).  Lines that
+        arrive while an fsync runs share the next one.
+
+        A line is written at once, on the loop (one small `write` to a file opened
+        `O_APPEND`), except a `closed` line: that one waits for the store's action log to
+        be fsynced first, and is written by the journal's thread."""
+        line = _line(record)
+        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if record["op"] == "closed":
+            self._deferred.append(line)
+        else:
+            self._put(line)
+        self._unsynced.append(durable)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
-        if wait:
-            await asyncio.shield(fut)
-        else:  # nobody awaits it: keep its failure for `close` to report
-            fut.add_done_callback(self._keep_error)
+        if wait == "durable":
+            await asyncio.shield(durable)
+        else:
+            durable.add_done_callback(self._keep_error)  # nobody awaits it
 
     def _keep_error(self, fut: asyncio.Future[None]) -> None:
         if not fut.cancelled() and fut.exception() is not None:
             self.error = self.error or fut.exception()
 
     async def _flush(self) -> None:
-        while self._pending:
-            data, waiters, closing = b"".join(self._pending), self._waiters, self._closing
-            self._pending, self._waiters, self._closing = [], [], False
+        loop = asyncio.get_running_loop()
+        while self._unsynced:
+            futures, deferred = self._unsynced, self._deferred
+            self._unsynced, self._deferred = [], []
             try:
-                await asyncio.get_running_loop().run_in_executor(self._thread, self._append,
-                                                                 data, closing)
+                await loop.run_in_executor(self._thread, self._sync, deferred)
             except OSError as e:
-                for w in waiters:
-                    if not w.done():
-                        w.set_exception(e)
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_exception(e)
                 continue
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(None)
 
-    def _append(self, data: bytes, closing: bool = True) -> None:
-        if closing and self.barrier is not None:
-            self.barrier()
+    def _put(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view):]
+
+    def _sync(self, deferred: list[bytes]) -> None:
+        if deferred:
+            if self.barrier is not None:
+                self.barrier()  # the outputs' record is durable before a job is said over
+            self._put(b"".join(deferred))
         os.fsync(self._fd)
 
     async def drain(self) -> None:
@@ -174,9 +186,9 @@ class Journal:
         the OSError of any write that failed with nothing waiting for it."""
         self._thread.shutdown(wait=True)
         try:
-            if self._pending:
-                data, self._pending = b"".join(self._pending), []
-                self._append(data)
+            if self._unsynced or self._deferred:
+                deferred, self._deferred, self._unsynced = self._deferred, [], []
+                self._sync(deferred)
         finally:
             os.close(self._fd)
         if isinstance(self.error, OSError):

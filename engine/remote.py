@@ -100,10 +100,7 @@ class Service:
             got = await self._submit(request, prepared)
         if isinstance(got, Handle):
             if attach is None or attach.op == "submitting":
-                # Under the id already on disk, the job is found again whether or not this
-                # line is: no need to wait for it.
-                await self.journal.accepted(key, step, self.name, got,
-                                            durable=got != prepared)
+                await self.journal.accepted(key, step, self.name, got)
             # The job is journaled: Ctrl-C may stop waiting for it now (and, if it came
             # meanwhile, does: the job runs on, and the next build picks it up).
             self.settled(asyncio.current_task())
