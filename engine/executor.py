@@ -255,7 +255,7 @@ class Executor:
         broken = next((o for o in inputs.values() if o.status in ("failed", "skipped")), None)
         if broken is not None or self.stopped:
             why = f"input {broken.id} {broken.status}" if broken else \
-                "the build stopped after a failure"
+                "interrupted" if self.interrupted else "the build stopped after a failure"
             return self._done(self._outcome(step, "skipped", error=why))
         if node not in self.decision.run:
             cached = await self._reuse(step)
