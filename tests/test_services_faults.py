@@ -367,7 +367,7 @@ def test_ctrl_c_leaves_the_jobs_running_for_the_next_build(project: Path, servic
     """Ctrl-C (SIGINT to the build's process group), or SIGTERM to the build, while four
     ComfyUI jobs run: exit 130 at once, the message counts the paid jobs still running;
     the next build attaches to them."""
-    services.comfy.latency = 3.0
+    services.comfy.never_finish = True  # they run until the test lets them finish
     mark = f"filmc-test-{uuid.uuid4()}"
     proc = start(project, services, mark, "--until", "keyframe")
     try:
@@ -391,6 +391,7 @@ def test_ctrl_c_leaves_the_jobs_running_for_the_next_build(project: Path, servic
     assert len(journal(project)) == 4
     assert {s["id"] for s in plan(project, services, "--until", "keyframe")["steps"]
             if s["status"] == "running"} == COMFY_STEPS
+    services.comfy.never_finish = False
     build(project, services, "--until", "keyframe")
     assert all(steps(project)[s]["attached"] for s in COMFY_STEPS)
     assert len(services.comfy.submit_ids) == 4 and not journal(project)
