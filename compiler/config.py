@@ -39,7 +39,7 @@ from ..lang.ast import Span
 from ..lang.diagnostics import Diagnostics, Sources, did_you_mean, edit_distance
 from ..lang.loader import display_path
 from ..lang.steps import ASSIGNABLE as STEP_KINDS
-from .tomlpos import line_col, scan_positions
+from .tomlpos import error_message, error_span, line_col, scan_positions
 
 CONFIG_FILE = "filmc.toml"
 LOCAL = "local"
@@ -73,7 +73,6 @@ SECRET_WORDS = frozenset({"key", "keys", "apikey", "token", "tokens", "secret", 
                           "password", "passwords", "passwd", "credential", "credentials",
                           "authorization", "bearer"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
 
 class ConfigError(Exception):
@@ -205,7 +204,7 @@ def load_config(root: Path, diags: Diagnostics, sources: Sources | None = None, 
     except tomllib.TOMLDecodeError as e:
         if sources is not None:
             sources.add(file, text)
-        diags.error("F0501", _toml_message(str(e)), _toml_span(file, text, str(e)),
+        diags.error("F0501", error_message(str(e)), error_span(file, text, str(e)),
                     "invalid TOML here")
         return Config(path)
     checker = _Checker(file, text, diags, frozenset(installed))
@@ -213,21 +212,6 @@ def load_config(root: Path, diags: Diagnostics, sources: Sources | None = None, 
     if sources is not None:
         sources.add(file, checker.masked_text())
     return config
-
-
-def _toml_message(msg: str) -> str:
-    msg = _TOML_POS.sub("", msg).replace(" (at end of document)", "")
-    return "invalid TOML: " + msg[:1].lower() + msg[1:]
-
-
-def _toml_span(file: str, text: str, msg: str) -> Span:
-    m = _TOML_POS.search(msg)
-    if m:
-        line, col = int(m[1]), int(m[2])
-    else:  # at end of document
-        lines = text.split("\n")
-        line, col = len(lines), len(lines[-1]) + 1
-    return Span(file, line, col, line, col + 1)
 
 
 def _is_int(v: object) -> TypeGuard[int]:

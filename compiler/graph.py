@@ -3,12 +3,16 @@
 The graph is a networkx DiGraph; edges run from dependency to dependent; node
 ids are the printed form of each step's `StepId` (lang/steps.py):
 
-    sheet.CHEN.winter          the character sheet of CHEN in the winter outfit
+    sheet.CHEN                 CHEN's own reference sheet (the face)
+    sheet.CHEN.winter          CHEN in the winter outfit
     plate.STEPPE.NIGHT         the location plate of STEPPE at NIGHT
-    keyframe.hunt.chen.take2   take 2 of shot `chen` of scene `hunt`, as a still
-    clip.hunt.chen.take2       that take as video
+    keyframe.hunt.chen.openai-2  candidate 2 on `openai` of shot `chen` of scene `hunt`
+    keyframe.hunt.chen.retouch-1 an image the user added (`filmc take add`)
+    clip.hunt.chen.take2       take 2 of the shot's motion, from its picked keyframe
+    lastframe.hunt.chen        the last frame of the picked clip of the shot before
+                               (`first_frame previous`): where this shot's clips start
     speech.hunt.chen.1         the shot's first line of dialogue, as audio
-    shot.hunt.chen             the chosen take, conformed, with its audio
+    shot.hunt.chen             the picked clip, conformed, with its audio
     film                       all shots joined
     subtitles timeline storyboard   the side outputs
 
@@ -16,6 +20,14 @@ Every node carries `kind`, `scene`, `shot`, `characters` (what selection reads)
 and `step`, a `Step`: its typed id, its request `fields` (prompt, seed,
 size...), the `params` only the animatic draws from, its inputs tagged with the
 part each plays (a character's sheet, the first frame...), and its content key.
+
+The lock (compiler/lock.py) decides which candidate a shot's clips start from
+and which take the shot uses: the picked step is *pinned* to the digest the
+lock records, the candidates passed over are marked `optional` (a build makes
+them only when selected), and where a paid clip would be made from a candidate
+nobody picked, the steps made from it *wait* (`Step.waits`) instead of running.
+`graph.graph["picks"]` holds each shot's `ShotPicks`, for `plan`, `--select
+status:` and the review page.
 Keys are computed in dependency order as the graph is built, so each covers
 its inputs' keys (a Merkle tree); what else enters a key is the backend
 adapter's to say (compiler/backends.py, compiler/keys.py).
@@ -35,6 +47,7 @@ from ..lang.steps import Addressed, Fields, InputRef, StepId, Tags
 from . import ir
 from .backends import BackendInfo
 from .keys import step_key
+from .lock import CONTINUES, LOCK_NAME, STALE, UNPICKED, Choice, Lock, ShotPicks, resolve
 from .templates import Templates
 
 
@@ -50,6 +63,10 @@ class Step(Addressed):
     files: tuple[ir.RefFile, ...]  # the user's own images it reads
     key: str
     record: dict[str, Any] = attrs.field(repr=False)  # what the key hashes, for `plan`
+    # The sha256 its output must have: a pick of film.lock, or a take the user added.  The
+    # engine takes it from the store and never makes anything else in its place.
+    pin: str | None = None
+    waits: str | None = None  # why it waits (for a pick) instead of running
 
     @property
     def prompt(self) -> str:
@@ -65,8 +82,9 @@ _NO_FIELDS = Fields()
 
 class _Builder:
     def __init__(self, film: ir.Film, templates: Templates, choose: Callable[[str], str],
-                 infos: Mapping[str, BackendInfo]) -> None:
+                 infos: Mapping[str, BackendInfo], lock: Lock) -> None:
         self.film = film
+        self.lock = lock
         self.templates = templates
         self.choose = choose
         self.infos = infos
@@ -100,7 +118,8 @@ class _Builder:
     def add(self, sid: StepId, backend: str | None, *, characters: frozenset[str] = frozenset(),
             template: tuple[str, dict] | None = None, into: str = "prompt",
             fields: Fields = _NO_FIELDS, params: dict[str, Any] | None = None,
-            inputs: tuple[InputRef, ...] = (), files: tuple[ir.RefFile, ...] = ()) -> str:
+            inputs: tuple[InputRef, ...] = (), files: tuple[ir.RefFile, ...] = (),
+            pin: str | None = None, waits: str | None = None) -> str:
         """Add a step; `template` (name, context) renders the field named `into`."""
         id = str(sid)
         if id in self.keys:
@@ -130,11 +149,14 @@ class _Builder:
         # tell the service ("Image 1 shows CHEN (winter outfit)").
         material["inputs"] = [[k, i.role, _shown(i.tags)] for i, k in zip(inputs, input_keys)]
         material["files"] = [f.digest for f in files]
+        if backend is None and pin is not None:
+            material["digest"] = pin  # a take the user added: it is its bytes
         key = step_key(material)
         record = {**material, "backend": backend,
                   "inputs": {i.step: k for i, k in zip(inputs, input_keys)},
                   "files": {f.path: f.digest for f in files}}
-        step = Step(sid, backend, characters, tmpl_path, fields, params, inputs, files, key, record)
+        step = Step(sid, backend, characters, tmpl_path, fields, params, inputs, files, key, record,
+                    pin, waits)
         self.keys[id] = key
         self.g.add_node(id, kind=sid.kind, scene=sid.scene, shot=sid.shot, characters=characters,
                         step=step)
@@ -144,23 +166,49 @@ class _Builder:
 
     # -- references: sheets and plates -------------------------------------------------------
 
-    def sheet(self, member: ir.CastMember) -> str:
+    def sheets(self, member: ir.CastMember, framing: str) -> tuple[InputRef, ...]:
+        """The references of one cast member, as `framing` shows them: the character's own
+        sheet and, in an outfit, the outfit's sheet; a shot of hands or a back gets the
+        outfit's alone (the face must not steer it); a silhouette or a voice, none."""
+        if framing in ("silhouette", "voice"):
+            return ()
         c = self._chars[member.character]
         outfit = c.outfit(member.outfit)
-        sid = StepId.sheet(c.id, outfit.name if outfit else None)
+        face = InputRef(self.face_sheet(c), S.CHARACTER, Tags(c.id))
+        if outfit is None:
+            return (face,)
+        worn = InputRef(self.outfit_sheet(c, outfit), S.CHARACTER, Tags(c.id, outfit.name))
+        return (worn,) if framing in ("hands", "back") else (face, worn)
+
+    def face_sheet(self, c: ir.Character) -> str:
+        """`sheet.CHEN`: the character's own images, or generated from their look."""
+        sid = StepId.sheet(c.id, None)
         if str(sid) in self.keys:
             return str(sid)
-        given = outfit.refs if outfit and outfit.refs else (c.refs if outfit is None else ())
         chars = frozenset({c.id})
-        if given:
-            return self.add(sid, None, characters=chars, files=given)
-        ctx = {"character": {"look": c.look}, "outfit": outfit.look if outfit else "",
-               "style": list(self.film.style.words)}
+        if c.refs:
+            return self.add(sid, None, characters=chars, files=c.refs)
+        ctx = {"character": {"look": c.look}, "outfit": "", "style": list(self.film.style.words)}
         return self.add(sid, self.choose("sheet"), characters=chars, template=("sheet", ctx),
                         fields=Fields(width=self.film.width, height=self.film.height),
-                        params={"panel": {"character": c.id,
-                                          "outfit": outfit.name if outfit else None}},
-                        files=c.refs)
+                        params={"panel": {"character": c.id, "outfit": None}})
+
+    def outfit_sheet(self, c: ir.Character, outfit: ir.Outfit) -> str:
+        """`sheet.CHEN.winter`: the outfit's own images, or generated from the character's
+        sheet and the outfit's words."""
+        sid = StepId.sheet(c.id, outfit.name)
+        if str(sid) in self.keys:
+            return str(sid)
+        chars = frozenset({c.id})
+        if outfit.refs:
+            return self.add(sid, None, characters=chars, files=outfit.refs)
+        ctx = {"character": {"look": c.look}, "outfit": outfit.look,
+               "style": list(self.film.style.words)}
+        face = InputRef(self.face_sheet(c), S.CHARACTER, Tags(c.id))
+        return self.add(sid, self.choose("sheet"), characters=chars, template=("sheet", ctx),
+                        fields=Fields(width=self.film.width, height=self.film.height),
+                        params={"panel": {"character": c.id, "outfit": outfit.name}},
+                        inputs=(face,))
 
     def plate(self, loc_id: str, time: str | None) -> str:
         loc = self._locs[loc_id]
@@ -184,45 +232,118 @@ class _Builder:
         time_look = tv.look if tv and tv.look else (_TIME_WORDS.get(time, time.lower()) if time else "")
         return {"look": loc.look, "time_look": time_look}
 
-    # -- a shot ------------------------------------------------------------------------------------
+    # -- a shot's candidates, takes and picks ----------------------------------------------------
 
-    def shot(self, shot: ir.Shot) -> str:
+    def seed(self, shot: ir.Shot, backend: str, kind: str, n: int) -> int | None:
+        """The seed of the nth candidate (or take) on `backend`: the shot's seed (1 when it
+        sets none) plus n - 1, so that candidates differ and rebuild the same.  A backend
+        that takes no seed gets none, unless the shot asked (then `check` warns)."""
+        if shot.seed is None:
+            caps = self.infos[backend].capabilities(kind)
+            return None if caps is not None and not caps.seed else n
+        return shot.seed + n - 1
+
+    def user_takes(self, shot: ir.Shot, kind: str) -> dict[str, str]:
+        """The user's own takes of `kind` in the lock, as steps: name → node id."""
+        out = {}
+        for t in self.lock.shot(shot.id).takes_of(kind):
+            sid = StepId(kind, shot.scene, shot.id, candidate=t.name)
+            out[t.name] = self.add(sid, None, characters=self._cast_ids(shot), pin=t.digest,
+                                   params={"take": {"digest": t.digest, "file": t.file,
+                                                    "origin": t.origin, "ext": t.ext}})
+        return out
+
+    def _cast_ids(self, shot: ir.Shot) -> frozenset[str]:
+        return frozenset(m.character for m in shot.cast)
+
+    def choose_from(self, shot: ir.Shot, kind: str, made: dict[str, str],
+                    user: dict[str, str], paid: bool) -> Choice:
+        """Resolve the lock's pick of `kind` among `made` and `user` (name → node id); pin
+        the picked step to the lock's digest and make the others optional."""
+        nodes = {**made, **user}
+        pick = self.lock.shot(shot.id).pick(kind)
+        choice = resolve(kind, {n: self.keys[i] for n, i in nodes.items()}, user, pick, paid)
+        if choice.pinned:
+            assert pick is not None
+            for name, node in nodes.items():
+                data = self.g._node[node]
+                if name == choice.used:
+                    data["step"] = attrs.evolve(data["step"], pin=pick.digest)
+                elif name in made:
+                    data["optional"] = True  # not needed by the film: built only when selected
+        return choice
+
+    def keyframes(self, shot: ir.Shot, paid: bool) -> Choice:
+        """Every keyframe candidate of a shot, on each backend its `candidates` lines name,
+        and the user's own; which one its clips are made from."""
         film = self.film
-        chars = frozenset(m.character for m in shot.cast)
-        refs = tuple(InputRef(self.sheet(m), S.CHARACTER, Tags(m.character, m.outfit))
-                     for m in shot.cast)
+        chars = self._cast_ids(shot)
+        refs: tuple[InputRef, ...] = ()
+        cast_ctx = []
+        for m in shot.cast:
+            framing = shot.framed(m.character)
+            refs += self.sheets(m, framing)
+            if framing == "voice":
+                continue  # heard, not seen
+            c = self._chars[m.character]
+            o = c.outfit(m.outfit)
+            face = framing in ("face", "figure")
+            cast_ctx.append({"id": c.id, "framing": framing, "look": c.look if face else "",
+                             "outfit": o.look if o else ""})
         loc = self._locs.get(shot.location) if shot.location else None
         if loc is not None:
             refs += (InputRef(self.plate(loc.id, shot.time), S.LOCATION,
                               Tags(location=loc.id, time=shot.time)),)
-        cast_ctx = [{"look": self._chars[m.character].look,
-                     "outfit": o.look if (o := self._chars[m.character].outfit(m.outfit)) else ""}
-                    for m in shot.cast]
         negative = ", ".join(w for w in (shot.negative, *shot.camera.look.negative,
                                          *shot.light.negative, *shot.style.negative) if w)
         kf_ctx = {"shot": {"action": shot.action}, "cast": cast_ctx,
                   "location": self._location_ctx(loc, shot.time) if loc else None,
                   "camera": list(shot.camera.look.words), "light": list(shot.light.words),
                   "style": list(shot.style.words)}
-        clip_ctx = {"shot": {"action": shot.action}, "movement": shot.camera.movement_words,
-                    "style": list(shot.style.words)}
-        motion = dict(shot.camera.look.params)
-        kf_params = {"camera": motion, "light": dict(shot.light.params),
-                     "style": dict(shot.style.params), "cast": [m.character for m in shot.cast],
-                     "panel": {"scene": shot.scene, "shot": shot.id, "location": shot.location,
-                               "time": shot.time, "action": shot.action}}
-        for take in range(1, shot.takes + 1):
-            seed = None if shot.seed is None else shot.seed + take - 1
-            kf = self.add(StepId.keyframe(shot.scene, shot.id, take), shot.backend("keyframe"),
-                          template=("keyframe", kf_ctx),
-                          fields=Fields(negative=negative, seed=seed, width=film.width,
-                                        height=film.height, take=take),
-                          params=kf_params, inputs=refs, characters=chars)
-            self.add(StepId.clip(shot.scene, shot.id, take), shot.backend("clip"),
-                     template=("clip", clip_ctx),
-                     fields=Fields(seed=seed, width=film.width, height=film.height, fps=film.fps,
-                                   duration=shot.duration, take=take),
-                     params={"camera": motion}, inputs=(InputRef(kf, S.FIRST_FRAME),), characters=chars)
+        base = {"camera": dict(shot.camera.look.params), "light": dict(shot.light.params),
+                "style": dict(shot.style.params),
+                "cast": [c["id"] for c in cast_ctx],
+                "framing": {c["id"]: c["framing"] for c in cast_ctx if c["framing"] != "figure"},
+                "panel": {"scene": shot.scene, "shot": shot.id, "location": shot.location,
+                          "time": shot.time, "action": shot.action}}
+        made: dict[str, str] = {}
+        for backend, count in shot.candidates:
+            assert backend is not None
+            for n in range(1, count + 1):
+                name = f"{backend}-{n}"
+                made[name] = self.add(
+                    StepId.keyframe(shot.scene, shot.id, name), backend,
+                    template=("keyframe", kf_ctx),
+                    fields=Fields(negative=negative, seed=self.seed(shot, backend, "keyframe", n),
+                                  width=film.width, height=film.height, take=n),
+                    params={**base, "candidate": name}, inputs=refs, characters=chars)
+        return self.choose_from(shot, "keyframe", made,
+                                self.user_takes(shot, "keyframe"), paid)
+
+    def clips(self, shot: ir.Shot, first: InputRef, last: InputRef | None,
+              waits: str | None, paid: bool) -> Choice:
+        """A shot's clip takes, each from `first` (the picked keyframe, or the last frame
+        of the shot before) and ending on `last`; which one the shot uses.  `paid`: whether
+        what is made from the chosen take costs money (then an unpicked take waits)."""
+        film = self.film
+        backend = shot.backend("clip")
+        ctx = {"shot": {"action": shot.action}, "movement": shot.camera.movement_words,
+               "style": list(shot.style.words)}
+        inputs = (first,) if last is None else (first, last)
+        made: dict[str, str] = {}
+        for n in range(1, shot.takes + 1):
+            made[f"take{n}"] = self.add(
+                StepId.clip(shot.scene, shot.id, f"take{n}"), backend, template=("clip", ctx),
+                fields=Fields(seed=self.seed(shot, backend, "clip", n), width=film.width,
+                              height=film.height, fps=film.fps, duration=shot.duration, take=n),
+                params={"camera": dict(shot.camera.look.params)}, inputs=inputs,
+                characters=self._cast_ids(shot), waits=waits)
+        return self.choose_from(shot, "clip", made, self.user_takes(shot, "clip"), paid)
+
+    def finish(self, shot: ir.Shot, clip: str, waits: str | None) -> str:
+        """The shot: its picked clip conformed, with its dialogue."""
+        film = self.film
+        chars = self._cast_ids(shot)
         speech = []
         for line in shot.lines:
             who = self._chars[line.speaker]
@@ -234,47 +355,114 @@ class _Builder:
                            fields=Fields(text=line.text, speaker=line.speaker,
                                          language=line.language), characters=chars)
             speech.append(InputRef(sid, S.SPEECH, Tags(start=line.start, end=line.end)))
-        chosen = 1  # `filmc pick` and the lock file choose another take (a later issue)
         return self.add(StepId.of_shot(shot.scene, shot.id), shot.backend("shot"),
                         fields=Fields(width=film.width, height=film.height, fps=film.fps,
                                       duration=shot.duration),
-                        params={"take": chosen,
-                                "lines": [[line.start, line.end] for line in shot.lines]},
-                        inputs=(InputRef(str(StepId.clip(shot.scene, shot.id, chosen)), S.CLIP),
-                                *speech), characters=chars)
+                        params={"lines": [[line.start, line.end] for line in shot.lines]},
+                        inputs=(InputRef(clip, S.CLIP), *speech), characters=chars, waits=waits)
 
     # -- the film and the side outputs -------------------------------------------------------------
 
     def build(self) -> nx.DiGraph:
         film = self.film
-        shots: list[InputRef] = []
+        shots = film.shots
+        picks: dict[tuple[str, str], ShotPicks] = {}
+        # Keyframes first, all of them: a clip may end on the next shot's picked keyframe.
+        kf: dict[tuple[str, str], Choice] = {}
+        kf_node: dict[tuple[str, str], str] = {}
+        panels: list[InputRef] = []
+        for shot in shots:
+            at = (shot.scene, shot.id)
+            paid = not self.infos[shot.backend("clip")].runs_here
+            if shot.continues:
+                kf[at] = Choice("keyframe", CONTINUES, None, ())
+                continue
+            kf[at] = choice = self.keyframes(shot, paid)
+            assert choice.used is not None
+            kf_node[at] = str(StepId.keyframe(shot.scene, shot.id, choice.used))
+        shot_refs: list[InputRef] = []
         chapters: list[list] = []
-        lines: list[list] = []
-        rows: list[list] = []
         t = Fraction(0)
         for scene in film.scenes:
             chapters.append([scene.title, t])
-            for shot in scene.shots:
-                shots.append(InputRef(self.shot(shot), S.SHOT))
-                for line in shot.lines:
-                    lines.append([t + line.start, t + line.end, line.text])
-                rows.append([shot.scene, shot.id, shot.duration])
-                t += shot.duration
+            t += sum((s.duration for s in scene.shots), Fraction(0))
+        lines: list[list] = []
+        rows: list[list] = []
+        t = Fraction(0)
+        prev_clip: str | None = None
+        prev_panel: str | None = None
+        prev_waits: str | None = None
+        for i, shot in enumerate(shots):
+            at = (shot.scene, shot.id)
+            address = shot.id
+            kchoice = kf[at]
+            if shot.continues:
+                assert prev_clip is not None  # `check` refuses it in the first shot
+                waits = prev_waits
+                first = InputRef(self.add(StepId.lastframe(shot.scene, shot.id),
+                                          self.choose("lastframe"),
+                                          inputs=(InputRef(prev_clip, S.CLIP),),
+                                          characters=self._cast_ids(shot), waits=waits),
+                                 S.FIRST_FRAME)
+                panel = prev_panel
+            else:
+                first = InputRef(kf_node[at], S.FIRST_FRAME)
+                waits = _waiting(kchoice, address)
+                panel = kf_node[at]
+            last = None
+            if shot.ends_on_next:
+                after = shots[i + 1]
+                last = InputRef(kf_node[(after.scene, after.id)], S.LAST_FRAME)
+                # Its keyframe was resolved for its own clips: these may be paid when its are not.
+                clip_paid = not self.infos[shot.backend("clip")].runs_here
+                waits = waits or _waiting(kf[(after.scene, after.id)], after.id, clip_paid)
+            # The picked take is used by the shot (conformed here) and, with `first_frame
+            # previous`, by the next shot's clips.  The takes are made either way, so an
+            # unpicked take makes wait only what would be paid for from it: the rest uses
+            # the first take until a pick, and the film has a cut.
+            shot_paid = not self.infos[shot.backend("shot")].runs_here
+            nxt = shots[i + 1] if i + 1 < len(shots) else None
+            next_paid = (nxt is not None and nxt.continues
+                         and not self.infos[nxt.backend("clip")].runs_here)
+            cchoice = self.clips(shot, first, last, waits, shot_paid or next_paid)
+            assert cchoice.used is not None
+            clip = str(StepId.clip(shot.scene, shot.id, cchoice.used))
+            clip_waits = waits or _waiting(cchoice, address)
+            shot_waits = clip_waits if shot_paid else waits
+            shot_refs.append(InputRef(self.finish(shot, clip, shot_waits), S.SHOT))
+            picks[at] = ShotPicks(shot.scene, shot.id, kchoice, cchoice)
+            assert panel is not None
+            panels.append(InputRef(panel, S.PANEL, Tags(label=f"{shot.scene}/{shot.id}")))
+            prev_clip, prev_panel, prev_waits = clip, panel, clip_waits
+            for line in shot.lines:
+                lines.append([t + line.start, t + line.end, line.text])
+            rows.append([shot.scene, shot.id, shot.duration])
+            t += shot.duration
         size = Fields(width=film.width, height=film.height, fps=film.fps)
         subs = self.add(StepId("subtitles"), self.choose("subtitles"), params={"lines": lines})
         # The film carries the subtitles as a track (or burnt into the picture).
         self.add(StepId("film"), self.choose("film"), fields=size,
                  params={"chapters": chapters, "burn_subtitles": self.burn_subtitles},
-                 inputs=(*shots, InputRef(subs, S.SUBTITLES)))
+                 inputs=(*shot_refs, InputRef(subs, S.SUBTITLES)))
         self.add(StepId("timeline"), self.choose("timeline"), fields=size,
                  params={"shots": rows})
-        boards = tuple(InputRef(str(StepId.keyframe(s.scene, s.id, 1)), S.PANEL,
-                                Tags(label=f"{s.scene}/{s.id}")) for s in film.shots)
-        self.add(StepId("storyboard"), self.choose("storyboard"), inputs=boards)
+        self.add(StepId("storyboard"), self.choose("storyboard"), inputs=tuple(panels))
         if not nx.is_directed_acyclic_graph(self.g):
             cycle = [u for u, _ in nx.find_cycle(self.g)]
             raise GraphError("the step graph has a cycle: " + " --> ".join(cycle + cycle[:1]))
+        self.g.graph["picks"] = picks
+        self.g.graph["lock"] = self.lock.path.name if self.lock.path is not None else LOCK_NAME
         return self.g
+
+
+def _waiting(choice: Choice, address: str, paid: bool | None = None) -> str | None:
+    """Why the steps made from `choice` wait, or None when they do not; `paid`: whether
+    what is made from it costs money, when it is not what `choice` was resolved for."""
+    if not (choice.waits if paid is None else paid and choice.status in (UNPICKED, STALE)):
+        return None
+    if choice.status == STALE:
+        return f"awaiting a new {choice.kind} pick for {address}: {choice.why}"
+    return f"awaiting a {choice.kind} pick for {address}"
 
 
 _NO_TAGS = Tags()
@@ -293,9 +481,12 @@ _TIME_WORDS = {"DAWN": "at dawn", "SUNRISE": "at sunrise", "MORNING": "in the mo
 
 
 def build_graph(film: ir.Film, templates: Templates, choose: Callable[[str], str],
-                infos: Mapping[str, BackendInfo], burn_subtitles: bool = False) -> nx.DiGraph:
+                infos: Mapping[str, BackendInfo], burn_subtitles: bool = False,
+                lock: Lock | None = None) -> nx.DiGraph:
     """The step graph of a film, every node keyed.  `choose(kind)`: the backend of the
-    film-wide steps of `kind` (a shot's own steps name theirs in the IR)."""
-    builder = _Builder(film, templates, choose, infos)
+    film-wide steps of `kind` (a shot's own steps name theirs in the IR); `lock`: the
+    film's picks (compiler/lock.py).  `graph.graph["picks"]` holds each shot's
+    `ShotPicks`."""
+    builder = _Builder(film, templates, choose, infos, lock or Lock(None))
     builder.burn_subtitles = burn_subtitles
     return builder.build()

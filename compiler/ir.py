@@ -121,18 +121,28 @@ class Shot:
     cast: tuple[CastMember, ...]
     action: str
     negative: str
-    takes: int
+    # keyframe candidates: (backend, how many), in the order written; the backend is None
+    # until the backends pass names the shot's keyframe backend
+    candidates: tuple[tuple[str | None, int], ...]
+    takes: int  # clips made from the picked keyframe
     seed: int | None
     backends: tuple[tuple[str, str], ...]  # (step kind, backend name) for every step kind
     lines: tuple[Line, ...]
     language: str | None
     location: str | None
     time: str | None
+    framing: tuple[tuple[str, str], ...] = ()  # (character, framing) where not `figure`
+    continues: bool = False  # `first_frame previous`
+    ends_on_next: bool = False  # `last_frame next`
     tags: tuple[str, ...] = attrs.field(default=(), eq=False)
     notes: tuple[str, ...] = attrs.field(default=(), eq=False)
 
     def backend(self, kind: str) -> str:
         return dict(self.backends)[kind]
+
+    def framed(self, character: str) -> str:
+        """What of `character` is in frame: face, figure, hands, back, silhouette, voice."""
+        return dict(self.framing).get(character, "figure")
 
 
 @attrs.frozen

@@ -107,12 +107,18 @@ def lower_scenes(st: State) -> State:
                            for v in (cast.values if cast else ())),
                 action=_text(shot.items, "action"),
                 negative=_str_value(_first(_nearest(chain, "negative"))),
+                candidates=_candidates(chain),
                 takes=int(_literal(_nearest(chain, "takes"), 1)),
                 seed=_seed(_nearest(chain, "seed")),
                 backends=_backend_overrides(chain),
                 lines=tuple(_lines(shot)),
                 language=_str_value(_first(_nearest(chain, "language"))) or None,
                 location=loc_id, time=time,
+                framing=tuple((a.values[0].text, a.values[1].text)  # type: ignore[union-attr]
+                              for a in ast.attrs_of(shot.items)
+                              if a.key.text == "framing" and len(a.values) == 2),
+                continues=ast.find_attr(shot.items, "first_frame") is not None,
+                ends_on_next=ast.find_attr(shot.items, "last_frame") is not None,
                 tags=_tags(shot.items), notes=tuple(_all_text(shot.items, "note")),
             ))
         scenes.append(ir.Scene(scene.id.text, scene.title.value if scene.title else scene.id.text,
@@ -162,7 +168,13 @@ def choose_backends(st: State) -> State:
         for shot in scene.shots:
             overrides = dict(shot.backends)
             chosen = tuple((k, st.choose(k, overrides.get(k))) for k in schema.STEP_KINDS)
-            shots.append(attrs.evolve(shot, backends=chosen))
+            # Each `candidates` line's backend, the shot's keyframe backend when it names
+            # none; lines that come to the same backend add up (offline: all on `local`).
+            counts: dict[str, int] = {}
+            for name, n in shot.candidates:
+                backend = st.choose("keyframe", name or overrides.get("keyframe"))
+                counts[backend] = counts.get(backend, 0) + n
+            shots.append(attrs.evolve(shot, backends=chosen, candidates=tuple(counts.items())))
         scenes.append(attrs.evolve(scene, shots=tuple(shots)))
     return attrs.evolve(st, scenes=tuple(scenes))
 
@@ -240,6 +252,18 @@ def _duration(shot: ast.Shot, chain, fps: Fraction) -> Fraction:
         return literals.duration(shot.duration.text).at(fps)
     a = _nearest(chain[:-1], "duration")
     return literals.duration(_first(a).text).at(fps) if a else Fraction(0)  # type: ignore[union-attr]
+
+
+def _candidates(chain) -> tuple[tuple[str | None, int], ...]:
+    """The `candidates` lines of the nearest level that has any (a shot's lines replace
+    its scene's, whole); one candidate on the keyframe backend when no level has one."""
+    for items in reversed(chain):
+        lines = [a for a in ast.attrs_of(items) if a.key.text == "candidates" and a.values]
+        if lines:
+            return tuple((a.values[1].text if len(a.values) > 1 else None,  # type: ignore[union-attr]
+                          int(literals.integer(a.values[0].text)))  # type: ignore[union-attr]
+                         for a in lines)
+    return ((None, 1),)
 
 
 def _backend_overrides(chain) -> tuple[tuple[str, str], ...]:

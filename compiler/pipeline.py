@@ -25,18 +25,42 @@ from ..lang.paths import film_name
 from ..lang.steps import KINDS
 from . import ir
 from .config import LOCAL, Config, load_config
+from .lock import lock_path
 
 STAGES = ("check", "ir", "graph")
 
 
 @attrs.frozen
 class ShotInfo:
-    """What the engine lays out by: a shot's place in the film."""
+    """What the engine lays out by (a shot's place in the film), and what the review page
+    shows of it beside its candidates."""
 
     scene: str
     id: str
     number: int  # 1-based, in film order
     duration: Fraction
+    scene_title: str = ""
+    place: str = ""  # the scene's setting line: `EXT. STEPPE - NIGHT`
+    camera: tuple[str, ...] = ()  # preset names and words, as written
+    light: tuple[str, ...] = ()
+    cast: tuple[tuple[str, str | None, str], ...] = ()  # (character, outfit, framing)
+    action: str = ""
+    lines: tuple[tuple[str, str], ...] = ()  # (speaker, text)
+    backends: tuple[tuple[str, str], ...] = ()  # (step kind, backend)
+    candidates: tuple[tuple[str, int], ...] = ()  # (backend, how many keyframe candidates)
+    takes: int = 1
+
+
+def shot_info(scene: ir.Scene, shot: ir.Shot) -> ShotInfo:
+    place = " ".join(x for x in (scene.setting and f"{scene.setting}.", scene.location,
+                                 scene.time and f"- {scene.time}") if x)
+    return ShotInfo(
+        shot.scene, shot.id, shot.number, shot.duration, scene.title, place,
+        (*shot.camera.look.presets, *shot.camera.look.words),
+        (*shot.light.presets, *shot.light.words),
+        tuple((m.character, m.outfit, shot.framed(m.character)) for m in shot.cast),
+        shot.action, tuple((line.speaker, line.text) for line in shot.lines),
+        shot.backends, tuple((b or "", n) for b, n in shot.candidates), shot.takes)
 
 
 @attrs.frozen(eq=False)
@@ -55,6 +79,12 @@ class Program:
     store: str | None  # [build] store
     files: tuple[Path, ...]  # every file the build reads: for the no-op fast path
     env: tuple[str, ...] = ()  # environment variables its adapters' keys depend on
+    lock: Path | None = None  # film.lock: where `filmc pick` writes
+
+    @property
+    def picks(self) -> Mapping[tuple[str, str], Any]:
+        """(scene, shot) → compiler.lock.ShotPicks."""
+        return self.graph.graph.get("picks", {})
 
 
 @attrs.define(eq=False)
@@ -66,6 +96,7 @@ class Compiled:
     config: Config | None = None
     film: ir.Film | None = None
     backends: dict | None = None  # name → BackendInfo, once the graph stage ran
+    lock: Any = None  # compiler.lock.Lock, once the graph stage ran
     graph: Any = None  # networkx.DiGraph, imported only when built
 
     @property
@@ -75,9 +106,10 @@ class Compiled:
     def program(self) -> Program:
         assert self.graph is not None and self.project and self.config and self.film
         project, config, film = self.project, self.config, self.film
-        shots = tuple(ShotInfo(s.scene, s.id, s.number, s.duration) for s in film.shots)
+        shots = tuple(shot_info(scene, s) for scene in film.scenes for s in scene.shots)
         root = project.root
-        files = [f.path for f in project.files] + [root / "filmc.toml", root / "templates"]
+        lock = lock_path(project.main.path)
+        files = [f.path for f in project.files] + [root / "filmc.toml", root / "templates", lock]
         templates = root / "templates"
         if templates.is_dir():
             files += sorted(templates.iterdir())
@@ -89,7 +121,7 @@ class Compiled:
         env = sorted({v for info in backends.values() for v in info.adapter.key_env})
         return Program(self.graph, backends, root, film_name(project.main.path, root),
                        film.title, shots, config.currency, config.concurrency, config.store,
-                       tuple(files), tuple(env))
+                       tuple(files), tuple(env), lock)
 
 
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,
@@ -113,9 +145,10 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
     # The later stages import networkx, jinja2 and the adapters: `check` does without them.
     from .backends import describe
     from .graph import GraphError, build_graph
+    from .lock import read_lock, stale_warnings
     from .passes import lower
     from .templates import TemplateError, Templates
-    from .warnings import check_capabilities, check_kinds
+    from .warnings import check_capabilities, check_kinds, shot_spans
 
     config = out.config
     out.backends = describe(config, out.project.root, diags, local_only=offline)
@@ -131,9 +164,12 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
     out.film = lower(out.project, out.checked, choose=choose)
     if until == "ir":
         return out
+    out.lock = read_lock(lock_path(out.project.main.path), diags, loader.sources)
+    if diags.errors:
+        return out
     try:
         out.graph = build_graph(out.film, Templates(out.project.root), choose, out.backends,
-                                burn_subtitles=burn_subtitles)
+                                burn_subtitles=burn_subtitles, lock=out.lock)
     except TemplateError as e:
         diags.error("F0601", e.message, ast.Span(e.file, e.line, 1, e.line, 2), help=e.help)
         return out
@@ -141,25 +177,29 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
         diags.error("F0602", str(e), None, help="this is a bug in filmc: please report it")
         return out
     check_capabilities(out.project, out.graph, out.backends, diags)
+    stale_warnings(out.lock, out.graph.graph["picks"], shot_spans(out.project), diags,
+                   offline=offline)
     return out
 
 
 def _check_backend_lines(project: Project, config: Config, diags: Diagnostics) -> None:
-    """Every `backend STEP NAME` line names a backend filmc.toml configures (or `local`)."""
-    for a in backend_lines(project):
+    """Every `backend STEP NAME` and `candidates N NAME` line names a backend filmc.toml
+    configures (or `local`)."""
+    for a in backend_lines(project, ("backend", "candidates")):
         name = a.values[1]
         if isinstance(name, ast.Name) and name.text not in config.backends:
             diags.error("F0240", f"backend `{name.text}` is not configured", name.span,
                         "not in filmc.toml", help=config.unknown_backend_help(name.text))
 
 
-def backend_lines(project: Project) -> list[ast.Attr]:
-    """Every `backend STEP NAME` line of the film, in its film, scene and shot blocks."""
+def backend_lines(project: Project, keys: tuple[str, ...] = ("backend",)) -> list[ast.Attr]:
+    """Every `backend STEP NAME` line (or other line of `keys` that names a backend second)
+    of the film, in its film, scene and shot blocks."""
     out = []
     for decl, _f in project.decls():
         for items in _blocks_with_defaults(decl):
             for a in ast.attrs_of(items):
-                if a.key.text == "backend" and len(a.values) == 2:
+                if a.key.text in keys and len(a.values) == 2:
                     out.append(a)
     return out
 

@@ -80,7 +80,8 @@ from .graph import Step
 from .keys import canonical
 from .pipeline import Program
 
-STATUSES = ("new", "changed", "missing", "forced", "running", "cached", "provided")
+STATUSES = ("new", "changed", "missing", "forced", "running", "cached", "provided", "waiting",
+            "lost")
 TO_RUN = frozenset({"new", "changed", "missing", "forced", "running"})
 DETAIL_LIMIT = 60
 NOT_CACHED = "not in the cache"
@@ -99,9 +100,10 @@ TYPICAL_SECONDS: Mapping[str, Mapping[str, float]] = {
 }
 DEFAULT_SECONDS = 10.0
 
-_SYMBOL = {"new": "+", "changed": "~", "missing": "!", "forced": "*", "running": ">"}
+_SYMBOL = {"new": "+", "changed": "~", "missing": "!", "forced": "*", "running": ">",
+           "waiting": "?", "lost": "x"}
 _COLOR = {"new": "32", "changed": "33", "missing": "36", "forced": "35", "running": "34",
-          "header": "1", "dim": "2"}
+          "waiting": "33", "lost": "31", "header": "1", "dim": "2"}
 _CURRENCY_SIGN = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 _DETAILED = ("changed", "missing", "forced", "running")  # listed with their reasons
 _RECORD_FIELDS = ("kind", "backend", "adapter", "template", "prompt", "negative", "seed",
@@ -119,6 +121,8 @@ class History(Protocol):
 
     def running(self) -> set[str]: ...
 
+    def objects_present(self, digests: Iterable[str]) -> set[str]: ...
+
 
 class NoHistory:
     """A project never built."""
@@ -135,6 +139,9 @@ class NoHistory:
     def running(self) -> set[str]:
         return set()
 
+    def objects_present(self, digests: Iterable[str]) -> set[str]:
+        return set()
+
 
 # --- what a build runs -------------------------------------------------------------------
 
@@ -144,13 +151,17 @@ class Decision:
     nodes: tuple[str, ...]  # every step the build touches, in dependency order
     run: frozenset[str]  # those it runs: not cached, or forced
     forced: frozenset[str]
+    waiting: frozenset[str] = frozenset()  # those that wait for a pick, and what uses them
 
 
 def needed(graph: Any, selection: Iterable[str] | None, until: str | None) -> list[str]:
-    """The targets (the selection, or every step) whose kind `--until` reaches, and
-    everything they are made from, in dependency order."""
-    targets = set(graph.nodes) if selection is None else set(selection)
-    targets = {n for n in targets if reaches(graph._node[n]["kind"], until)}
+    """The targets (the selection, or every step the film needs: not the candidates a
+    pick passed over) whose kind `--until` reaches, and everything they are made from,
+    in dependency order."""
+    nodes = graph._node
+    targets = {n for n in graph.nodes if not nodes[n].get("optional")} if selection is None \
+        else set(selection)
+    targets = {n for n in targets if reaches(nodes[n]["kind"], until)}
     need = set(targets)
     stack = list(targets)
     pred = graph._pred
@@ -163,15 +174,31 @@ def needed(graph: Any, selection: Iterable[str] | None, until: str | None) -> li
 
 
 def decide(graph: Any, selection: Iterable[str] | None, until: str | None,
-           force: Iterable[str], cached: Callable[[Iterable[str]], set[str]]) -> Decision:
-    """What a build with these options runs: see the module's docstring."""
+           force: Iterable[str], cached: Callable[[Iterable[str]], set[str]],
+           use_first: bool = False) -> Decision:
+    """What a build with these options runs: see the module's docstring.  A pinned step
+    (a pick) is never run: the store has its output, or the build says it is lost.
+    `use_first`: steps that would wait for a pick use the first candidate instead."""
     nodes = needed(graph, selection, until)
     steps = [graph._node[n]["step"] for n in nodes]
-    forced = frozenset(force) & set(nodes)
-    present = cached(s.key for s in steps if s.backend is not None and s.id not in forced)
-    run = frozenset(s.id for s in steps if s.backend is not None
-                    and (s.id in forced or s.key not in present))
-    return Decision(tuple(nodes), run, forced)
+    waiting = frozenset() if use_first else waiting_steps(graph, nodes)
+    forced = frozenset(force) & set(nodes) - waiting
+    forced = frozenset(n for n in forced if graph._node[n]["step"].pin is None)
+    present = cached(s.key for s in steps if (s.backend is not None or s.pin is not None)
+                     and s.id not in forced)
+    run = frozenset(s.id for s in steps if s.backend is not None and s.pin is None
+                    and s.id not in waiting and (s.id in forced or s.key not in present))
+    return Decision(tuple(nodes), run, forced, waiting)
+
+
+def waiting_steps(graph: Any, nodes: Iterable[str]) -> frozenset[str]:
+    """The steps among `nodes` that wait for a pick, and every one made from them."""
+    node = graph._node
+    out: set[str] = set()
+    for n in nodes:  # dependency order: a step's inputs are decided before it
+        if node[n]["step"].waits is not None or any(p in out for p in graph._pred[n]):
+            out.add(n)
+    return frozenset(out)
 
 
 def estimate(step: Step, backends: Mapping[str, Any]) -> float | None:
@@ -231,6 +258,8 @@ class Plan:
     had_store: bool  # whether a store was read (False: no build yet)
     selected: bool  # whether a selection restricted the plan
     needs: tuple[Need, ...] = ()
+    waiting_cost: float = 0.0  # what the steps that wait for picks would cost once picked
+    awaiting: tuple[tuple[str, str], ...] = ()  # (shot id, why) of each shot that waits
 
     @property
     def to_run(self) -> int:
@@ -254,12 +283,13 @@ class Plan:
 def make_plan(program: Program, history: History | None, selection: Iterable[str] | None = None,
               *, until: str | None = None, force: Iterable[str] = (),
               environ: Mapping[str, str] | None = None,
-              seconds: Mapping[str, Mapping[str, float]] = TYPICAL_SECONDS) -> Plan:
+              seconds: Mapping[str, Mapping[str, float]] = TYPICAL_SECONDS,
+              use_first: bool = False) -> Plan:
     """The plan of a program against what earlier builds left (`history`; None: none)."""
     graph, backends = program.graph, program.backends
     had_store = history is not None
     history = history if history is not None else NoHistory()
-    decision = decide(graph, selection, until, force, history.actions_present)
+    decision = decide(graph, selection, until, force, history.actions_present, use_first)
     order = {(sh.scene, sh.id): i for i, sh in enumerate(program.shots)}
     scene_order: dict[str, int] = {}
     for sh in program.shots:
@@ -271,14 +301,31 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
     differ = [s.id for s in steps if s.id in last and last[s.id] != s.key and s.id in decision.run]
     old = history.last_records(differ) if differ else {}
     running = history.running()
+    pinned = [s for s in steps if s.pin is not None and s.id not in decision.waiting]
+    cached_pins = history.actions_present(s.key for s in pinned if s.backend is not None)
+    kept = history.objects_present(s.pin for s in pinned
+                                   if s.pin is not None and s.key not in cached_pins)
 
     planned: list[PlannedStep] = []
     work: dict[str, float] = {}
-    cost, unpriced = 0.0, 0
+    cost, unpriced, later = 0.0, 0, 0.0
+    awaiting: dict[tuple[str, str], str] = {}
     for s in steps:
         reasons: tuple[str, ...] = ()
         if s.id in old:
             reasons = record_changes(old[s.id][1], s.record)
+        if s.id in decision.waiting:
+            why = s.waits or "made from a step that waits for a pick"
+            if s.waits is not None and s.scene is not None:
+                awaiting.setdefault((s.scene, s.shot or ""), s.waits)
+            later += estimate(s, backends) or 0.0
+            planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, "waiting",
+                                       (why,)))
+            continue
+        if s.pin is not None and s.key not in cached_pins and s.pin not in kept:
+            planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, "lost",
+                                       (lost_reason(s.pin, graph.graph.get("lock", "film.lock")),)))
+            continue
         if s.backend is None:
             planned.append(PlannedStep(s.id, s.kind, None, s.scene, s.shot, "provided", reasons))
             continue
@@ -316,7 +363,13 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
         scenes.setdefault(sh.scene, []).append(sh.id)
     return Plan(tuple(planned), tuple((k, tuple(v)) for k, v in scenes.items()),
                 program.currency, cost, unpriced, total, had_store, selection is not None,
-                needs(backends, work, environ))
+                needs(backends, work, environ), later,
+                tuple((sh, why) for (_sc, sh), why in awaiting.items()))
+
+
+def lost_reason(digest: str, lock: str = "film.lock") -> str:
+    return (f"{lock} pins output {digest[:12]}…, which the store does not hold: "
+            f"point FILMC_STORE at the store it was built in, or re-pick the shot")
 
 
 def needs(backends: Mapping[str, Any], used: Iterable[str],
@@ -393,8 +446,19 @@ def duration(seconds: float) -> str:
 
 
 def summary_line(plan: Plan) -> str:
+    c = plan.counts
+    waits = ""
+    if c["waiting"]:
+        n = len(plan.awaiting)
+        waits = (f" {c['waiting']} step{'s' if c['waiting'] != 1 else ''} of {n} "
+                 f"shot{'s' if n != 1 else ''} wait for picks"
+                 + (f" (estimated {money(plan.waiting_cost, plan.currency)} once picked)"
+                    if plan.waiting_cost else "") + ".")
+    if c["lost"]:
+        waits += f" {c['lost']} pinned output{'s are' if c['lost'] != 1 else ' is'} not in the store."
     if plan.to_run == 0:
-        return "No changes: everything is cached."
+        return "No changes: everything is cached." + waits if not waits else \
+            "Nothing to run." + waits
     c = plan.counts
     parts = ", ".join(f"{n} {k} on {b}" for k, b, n in plan.by_kind_backend)
     cost = money(plan.cost, plan.currency)
@@ -402,7 +466,8 @@ def summary_line(plan: Plan) -> str:
         cost += f" ({plan.unpriced} step{'s' if plan.unpriced != 1 else ''} "\
                 f"{'have' if plan.unpriced != 1 else 'has'} no price)"
     return (f"Plan: {plan.to_run} to run ({parts}), {c['cached']} cached, "
-            f"{c['provided']} provided; estimated cost {cost}, time {duration(plan.seconds)}.")
+            f"{c['provided']} provided; estimated cost {cost}, time {duration(plan.seconds)}."
+            + waits)
 
 
 class _Painter:
@@ -473,11 +538,38 @@ def render_plan(plan: Plan, color: bool = False, verbose: bool = False) -> str:
         lines.append(paint("film and side outputs", "header"))
         lines += [_step_line(s, plan, paint, "  ") for s in outputs if s.to_run]
 
+    lines += pick_lines(plan, paint, verbose)
     if lines:
         lines.append("")
     lines.append(summary_line(plan))
     lines += need_lines(plan)
     return "\n".join(lines) + "\n"
+
+
+def pick_lines(plan: Plan, paint: Any = str, verbose: bool = False) -> list[str]:
+    """The shots that wait for a pick, and the pinned outputs the store lacks."""
+    out: list[str] = []
+    if plan.awaiting:
+        waiting = Counter(s.shot for s in plan.steps if s.status == "waiting")
+        out.append(paint("awaiting picks", "header"))
+        shown = plan.awaiting if verbose else plan.awaiting[:DETAIL_LIMIT]
+        for address, why in shown:
+            n = waiting.get(address, 0)
+            out.append(f"  {paint(_SYMBOL['waiting'], 'waiting')} shot {address}: "
+                       f"{why.replace(f' for {address}', '')} "
+                       f"({n} step{'s' if n != 1 else ''} wait)")
+        if len(plan.awaiting) > len(shown):
+            out.append(f"  … and {len(plan.awaiting) - len(shown)} more shots (--verbose lists them)")
+        out.append(paint("  pick with `filmc review` or `filmc pick SHOT CANDIDATE`; "
+                         "`--use-first` animates the first candidates instead", "dim"))
+    lost = [s for s in plan.steps if s.status == "lost"]
+    if lost:
+        out.append(paint("pinned outputs not in the store", "header"))
+        for s in lost if verbose else lost[:DETAIL_LIMIT]:
+            out.append(f"  {paint(_SYMBOL['lost'], 'lost')} {s.id}: {s.reasons[0]}")
+        if len(lost) > DETAIL_LIMIT and not verbose:
+            out.append(f"  … and {len(lost) - DETAIL_LIMIT} more")
+    return out
 
 
 def need_lines(plan: Plan) -> list[str]:
@@ -557,5 +649,7 @@ def plan_json(plan: Plan) -> dict:
             "selected": plan.selected,
             "needs": [{"backend": n.backend, "variable": n.variable, "set": n.set}
                       for n in plan.needs],
+            "waiting_cost": round(plan.waiting_cost, 6),
+            "awaiting": [{"shot": shot, "why": why} for shot, why in plan.awaiting],
         },
     }

@@ -15,6 +15,9 @@ Methods:
                      and its takes and speech, and their sheets (NAME may be a glob)
     kind:KIND        every step of that kind (`kind:keyframe`)
     id:GLOB          node ids (`id:clip.hunt.*`)
+    status:STATUS    every step of the shots whose keyframe or clip pick is STATUS:
+                     `unpicked` (several candidates, no pick), `stale` (the pick's
+                     candidate changed or is gone), `picked`, `single` (nothing to pick)
 
 A bare value (no method) is, in this order: an `id:` glob if it holds `.`, `*`, `?`
 or `[`, or is a node id (`film`, `timeline`); else a shot id; else a scene name;
@@ -41,10 +44,11 @@ import attrs
 import networkx as nx
 
 from ..lang.diagnostics import did_you_mean
+from ..lang.steps import KINDS as STEP_KINDS
+from .lock import PICK_STATUSES
 
-METHODS = ("scene", "shot", "character", "kind", "id")
-KINDS = ("sheet", "plate", "keyframe", "clip", "speech", "shot", "film", "subtitles",
-         "timeline", "storyboard")
+METHODS = ("scene", "shot", "character", "kind", "id", "status")
+KINDS = tuple(STEP_KINDS)
 _GLOB = re.compile(r"[*?\[]")
 _DEPTH = re.compile(r"\d*")
 
@@ -206,6 +210,9 @@ def _parse_atom(text: str, source: str, start: int) -> Atom:
     if method == "kind" and value not in KINDS:
         hint = did_you_mean(value, KINDS) or "kinds: " + ", ".join(KINDS)
         raise fail(f"unknown step kind `{value}`", value_at, len(value), hint)
+    if method == "status" and value not in PICK_STATUSES:
+        hint = did_you_mean(value, PICK_STATUSES) or "statuses: " + ", ".join(PICK_STATUSES)
+        raise fail(f"unknown pick status `{value}`", value_at, len(value), hint)
     return Atom(method, value, up, down, at, source, start + value_at)
 
 
@@ -253,6 +260,10 @@ class Index:
                 by_char.setdefault(c, set()).add(node)
         self.by_kind, self.by_scene, self.by_shot, self.by_char = (
             by_kind, by_scene, by_shot, by_char)
+        self.by_status: dict[str, set[str]] = {k: set() for k in PICK_STATUSES}
+        for p in graph.graph.get("picks", {}).values():
+            for status in p.statuses & self.by_status.keys():
+                self.by_status[status] |= by_shot.get(p.shot, set())
 
     @classmethod
     def of(cls, graph: nx.DiGraph) -> Index:
@@ -327,6 +338,8 @@ def _base(index: Index, atom: Atom, warnings: list) -> set[str] | frozenset[str]
         method = _bare_method(index, atom)
     if method == "kind":
         return index.by_kind.get(value, set())
+    if method == "status":
+        return index.by_status[value]
     if method == "id":
         if not _GLOB.search(value):
             if value in index.ids:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 import tomllib
 
+from ..lang.ast import Span
+
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
 
 def line_col(text: str, start: int, end: int) -> tuple[int, int, int]:
     line_start = text.rfind("\n", 0, start) + 1
@@ -17,6 +21,23 @@ def line_col(text: str, start: int, end: int) -> tuple[int, int, int]:
     stop = text.find("\n", start)
     end = min(end, len(text) if stop < 0 else stop)
     return line, start - line_start + 1, max(end, start + 1) - line_start + 1
+
+
+def error_message(msg: str) -> str:
+    """tomllib's error, without the position it appends (the span carries it)."""
+    msg = _TOML_POS.sub("", msg).replace(" (at end of document)", "")
+    return "invalid TOML: " + msg[:1].lower() + msg[1:]
+
+
+def error_span(file: str, text: str, msg: str) -> Span:
+    """Where tomllib's error `msg` points in `text`."""
+    m = _TOML_POS.search(msg)
+    if m:
+        line, col = int(m[1]), int(m[2])
+    else:  # at end of document
+        lines = text.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+    return Span(file, line, col, line, col + 1)
 
 
 def scan_positions(text: str) -> dict[tuple, tuple[int, int]]:

@@ -41,7 +41,7 @@ def check_kinds(project: Project, infos: Mapping[str, BackendInfo], diags: Diagn
                         help=makers_help(kind.text, infos))
 
 
-def _shot_spans(project: Project) -> dict[tuple[str, str], ast.Span]:
+def shot_spans(project: Project) -> dict[tuple[str, str], ast.Span]:
     return {(scene.id.text, shot.id.text): shot.id.span
             for scene, _f in project.scenes for shot in scene.items if isinstance(shot, ast.Shot)}
 
@@ -66,7 +66,7 @@ def check_capabilities(project: Project, graph: Any, infos: Mapping[str, Backend
         for problem in _unhonoured(caps, step.fields, step):
             note(step.backend, step.kind, problem, step.scene, step.shot)
 
-    spans = _shot_spans(project)
+    spans = shot_spans(project)
     for (backend, kind, what, help), shots in problems.items():
         info = infos[backend]
         named = ", ".join(f"`{sc}/{sh}`" for sc, sh in shots[:SHOW])

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from . import noop
+from . import noop, review
 from .db import disk_error
 from .executor import AdapterFactory, BuildError, Events, Executor, Options, Outcome
 from .journal import NAME as JOURNAL
@@ -75,14 +75,26 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
             except OSError as e:
                 raise disk_error(f"write `{journal.path}`", e, state.path) from None
         whole = options.selection is None and options.until is None
-        folder = materialize(program, store, outcomes, full=whole and not executor.interrupted)
+        full = whole and not executor.interrupted
+        # Every build lays out each candidate the store holds (a pick leaves the others
+        # unbuilt by it, yet the review page shows them) and writes the static review
+        # page: `--until keyframe` is how candidates are made to be reviewed.
+        cards = review.contact_sheet(program, store)
+        folder = materialize(program, store, outcomes, full=full,
+                             extra=review.media(program, store, cards))
+        try:
+            review.write_static(program, store, folder / "review", cards)
+        except OSError as e:
+            raise disk_error(f"write the review page in `{folder / 'review'}`", e,
+                             folder) from None
         bug = executor.bug
         report = make_report(program.title, program.currency, outcomes, time.time() - started,
                              interrupted=executor.interrupted, jobs_running=running,
                              bug=next((o.traceback for o in outcomes if o.traceback), None))
         write_report(report, folder)
+        # A build with shots awaiting picks is not finished: the next one looks again.
         ok = not (executor.interrupted or bug or report["counts"].get("failed")
-                  or report["counts"].get("skipped"))
+                  or report["counts"].get("skipped") or report["counts"].get("waiting"))
         if fast_key is not None:
             try:
                 if ok:

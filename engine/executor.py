@@ -71,6 +71,7 @@ class Options:
     until: str | None = None
     selection: frozenset[str] | None = None
     max_cost: float | None = None
+    use_first: bool = False  # animate the first candidate of a shot nobody picked
 
 
 @attrs.frozen
@@ -87,7 +88,7 @@ class Stored:
 class Outcome(Addressed):
     sid: StepId
     backend: str | None
-    status: str  # ran | cached | provided | failed | skipped
+    status: str  # ran | cached | provided | failed | skipped | waiting (for a pick)
     seconds: float = 0.0
     error: str | None = None
     outputs: tuple[Stored, ...] = ()
@@ -140,7 +141,7 @@ class Executor:
         self.spent = 0.0
         self._reserved = 0.0
         self.decision = decide(self.graph, options.selection, options.until, options.force,
-                               self._cached_keys)
+                               self._cached_keys, options.use_first)
 
     def _cached_keys(self, keys: Any) -> set[str]:
         self._known = self.store.get_actions(keys)
@@ -252,11 +253,17 @@ class Executor:
             except Exception:  # a bug there: reported once, by that step
                 return self._done(self._outcome(step, "skipped",
                                                 error=f"input {i} failed (internal error)"))
+        if node in self.decision.waiting:
+            return self._done(self._outcome(step, "waiting", error=step.waits or next(
+                (f"made from {o.id}, which waits" for o in inputs.values()
+                 if o.status == "waiting"), "waits for a pick")))
         broken = next((o for o in inputs.values() if o.status in ("failed", "skipped")), None)
         if broken is not None or self.stopped:
             why = f"input {broken.id} {broken.status}" if broken else \
                 "interrupted" if self.interrupted else "the build stopped after a failure"
             return self._done(self._outcome(step, "skipped", error=why))
+        if step.pin is not None:
+            return self._done(await self._pinned(step))
         if node not in self.decision.run:
             cached = await self._reuse(step)
             if cached is not None:
@@ -305,6 +312,39 @@ class Executor:
                 return None  # missing or damaged: make it again
         status = "provided" if step.backend is None else "cached"
         return self._outcome(step, status, outputs=outputs)
+
+    async def _pinned(self, step: Any) -> Outcome:
+        """A step film.lock pins (a pick, a take the user added): its output is the object
+        the lock names, taken from the store; when the store lacks it, the step fails, and
+        nothing else is made in its place."""
+        pin = step.pin
+        status = "provided" if step.backend is None else "cached"
+        action = self._known.get(step.key)
+        found = [o for o in action.outputs if o["digest"] == pin] if action is not None else []
+        ok = self.store.objects.trusted(pin)
+        if ok is None:
+            ok = await asyncio.to_thread(self.store.objects.verify, pin)
+        if not ok:
+            what = "added take" if step.backend is None else "pick"
+            return self._outcome(step, "failed", error=(
+                f"{self.graph.graph.get('lock', 'film.lock')}'s {what} `{step.sid.candidate}` "
+                f"of shot {step.shot} is output "
+                f"{pin[:12]}…, which the store does not hold (nothing was made in its "
+                f"place): point FILMC_STORE at the store it was built in, or pick again "
+                f"(`filmc pick {step.shot} CANDIDATE`)"))
+        if found:
+            ext = found[0].get("ext", "")
+        elif step.backend is None:
+            ext = step.params["take"]["ext"]
+        else:
+            ext = await asyncio.to_thread(verify.sniff_ext, self.store.objects.path(pin))
+        out = Stored(KINDS[step.kind].outputs[0].name, pin, ext)
+        if action is None or not found:
+            # Remembered under its key, as if made here (a teammate's pick, a user's take).
+            self.store.record_action(step.key, [out.as_dict()],
+                                     {"kind": step.kind, "pinned": True,
+                                      **({"provided": True} if step.backend is None else {})})
+        return self._outcome(step, status, outputs=(out,))
 
     # -- making a step -------------------------------------------------------------------------
 

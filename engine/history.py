@@ -34,6 +34,11 @@ class History:
     def last_records(self, nodes: Iterable[str]) -> dict[str, tuple[str, dict]]:
         return self.state.last_records(nodes) if self.state is not None else {}
 
+    def objects_present(self, digests: Iterable[str]) -> set[str]:
+        if self.store is None:
+            return set()
+        return {d for d in digests if self.store.objects.exists(d)}
+
     def running(self) -> set[str]:
         """Keys of jobs a service accepted (a job an earlier build was still submitting may
         be submitted again, and is priced as new)."""

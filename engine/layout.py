@@ -3,7 +3,8 @@
     build/<film>/film.mp4                      the film, with chapters and subtitles
                  film.srt                      the dialogue, timed
                  shots/001_hunt_steppe.mp4     each shot, numbered in film order
-                 keyframes/001_hunt_steppe_take1.png
+                 keyframes/001_hunt_steppe_openai-2.png   each keyframe candidate built
+                 clips/001_hunt_steppe_take1.mp4          each clip take built
                  storyboard.png, storyboard-2.png...   the contact sheets, page by page
                  timeline.json                 the cut, naming each shot's file
                  report.json                   what the build did (engine/report.py)
@@ -35,8 +36,12 @@ def shot_file(number: int, scene: str, shot: str) -> str:
     return f"shots/{number:03d}_{scene}_{shot}.mp4"
 
 
-def keyframe_file(number: int, scene: str, shot: str, take: int, ext: str = ".png") -> str:
-    return f"keyframes/{number:03d}_{scene}_{shot}_take{take}{ext or '.png'}"
+def keyframe_file(number: int, scene: str, shot: str, candidate: str, ext: str = ".png") -> str:
+    return f"keyframes/{number:03d}_{scene}_{shot}_{candidate}{ext or '.png'}"
+
+
+def clip_file(number: int, scene: str, shot: str, take: str, ext: str = ".mp4") -> str:
+    return f"clips/{number:03d}_{scene}_{shot}_{take}{ext or '.mp4'}"
 
 
 def storyboard_file(page: int, ext: str = ".png") -> str:
@@ -45,7 +50,8 @@ def storyboard_file(page: int, ext: str = ".png") -> str:
 
 def places(outcome: Any, numbers: dict[tuple[str, str], int]) -> list[tuple[str, str]]:
     """(path under build/<film>/, object digest) for what a person looks for in a step's
-    outputs; steps that are only means to an end (clips, speech, sheets) have none."""
+    outputs (the candidates and takes to pick from, the shots, the film); steps that are
+    only means to an end (speech, sheets, last frames) have none."""
     kind, out = outcome.kind, outcome.outputs
     if kind == "film":
         return [("film" + (out[0].ext or ".mp4"), out[0].digest)]
@@ -56,16 +62,19 @@ def places(outcome: Any, numbers: dict[tuple[str, str], int]) -> list[tuple[str,
     if kind == "shot":
         return [(shot_file(numbers[(outcome.scene, outcome.shot)], outcome.scene, outcome.shot),
                  out[0].digest)]
-    if kind == "keyframe":
+    if kind in ("keyframe", "clip"):
         n = numbers[(outcome.scene, outcome.shot)]
-        return [(keyframe_file(n, outcome.scene, outcome.shot, outcome.sid.take, out[0].ext),
+        name = keyframe_file if kind == "keyframe" else clip_file
+        return [(name(n, outcome.scene, outcome.shot, outcome.sid.candidate, out[0].ext),
                  out[0].digest)]
     return []
 
 
-def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool) -> Path:
-    """Lay out the outputs of the steps that succeeded; with `full` (a build of the whole
-    film), remove the files of shots and takes that no longer exist."""
+def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
+                extra: Iterable[tuple[str, str]] = ()) -> Path:
+    """Lay out the outputs of the steps that succeeded, and `extra` (path, digest) files
+    (the candidates the review page links, built or not by this build); with `full` (a
+    build of the whole film), remove the files of shots and takes that no longer exist."""
     out = film_dir(program.root, program.name)
     numbers = {(s.scene, s.id): s.number for s in program.shots}
     wanted: dict[Path, str] = {}
@@ -77,13 +86,15 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool)
             timeline = o.outputs[0].digest
         for rel, digest in places(o, numbers):
             wanted[out / rel] = digest
+    for rel, digest in extra:
+        wanted.setdefault(out / rel, digest)
     try:
         for path, digest in wanted.items():
             _place(store.objects.path(digest), path)
         if timeline is not None:
             _write_timeline(store.objects.path(timeline), out / "timeline.json")
         if full:
-            for sub in ("shots", "keyframes"):
+            for sub in ("shots", "keyframes", "clips"):
                 folder = out / sub
                 if folder.is_dir():
                     for f in folder.iterdir():

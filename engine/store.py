@@ -211,15 +211,18 @@ class Store(Database):
 
     # -- garbage collection -----------------------------------------------------------------
 
-    def collect(self, keep: set[str], dry_run: bool = False) -> tuple[list[str], list[tuple[str, int]]]:
+    def collect(self, keep: set[str], dry_run: bool = False,
+                pinned: Iterable[str] = ()) -> tuple[list[str], list[tuple[str, int]]]:
         """Forget every action whose key is not in `keep` and delete every object no kept
-        action names: (forgotten keys, [(deleted digest, bytes)]); `dry_run` touches nothing."""
+        action names and `pinned` (film.lock's digests) does not hold: (forgotten keys,
+        [(deleted digest, bytes)]); `dry_run` touches nothing."""
         self.flush_index()
         with self.sql() as db:
             rows = db.execute("SELECT key, outputs FROM actions").fetchall()
         drop = [k for k, _o in rows if k not in keep]
         live = {o["digest"] for k, outputs in rows if k in keep
                 for o in _load(outputs, self.db_path) if isinstance(o, dict) and "digest" in o}
+        live |= set(pinned)
         try:
             dead = [(d, n) for d, n in self.objects.all() if d not in live]
         except OSError as e:

@@ -49,7 +49,7 @@ def collect(declared: Sequence[Output], got: Mapping[str, Path | Sequence[Path]]
                                f"which is one file")
         for f in files:
             try:
-                if f.stat().st_size == 0:
+                if f.stat().st_size == 0 and not o.empty:
                     raise BackendError(f"the backend's `{o.name}` is an empty file")
             except FileNotFoundError:
                 raise BackendError(f"the backend's `{o.name}` file `{f.name}` does not "
@@ -112,3 +112,19 @@ def _stream_seconds(path: Path, media: str) -> float | None:
     if m is None:
         return None
     return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+
+
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"),
+          (b"\x1a\x45\xdf\xa3", ".webm"), (b"RIFF", ".wav"), (b"ID3", ".mp3"))
+
+
+def sniff_ext(path: Path) -> str:
+    """A file name extension for an object, from its first bytes (an object is named by
+    its digest alone); "" when nothing is recognised."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head[4:8] == b"ftyp":
+        return ".mov" if head[8:10] == b"qt" else ".mp4"
+    return next((ext for magic, ext in _MAGIC if head.startswith(magic)), "")

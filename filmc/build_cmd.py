@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -75,6 +76,7 @@ def _build(args: argparse.Namespace) -> int:
 
     fast_key = {"file": os.path.abspath(args.file), "select": args.select, "until": args.until,
                 "burn_subtitles": args.burn_subtitles, "offline": args.offline,
+                "use_first": args.use_first,
                 "store": os.environ.get("FILMC_STORE", "")}
     if not args.force and noop.up_to_date(args.file, fast_key):
         print("up to date: nothing to do", file=sys.stderr)
@@ -96,7 +98,8 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
         return chosen
     selection, until, force = chosen
     options = Options(jobs=max(1, args.jobs), keep_going=args.keep_going, force=force,
-                      until=until, selection=selection, max_cost=args.max_cost)
+                      until=until, selection=selection, max_cost=args.max_cost,
+                      use_first=args.use_first)
     events = events_for(args.quiet)
     try:
         try:
@@ -127,11 +130,15 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     return 1 if done.report["counts"].get("failed") else 0
 
 
+_AWAITED = re.compile(r"awaiting a (?:new )?(?:keyframe|clip) pick for ([^\s:]+)")
+
+
 def _summary(report: dict, out: Path, running: int) -> None:
     from .compiler.plan import money
 
     c = report["counts"]
-    parts = [f"{c.get(k, 0)} {k}" for k in ("ran", "cached", "provided", "failed", "skipped")
+    parts = [f"{c.get(k, 0)} {k}" for k in ("ran", "cached", "provided", "failed", "skipped",
+                                            "waiting")
              if c.get(k)]
     line = f"built in {report['seconds']:.1f}s: " + (", ".join(parts) or "nothing to do")
     if report["spent"] or report["estimated"]:
@@ -145,12 +152,25 @@ def _summary(report: dict, out: Path, running: int) -> None:
     if report["not_run"]:
         print(f"  not run, to stay under --max-cost: {len(report['not_run'])} step(s), such as "
               f"{report['not_run'][0]['id']}", file=sys.stderr)
+    # The shots whose pick is awaited, as the waiting steps name them (a shot that starts
+    # from the one before waits for that one's pick).
+    shots = list(dict.fromkeys(m.group(1) for s in report["steps"] if s["status"] == "waiting"
+                               for m in [_AWAITED.match(s.get("error") or "")] if m))
+    if shots:
+        named = ", ".join(shots[:5]) + (f" and {len(shots) - 5} more" if len(shots) > 5 else "")
+        print(f"  waiting for {'a pick' if len(shots) == 1 else 'picks'} in {len(shots)} "
+              f"shot{'s' if len(shots) != 1 else ''}, before paying for what is made from "
+              f"{'it' if len(shots) == 1 else 'them'}: {named}. Pick with `filmc review` or "
+              f"`filmc pick SHOT CANDIDATE`; `--use-first` uses the first candidates instead",
+              file=sys.stderr)
     if running and not report["interrupted"]:
         print(f"  {running} paid job{'s' if running != 1 else ''} still running at the "
               f"service; the next build picks {'them' if running != 1 else 'it'} up",
               file=sys.stderr)
+    # The film, when this build made it or found it made (not a film left by an older one).
     film = out / "film.mp4"
-    if film.exists() and not failed and not report["interrupted"]:
+    made = any(s["id"] == "film" and s["status"] in ("ran", "cached") for s in report["steps"])
+    if made and film.exists() and not failed and not report["interrupted"]:
         print(film)
 
 
@@ -180,11 +200,19 @@ def _gc(args: argparse.Namespace) -> int:
     from .engine.store import Store, StoreError, location
 
     keep: set[str] = set()
+    pinned: set[str] = set()
     for offline in (False, True):
         result = compile_or_report(args.file, offline=offline)
         if result is None:
             return 1
         keep |= {d["step"].key for _n, d in result.graph.nodes(data=True)}
+        # Every output film.lock pins, stale picks included (a revert brings them back).
+        for entry in result.lock.shots.values():
+            for p in (entry.keyframe, entry.clip):
+                if p is not None:
+                    keep.add(p.key)
+                    pinned.add(p.digest)
+            pinned |= {t.digest for t in entry.takes}
     root, configured = result.project.root, result.config.store
     started = time.perf_counter()
     try:
@@ -194,7 +222,7 @@ def _gc(args: argparse.Namespace) -> int:
                 print("nothing stored yet", file=sys.stderr)
                 return 0
             with store:
-                forgotten, deleted = store.collect(keep, dry_run=args.dry_run)
+                forgotten, deleted = store.collect(keep, dry_run=args.dry_run, pinned=pinned)
     except StoreError as e:
         print(e.render(), file=sys.stderr)
         return 1

@@ -47,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--format", choices=("text", "json"), default="text")
     f.set_defaults(run=_fmt)
 
-    from . import build_cmd, compile_cmds
+    from . import build_cmd, compile_cmds, pick_cmds
 
     compile_cmds.add_parsers(sub)
     build_cmd.add_parsers(sub)
+    pick_cmds.add_parsers(sub)
     return p
 
 
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from .common import report
+    from .compiler.lock import lock_path
     from .compiler.pipeline import compile_film
     from .lang.diagnostics import Diagnostics
     from .lang.loader import Loader
@@ -106,7 +108,9 @@ def _check(args: argparse.Namespace) -> int:
     summaries: list[str] = []
     started = time.perf_counter()
     for file in args.files:
-        result = compile_film(file, until="check", diags=diags, loader=loader)
+        # With a lock, compile to the graph: a pick is stale when its candidate's key moved.
+        until = "graph" if lock_path(file).is_file() else "check"
+        result = compile_film(file, until=until, diags=diags, loader=loader)
         if result.checked is not None:
             summaries.append(result.checked.summary.line(result.project.main.display))
     if args.timings:

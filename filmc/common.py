@@ -111,6 +111,9 @@ def add_build_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--until", choices=("keyframe", "clip", "shot", "film"), help=UNTIL_HELP)
     p.add_argument("--force", action="append", default=[], metavar="SELECTOR", help=FORCE_HELP)
     p.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
+    p.add_argument("--use-first", action="store_true",
+                   help="make clips from the first candidate of each shot nobody has picked "
+                        "(or whose pick is stale), instead of waiting for the pick")
 
 
 def history(program: Any) -> Any:

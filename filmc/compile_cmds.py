@@ -73,7 +73,8 @@ def _plan(args: argparse.Namespace) -> int:
     program = result.program()
     try:
         with history(program) as past:
-            plan = make_plan(program, past, chosen, until=until, force=force)
+            plan = make_plan(program, past, chosen, until=until, force=force,
+                             use_first=args.use_first)
     except StoreError as e:
         print(e.render(), file=sys.stderr)
         return 1
@@ -82,6 +83,8 @@ def _plan(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_plan(plan, color=use_color(sys.stdout), verbose=args.verbose) + "\n")
+    if plan.counts["lost"]:
+        return 1  # the build would fail: a pinned output is not in the store
     return 2 if plan.to_run else 0
 
 
@@ -179,8 +182,18 @@ def _explain(args: argparse.Namespace) -> int:
         return 0
     shot = next(s for s in result.film.shots if s.id == shot_id)
     cast = ", ".join(m.character + (f"({m.outfit})" if m.outfit else "") for m in shot.cast)
-    print(f"shot {shot.scene}/{shot.id}: {float(shot.duration):g}s, {shot.takes} "
+    n = sum(k for _b, k in shot.candidates)
+    spread = ", ".join(f"{b} {k}" for b, k in shot.candidates)
+    made = "from the shot before's last frame" if shot.continues else \
+        f"{n} keyframe candidate{'s' if n != 1 else ''} ({spread})"
+    print(f"shot {shot.scene}/{shot.id}: {float(shot.duration):g}s, {made}, {shot.takes} clip "
           f"take{'s' if shot.takes != 1 else ''}" + (f", cast {cast}" if cast else ""))
+    picks = graph.graph["picks"].get((shot.scene, shot.id))
+    if picks is not None:
+        for c in (picks.keyframe, picks.clip):
+            if c.candidates:
+                print(f"  {c.kind}: {c.status}" + (f" ({c.why})" if c.why else "")
+                      + (f", using {c.used}" if c.used else ""))
     for step in steps:
         print()
         print(_describe(step))

@@ -22,6 +22,7 @@ from .literals import BadLiteral
 from .loader import Project, SourceFile, display_path
 
 DEFAULT_FPS = Fraction(24)
+MAX_CANDIDATES = 32  # keyframe candidates a shot asks of one backend
 WORDS_PER_SECOND = 2.5  # a normal speaking rate in English (150 words a minute)
 CJK_PER_SECOND = 4.5  # characters a second for Chinese and Japanese
 
@@ -91,6 +92,7 @@ class _Checker:
         if film is not None:
             self._film_settings(film)
             self._items(film.items, "film", None)
+            self._candidates(film.items)
             film_duration = self._duration_default(film.items)
         for decl, _f in self.project.decls():
             if isinstance(decl, ast.Character):
@@ -105,6 +107,7 @@ class _Checker:
         for scene, _f in self.project.scenes:
             runtime += self._scene(scene, film_duration)
             shots += len(scene.shots)
+        self._continuity([shot for scene, _f in self.project.scenes for shot in scene.shots])
         summary = Summary(film.title.value if film else None, len(self.sym.characters),
                           len(self.sym.locations), len(self.project.scenes), shots, runtime)
         return Checked(self.sym, summary, self.fps)
@@ -230,6 +233,7 @@ class _Checker:
                                      help=did_you_mean(t.text, schema.TIMES_OF_DAY)
                                      or "times of day are " + ", ".join(schema.TIMES_OF_DAY))
         self._items(scene.items, "scene", None)
+        self._candidates(scene.items)
         default = self._duration_default(scene.items) or film_duration
         default_cast = ast.find_attr(scene.items, "cast")
         total = Fraction(0)
@@ -254,8 +258,80 @@ class _Checker:
                                   f"`duration` on the scene or film")
         cast = ast.find_attr(shot.items, "cast") or default_cast
         self._items(shot.items, "shot", shot)
+        self._candidates(shot.items)
+        self._framing(shot, cast)
         self._dialogue(shot, cast, seconds)
         return seconds or Fraction(0)
+
+    def _candidates(self, items) -> None:
+        """One `candidates` line a backend in a block (a line without one means the shot's
+        keyframe backend)."""
+        seen: dict[str, ast.Attr] = {}
+        for a in ast.attrs_of(items):
+            if a.key.text != "candidates" or not a.values:
+                continue
+            name = a.values[1].text if len(a.values) > 1 else ""  # type: ignore[union-attr]
+            if name in seen:
+                what = f"`{name}`" if name else "the keyframe backend"
+                self.diags.error("F0226", f"two `candidates` lines for {what}", a.span,
+                                 labels=[Label(seen[name].span, "first here")],
+                                 help="add the counts up on one line: "
+                                      f"`candidates N{' ' + name if name else ''}`")
+            else:
+                seen[name] = a
+
+    def _framing(self, shot: ast.Shot, cast: ast.Attr | None) -> None:
+        in_cast = {v.name.text if isinstance(v, ast.Ref) else getattr(v, "text", None)
+                   for v in (cast.values if cast is not None else ())}
+        seen: dict[str, ast.Attr] = {}
+        for a in ast.attrs_of(shot.items):
+            if a.key.text != "framing" or not a.values or not isinstance(a.values[0], ast.Name):
+                continue
+            who = a.values[0]
+            if who.text not in self.sym.characters:
+                self.diags.error("F0201", f"unknown character `{who.text}`", who.span,
+                                 "not a declared character",
+                                 help=did_you_mean(who.text, self.sym.characters)
+                                 or "`framing` names a character of the shot's cast")
+            elif who.text in seen:
+                self.diags.error("F0221", f"the framing of `{who.text}` is set twice", a.span,
+                                 labels=[Label(seen[who.text].span, "first set here")],
+                                 help="keep one line: a character is framed one way in a shot")
+            elif who.text not in in_cast:
+                self.diags.warning("W0504", f"`{who.text}` is framed but not in the shot's cast",
+                                   who.span, "not in the cast",
+                                   help=f"add `{who.text}` to the shot's `cast`, or remove the line")
+            seen[who.text] = a
+
+    def _continuity(self, shots: list[ast.Shot]) -> None:
+        """`first_frame previous` needs a shot before; `last_frame next` a shot after that
+        has a keyframe of its own."""
+        for i, shot in enumerate(shots):
+            first = ast.find_attr(shot.items, "first_frame")
+            if first is not None and i == 0:
+                self.diags.error("F0311", "`first_frame previous` in the film's first shot",
+                                 first.span, "no shot before this one",
+                                 help="remove the line: the first shot starts from its own keyframe")
+            wanted = ast.find_attr(shot.items, "candidates")
+            if first is not None and wanted is not None:
+                self.diags.warning("W0505", "keyframe candidates in a shot that starts from the "
+                                   "shot before's last frame", wanted.span,
+                                   "no keyframe is made for this shot",
+                                   labels=[Label(first.span, "its clip starts here instead")],
+                                   help="remove the `candidates` lines, or `first_frame previous`")
+            last = ast.find_attr(shot.items, "last_frame")
+            if last is None:
+                continue
+            after = shots[i + 1] if i + 1 < len(shots) else None
+            if after is None:
+                self.diags.error("F0311", "`last_frame next` in the film's last shot", last.span,
+                                 "no shot after this one", help="remove the line")
+            elif ast.find_attr(after.items, "first_frame") is not None:
+                self.diags.error("F0311", f"`last_frame next`, but shot `{after.id.text}` has no "
+                                 "keyframe of its own", last.span,
+                                 labels=[Label(after.id.span, "starts from this shot's last frame")],
+                                 help="the next shot continues this one already: remove one of "
+                                      "the two lines")
 
     def _dialogue(self, shot: ast.Shot, cast: ast.Attr | None, seconds: Fraction | None) -> None:
         in_cast = set()
@@ -400,6 +476,10 @@ class _Checker:
             if key == "takes" and parsed < 1:
                 raise _Bad(f"`takes {v.text}`: a shot needs at least one take", v.span,
                            help="write `takes 1` or more", code="F0304")
+            if key == "candidates" and not 1 <= parsed <= MAX_CANDIDATES:
+                raise _Bad(f"`candidates {v.text}`: from 1 to {MAX_CANDIDATES} a backend",
+                           v.span, help="write `candidates 1` or more; leave a backend out by "
+                           "not naming it", code="F0304")
             if key == "seed" and not 0 <= parsed < 2**63:
                 raise _Bad(f"seed `{v.text}` is out of range", v.span,
                            help="seeds are whole numbers from 0 to 2^63-1", code="F0304")
@@ -423,11 +503,15 @@ class _Checker:
             self._cast_value(v)
             return
         enums = {"step": schema.STEP_KINDS, "motion": schema.MOTIONS, "slot": schema.CAMERA_SLOTS,
-                 "time": schema.TIMES_OF_DAY, "direction": schema.KEY_DIRECTIONS}
+                 "time": schema.TIMES_OF_DAY, "direction": schema.KEY_DIRECTIONS,
+                 "framing": schema.FRAMINGS, "previous": ("previous",), "next": ("next",)}
         if t in enums:
             choices = enums[t]
             if not isinstance(v, ast.Name) or v.text not in choices:
                 text = ast.value_text(v)
+                if len(choices) == 1:
+                    raise _Bad(f"`{key}` takes the word `{choices[0]}`", v.span,
+                               help=f"write `{key} {choices[0]}`")
                 raise _Bad(f"unknown {_TYPE_WORDS[t]} `{text}`", v.span,
                            help=did_you_mean(text, choices) or
                            f"{_TYPE_WORDS[t]}s are " + ", ".join(f"`{c}`" for c in choices))
@@ -637,6 +721,7 @@ _TYPE_WORDS = {
     "camera": "camera presets", "light": "light presets", "style": "style presets",
     "cast": "characters", "tag": "tags", "step": "step kind", "motion": "camera motion",
     "slot": "camera slot", "time": "time of day", "direction": "key direction",
+    "framing": "framing", "previous": "`previous`", "next": "`next`",
 }
 
 

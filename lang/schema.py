@@ -22,6 +22,9 @@ same attributes.  A value type is one of:
     direction   where a key light comes from (see KEY_DIRECTIONS)
     slot        a camera slot (see CAMERA_SLOTS)
     time        a time of day (see TIMES_OF_DAY)
+    framing     what of a character is in frame (see FRAMINGS)
+    previous    the word `previous` (the shot before, in film order)
+    next        the word `next` (the shot after, in film order)
 
 `sig` lists the value types in order; a trailing `+` means one or more of the
 last type, `*` zero or more, `?` an optional last value.
@@ -80,6 +83,9 @@ TIMES_OF_DAY = (
 )
 PRESET_KINDS = ("camera", "light", "style")
 KEY_DIRECTIONS = ("left", "right", "front", "back", "top")
+# What of a character a shot shows (`framing CHEN hands`): the prompt and the references
+# the keyframe gets follow it (compiler/graph.py).
+FRAMINGS = ("face", "figure", "hands", "back", "silhouette", "voice")
 # Parentheticals that mean the speaker is not in frame: no "not in the cast" warning.
 OFF_SCREEN = ("V.O.", "O.S.", "O.C.", "VO", "OS", "OC", "voice-over", "off screen", "off-screen")
 
@@ -96,7 +102,10 @@ _SHOT_DEFAULTS = {
         _a("light", "light+", "light presets and extra words"),
         _a("style", "style+", "style presets and extra words"),
         _a("negative", "string", "what the image must not show (negative prompt)"),
-        _a("takes", "int", "how many candidate takes to generate (at least 1)"),
+        _a("candidates", "int name?",
+           "how many keyframe candidates to make, on a backend: `candidates 2 openai`; "
+           "one line per backend", repeat=True),
+        _a("takes", "int", "how many clips to make from the picked keyframe (at least 1)"),
         _a("seed", "int", "the generation seed, for repeatable results"),
         _a("backend", "step name", "the backend for one step kind: `backend clip kling`", repeat=True),
         _a("tags", "tag+", "free tags, for selection and reports"),
@@ -122,6 +131,12 @@ _SHOT_ATTRS = {
         _a("cast", "cast*", "who is in frame, with outfits: `CHEN(winter), WOLF`; "
                             "a bare `cast` means nobody", comma=True),
         _a("action", "string", "what happens in the shot, in screenplay prose"),
+        _a("framing", "name framing",
+           "what of a character is in frame: `framing CHEN hands`", repeat=True),
+        _a("first_frame", "previous",
+           "`first_frame previous`: the clip starts from the last frame of the shot before"),
+        _a("last_frame", "next",
+           "`last_frame next`: the clip ends on the next shot's picked keyframe"),
     ]
 }
 

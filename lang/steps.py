@@ -9,7 +9,7 @@ whether a user chooses its backend); nothing else keeps a list of kinds.
 
     KINDS["clip"].outputs        (Output("video", "video"),)
     reaches("clip", "keyframe")  False: `--until keyframe` stops before clips
-    StepId.keyframe("hunt", "chen_watches", 2)  → keyframe.hunt.chen_watches.take2
+    StepId.keyframe("hunt", "chen_watches", "openai-2")  → keyframe.hunt.chen_watches.openai-2
 
 A `StepId` is data with a printed form; no stage parses the printed form back.
 """
@@ -23,12 +23,14 @@ import attrs
 
 @attrs.frozen
 class Output:
-    """One declared output of a step kind: its name, its media type, and whether a
-    step may make several of them (storyboard pages)."""
+    """One declared output of a step kind: its name, its media type, whether a step may
+    make several of them (storyboard pages), and whether it may be empty (the subtitles
+    of a film with no dialogue)."""
 
     name: str
     media: str  # image | video | audio | text
     many: bool = False
+    empty: bool = False
 
 
 @attrs.frozen
@@ -55,18 +57,21 @@ KINDS: dict[str, StepKind] = {k.name: k for k in (
              "a location's reference image at one time of day"),
     StepKind("keyframe", "keyframe", _IMAGE, True, "shot",
              "one candidate still of a shot: text and references → image"),
-    StepKind("clip", "clip", _VIDEO, True, "shot", "one take of a shot's motion: keyframe → video"),
+    StepKind("clip", "clip", _VIDEO, True, "shot",
+             "one take of a shot's motion, from its picked keyframe: image → video"),
+    StepKind("lastframe", "clip", _IMAGE, False, "shot",
+             "the last frame of a shot's picked clip, where the next shot's clip starts"),
     StepKind("speech", "clip", (Output("audio", "audio"),), True, "shot",
              "one line of dialogue as audio"),
     StepKind("shot", "shot", _VIDEO, True, "shot",
              "the chosen clip conformed to the film's size, rate and length, with its audio"),
     StepKind("film", "film", _VIDEO, True, "film", "every shot joined, with chapters and subtitles"),
-    StepKind("subtitles", "shot", (Output("subtitles", "text"),), False, "film",
+    StepKind("subtitles", "shot", (Output("subtitles", "text", empty=True),), False, "film",
              "the dialogue as SubRip subtitles"),
     StepKind("timeline", "shot", (Output("timeline", "text"),), False, "film",
              "the cut as data: each shot's place in the film"),
     StepKind("storyboard", "keyframe", (Output("page", "image", many=True),), False, "film",
-             "contact sheets of the shots' first keyframes"),
+             "contact sheets of the shots' picked keyframes (the first candidate until a pick)"),
 )}
 
 # The kinds a user assigns a backend to, in stage order (`backend STEP NAME`, `[steps]`).
@@ -85,14 +90,15 @@ def reaches(kind: str, until: str | None) -> bool:
 class StepId:
     """The address of a step, as parts.  `str()` is its node id in the graph:
 
-        sheet.CHEN.winter   plate.STEPPE.NIGHT   keyframe.hunt.chen.take2
-        clip.hunt.chen.take2   speech.hunt.chen.1   shot.hunt.chen   film
+        sheet.CHEN.winter   plate.STEPPE.NIGHT   keyframe.hunt.chen.openai-2
+        clip.hunt.chen.take2   lastframe.hunt.chen   speech.hunt.chen.1   shot.hunt.chen   film
     """
 
     kind: str
     scene: str | None = None
     shot: str | None = None
-    take: int | None = None  # the candidate (keyframe) or take (clip) number
+    # the candidate (keyframe: `openai-2`, `import-1`) or take (clip: `take2`, `import-1`)
+    candidate: str | None = None
     line: int | None = None  # the line of dialogue (speech), 1-based within its shot
     subject: str | None = None  # the character (sheet) or location (plate)
     variant: str | None = None  # the outfit (sheet) or time of day (plate)
@@ -106,12 +112,16 @@ class StepId:
         return cls("plate", subject=location, variant=time)
 
     @classmethod
-    def keyframe(cls, scene: str, shot: str, take: int) -> StepId:
-        return cls("keyframe", scene, shot, take=take)
+    def keyframe(cls, scene: str, shot: str, candidate: str) -> StepId:
+        return cls("keyframe", scene, shot, candidate=candidate)
 
     @classmethod
-    def clip(cls, scene: str, shot: str, take: int) -> StepId:
-        return cls("clip", scene, shot, take=take)
+    def clip(cls, scene: str, shot: str, take: str) -> StepId:
+        return cls("clip", scene, shot, candidate=take)
+
+    @classmethod
+    def lastframe(cls, scene: str, shot: str) -> StepId:
+        return cls("lastframe", scene, shot)
 
     @classmethod
     def speech(cls, scene: str, shot: str, line: int) -> StepId:
@@ -129,8 +139,8 @@ class StepId:
                 parts.append(self.variant)
         if self.scene is not None:
             parts += [self.scene, self.shot or ""]
-        if self.take is not None:
-            parts.append(f"take{self.take}")
+        if self.candidate is not None:
+            parts.append(self.candidate)
         if self.line is not None:
             parts.append(str(self.line))
         return ".".join(parts)
@@ -164,7 +174,9 @@ class Addressed:
 class Fields:
     """What a generation request asks for, by name.  A backend adapter declares which of
     these change its output (`key_fields`); only those enter its steps' content keys,
-    with `take` always (two candidates must never share a key)."""
+    with `take` always (two candidates must never share a key).  `take` is the
+    candidate's number among its backend's candidates (keyframes: `openai-2` is 2), or
+    the clip's take number."""
 
     prompt: str = ""
     negative: str = ""
@@ -187,12 +199,12 @@ FIELD_NAMES = tuple(a.name for a in attrs.fields(Fields))
 
 
 # The part an input plays in the step that uses it.
-FIRST_FRAME = "first_frame"  # clip: the picked keyframe
-LAST_FRAME = "last_frame"  # clip: where the motion ends (services that take one)
+FIRST_FRAME = "first_frame"  # clip: the picked keyframe (or the shot before's last frame)
+LAST_FRAME = "last_frame"  # clip: where the motion ends: the next shot's picked keyframe
 CHARACTER = "character"  # keyframe: a character's sheet in the outfit the shot uses
 LOCATION = "location"  # keyframe: the location plate at the shot's time of day
 SPEECH = "speech"  # shot: a line's audio, placed at `start`
-CLIP = "clip"  # shot: the picked clip
+CLIP = "clip"  # shot: the picked clip; lastframe: the clip whose last frame it is
 SHOT = "shot"  # film: one conformed shot, in film order
 SUBTITLES = "subtitles"  # film: the subtitle track
 PANEL = "panel"  # storyboard: a keyframe with its label

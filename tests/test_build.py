@@ -147,7 +147,8 @@ def test_the_film_is_the_sum_of_its_shots(built: Path) -> None:
         params.append({k: v for k, v in info.items()
                        if k not in ("duration", "video_duration", "audio_duration", "frames")})
     assert all(p == params[0] for p in params), "every shot must be encoded identically"
-    assert (out / "keyframes" / "001_one_a1_take1.png").is_file()
+    assert (out / "keyframes" / "001_one_a1_local-1.png").is_file()
+    assert (out / "clips" / "001_one_a1_take1.mp4").is_file()
     assert (out / "storyboard.png").is_file()
 
 
@@ -198,7 +199,7 @@ def test_editing_one_camera_runs_exactly_that_shot(project: Path) -> None:
                                              "camera medium high_angle pan_right"))
     r = filmc("build", "--offline", "tiny.film", cwd=project)
     assert r.returncode == 0, r.stderr
-    assert ran(project) == {"keyframe.two.b1.take1", "clip.two.b1.take1", "shot.two.b1", "film",
+    assert ran(project) == {"keyframe.two.b1.local-1", "clip.two.b1.take1", "shot.two.b1", "film",
                             "storyboard"}
 
 
@@ -331,9 +332,9 @@ def test_a_failing_step_is_reported_and_the_rest_finish(project: Path) -> None:
     with_adapter(project, "Flaky")
     r = filmc("build", "--keep-going", "tiny.film", cwd=project, env={"PYTHONPATH": str(project)})
     assert r.returncode == 1
-    assert "failed keyframe.two.b2.take1 (shot two/b2): the service refused the prompt" in r.stderr
+    assert "failed keyframe.two.b2.flaky-1 (shot two/b2): the service refused the prompt" in r.stderr
     steps = {s["id"]: s["status"] for s in report(project)["steps"]}
-    assert steps["keyframe.two.b2.take1"] == "failed"
+    assert steps["keyframe.two.b2.flaky-1"] == "failed"
     assert steps["shot.two.b2"] == "skipped" and steps["film"] == "skipped"
     assert steps["shot.three.c1"] in ("ran", "cached")  # the others finish
 

@@ -27,9 +27,9 @@ def test_graph_dot_is_graphviz_syntax() -> None:
     assert r.returncode == 0, r.stderr
     (g,) = pydot.graph_from_dot_data(r.stdout)
     names = {n.get_name().strip('"') for n in g.get_nodes()} - {"node"}
-    assert "film" in names and "keyframe.hunt.chen_watches.take1" in names
+    assert "film" in names and "keyframe.hunt.chen_watches.comfyui-2" in names
     edges = {(e.get_source().strip('"'), e.get_destination().strip('"')) for e in g.get_edges()}
-    assert ("sheet.CHEN.winter", "keyframe.hunt.chen_watches.take1") in edges
+    assert ("sheet.CHEN.winter", "keyframe.hunt.chen_watches.comfyui-2") in edges
 
 
 def test_graph_json_with_selection() -> None:
@@ -38,7 +38,7 @@ def test_graph_json_with_selection() -> None:
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     ids = {n["id"] for n in doc["nodes"]}
-    assert ids == {f"clip.hunt.chen_watches.take{t}" for t in range(1, 5)}
+    assert ids == {"clip.hunt.chen_watches.take1", "clip.hunt.chen_watches.take2"}
     r = filmc("graph", str(EXAMPLE / "film.film"), "--format", "json", "-s", "+shot:chen_watches")
     ids = {n["id"] for n in json.loads(r.stdout)["nodes"]}
     assert {"sheet.CHEN.winter", "plate.STEPPE.DUSK", "shot.hunt.chen_watches"} <= ids
@@ -55,14 +55,18 @@ def test_explain_shows_prompts_inputs_and_keys() -> None:
     r = filmc("explain", "chen_watches", cwd=EXAMPLE)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert out.startswith("shot hunt/chen_watches: 3s, 4 takes, cast CHEN(winter)")
-    assert "keyframe.hunt.chen_watches.take4" in out and "sheet.CHEN.winter" in out
+    assert out.startswith("shot hunt/chen_watches: 3s, 4 keyframe candidates (openai 2, "
+                          "comfyui 2), 2 clip takes, cast CHEN(winter)\n"
+                          "  keyframe: unpicked, using openai-1\n  clip: unpicked, using take1\n")
+    assert "keyframe.hunt.chen_watches.comfyui-2" in out and "sheet.CHEN.winter" in out
     assert "scar above the left eyebrow" in out  # the character's look reaches the prompt
     assert "Chen Zhen" not in out  # the display name does not
     doc = json.loads(filmc("explain", str(EXAMPLE / "film.film"), "chen_watches", "--json").stdout)
-    kf = next(s for s in doc if s["id"] == "keyframe.hunt.chen_watches.take1")
-    assert len(kf["key"]) == 64 and kf["inputs"] == ["sheet.CHEN.winter", "plate.STEPPE.DUSK"]
-    assert kf["roles"] == {"sheet.CHEN.winter": "character", "plate.STEPPE.DUSK": "location"}
+    kf = next(s for s in doc if s["id"] == "keyframe.hunt.chen_watches.openai-1")
+    assert len(kf["key"]) == 64
+    assert kf["inputs"] == ["sheet.CHEN", "sheet.CHEN.winter", "plate.STEPPE.DUSK"]
+    assert kf["roles"] == {"sheet.CHEN": "character", "sheet.CHEN.winter": "character",
+                           "plate.STEPPE.DUSK": "location"}
 
 
 def test_explain_unknown_shot_suggests() -> None:
@@ -117,7 +121,7 @@ def test_plan_exit_codes_follow_terraform(tmp_path: Path) -> None:
     project = copy_example(tmp_path / "w")
     r = filmc("plan", "film.film", cwd=project)
     assert r.returncode == 2, r.stderr
-    assert "Plan: 198 to run" in r.stdout and "estimated cost $9.53" in r.stdout
+    assert "Plan: 155 to run" in r.stdout and "estimated cost $9.53" in r.stdout
     assert "Needs `OPENAI_API_KEY` (for openai): NOT SET" in r.stdout
     finish_build(project)
     r = filmc("plan", "film.film", cwd=project)
@@ -131,9 +135,11 @@ def test_plan_exit_codes_follow_terraform(tmp_path: Path) -> None:
     doc = json.loads(r.stdout)
     to_run = {s["id"] for s in doc["steps"] if s["status"] in ("new", "changed", "missing")}
     # the camera's words changed the openai keyframes' prompts, hence everything after them
-    assert to_run == ({f"{k}.hunt.chen_watches.take{t}" for k in ("keyframe", "clip")
-                       for t in range(1, 5)} | {"shot.hunt.chen_watches", "film", "storyboard"})
-    kf = next(s for s in doc["steps"] if s["id"] == "keyframe.hunt.chen_watches.take1")
+    assert to_run == ({f"keyframe.hunt.chen_watches.{c}" for c in ("openai-1", "openai-2",
+                                                                   "comfyui-1", "comfyui-2")}
+                      | {"clip.hunt.chen_watches.take1", "clip.hunt.chen_watches.take2",
+                         "shot.hunt.chen_watches", "film", "storyboard"})
+    kf = next(s for s in doc["steps"] if s["id"] == "keyframe.hunt.chen_watches.openai-1")
     assert kf["status"] == "changed" and "prompt" in kf["reasons"]
 
 

@@ -91,8 +91,8 @@ def picture(folder: Path, name: str, size: tuple[int, int], role: str = CHARACTE
 
 def request(folder: Path, kind: str = "keyframe", inputs: tuple[Input, ...] = (), take: int = 1,
             **fields: Any) -> Request:
-    step = (StepId.clip("hunt", "ridge", take) if kind == "clip"
-            else StepId.keyframe("hunt", "ridge", take))
+    step = (StepId.clip("hunt", "ridge", f"take{take}") if kind == "clip"
+            else StepId.keyframe("hunt", "ridge", f"comfyui-{take}"))
     key = hashlib.sha256(f"{step}{fields}".encode()).hexdigest()
     workdir = folder / "work" / uuid.uuid4().hex
     workdir.mkdir(parents=True)

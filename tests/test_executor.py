@@ -82,7 +82,8 @@ def test_editing_one_shot_runs_exactly_its_steps(project: Path) -> None:
     part.write_text(part.read_text().replace(
         "camera close_up ground_level portrait_lens slow_push",
         "camera medium ground_level portrait_lens slow_push"))
-    expected = ({f"{k}.hunt.chen_watches.take{t}" for k in ("keyframe", "clip") for t in range(1, 5)}
+    expected = ({f"keyframe.hunt.chen_watches.local-{n}" for n in range(1, 5)}
+                | {"clip.hunt.chen_watches.take1", "clip.hunt.chen_watches.take2"}
                 | {"shot.hunt.chen_watches", "film", "storyboard"})
     assert ran(build(project)) == expected
 
@@ -114,24 +115,24 @@ def test_without_keep_going_a_failure_stops_the_build(project: Path) -> None:
 def test_a_damaged_object_is_made_again(project: Path) -> None:
     build(project)
     compiled = compile_film(project / "film.film", offline=True)
-    step = compiled.graph.nodes["keyframe.hunt.chen_watches.take1"]["step"]
+    step = compiled.graph.nodes["keyframe.hunt.chen_watches.local-1"]["step"]
     with Store.open(project / ".filmc") as store:
         digest = store.get_actions([step.key])[step.key].outputs[0]["digest"]
         path = store.objects.path(digest)
     os.chmod(path, 0o644)
     path.write_text("damaged")
     statuses = build(project)
-    assert statuses["keyframe.hunt.chen_watches.take1"] == "ran"
-    assert ran(statuses) == {"keyframe.hunt.chen_watches.take1"}  # its dependents keep their keys
+    assert statuses["keyframe.hunt.chen_watches.local-1"] == "ran"
+    assert ran(statuses) == {"keyframe.hunt.chen_watches.local-1"}  # its dependents keep their keys
 
 
 def test_force_and_until(project: Path) -> None:
     statuses = build(project, until="keyframe")
     kinds = {n.split(".")[0] for n, s in statuses.items()}
     assert kinds <= {"sheet", "plate", "keyframe", "storyboard"}
-    statuses = build(project, force=frozenset({"keyframe.hunt.chen_watches.take2"}),
+    statuses = build(project, force=frozenset({"keyframe.hunt.chen_watches.local-2"}),
                      until="keyframe")
-    assert ran(statuses) == {"keyframe.hunt.chen_watches.take2"}
+    assert ran(statuses) == {"keyframe.hunt.chen_watches.local-2"}
 
 
 def test_a_reference_file_changed_after_the_compile_is_not_stored_under_its_old_key(
@@ -151,4 +152,4 @@ def test_a_reference_file_changed_after_the_compile_is_not_stored_under_its_old_
         journal.close()
     sheet = outcomes["sheet.CHEN.winter"]
     assert sheet.status == "failed" and "changed while the build started" in (sheet.error or "")
-    assert outcomes["keyframe.hunt.chen_watches.take1"].status == "skipped"
+    assert outcomes["keyframe.hunt.chen_watches.local-1"].status == "skipped"

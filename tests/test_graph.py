@@ -20,8 +20,8 @@ from filmc.lang.steps import InputRef, StepId, Tags
 HERE = Path(__file__).parent
 EXAMPLES = HERE.parent / "examples"
 WOLFPACK = EXAMPLES / "wolfpack"
-COMFY_SHOTS = {"hunt.pack_closes_in", "hunt.gazelle_chase", "white_storm.horses_panic",
-               "white_storm.ice_breaks"}
+COMFY_SHOTS = {"hunt.pack_closes_in", "hunt.chen_watches", "hunt.gazelle_chase",
+               "white_storm.horses_panic", "white_storm.ice_breaks"}
 
 
 def compiled(project: Path = WOLFPACK) -> Compiled:
@@ -73,7 +73,7 @@ def test_every_node_has_the_attribute_contract(wolfpack: Compiled) -> None:
         assert (d["scene"], d["shot"]) == (step.scene, step.shot)
         assert isinstance(d["characters"], frozenset) and d["characters"] == step.characters
         assert len(step.key) == 64 and int(step.key, 16) >= 0
-        if d["kind"] in ("keyframe", "clip", "speech", "shot"):
+        if d["kind"] in ("keyframe", "clip", "lastframe", "speech", "shot"):
             assert d["scene"] and d["shot"] and n.split(".")[1:3] == [d["scene"], d["shot"]]
         else:
             assert d["scene"] is None and d["shot"] is None
@@ -92,32 +92,94 @@ def test_every_input_exists_and_edges_are_the_inputs(wolfpack: Compiled) -> None
     assert edges == set(g.edges)
 
 
-def test_takes_make_a_keyframe_and_a_clip_each(wolfpack: Compiled) -> None:
+def candidate_names(shot) -> list[str]:
+    return [f"{b}-{i}" for b, n in shot.candidates for i in range(1, n + 1)]
+
+
+def expected_refs(film, shot) -> list[tuple[str, str | None]]:
+    """Each cast member's face sheet and outfit sheet, as its framing shows them."""
+    out: list[tuple[str, str | None]] = []
+    for m in shot.cast:
+        framing = shot.framed(m.character)
+        if framing in ("silhouette", "voice"):
+            continue
+        if m.outfit is None:
+            out.append((m.character, None))
+        elif framing in ("hands", "back"):
+            out.append((m.character, m.outfit))
+        else:
+            out += [(m.character, None), (m.character, m.outfit)]
+    return out
+
+
+def test_candidates_on_their_backends_and_takes_from_the_used_one(wolfpack: Compiled) -> None:
     g = wolfpack.graph
-    takes = {}
     for shot in wolfpack.film.shots:
         base = f"{shot.scene}.{shot.id}"
-        takes[base] = shot.takes
-        for kind in ("keyframe", "clip"):
-            have = sorted(n for n in g if n.startswith(f"{kind}.{base}.take"))
-            assert have == sorted(f"{kind}.{base}.take{t}" for t in range(1, shot.takes + 1))
-        for t in range(1, shot.takes + 1):
+        names = candidate_names(shot)
+        assert [n for n in g if n.startswith(f"keyframe.{base}.")] == \
+            [f"keyframe.{base}.{x}" for x in names]
+        for x in names:
+            assert g.nodes[f"keyframe.{base}.{x}"]["step"].backend == x.rsplit("-", 1)[0]
+        assert [n for n in g if n.startswith(f"clip.{base}.")] == \
+            [f"clip.{base}.take{t}" for t in range(1, shot.takes + 1)]
+        picks = g.graph["picks"][(shot.scene, shot.id)]
+        assert picks.keyframe.used == names[0] and picks.clip.used == "take1"
+        for t in range(1, shot.takes + 1):  # every take from the one keyframe used
             assert g.nodes[f"clip.{base}.take{t}"]["step"].inputs == (
-                InputRef(f"keyframe.{base}.take{t}", S.FIRST_FRAME),)
+                InputRef(f"keyframe.{base}.{names[0]}", S.FIRST_FRAME),)
         speech = tuple(InputRef(f"speech.{base}.{line.index}", S.SPEECH,
                                 Tags(start=line.start, end=line.end)) for line in shot.lines)
         assert g.nodes[f"shot.{base}"]["step"].inputs == (
             InputRef(f"clip.{base}.take1", S.CLIP), *speech)
-        keyframe = g.nodes[f"keyframe.{base}.take1"]["step"]
-        cast = [(i.tags.character, i.tags.outfit) for i in keyframe.inputs if i.role == S.CHARACTER]
-        assert cast == [(m.character, m.outfit) for m in shot.cast]
-    # film default 2, scene default 3 (white_storm), a shot's own line wins
-    assert takes["hunt.chen_watches"] == 4 and takes["hunt.steppe_vista"] == 2
-    assert takes["white_storm.blizzard_front"] == 3 and takes["white_storm.horses_panic"] == 6
+        for x in names:
+            keyframe = g.nodes[f"keyframe.{base}.{x}"]["step"]
+            cast = [(i.tags.character, i.tags.outfit) for i in keyframe.inputs
+                    if i.role == S.CHARACTER]
+            assert cast == expected_refs(wolfpack.film, shot)
+    shots = {f"{s.scene}.{s.id}": s for s in wolfpack.film.shots}
+    # film default 2, scene default 3 (white_storm), a shot's own lines win, whole
+    assert shots["hunt.steppe_vista"].candidates == (("openai", 2),)
+    assert shots["hunt.chen_watches"].candidates == (("openai", 2), ("comfyui", 2))
+    assert shots["hunt.chen_watches"].takes == 2 and shots["hunt.steppe_vista"].takes == 1
+    assert shots["hunt.gazelle_chase"].candidates == (("comfyui", 4), ("openai", 2))
+    assert shots["white_storm.blizzard_front"].candidates == (("openai", 3),)
+    assert shots["white_storm.horses_panic"].candidates == (("comfyui", 6),)
     assert [i.step for i in g.nodes["film"]["step"].inputs] == [
         *(f"shot.{s.scene}.{s.id}" for s in wolfpack.film.shots), "subtitles"]
     assert [(i.step, i.role) for i in g.nodes["storyboard"]["step"].inputs] == [
-        (f"keyframe.{s.scene}.{s.id}.take1", S.PANEL) for s in wolfpack.film.shots]
+        (f"keyframe.{s.scene}.{s.id}.{candidate_names(s)[0]}", S.PANEL)
+        for s in wolfpack.film.shots]
+
+
+def test_candidates_have_distinct_seeds_where_the_backend_takes_one(wolfpack: Compiled) -> None:
+    g = wolfpack.graph
+    # hunt sets `seed 1967`: comfyui takes seeds, each candidate its own
+    seeds = [g.nodes[f"keyframe.hunt.gazelle_chase.comfyui-{i}"]["step"].fields.seed
+             for i in range(1, 5)]
+    assert seeds == [1967, 1968, 1969, 1970]
+    # the storm sets no seed: comfyui still gets distinct, repeatable ones
+    assert [g.nodes[f"keyframe.white_storm.horses_panic.comfyui-{i}"]["step"].fields.seed
+            for i in range(1, 7)] == [1, 2, 3, 4, 5, 6]
+    # openai takes no seed: none is invented for it (and no warning for one nobody asked)
+    assert g.nodes["keyframe.white_storm.blizzard_front.openai-2"]["step"].fields.seed is None
+    # clip takes are seeded the same way
+    assert [g.nodes[f"clip.hunt.chen_watches.take{t}"]["step"].fields.seed
+            for t in (1, 2)] == [1967, 1968]
+
+
+def test_a_hands_insert_carries_no_face(wolfpack: Compiled) -> None:
+    film = wolfpack.film
+    gama = film.character("GAMA")
+    step = wolfpack.graph.nodes["keyframe.cub.小狼.openai-1"]["step"]
+    assert gama.look not in step.prompt and "no face" in step.prompt
+    assert gama.outfit("herding_robe").look in step.prompt
+    assert [i.step for i in step.inputs if i.role == S.CHARACTER] == ["sheet.GAMA.herding_robe"]
+    # the next shot shows her face: both her sheets
+    close = wolfpack.graph.nodes["keyframe.cub.gama_holds_cub.openai-1"]["step"]
+    assert gama.look in close.prompt
+    assert [i.step for i in close.inputs if i.role == S.CHARACTER] == [
+        "sheet.GAMA", "sheet.GAMA.herding_robe"]
 
 
 def test_a_backend_override_moves_only_that_step_kind(wolfpack: Compiled) -> None:
@@ -125,9 +187,10 @@ def test_a_backend_override_moves_only_that_step_kind(wolfpack: Compiled) -> Non
     default = {"keyframe": "openai", "speech": "openai"}  # the example's [steps]
     for n, step in steps(wolfpack).items():
         where = f"{step.scene}.{step.shot}"
-        if step.kind == "keyframe" and where in COMFY_SHOTS:
-            assert step.backend == "comfyui", n
-            overridden.add(where)
+        if step.kind == "keyframe" and step.backend is not None:
+            assert step.backend == step.sid.candidate.rsplit("-", 1)[0], n
+            if step.backend == "comfyui":
+                overridden.add(where)
         elif step.backend is not None:
             assert step.backend == default.get(step.kind, "local"), n
     assert overridden == COMFY_SHOTS
@@ -137,6 +200,9 @@ def test_user_reference_files_make_provided_steps(wolfpack: Compiled) -> None:
     provided = {n: s for n, s in steps(wolfpack).items() if s.backend is None}
     assert {n: [f.path for f in s.files] for n, s in provided.items()} == {
         "sheet.ALPHA": ["refs/lead_wolf.png"],
+        "sheet.CHEN": ["refs/chen_front.png"],
+        "sheet.BILGEE": ["refs/bilgee_front.png"],
+        "sheet.GAMA": ["refs/gama_front.png"],
         "sheet.CHEN.winter": ["refs/chen_winter.png"],
         "plate.STEPPE.NIGHT": ["refs/steppe_night.png"],
     }
@@ -144,30 +210,32 @@ def test_user_reference_files_make_provided_steps(wolfpack: Compiled) -> None:
         assert s.params == {}
         assert s.template is None and s.prompt == "" and s.inputs == ()
         assert s.record["files"] == {f.path: f.digest for f in s.files}
-    # a generated sheet still reads the character's own images as references
+    # an outfit's generated sheet is made from the character's own sheet
     student = wolfpack.graph.nodes["sheet.CHEN.student"]["step"]
-    assert student.backend == "local" and [f.path for f in student.files] == ["refs/chen_front.png"]
+    assert student.backend == "local" and student.files == ()
+    assert student.inputs == (InputRef("sheet.CHEN", S.CHARACTER, Tags("CHEN")),)
 
 
 def test_prompts_hold_looks_not_display_names(wolfpack: Compiled) -> None:
     film = wolfpack.film
     for shot in film.shots:
-        for t in range(1, shot.takes + 1):
-            for kind in ("keyframe", "clip"):
-                step = wolfpack.graph.nodes[f"{kind}.{shot.scene}.{shot.id}.take{t}"]["step"]
-                assert shot.action in step.prompt
-                # what the user wrote in the action may name anyone; the rest is ours
-                rest = step.prompt.replace(shot.action, "")
-                for c in film.characters:
-                    if c.name != c.id:
-                        assert c.name not in rest, f"{step.id} names {c.name}"
-                if kind == "clip":
-                    continue
-                for m in shot.cast:
-                    c = film.character(m.character)
-                    assert c.look in step.prompt
-                    outfit = c.outfit(m.outfit)
-                    assert outfit is None or outfit.look in step.prompt
+        made = [("keyframe", x) for x in candidate_names(shot)]
+        made += [("clip", f"take{t}") for t in range(1, shot.takes + 1)]
+        for kind, name in made:
+            step = wolfpack.graph.nodes[f"{kind}.{shot.scene}.{shot.id}.{name}"]["step"]
+            assert shot.action in step.prompt
+            # what the user wrote in the action may name anyone; the rest is ours
+            rest = step.prompt.replace(shot.action, "")
+            for c in film.characters:
+                if c.name != c.id:
+                    assert c.name not in rest, f"{step.id} names {c.name}"
+            if kind == "clip":
+                continue
+            for m in shot.cast:
+                c = film.character(m.character)
+                assert (c.look in step.prompt) == (shot.framed(m.character) in ("face", "figure"))
+                outfit = c.outfit(m.outfit)
+                assert outfit is None or outfit.look in step.prompt
     sheet = wolfpack.graph.nodes["sheet.GAMA.herding_robe"]["step"]
     gama = film.character("GAMA")
     assert gama.look in sheet.prompt and gama.outfit("herding_robe").look in sheet.prompt

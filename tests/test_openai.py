@@ -77,7 +77,7 @@ def request(tmp: Path, step: StepId, inputs: tuple[Input, ...] = (), **fields: A
 def keyframe(tmp: Path, inputs: tuple[Input, ...] = (), **fields: Any) -> Request:
     fields = {"prompt": "Chen raises a pair of old army binoculars.", "width": 1920,
               "height": 1080, "take": 1, **fields}
-    return request(tmp, StepId.keyframe("hunt", "chen_watches", 1), inputs, **fields)
+    return request(tmp, StepId.keyframe("hunt", "chen_watches", "openai-1"), inputs, **fields)
 
 
 def picture(tmp: Path, name: str, role: str, tags: Tags, body: bytes | None = None) -> Input:

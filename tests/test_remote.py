@@ -60,7 +60,7 @@ def program(root: Path, adapter: type[Adapter], shots: int = 1, key: str | None 
             price: float = 1.0) -> Any:
     g = nx.DiGraph()
     for i in range(shots):
-        sid = StepId.keyframe("s", f"x{i}", 1)
+        sid = StepId.keyframe("s", f"x{i}", "svc-1")
         step = Step(sid, "svc", frozenset(), None, Fields(prompt=f"shot {i}", take=1), {}, (),
                     (), key or f"{i:064x}", {})
         g.add_node(step.id, kind="keyframe", scene="s", shot=f"x{i}", characters=frozenset(),

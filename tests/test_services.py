@@ -83,7 +83,7 @@ scene one "Morning" EXT PIER DAWN {
   shot b1 2s {
     camera medium high_angle pan_left
     cast ANA, BO
-    takes 2
+    candidates 2
     BO: "Look at it fly!"
   }
   shot b2 1s {
@@ -114,9 +114,9 @@ WORKFLOW = {
     "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0],
                                                 "filename_prefix": "filmc/keyframe"}},
 }
-COMFY_STEPS = frozenset({"keyframe.one.a1.take1", "keyframe.one.a2.take1",
-                         "keyframe.one.b1.take1", "keyframe.one.b1.take2"})
-OPENAI_STEPS = frozenset({"sheet.ANA", "keyframe.one.b2.take1", "speech.one.a2.1",
+COMFY_STEPS = frozenset({"keyframe.one.a1.comfyui-1", "keyframe.one.a2.comfyui-1",
+                         "keyframe.one.b1.comfyui-1", "keyframe.one.b1.comfyui-2"})
+OPENAI_STEPS = frozenset({"sheet.ANA", "keyframe.one.b2.openai-1", "speech.one.a2.1",
                           "speech.one.b1.1"})
 TO_RUN = ("new", "changed", "missing", "forced", "running")
 FAST = {"retries": 4, "backoff_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.1,
@@ -226,10 +226,15 @@ def filmc(project: Path, *args: str, services: Services | None,
     return r
 
 
+# b1's two keyframe candidates are never picked here (test_pick_loop.py picks): the builds
+# and plans of these tests animate the first, as `--use-first` says.
+USE_FIRST = "--use-first"
+
+
 def build(project: Path, services: Services | None, *args: str, code: int = 0,
           env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`filmc build ARGS svc.film`, which must exit with `code`."""
-    r = filmc(project, "build", *args, "svc.film", services=services, env=env)
+    """`filmc build --use-first ARGS svc.film`, which must exit with `code`."""
+    r = filmc(project, "build", USE_FIRST, *args, "svc.film", services=services, env=env)
     assert r.returncode == code, r.stderr
     return r
 
@@ -259,7 +264,7 @@ def ran(r: subprocess.CompletedProcess, project: Path) -> set[str]:
 
 def plan(project: Path, services: Services | None, *args: str) -> dict:
     """`filmc plan --json ARGS svc.film`."""
-    r = filmc(project, "plan", "--json", *args, "svc.film", services=services)
+    r = filmc(project, "plan", "--json", USE_FIRST, *args, "svc.film", services=services)
     assert r.returncode in (0, 2), r.stderr
     return json.loads(r.stdout)
 
@@ -337,16 +342,16 @@ def test_a_film_made_by_two_services_is_their_work_and_is_paid_once(
     folder = project / "build" / "svc" / "keyframes"
     laid_out = {sha256(p.read_bytes()) for p in folder.iterdir()}
     assert comfy_files <= laid_out
-    with Image.open(folder / "001_one_a1_take1.png") as img:
+    with Image.open(folder / "001_one_a1_comfyui-1.png") as img:
         assert img.size == (192, 80)  # ComfyUI made it at the film's size
-    with Image.open(next(folder.glob("*_b2_take1.*"))) as img:
+    with Image.open(next(folder.glob("*_b2_openai-1.*"))) as img:
         assert img.size == (1536, 1024)  # OpenAI's nearest size: conformed by the shot step
 
     costs = {s["id"]: s["cost"] for s in before["steps"]}
     doc = report(project)
     assert doc["estimated"] == pytest.approx(sum(costs[s] for s in planned(before)))
     assert doc["spent"] == pytest.approx(sum(costs[s] for s in OPENAI_STEPS))  # ComfyUI: free
-    assert costs["keyframe.one.a1.take1"] == 0.01 and costs["sheet.ANA"] == 0.04
+    assert costs["keyframe.one.a1.comfyui-1"] == 0.01 and costs["sheet.ANA"] == 0.04
     assert 0 < costs["speech.one.a2.1"] < 0.001  # per second of the line
     assert f"spent ${doc['spent']:.2f} (estimated ${doc['estimated']:.2f})" in r.stderr
     assert not journal(project)
@@ -377,7 +382,7 @@ def test_an_estimate_over_max_cost_starts_nothing(project: Path, services: Servi
     r = build(project, services, "--max-cost", "0.05", "--until", "keyframe",
               "--select", "shot:a1")  # a part of it within the cap: built
     assert with_status(project, "ran") == {"sheet.ANA", "plate.PIER.DAWN",
-                                           "keyframe.one.a1.take1"}
+                                           "keyframe.one.a1.comfyui-1"}
 
 
 BILLED = """\
@@ -443,7 +448,7 @@ def test_an_unset_key_stops_the_build_before_anything_is_sent(project: Path,
                                                                 "speech": "local"}))
     build(project, None, "--until", "keyframe", "--select", "shot:a1")
     assert with_status(project, "ran") == {"sheet.ANA", "plate.PIER.DAWN",
-                                           "keyframe.one.a1.take1"}
+                                           "keyframe.one.a1.comfyui-1"}
     assert len(services.comfy.submit_ids) == 1
 
 
@@ -494,25 +499,26 @@ def test_plan_lists_exactly_what_build_runs(tmp_path: Path, services: Services) 
         film.write_text(film.read_text().replace(old, new))
 
     assert same("--until", "keyframe", "--select", "shot:a1").keys() == {
-        "sheet.ANA", "plate.PIER.DAWN", "keyframe.one.a1.take1"}
-    assert same("--select", "character:ANA+").keys() >= {"keyframe.one.b1.take2", "shot.one.b1",
+        "sheet.ANA", "plate.PIER.DAWN", "keyframe.one.a1.local-1"}
+    assert same("--select", "character:ANA+").keys() >= {"keyframe.one.b1.local-2", "shot.one.b1",
                                                          "speech.one.a2.1", "film"}
     edit("Ana walks along the pier.", "Ana runs along the pier.")
-    assert same("--until", "keyframe") == {"keyframe.one.a1.take1": "changed",
+    assert same("--until", "keyframe") == {"keyframe.one.a1.local-1": "changed",
                                            "storyboard": "changed"}
     forced = same("--force", "kind:keyframe", "--until", "keyframe")
-    assert {k for k, v in forced.items() if v == "forced"} == COMFY_STEPS | {
-        "keyframe.one.b2.take1"}
+    # offline, every candidate is the local backend's: local-1, local-2…
+    assert {k for k, v in forced.items() if v == "forced"} == {
+        s.replace("comfyui-", "local-") for s in COMFY_STEPS} | {"keyframe.one.b2.local-1"}
     assert same("--select", "film").keys() >= {"film", "shot.one.a1"}
     # missing: the key the last build made, since forgotten by `gc`
     edit("Ana runs along the pier.", "Ana strolls along the pier.")
     assert filmc(project, "gc", "svc.film", services=services).returncode == 0
     edit("Ana strolls along the pier.", "Ana runs along the pier.")
-    assert same("--until", "keyframe") == {"keyframe.one.a1.take1": "missing",
+    assert same("--until", "keyframe") == {"keyframe.one.a1.local-1": "missing",
                                            "storyboard": "missing"}
     # and with the services: b2's keyframe at OpenAI, a1's at ComfyUI
     assert same("--select", "shot:b2", "--select", "shot:a1", offline=False).keys() >= {
-        "sheet.ANA", "keyframe.one.b2.take1", "keyframe.one.a1.take1", "shot.one.b2"}
+        "sheet.ANA", "keyframe.one.b2.openai-1", "keyframe.one.a1.comfyui-1", "shot.one.b2"}
     assert len(services.comfy.submit_ids) == 1 and services.openai.billed == 2
 
 

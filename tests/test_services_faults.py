@@ -24,6 +24,7 @@ from test_build import marked, wait_gone
 from test_services import (
     COMFY_STEPS,
     OPENAI_STEPS,
+    USE_FIRST,
     Services,
     assert_paid_once,
     build,
@@ -41,7 +42,7 @@ from test_services import (
     with_status,
 )
 
-A1 = "keyframe.one.a1.take1"
+A1 = "keyframe.one.a1.comfyui-1"
 ONE_JOB = ("--until", "keyframe", "--select", "shot:a1")  # sheet.ANA at OpenAI, a1 at ComfyUI
 LINE = "speech.one.a2.1"
 
@@ -207,7 +208,7 @@ def test_an_image_that_does_not_decode_is_not_stored(project: Path, services: Se
         sid, args = A1, ONE_JOB
     else:
         services.openai.faults.append(("corrupt",))
-        sid, args = "keyframe.one.b2.take1", ("--until", "keyframe", "--select", "shot:b2")
+        sid, args = "keyframe.one.b2.openai-1", ("--until", "keyframe", "--select", "shot:b2")
     r = build(project, services, *args, code=1)
     error = failure(project, sid)
     assert "sent an image that does not decode" in error and error in r.stderr
@@ -270,12 +271,12 @@ def test_a_refused_prompt_fails_its_shot_only_and_is_not_retried(
     and what to do; the request is not sent again; the other OpenAI steps go on."""
     services.openai.refuse.append("kite rises over the water")
     r = build(project, services, "--keep-going", code=1)
-    error = failure(project, "keyframe.one.b2.take1")
+    error = failure(project, "keyframe.one.b2.openai-1")
     assert "rejected by the safety system" in error and "reword the shot's prompt" in error
-    assert "failed keyframe.one.b2.take1 (shot one/b2): " in r.stderr
+    assert "failed keyframe.one.b2.openai-1 (shot one/b2): " in r.stderr
     assert services.openai.requests["images/edits"] == 1  # b2's, once
-    assert with_status(project, "ran") >= OPENAI_STEPS - {"keyframe.one.b2.take1"}
-    assert with_status(project, "failed") == {"keyframe.one.b2.take1"}
+    assert with_status(project, "ran") >= OPENAI_STEPS - {"keyframe.one.b2.openai-1"}
+    assert with_status(project, "failed") == {"keyframe.one.b2.openai-1"}
 
 
 def test_a_refused_key_stops_the_service(tmp_path: Path, services: Services) -> None:
@@ -304,7 +305,7 @@ def test_the_key_appears_nowhere(project: Path, services: Services) -> None:
         "message": f"Incorrect API key provided: {services.key}.", "type": "invalid_request_error",
         "param": None, "code": "invalid_api_key"}}))
     said.append(build(project, services, "--keep-going", "--until", "keyframe", code=1))
-    assert "the API key was refused" in failure(project, "keyframe.one.b2.take1")
+    assert "the API key was refused" in failure(project, "keyframe.one.b2.openai-1")
     assert "Incorrect API key provided: ***." in said[-1].stderr  # the echoed key, masked
     said.append(filmc(project, "plan", "--json", "svc.film", services=services))
     said.append(filmc(project, "plan", "-v", "svc.film", services=services))
@@ -323,9 +324,10 @@ def test_the_key_appears_nowhere(project: Path, services: Services) -> None:
 
 def start(project: Path, services: Services, mark: str, *args: str) -> subprocess.Popen:
     """`filmc build` in the background, in its own session (as a terminal's job)."""
-    return subprocess.Popen([sys.executable, "-m", "filmc", "build", *args, "svc.film"],
-                            cwd=project, env=env_for(services, mark), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "filmc", "build", USE_FIRST, *args,
+                             "svc.film"], cwd=project, env=env_for(services, mark),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def test_kill_9_while_jobs_run_then_the_next_build_attaches_to_them(

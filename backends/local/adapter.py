@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...lang.steps import FIELD_NAMES, KINDS
-from ..protocol import Adapter, BackendError, Done, Handle, Request, Setup
+from ..protocol import Adapter, BackendError, Capabilities, Done, Handle, Request, Setup
 
 RENDERER = "2"  # the animatic's drawing and encoding: bump when output changes
 PANEL_KINDS = frozenset({"sheet", "plate", "keyframe", "storyboard", "film"})
-FFMPEG_KINDS = frozenset({"clip", "shot", "film"})
+FFMPEG_KINDS = frozenset({"clip", "lastframe", "shot", "film"})
 
 
 @functools.cache
@@ -71,6 +71,12 @@ class LocalBackend(Adapter):
     @classmethod
     def key_fields(cls, kind: str, settings: Mapping[str, Any]) -> frozenset[str]:
         return frozenset(FIELD_NAMES) | {"params"}
+
+    @classmethod
+    def capabilities(cls, kind: str, settings: Mapping[str, Any], root: Path) -> Capabilities | None:
+        if kind not in cls.kinds:
+            return None
+        return Capabilities(last_frame=kind == "clip")  # the animatic dissolves into it
 
     @classmethod
     def key_extra(cls, kind: str, settings: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -9,6 +9,7 @@ core count).
   round(duration x fps) frames, with the camera move drawn as a moving window onto
   the still (zoom → scale, pan/truck → sideways, tilt/crane → up/down, handheld →
   jitter, orbit → a drift that arcs in). H.264 in MP4, no audio.
+- `last_frame(clip, out)`: a clip's last frame as a PNG (`first_frame previous`).
 - `render_speech(params, out)`: a WAV (48 kHz, mono, 16-bit) as long as the line
   takes to say (`speaking_time`: 2.5 words/s, 4.5 CJK characters/s). No offline
   text-to-speech installs from PyPI without system libraries or separately
@@ -218,8 +219,9 @@ def camera_filter(window: dict[str, str], w: int, h: int) -> tuple[list[Filter],
     return [], [scale, crop]
 
 
-def render_clip(keyframe: Path, params: dict, out: Path) -> Path:
-    """Animate the still `keyframe` into `out` (MP4, H.264, no audio).
+def render_clip(keyframe: Path, params: dict, out: Path, last: Path | None = None) -> Path:
+    """Animate the still `keyframe` into `out` (MP4, H.264, no audio); with `last` (a
+    still of where the motion ends), the final third dissolves into it.
 
     params: width, height, duration (seconds), fps (number or "n/d"),
     camera {motion, amount}, seed.  The clip has exactly round(duration x fps) frames.
@@ -239,9 +241,29 @@ def render_clip(keyframe: Path, params: dict, out: Path) -> Path:
              ("loop", (), {"loop": frames - 1, "size": 1, "start": 0}),
              ("setpts", (f"N/({_fps_str(fps)})/TB",), {}), *each]
     video = _chain(ffmpeg.input(str(keyframe)).video, chain)
+    if last is not None and frames > 2:
+        # A still of the last frame, as long as the clip, dissolving in over its last third.
+        end = _chain(ffmpeg.input(str(last)).video, [
+            *_fit(w, h), ("format", ("yuv420p",), {}),
+            ("loop", (), {"loop": frames - 1, "size": 1, "start": 0}),
+            ("setpts", (f"N/({_fps_str(fps)})/TB",), {})])
+        seconds = float(frames / fps)
+        fade = seconds / 3
+        video = ffmpeg.filter([video, end], "xfade", transition="fade", duration=f"{fade:.6f}",
+                              offset=f"{seconds - fade:.6f}")
     run([*graph_args(video), "-frames:v", frames, "-r", _fps_str(fps),
          *VIDEO_ARGS, *gop_args(fps), *_BITEXACT, "-an", "-y", out],
         f"render the clip `{Path(out).name}` from `{Path(keyframe).name}`")
+    return Path(out)
+
+
+def last_frame(clip: Path, out: Path) -> Path:
+    """The last frame of `clip`, as a PNG: where the next shot's clip starts."""
+    run(["-sseof", "-1", "-i", clip, "-an", "-update", "1", "-fps_mode", "passthrough", *_BITEXACT,
+         "-f", "image2", "-c:v", "png", "-y", out],
+        f"take the last frame of `{Path(clip).name}`")
+    if not Path(out).is_file():
+        raise MediaError(f"`{Path(clip).name}` has no frame to take")
     return Path(out)
 
 

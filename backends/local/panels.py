@@ -14,18 +14,37 @@ storyboard artist would block the shot:
 - every character in the cast is a labelled figure in a colour of its own, taken
   from a hash of its id, so it looks the same in every panel and under any light
   (the light grades the world, never the figures' colours);
-- a header names scene, shot, take, place and time; the action is written at
+- the location has one landmark on its horizon (a peak, a lone tree, a mesa: its
+  kind and size hashed from the location's id), so its shots and its plate agree;
+- a header names scene, shot, candidate, place and time; the action is written at
   the bottom, wrapped by words or, for CJK, by characters.
 
+A shot's keyframe candidates (offline, every backend's candidates are drawn
+here) are different sketches of the same shot, so that a user rehearsing a pick
+sees alternatives at a glance. `figures.sketch` makes each from the candidate's
+identity: its index within its backend (`take`) stands the cast on the left
+third, the right third or in the middle (so a backend's first three candidates
+take all three) and picks the family of gestures; a hash of its name
+(`candidate`, e.g. "openai-2", else the take) and `seed` picks the rest: the
+cast's spacing, each figure's pose (arms, lean, head turned and cocked), a few
+percent of re-framing (up or down, in or out), an extra degree or three of cant
+on a camera that is already canted, where the landmark stands (across the frame
+from the cast) and how the hills lie. The shot size, the angle, the light and
+the cast's colours and labels are the shot's in every candidate. The header
+names the candidate (`CAND openai-2`, or `TAKE 2` when the step has no name).
+
 Pure and deterministic: the same inputs give byte-identical PNGs (randomness comes
-from `random.Random(seed)`, files are written with fixed options and no metadata).
-A 1920x804 keyframe takes about 30 ms (see tests/test_panels.py).
+from `random.Random` seeded with a hash of the candidate, files are written with
+fixed options and no metadata). A 1920x804 keyframe takes about 30 ms (see
+bench/bench_media.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance
@@ -48,12 +67,10 @@ from .draw import (
     mix,
     wrap,
 )
-from .figures import _draw_cast, _figure, _Pen
+from .figures import _draw_cast, _figure, _Pen, sketch
 from .fonts import font
 
 # ---------------------------------------------------------------- the world
-
-
 
 
 def _gradient(size: tuple[int, int], direction: str) -> Image.Image:
@@ -68,9 +85,71 @@ def _gradient(size: tuple[int, int], direction: str) -> Image.Image:
     return g.resize(size, Image.Resampling.BILINEAR)
 
 
+@dataclass(frozen=True)
+class Landmark:
+    """The one feature a location shows on its horizon. Its `kind` ("peak", "tree" or
+    "mesa") and `height` (a fraction of the frame's) are the location's, hashed from
+    its id, so every shot there and its plate show the same one; where it stands
+    (`x`, a fraction of the width) is each candidate's, as the camera looks another
+    way along the same horizon."""
+
+    kind: str
+    height: float
+    x: float
+
+
+_LANDMARK_HEIGHT = {"peak": 0.2, "tree": 0.15, "mesa": 0.1}
+# Outlines in units of the landmark's height: along the horizon, and up from it (the
+# feet below it are covered by the land).
+_LANDMARK_SHAPES: dict[str, list[list[Point]]] = {
+    "peak": [[(-1.7, -0.3), (-0.9, 0.45), (-0.35, 0.85), (0.0, 1.0), (0.25, 0.9), (0.55, 0.7),
+              (1.0, 0.42), (2.0, -0.3)],
+             [(-0.35, 0.85), (0.0, 1.0), (0.25, 0.9), (0.36, 0.78), (0.14, 0.81), (-0.04, 0.72),
+              (-0.2, 0.79)]],  # the mountain, its snow
+    "tree": [[(-0.05, -0.3), (0.05, -0.3), (0.04, 0.5), (-0.04, 0.5)],
+             [(0.4 * math.cos(t), 0.68 + 0.3 * math.sin(t))
+              for t in (2 * math.pi * i / 24 for i in range(24))]],  # the trunk, the crown
+    "mesa": [[(-1.3, -0.3), (-0.95, 0.55), (-0.8, 0.62), (0.55, 0.64), (0.7, 0.55), (1.2, -0.3)]],
+}
+
+
+def _landmark(params: dict, x: float | None = None) -> Landmark:
+    """The location's landmark (see `Landmark`), at `x`, or where its plate shows it."""
+    where = str((params.get("panel") or {}).get("location") or "")
+    d = hashlib.sha256(f"landmark {where}".encode()).digest()
+    kind = sorted(_LANDMARK_SHAPES)[d[0] % len(_LANDMARK_SHAPES)]
+    height = _LANDMARK_HEIGHT[kind] * (0.85 + d[1] / 255 * 0.4)
+    return Landmark(kind, height, 0.25 + d[2] / 255 * 0.5 if x is None else x)
+
+
+def _on_horizon(horizon: float, roll: float, cx: float, x: float,
+                pts: list[Point], size: float) -> list[Point]:
+    """`pts` (along the horizon and up from it, in units of `size` px) placed at `x` on
+    a horizon at height `horizon` in the middle `cx`, canted by `roll` degrees."""
+    a = math.radians(roll)
+    y = horizon - (x - cx) * math.tan(a)  # y grows down; a positive roll turns counter-clockwise
+    (dx, dy), (nx, ny) = (math.cos(a), -math.sin(a)), (-math.sin(a), -math.cos(a))
+    return [(x + (dx * p + nx * q) * size, y + (dy * p + ny * q) * size) for p, q in pts]
+
+
+def _draw_landmark(d: ImageDraw.ImageDraw, landmark: Landmark, horizon: float, roll: float,
+                   w: int, h: int, light: tuple[RGB, RGB, RGB, RGB]) -> None:
+    """The landmark on the horizon: a far peak hazy with the sky, its snow catching the
+    key light; a tree or a mesa darker, in the shadow's colour."""
+    sky, ground, key, shadow = light
+    if landmark.kind == "peak":
+        colours = [mix(mix(ground, shadow, 0.3), sky, 0.4), mix(key, sky, 0.3)]
+    else:
+        colours = [mix(ground, shadow, 0.55 if landmark.kind == "tree" else 0.4)] * 2
+    for pts, colour in zip(_LANDMARK_SHAPES[landmark.kind], colours):
+        d.polygon(_on_horizon(horizon, roll, w / 2, landmark.x * w, pts, landmark.height * h),
+                  fill=colour)
+
+
 def _world(params: dict, w: int, h: int, horizon: float | None, roll: float,
-           rng: random.Random) -> Image.Image:
-    """Sky and ground in the light's colours, lit from the key side, graded and grained.
+           rng: random.Random, landmark: Landmark | None = None) -> Image.Image:
+    """Sky and ground in the light's colours, lit from the key side, graded and grained,
+    with hills along the horizon (from `rng`) and the location's `landmark`.
 
     Painted at a third of the size, grain cells included, and scaled up without
     smoothing: 9x less work, and a PNG that deflates fast and small (rows and runs
@@ -87,7 +166,8 @@ def _world(params: dict, w: int, h: int, horizon: float | None, roll: float,
         for _ in range(140):
             x, y = rng.uniform(0, w), rng.uniform(0, h)
             r = rng.uniform(0.004, 0.02) * w
-            d.ellipse((x - r, y - r * 0.6, x + r, y + r * 0.6), fill=dark if rng.random() < 0.6 else lite)
+            d.ellipse((x - r, y - r * 0.6, x + r, y + r * 0.6),
+                      fill=dark if rng.random() < 0.6 else lite)
     else:
         top = Image.new("RGB", (w, h), sky)
         low = Image.new("RGB", (w, h), mix(sky, key, 0.45))
@@ -98,24 +178,29 @@ def _world(params: dict, w: int, h: int, horizon: float | None, roll: float,
         mask = Image.new("L", (w, h), 0)
         slope = math.tan(math.radians(roll))
         cx = w / 2
-        ya = horizon - (-w - cx) * slope  # screen y grows down; positive roll turns counter-clockwise
+        ya = horizon - (-w - cx) * slope  # y grows down; a positive roll turns counter-clockwise
         yb = horizon - (2 * w - cx) * slope
-        ImageDraw.Draw(mask).polygon([(-w, ya), (2 * w, yb), (2 * w, 4 * h + 4 * w), (-w, 4 * h + 4 * w)],
-                                     fill=255)
-        img.paste(ground_img, (0, 0), mask)
-        # distant hills along the horizon, seeded, so the land is not a ruler line
+        deep = 4 * h + 4 * w
+        ImageDraw.Draw(mask).polygon([(-w, ya), (2 * w, yb), (2 * w, deep), (-w, deep)], fill=255)
+        # distant hills along the horizon, seeded, so the land is not a ruler line, and the
+        # landmark (a peak behind the hills, a tree or a mesa in front of them), painted on
+        # the sky with their feet below the horizon; then the land covers the feet, so the
+        # horizon is one exact line under any cant, with no sky showing beneath them
         d = ImageDraw.Draw(img)
         hill = mix(ground, shadow, 0.2)
+        half = [(math.cos(t), math.sin(t)) for t in (math.pi * i / 24 for i in range(25))]
+        half += [(-1.0, -1.0), (1.0, -1.0)]
+        behind = landmark is not None and landmark.kind == "peak"
+        if landmark is not None and behind:
+            _draw_landmark(d, landmark, horizon, roll, w, h, (sky, ground, key, shadow))
         for _ in range(5):
-            x = rng.uniform(-0.1, 1.1) * w
-            r = rng.uniform(0.08, 0.25) * w
-            hh = r * rng.uniform(0.05, 0.12)
-            y = horizon - (x - cx) * slope
-            a = math.radians(roll)  # along the horizon, and up from it
-            (dx, dy), (nx, ny) = (math.cos(a), -math.sin(a)), (-math.sin(a), -math.cos(a))
-            d.polygon([(x + dx * r * math.cos(t) + nx * hh * math.sin(t),
-                        y + dy * r * math.cos(t) + ny * hh * math.sin(t))
-                       for t in (math.pi * i / 24 for i in range(25))], fill=hill)
+            x, r = rng.uniform(-0.1, 1.1) * w, rng.uniform(0.08, 0.25) * w
+            flat = rng.uniform(0.05, 0.12)
+            d.polygon(_on_horizon(horizon, roll, cx, x, [(p, q * flat) for p, q in half], r),
+                      fill=hill)
+        if landmark is not None and not behind:
+            _draw_landmark(d, landmark, horizon, roll, w, h, (sky, ground, key, shadow))
+        img.paste(ground_img, (0, 0), mask)
     # key light: a glow of the key colour from its side, shadow on the other
     if key_side in ("left", "right", "top"):
         glow = _gradient((w, h), key_side)
@@ -124,7 +209,8 @@ def _world(params: dict, w: int, h: int, horizon: float | None, roll: float,
         glow = ImageChops.invert(glow)
     else:  # front: flat, even
         glow = Image.new("L", (w, h), 110)
-    img = Image.composite(Image.new("RGB", (w, h), key), img, glow.point([v * 45 // 100 for v in range(256)]))
+    img = Image.composite(Image.new("RGB", (w, h), key), img,
+                          glow.point([v * 45 // 100 for v in range(256)]))
     img = Image.composite(Image.new("RGB", (w, h), shadow), img,
                           ImageChops.invert(glow).point([v * 30 // 100 for v in range(256)]))
     img = _grain(_grade(img, params, contrast, brightness), params, rng)
@@ -258,31 +344,41 @@ def _size(params: dict, w: int = 1920, h: int = 804) -> tuple[int, int]:
 
 
 def _seed(params: dict) -> int:
+    """The noise of a still that has no candidates (a plate)."""
     return int(_num(params, "seed", 0)) * 1009 + int(_num(params, "take", 1))
+
+
+def _caption(params: dict, info: dict) -> str:
+    """The header's left side: scene, shot and which candidate this is, by its name
+    (`CAND openai-2`) when the step has one, else by its take (`TAKE 2`)."""
+    scene, shot = info.get("scene"), info.get("shot")
+    cand, take = params.get("candidate"), params.get("take")
+    which = f"CAND {cand}" if cand not in (None, "") else f"TAKE {take}" if take is not None else ""
+    return "   ".join(x for x in (f"SC {scene}" if scene else "", f"SHOT {shot}" if shot else "",
+                                  which) if x)
 
 
 # ---------------------------------------------------------------- public API
 
 
 def render_keyframe(params: dict, prompt: str, refs: list[Path], out: Path) -> None:
-    """One storyboard panel for a keyframe step, at the film's size."""
+    """One storyboard panel for a keyframe step, at the film's size, as its candidate
+    sketches the shot (`figures.sketch`)."""
     w, h = _size(params)
     cam = params.get("camera") or {}
-    rng = random.Random(_seed(params))
+    sk = sketch(params)
+    rng = random.Random(sk.seed)
     roll = _num(cam, "roll", 0.0)
+    if roll:  # a canted camera: this candidate cants it up to 3 degrees more or less
+        roll += sk.dutch * min(3.0, 0.25 * abs(roll))
     tilt = max(-89.0, min(89.0, _num(cam, "tilt", 0.0)))
     overhead = _num(cam, "overhead", 0.0) >= 0.5 or tilt <= -80
-    horizon = None if overhead else h * (0.5 + 0.7 * math.sin(math.radians(tilt)))
-    img = _world(params, w, h, horizon, roll, rng)
-    _draw_cast(img, params, horizon, roll, rng)
+    horizon = None if overhead else h * (0.5 + 0.7 * math.sin(math.radians(tilt)) + sk.lift)
+    img = _world(params, w, h, horizon, roll, rng, _landmark(params, sk.landmark))
+    _draw_cast(img, params, horizon, roll, sk)
     info = _panel_info(params, prompt)
-    scene, shot = info.get("scene"), info.get("shot")
-    take = params.get("take")
-    left = "   ".join(x for x in (
-        f"SC {scene}" if scene else "", f"SHOT {shot}" if shot else "",
-        f"TAKE {take}" if take is not None else "") if x)
     right = " — ".join(str(x) for x in (info.get("location"), info.get("time")) if x)
-    _header(img, left, right)
+    _header(img, _caption(params, info), right)
     _motion(ImageDraw.Draw(img), cam, w, h)
     _footer(img, str(info.get("action") or ""))
     _save(img, out)
@@ -321,17 +417,18 @@ def render_sheet(params: dict, prompt: str, refs: list[Path], out: Path) -> None
     pen.poly([(side - 0.25 * u, top + 4.0 * u), (side + 0.25 * u, top + 4.0 * u),
               (side + 0.2 * u, top + 7.5 * u), (side - 0.2 * u, top + 7.5 * u)],
              colour, mix(colour, INK, 0.55), 2)
-    pen.poly(_ellipse(side + 0.05 * u, top + 0.55 * u, 0.42 * u, 0.52 * u, 64), mix(colour, WHITE, 0.35),
-             mix(colour, INK, 0.55), 2)
+    pen.poly(_ellipse(side + 0.05 * u, top + 0.55 * u, 0.42 * u, 0.52 * u, 64),
+             mix(colour, WHITE, 0.35), mix(colour, INK, 0.55), 2)
     pen.poly([(side + 0.45 * u, top + 0.5 * u), (side + 0.6 * u, top + 0.68 * u),
               (side + 0.42 * u, top + 0.7 * u)], mix(colour, WHITE, 0.35))
     lsize = max(14, round(h * 0.028))
     _text(draw, (w * 0.3, top + body + lsize * 0.6), "FRONT", lsize, INK, "ma")
     _text(draw, (side, top + body + lsize * 0.6), "SIDE", lsize, INK, "ma")
-    draw.rectangle((w * 0.04, top + body + lsize * 2.2, w * 0.04 + lsize * 2, top + body + lsize * 3.6),
+    swatch_y = top + body + lsize * 2.2
+    draw.rectangle((w * 0.04, swatch_y, w * 0.04 + lsize * 2, swatch_y + lsize * 1.4),
                    fill=colour, outline=INK)
-    _text(draw, (w * 0.04 + lsize * 2.6, top + body + lsize * 2.3), f"{cid}  #%02x%02x%02x" % colour,
-          lsize, INK)
+    _text(draw, (w * 0.04 + lsize * 2.6, swatch_y + lsize * 0.1),
+          f"{cid}  #%02x%02x%02x" % colour, lsize, INK)
     look = " ".join((prompt or "").split("\n")[1:2]) or (prompt or "")
     f = font(lsize, look)
     y = top + body + lsize * 4.2
@@ -342,10 +439,11 @@ def render_sheet(params: dict, prompt: str, refs: list[Path], out: Path) -> None
 
 
 def render_plate(params: dict, prompt: str, refs: list[Path], out: Path) -> None:
-    """The empty location in the light of its time of day, with its description."""
+    """The empty location in the light of its time of day, with its landmark and its
+    description."""
     w, h = _size(params)
     rng = random.Random(_seed(params))
-    img = _world(params, w, h, h * 0.55, 0.0, rng)
+    img = _world(params, w, h, h * 0.55, 0.0, rng, _landmark(params))
     for ref in refs or []:  # the user's own plate, faded under the light, when given
         try:
             with Image.open(ref) as src:

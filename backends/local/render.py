@@ -10,6 +10,7 @@ gives the same bytes.  Returns the files written, by declared output name.
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,13 @@ def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]]
         return {"image": [str(out)]}
     if kind == "clip":
         out = out_dir / "clip.mp4"
-        media.render_clip(of(S.FIRST_FRAME)[0], spec, out)
+        last = of(S.LAST_FRAME)
+        media.render_clip(of(S.FIRST_FRAME)[0], spec, out, last[0] if last else None)
         return {"video": [str(out)]}
+    if kind == "lastframe":
+        out = out_dir / "frame.png"
+        media.last_frame(of(S.CLIP)[0], out)
+        return {"image": [str(out)]}
     if kind == "speech":
         out = out_dir / "speech.wav"
         media.render_speech(spec, out)
@@ -48,7 +54,8 @@ def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]]
     if kind == "film":
         out = out_dir / "film.mp4"
         chapters = [(title, float(start)) for title, start in spec.get("chapters", [])]
-        srt = of(S.SUBTITLES)
+        # A film with no dialogue has empty subtitles, which ffmpeg cannot read as a track.
+        srt = [p for p in of(S.SUBTITLES) if os.path.getsize(p)]
         media.concat_film(of(S.SHOT), chapters, out, subtitles=srt[0] if srt else None,
                           burn=bool(spec.get("burn_subtitles")))
         return {"video": [str(out)]}
