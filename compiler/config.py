@@ -49,7 +49,8 @@ DEFAULT_CURRENCY = "USD"
 
 TOP_LEVEL = ("steps", "backends", "build")
 BUILD_KEYS = ("concurrency", "currency", "store")
-BACKEND_KEYS = ("type", "concurrency", "rate", "prices")  # reserved; every other key is a setting
+ANY_KIND = "*"  # `fallback = "runway"`: for every step kind both backends make
+BACKEND_KEYS = ("type", "concurrency", "rate", "prices", "fallback")  # reserved; the rest: settings
 PRICE_KEYS = ("per_output", "per_second")
 
 # Settings that never change what a backend produces, so never enter a content key:
@@ -108,6 +109,11 @@ class BackendConfig:
     secret_envs: dict = attrs.field(factory=dict, hash=False)  # setting -> env var name
     prices: dict = attrs.field(factory=dict, hash=False)  # step kind -> Price
     rate: float | None = None  # requests a second to the service; None: no limit
+    # step kind (or ANY_KIND) → the backend that makes a step this one refuses
+    fallback: dict = attrs.field(factory=dict, hash=False)
+
+    def fallback_for(self, kind: str) -> str | None:
+        return self.fallback.get(kind) or self.fallback.get(ANY_KIND)
 
 
 def _local(concurrency: int = DEFAULT_BACKEND_CONCURRENCY, settings: dict | None = None,
@@ -346,6 +352,18 @@ class _Checker:
             backend = self.backend(name, body, path)
             if backend is not None:
                 out[name] = backend
+        for name, backend in out.items():
+            for kind, other in backend.fallback.items():
+                where = ("backends", name, "fallback") + (() if kind == ANY_KIND else (kind,))
+                if other not in out:
+                    self.error("F0504", f"no backend `{other}` to fall back to", where,
+                               "not configured", value=True,
+                               help=did_you_mean(other, out)
+                               or f"add a `[backends.{other}]` table, or use one of: "
+                                  + ", ".join(f"`{b}`" for b in sorted(out) if b != name))
+                elif other == name:
+                    self.error("F0505", f"`{name}` cannot fall back to itself", where,
+                               value=True, help="name another backend, or remove the line")
         return out
 
     def backend(self, name: str, body: dict, path: tuple) -> BackendConfig | None:
@@ -394,7 +412,34 @@ class _Checker:
                     settings[key] = value
         if name == LOCAL:
             return _local(concurrency, settings, prices)
-        return BackendConfig(name, kind, concurrency, settings, envs, prices, rate)
+        fallback = self.fallback(body.get("fallback"), (*path, "fallback"))
+        return BackendConfig(name, kind, concurrency, settings, envs, prices, rate, fallback)
+
+    def fallback(self, value: object, path: tuple) -> dict[str, str]:
+        """`fallback = "runway"` (every step kind it makes) or `{ clip = "runway" }`: which
+        backend makes a step this one refuses (checked against the backends once all are
+        read, in `fallbacks`)."""
+        if value is None:
+            return {}
+        if isinstance(value, str) and value:
+            return {ANY_KIND: value}
+        if isinstance(value, dict):
+            out = {}
+            for kind, name in value.items():
+                if kind not in STEP_KINDS:
+                    self.error("F0503", f"unknown step kind `{kind}`", (*path, kind),
+                               help=did_you_mean(kind, STEP_KINDS)
+                               or f"step kinds: {', '.join(STEP_KINDS)}")
+                elif not (isinstance(name, str) and name):
+                    self.error("F0505", "a fallback is a backend's name, in quotes",
+                               (*path, kind), value=True, help=f'e.g. `{kind} = "runway"`')
+                else:
+                    out[kind] = name
+            return out
+        self.error("F0505", "`fallback` must be a backend's name or a table of step kinds",
+                   path, value=True,
+                   help='`fallback = "runway"`, or `fallback = { clip = "runway" }`')
+        return {}
 
     def rate(self, body: dict, path: tuple) -> float | None:
         value = body.get("rate")

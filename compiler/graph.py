@@ -67,6 +67,9 @@ class Step(Addressed):
     # engine takes it from the store and never makes anything else in its place.
     pin: str | None = None
     waits: str | None = None  # why it waits (for a pick) instead of running
+    # The backend that makes it if its own refuses the content (never in its key: the
+    # step is the same piece of work, and its output is kept under the same key).
+    fallback: str | None = None
 
     @property
     def prompt(self) -> str:
@@ -98,6 +101,22 @@ class _Builder:
         self._locs = {loc.id: loc for loc in film.locations}
         self._backend_keys: dict[tuple[str, str], dict] = {}
         self.burn_subtitles = False
+        # (scene, shot, kind) → (the shot's backend, its fallback), for the shots that have one
+        self._fallbacks: dict[tuple[str | None, str | None, str], tuple[str, str]] = {
+            (scene.id, shot.id, kind): (shot.backend(kind), fb)
+            for scene in film.scenes for shot in scene.shots for kind, fb in shot.fallbacks}
+
+    def fallback(self, sid: StepId, backend: str) -> str | None:
+        """The backend that makes `sid` if `backend` refuses it: the shot's (its `fallback`
+        line, or filmc.toml's for the shot's backend), else filmc.toml's for `backend` (a
+        candidate on another backend, a sheet, a plate)."""
+        shot = self._fallbacks.get((sid.scene, sid.shot, sid.kind))
+        if shot is not None and shot[0] == backend:
+            return shot[1]
+        info = self.infos.get(backend)
+        name = info.config.fallback_for(sid.kind) if info is not None else None
+        other = self.infos.get(name) if name and name != backend else None
+        return name if other is not None and other.capabilities(sid.kind) is not None else None
 
     def render(self, t: Any, ctx: dict) -> str:
         """Render once per template and context object: every take of a shot shares its
@@ -156,7 +175,7 @@ class _Builder:
                   "inputs": {i.step: k for i, k in zip(inputs, input_keys)},
                   "files": {f.path: f.digest for f in files}}
         step = Step(sid, backend, characters, tmpl_path, fields, params, inputs, files, key, record,
-                    pin, waits)
+                    pin, waits, None if backend is None else self.fallback(sid, backend))
         self.keys[id] = key
         self.g.add_node(id, kind=sid.kind, scene=sid.scene, shot=sid.shot, characters=characters,
                         step=step)

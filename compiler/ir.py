@@ -132,6 +132,9 @@ class Shot:
     location: str | None
     time: str | None
     framing: tuple[tuple[str, str], ...] = ()  # (character, framing) where not `figure`
+    # (step kind, backend) that makes a step the shot's backend refuses: its `fallback`
+    # lines until the backends pass, then every kind that has one (from filmc.toml too)
+    fallbacks: tuple[tuple[str, str], ...] = ()
     continues: bool = False  # `first_frame previous`
     ends_on_next: bool = False  # `last_frame next`
     tags: tuple[str, ...] = attrs.field(default=(), eq=False)
@@ -139,6 +142,9 @@ class Shot:
 
     def backend(self, kind: str) -> str:
         return dict(self.backends)[kind]
+
+    def fallback(self, kind: str) -> str | None:
+        return dict(self.fallbacks).get(kind)
 
     def framed(self, character: str) -> str:
         """What of `character` is in frame: face, figure, hands, back, silhouette, voice."""

@@ -24,6 +24,13 @@ from . import ir
 BackendChooser = Callable[[str, "str | None"], str]
 
 
+FallbackChooser = Callable[[str, str, "str | None"], "str | None"]  # kind, backend, override
+
+
+def no_fallback(kind: str, backend: str, override: str | None) -> str | None:
+    return None
+
+
 def default_chooser(kind: str, override: str | None) -> str:
     return override or "local"
 
@@ -33,6 +40,7 @@ class State:
     project: Project = attrs.field(eq=False)
     checked: Checked = attrs.field(eq=False)
     choose: BackendChooser = attrs.field(eq=False, default=default_chooser)
+    fallback: FallbackChooser = attrs.field(eq=False, default=no_fallback)
     presets: dict = attrs.field(factory=dict, eq=False)  # kind → name → preset items
     memo: dict = attrs.field(factory=dict, eq=False)  # equal camera/light/style lines resolve once
     characters: tuple[ir.Character, ...] = ()
@@ -111,6 +119,7 @@ def lower_scenes(st: State) -> State:
                 takes=int(_literal(_nearest(chain, "takes"), 1)),
                 seed=_seed(_nearest(chain, "seed")),
                 backends=_backend_overrides(chain),
+                fallbacks=_backend_overrides(chain, "fallback"),
                 lines=tuple(_lines(shot)),
                 language=_str_value(_first(_nearest(chain, "language"))) or None,
                 location=loc_id, time=time,
@@ -174,7 +183,11 @@ def choose_backends(st: State) -> State:
             for name, n in shot.candidates:
                 backend = st.choose("keyframe", name or overrides.get("keyframe"))
                 counts[backend] = counts.get(backend, 0) + n
-            shots.append(attrs.evolve(shot, backends=chosen, candidates=tuple(counts.items())))
+            said = dict(shot.fallbacks)
+            fallbacks = tuple((k, f) for k, b in chosen
+                              if (f := st.fallback(k, b, said.get(k))) is not None)
+            shots.append(attrs.evolve(shot, backends=chosen, candidates=tuple(counts.items()),
+                                      fallbacks=fallbacks))
         scenes.append(attrs.evolve(scene, shots=tuple(shots)))
     return attrs.evolve(st, scenes=tuple(scenes))
 
@@ -188,8 +201,9 @@ PASSES: tuple[tuple[str, Callable[[State], State]], ...] = (
 
 
 def lower(project: Project, checked: Checked, choose: BackendChooser = default_chooser,
-          stop_after: str | None = None) -> ir.Film:
-    st = State(project, checked, choose)
+          stop_after: str | None = None,
+          fallback: FallbackChooser = no_fallback) -> ir.Film:
+    st = State(project, checked, choose, fallback)
     for name, run in PASSES:
         st = run(st)
         if name == stop_after:
@@ -266,12 +280,13 @@ def _candidates(chain) -> tuple[tuple[str | None, int], ...]:
     return ((None, 1),)
 
 
-def _backend_overrides(chain) -> tuple[tuple[str, str], ...]:
-    """`backend STEP NAME` lines, nearest level winning per step kind."""
+def _backend_overrides(chain, key: str = "backend") -> tuple[tuple[str, str], ...]:
+    """`backend STEP NAME` (or `fallback STEP NAME`) lines, nearest level winning per step
+    kind."""
     out: dict[str, str] = {}
     for items in chain:
         for a in ast.attrs_of(items):
-            if a.key.text == "backend" and len(a.values) == 2:
+            if a.key.text == key and len(a.values) == 2:
                 out[a.values[0].text] = a.values[1].text  # type: ignore[union-attr]
     return tuple(sorted(out.items()))
 

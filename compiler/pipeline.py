@@ -161,7 +161,16 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
             return LOCAL
         return config.backend_for(kind, override).name
 
-    out.film = lower(out.project, out.checked, choose=choose)
+    def fallback(kind: str, backend: str, override: str | None) -> str | None:
+        """The backend that makes a `kind` step `backend` refuses: the shot's `fallback`
+        line, else filmc.toml's; none offline, nor one that cannot make the kind."""
+        if offline:
+            return None
+        name = override or config.backends[backend].fallback_for(kind)
+        info = out.backends.get(name) if name and name != backend else None  # type: ignore[union-attr]
+        return name if info is not None and info.capabilities(kind) is not None else None
+
+    out.film = lower(out.project, out.checked, choose=choose, fallback=fallback)
     if until == "ir":
         return out
     out.lock = read_lock(lock_path(out.project.main.path), diags, loader.sources)
@@ -183,9 +192,9 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
 
 
 def _check_backend_lines(project: Project, config: Config, diags: Diagnostics) -> None:
-    """Every `backend STEP NAME` and `candidates N NAME` line names a backend filmc.toml
-    configures (or `local`)."""
-    for a in backend_lines(project, ("backend", "candidates")):
+    """Every `backend STEP NAME`, `fallback STEP NAME` and `candidates N NAME` line names a
+    backend filmc.toml configures (or `local`)."""
+    for a in backend_lines(project, ("backend", "fallback", "candidates")):
         name = a.values[1]
         if isinstance(name, ast.Name) and name.text not in config.backends:
             diags.error("F0240", f"backend `{name.text}` is not configured", name.span,

@@ -123,6 +123,8 @@ class History(Protocol):
 
     def objects_present(self, digests: Iterable[str]) -> set[str]: ...
 
+    def fallbacks(self, keys: Iterable[str]) -> dict[str, dict]: ...
+
 
 class NoHistory:
     """A project never built."""
@@ -141,6 +143,9 @@ class NoHistory:
 
     def objects_present(self, digests: Iterable[str]) -> set[str]:
         return set()
+
+    def fallbacks(self, keys: Iterable[str]) -> dict[str, dict]:
+        return {}
 
 
 # --- what a build runs -------------------------------------------------------------------
@@ -201,11 +206,12 @@ def waiting_steps(graph: Any, nodes: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def estimate(step: Step, backends: Mapping[str, Any]) -> float | None:
-    """The estimated price of running `step` once; None when its backend has no price."""
+def estimate(step: Step, backends: Mapping[str, Any], backend: str | None = None) -> float | None:
+    """The estimated price of running `step` once (on `backend`, its fallback, where given);
+    None when its backend has no price."""
     if step.backend is None:
         return 0.0
-    conf = backends[step.backend].config
+    conf = backends[backend or step.backend].config
     price = conf.prices.get(step.kind)
     seconds: float | None = None
     if step.fields.duration is not None:
@@ -260,6 +266,9 @@ class Plan:
     needs: tuple[Need, ...] = ()
     waiting_cost: float = 0.0  # what the steps that wait for picks would cost once picked
     awaiting: tuple[tuple[str, str], ...] = ()  # (shot id, why) of each shot that waits
+    # (step id, shot, backend that refused it, backend that made it, cost) of the steps a
+    # fallback made in earlier builds
+    fell_back: tuple[tuple[str, str, str, str, float], ...] = ()
 
     @property
     def to_run(self) -> int:
@@ -306,6 +315,9 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
     kept = history.objects_present(s.pin for s in pinned
                                    if s.pin is not None and s.key not in cached_pins)
 
+    # Steps a fallback backend made in an earlier build (kept under their own key).
+    made_by = history.fallbacks(s.key for s in steps if s.fallback is not None)
+    fell_back: list[tuple[str, str, str, str, float]] = []
     planned: list[PlannedStep] = []
     work: dict[str, float] = {}
     cost, unpriced, later = 0.0, 0, 0.0
@@ -330,7 +342,13 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
             planned.append(PlannedStep(s.id, s.kind, None, s.scene, s.shot, "provided", reasons))
             continue
         if s.id not in decision.run:
-            planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, "cached"))
+            fell = made_by.get(s.key)
+            planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, "cached",
+                                       (f"made by `{fell['to']}`: `{fell['from']}` refused it",)
+                                       if fell else ()))
+            if fell:
+                fell_back.append((s.id, s.shot or "", fell["from"], fell["to"],
+                                  fell.get("cost") or 0.0))
             continue
         price: float | None
         if s.key in running and s.id not in decision.forced:
@@ -364,7 +382,7 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
     return Plan(tuple(planned), tuple((k, tuple(v)) for k, v in scenes.items()),
                 program.currency, cost, unpriced, total, had_store, selection is not None,
                 needs(backends, work, environ), later,
-                tuple((sh, why) for (_sc, sh), why in awaiting.items()))
+                tuple((sh, why) for (_sc, sh), why in awaiting.items()), tuple(fell_back))
 
 
 def lost_reason(digest: str, lock: str = "film.lock") -> str:
@@ -569,6 +587,17 @@ def pick_lines(plan: Plan, paint: Any = str, verbose: bool = False) -> list[str]
             out.append(f"  {paint(_SYMBOL['lost'], 'lost')} {s.id}: {s.reasons[0]}")
         if len(lost) > DETAIL_LIMIT and not verbose:
             out.append(f"  … and {len(lost) - DETAIL_LIMIT} more")
+    if plan.fell_back:
+        cost = money(sum(c for *_x, c in plan.fell_back), plan.currency)
+        out.append(paint(f"made by a fallback backend ({cost})", "header"))
+        for sid, _shot, refused, made, price in (plan.fell_back if verbose
+                                                 else plan.fell_back[:DETAIL_LIMIT]):
+            out.append(f"  {sid}: `{refused}` refused it; `{made}` made it "
+                       f"({money(price, plan.currency)})")
+        if len(plan.fell_back) > DETAIL_LIMIT and not verbose:
+            out.append(f"  … and {len(plan.fell_back) - DETAIL_LIMIT} more")
+        out.append(paint("  kept under their keys: `--force` asks the first backend again",
+                         "dim"))
     return out
 
 
@@ -650,6 +679,8 @@ def plan_json(plan: Plan) -> dict:
             "needs": [{"backend": n.backend, "variable": n.variable, "set": n.set}
                       for n in plan.needs],
             "waiting_cost": round(plan.waiting_cost, 6),
+            "fell_back": [{"id": i, "shot": sh, "from": a, "to": b, "cost": c}
+                          for i, sh, a, b, c in plan.fell_back],
             "awaiting": [{"shot": shot, "why": why} for shot, why in plan.awaiting],
         },
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..backends.fit import aspect_ratio, clip_length, nearest_size, seconds_text
 from ..lang import ast
 from ..lang import steps as S
 from ..lang.diagnostics import Diagnostics
@@ -94,11 +95,40 @@ def _unhonoured(caps: Any, f: S.Fields, step: Any) -> Iterable[tuple[str, str]]:
                f"location) and a service may refuse the step; {_OTHER}")
     if any(i.role == S.FIRST_FRAME for i in step.inputs) and not caps.first_frame:
         yield "a first frame", f"it makes clips from text alone; {_OTHER}"
+    if any(i.role == S.LAST_FRAME for i in step.inputs) and not caps.last_frame:
+        yield ("a last frame (`last_frame next`)",
+               f"the clip ends wherever the service takes it, not on the next shot's "
+               f"keyframe; {_OTHER}")
     if f.duration is not None and caps.durations is not None and f.duration not in caps.durations:
-        allowed = ", ".join(f"{float(d):g}s" for d in caps.durations)
-        yield (f"a length of {float(f.duration):g}s",
-               f"it makes {allowed}; the shot step cuts the clip to the shot's length")
+        allowed = _spoken([f"{seconds_text(d)}" for d in sorted(caps.durations)]) + " s"
+        made = clip_length(f.duration, caps.durations)
+        then = (f"generated at {seconds_text(made)} s and cut to {seconds_text(f.duration)} s "
+                f"by the shot step" if made > f.duration else
+                f"generated at {seconds_text(made)} s, its last frame held for the other "
+                f"{seconds_text(f.duration - made)} s by the shot step")
+        yield f"a length of {seconds_text(f.duration)} s", f"it makes {allowed}: {then}"
     if f.width and f.height and caps.sizes is not None and (f.width, f.height) not in caps.sizes:
-        made = ", ".join(f"{w}x{h}" for w, h in caps.sizes)
+        made_size = ", ".join(f"{w}x{h}" for w, h in caps.sizes)
+        w, h = nearest_size(f.width, f.height, caps.sizes)
         yield (f"the size {f.width}x{f.height}",
-               f"it makes {made}; the shot step scales and crops to the film's size")
+               f"it makes {made_size}: generated at {w}x{h}, then scaled and cropped to the "
+               f"film's frame")
+    elif f.width and f.height and caps.aspect_ratios is not None \
+            and not any(_same_shape(r, f.width, f.height) for r in caps.aspect_ratios):
+        ratio = aspect_ratio(f.width, f.height, caps.aspect_ratios)
+        yield (f"the frame {f.width}x{f.height}",
+               f"it makes {_spoken(list(caps.aspect_ratios))}: generated at {ratio}, then "
+               f"scaled and cropped to the film's frame")
+
+
+def _spoken(items: list[str]) -> str:
+    """`4, 6 or 8`."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _same_shape(ratio: str, width: int, height: int) -> bool:
+    w, _, h = ratio.partition(":")
+    try:
+        return abs(float(w) / float(h) - width / height) < 0.01
+    except (ValueError, ZeroDivisionError):
+        return False

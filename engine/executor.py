@@ -33,14 +33,23 @@ import shutil
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from ..backends.ffmpeg import MediaError
-from ..backends.protocol import Backend, BackendError, Done, Input, Request, ServiceError, Setup
+from ..backends.protocol import (
+    Backend,
+    BackendError,
+    Done,
+    FailureKind,
+    Input,
+    Request,
+    ServiceError,
+    Setup,
+)
 from ..compiler.config import ConfigError, secret
 from ..compiler.plan import decide, estimate, money
 from ..lang.steps import KINDS, Addressed, StepId
@@ -97,6 +106,8 @@ class Outcome(Addressed):
     estimate: float | None = None
     attached: bool = False  # it polled a job an earlier build had submitted
     traceback: str | None = None  # a bug's
+    # Made by its fallback backend: {"from": the backend that refused it, "refused": why}
+    fallback: Mapping[str, str] | None = None
 
 
 class Events:
@@ -242,7 +253,7 @@ class Executor:
         return self.graph._node[node]["step"]
 
     def _outcome(self, step: Any, status: str, **kw: Any) -> Outcome:
-        return Outcome(step.sid, step.backend, status, **kw)
+        return Outcome(step.sid, kw.pop("backend", step.backend), status, **kw)
 
     async def _run_step(self, node: str) -> Outcome:
         step = self._step(node)
@@ -311,7 +322,10 @@ class Executor:
             if not trusted:
                 return None  # missing or damaged: make it again
         status = "provided" if step.backend is None else "cached"
-        return self._outcome(step, status, outputs=outputs)
+        fallback = action.meta.get("fallback")  # made by a fallback backend, when it was
+        return self._outcome(step, status, outputs=outputs, fallback=fallback,
+                             backend=action.meta.get("backend", step.backend)
+                             if fallback else step.backend)
 
     async def _pinned(self, step: Any) -> Outcome:
         """A step film.lock pins (a pick, a take the user added): its output is the object
@@ -357,7 +371,27 @@ class Executor:
                 self.store.record_action(step.key, [o.as_dict() for o in outputs],
                                          {"kind": step.kind, "provided": True})
                 return self._outcome(step, "provided", outputs=tuple(outputs))
-            return await self._generate(step, inputs, started)
+            job = self.journal.open_jobs.get(step.key)
+            if job is not None and step.fallback is not None and job.backend == step.fallback:
+                # A job its fallback had taken on when an earlier build stopped.
+                earlier = {"from": step.backend, "refused": "refused in an earlier build"}
+                outcome = await self._generate(step, inputs, started, step.fallback, earlier)
+                return attrs.evolve(outcome, fallback=earlier)
+            try:
+                return await self._generate(step, inputs, started)
+            except ServiceError as e:
+                if e.kind is not FailureKind.POLICY or step.fallback is None:
+                    raise
+                refused = e.message
+            self.events.note(f"{step.id}: `{step.backend}` refused it ({refused}); "
+                             f"`{step.fallback}` makes it instead")
+            try:
+                outcome = await self._generate(step, inputs, started, step.fallback,
+                                               {"from": step.backend, "refused": refused})
+            except BackendError as e:
+                raise BackendError(f"`{step.backend}` refused it ({refused}), and its fallback "
+                                   f"`{step.fallback}` failed too: {e.message}") from None
+            return attrs.evolve(outcome, fallback={"from": step.backend, "refused": refused})
         except asyncio.CancelledError:
             raise
         except (BackendError, MediaError, StoreError) as e:
@@ -378,18 +412,21 @@ class Executor:
             raise BackendError(f"`{f.path}` changed while the build started; build again")
         return Stored("image", digest, path.suffix.lower())
 
-    async def _generate(self, step: Any, inputs: dict[str, Outcome], started: float) -> Outcome:
-        """Make `step` in a work folder of its own: ask its backend (holding a slot of it),
-        then check and store what came back (the slot already free for the next step)."""
-        info = self.program.backends[step.backend]
-        price = estimate(step, self.program.backends)
+    async def _generate(self, step: Any, inputs: dict[str, Outcome], started: float,
+                        backend: str | None = None,
+                        fallback: Mapping[str, str] | None = None) -> Outcome:
+        """Make `step` in a work folder of its own: ask its backend (or `backend`, its
+        fallback, holding a slot of it), then check and store what came back (the slot
+        already free for the next step)."""
+        info = self.program.backends[backend or step.backend]
+        price = estimate(step, self.program.backends, info.name)
         workdir: Path | None = None
         job = None
         try:
             if info.runs_here:
                 async with self.jobs, self._local_slot(info):
                     workdir = self._workdir()
-                    request = await self._request(step, inputs, workdir)
+                    request = await self._request(step, inputs, workdir, info.name)
                     adapter = self._adapter(info)
                     got = await adapter.submit(request, None)
                     files = await adapter.fetch(got, request) if isinstance(got, Done) else {}
@@ -414,7 +451,7 @@ class Executor:
                     self._reserved += reserved
                     workdir = self._workdir()
                     try:
-                        request = await self._request(step, inputs, workdir)
+                        request = await self._request(step, inputs, workdir, info.name)
                         got, files = await service.run(request, job)
                     finally:
                         self._reserved -= reserved
@@ -426,21 +463,22 @@ class Executor:
                     if not paid:
                         self.spent += cost or 0.0
             return await self._keep(step, info, files, workdir, started, cost, source, price,
-                                    job is not None and job.op == "accepted")
+                                    job is not None and job.op == "accepted", fallback)
         finally:
             if info.name in self._services:  # its paid answer is stored, or lost for good
                 self._services[info.name].settled(asyncio.current_task())
             if workdir is not None:
                 self._release(workdir)
 
-    async def _request(self, step: Any, inputs: dict[str, Outcome], workdir: Path) -> Request:
-        return Request(step.sid, step.key, step.backend, step.fields, step.params,
+    async def _request(self, step: Any, inputs: dict[str, Outcome], workdir: Path,
+                       backend: str) -> Request:
+        return Request(step.sid, step.key, backend, step.fields, step.params,
                        await self._inputs(step, inputs, workdir), KINDS[step.kind].outputs,
                        workdir)
 
     async def _keep(self, step: Any, info: Any, files: Any, workdir: Path, started: float,
                     cost: float | None, source: str, price: float | None,
-                    attached: bool) -> Outcome:
+                    attached: bool, fallback: Mapping[str, str] | None = None) -> Outcome:
         """Check what came back and store it; record the action."""
         try:
             found = verify.collect(KINDS[step.kind].outputs, files, workdir)
@@ -455,16 +493,19 @@ class Executor:
                 # anew instead of fetching the same broken file again.
                 await self.journal.closed(step.key, "failed")
             return self._outcome(step, "failed", seconds=time.perf_counter() - started,
-                                 error=e.message, cost=cost, cost_source=source, estimate=price)
+                                 error=e.message, cost=cost, cost_source=source, estimate=price,
+                                 backend=info.name)
         seconds = time.perf_counter() - started
         self.store.record_action(step.key, [s.as_dict() for s in stored],
-                                 {"backend": step.backend, "type": info.type, "kind": step.kind,
+                                 {"backend": info.name, "type": info.type, "kind": step.kind,
                                   "seconds": round(seconds, 3), "cost": cost,
-                                  "cost_source": source, "estimate": price})
+                                  "cost_source": source, "estimate": price,
+                                  **({"fallback": dict(fallback)} if fallback else {})})
         if not info.runs_here:
-            await self._services[step.backend].done(step.key)
+            await self._services[info.name].done(step.key)
         return self._outcome(step, "ran", seconds=seconds, outputs=tuple(stored), cost=cost,
-                             cost_source=source, estimate=price, attached=attached)
+                             cost_source=source, estimate=price, attached=attached,
+                             backend=info.name)
 
     def _take(self, path: Path, output: Any, check: bool) -> str:
         """Check a service's file (it must open as its media type), then store it: one

@@ -39,6 +39,18 @@ class History:
             return set()
         return {d for d in digests if self.store.objects.exists(d)}
 
+    def fallbacks(self, keys: Iterable[str]) -> dict[str, dict]:
+        """key → {"from", "to", "refused", "cost"} of the steps a fallback backend made."""
+        if self.store is None:
+            return {}
+        out = {}
+        for key, action in self.store.get_actions(keys).items():
+            fell = action.meta.get("fallback")
+            if fell:
+                out[key] = {**fell, "to": action.meta.get("backend"),
+                            "cost": action.meta.get("cost")}
+        return out
+
     def running(self) -> set[str]:
         """Keys of jobs a service accepted (a job an earlier build was still submitting may
         be submitted again, and is priced as new)."""

@@ -6,9 +6,12 @@
      "spent_before": 0.34,               paid by an earlier build for jobs this one picked up
      "not_run": [{"id": ..., "error": "not run: it would pass --max-cost 5.00"}],
      "jobs_running": 0,                  paid jobs left running at services (journaled)
+     "fell_back": [{"id", "shot", "from", "to", "refused", "cost", "status"}],
+                                         steps a fallback backend made (now, or before)
      "bug": null | "Traceback ...",
      "steps": [{"id", "kind", "backend", "scene", "shot", "status", "seconds", "error",
-                "outputs", "cost", "cost_source", "estimate", "attached", "traceback"}]}
+                "outputs", "cost", "cost_source", "estimate", "attached", "traceback",
+                "fallback": null | {"from", "refused"}}]}
 
 `spent` is what the steps this build submitted cost: the service's own figure
 where it reports one (`cost_source: "service"`), else the estimate from
@@ -50,12 +53,16 @@ def make_report(title: str, currency: str, outcomes: Sequence[Any], seconds: flo
         "not_run": [{"id": o.id, "error": o.error} for o in outcomes
                     if o.status == "skipped" and o.error and MAX_COST in o.error],
         "jobs_running": jobs_running,
+        "fell_back": [{"id": o.id, "shot": o.shot, "from": o.fallback["from"], "to": o.backend,
+                       "refused": o.fallback.get("refused", ""), "cost": o.cost,
+                       "status": o.status} for o in outcomes if o.fallback],
         "bug": bug,
         "steps": [{"id": o.id, "kind": o.kind, "backend": o.backend, "scene": o.scene,
                    "shot": o.shot, "status": o.status, "seconds": round(o.seconds, 3),
                    "error": o.error, "outputs": [s.digest for s in o.outputs],
                    "cost": o.cost, "cost_source": o.cost_source, "estimate": o.estimate,
-                   "attached": o.attached, "traceback": o.traceback} for o in outcomes],
+                   "attached": o.attached, "traceback": o.traceback,
+                   "fallback": dict(o.fallback) if o.fallback else None} for o in outcomes],
     }
 
 

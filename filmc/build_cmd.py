@@ -163,6 +163,14 @@ def _summary(report: dict, out: Path, running: int) -> None:
               f"{'it' if len(shots) == 1 else 'them'}: {named}. Pick with `filmc review` or "
               f"`filmc pick SHOT CANDIDATE`; `--use-first` uses the first candidates instead",
               file=sys.stderr)
+    fell = [f for f in report.get("fell_back", []) if f["status"] == "ran"]
+    if fell:
+        first = fell[0]
+        more = f" and {len(fell) - 1} more" if len(fell) > 1 else ""
+        cost = sum(f["cost"] or 0.0 for f in fell)
+        print(f"  made by a fallback backend: {first['id']} (`{first['from']}` refused it; "
+              f"`{first['to']}` made it){more}, for {money(cost, report['currency'])}; "
+              f"report.json lists them under `fell_back`", file=sys.stderr)
     if running and not report["interrupted"]:
         print(f"  {running} paid job{'s' if running != 1 else ''} still running at the "
               f"service; the next build picks {'them' if running != 1 else 'it'} up",

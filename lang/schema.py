@@ -108,6 +108,9 @@ _SHOT_DEFAULTS = {
         _a("takes", "int", "how many clips to make from the picked keyframe (at least 1)"),
         _a("seed", "int", "the generation seed, for repeatable results"),
         _a("backend", "step name", "the backend for one step kind: `backend clip kling`", repeat=True),
+        _a("fallback", "step name",
+           "the backend that makes a step kind when its backend refuses the content: "
+           "`fallback clip runway`", repeat=True),
         _a("tags", "tag+", "free tags, for selection and reports"),
         _a("note", "string", "a note for people; never part of a prompt", repeat=True),
         _a("language", "string", "the language of the dialogue, like `en` or `zh`"),
