@@ -163,6 +163,7 @@ class Capabilities:
     durations: tuple[Fraction, ...] | None = None  # the clip lengths it can make
     sizes: tuple[tuple[int, int], ...] | None = None  # the frame sizes it can make
     aspect_ratios: tuple[str, ...] | None = None
+    prompt_chars: int | None = None  # the longest prompt it reads (longer ones are cut)
 
 
 @attrs.frozen

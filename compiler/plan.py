@@ -73,6 +73,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from ..backends.fit import clip_length
 from ..lang.check import speaking_time
 from ..lang.steps import KINDS, REFERENCE_KINDS, reaches
 from .config import LOCAL
@@ -211,11 +212,16 @@ def estimate(step: Step, backends: Mapping[str, Any], backend: str | None = None
     None when its backend has no price."""
     if step.backend is None:
         return 0.0
-    conf = backends[backend or step.backend].config
+    info = backends[backend or step.backend]
+    conf = info.config
     price = conf.prices.get(step.kind)
     seconds: float | None = None
     if step.fields.duration is not None:
-        seconds = float(step.fields.duration)
+        # A service that makes fixed lengths bills the length it makes (backends/fit.py).
+        caps = info.capabilities(step.kind)
+        made = clip_length(step.fields.duration, caps.durations) \
+            if caps is not None and caps.durations else step.fields.duration
+        seconds = float(made)
     elif step.kind == "speech":  # priced by the second of audio: as long as the line takes
         seconds = speaking_time(step.fields.text)
     found = None if price is None else price.estimate(seconds)

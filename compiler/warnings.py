@@ -85,6 +85,11 @@ def _unhonoured(caps: Any, f: S.Fields, step: Any) -> Iterable[tuple[str, str]]:
     """(what cannot be honoured, what to do) for one step."""
     if f.seed is not None and not caps.seed:
         yield "a seed", f"its results vary from run to run; {_OTHER}"
+    if caps.prompt_chars is not None and f.prompt \
+            and len(f.prompt.encode("utf-16-le")) // 2 > caps.prompt_chars:
+        yield (f"a prompt of more than {caps.prompt_chars} characters",
+               "it reads no further: the end of the prompt is cut; shorten the shot's action "
+               "or its presets' words")
     if f.negative and not caps.negative:
         yield "a negative prompt", f"say what to avoid in the prompt instead; {_OTHER}"
     refs = sum(1 for i in step.inputs if i.role in (S.CHARACTER, S.LOCATION, S.REFERENCE))

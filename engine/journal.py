@@ -113,9 +113,16 @@ class Journal:
 
     async def accepted(self, key: str, step: str, backend: str, handle: Handle) -> None:
         """Before the first poll: on disk, fsynced."""
-        await self._write({"op": "accepted", "key": key, "step": step, "backend": backend,
-                           "handle": _handle_json(handle)}, wait="durable")
-        self.open_jobs[key] = OpenJob(key, step, backend, "accepted", handle)
+        job = OpenJob(key, step, backend, "accepted", handle)
+        try:
+            await self._write({"op": "accepted", "key": key, "step": step, "backend": backend,
+                               "handle": _handle_json(handle)}, wait="durable")
+        except asyncio.CancelledError:
+            # Interrupted while the fsync ran: the line is in the file already, so the job is
+            # the next build's to pick up, and it counts among the jobs left running.
+            self.open_jobs[key] = job
+            raise
+        self.open_jobs[key] = job
 
     async def closed(self, key: str, outcome: str) -> None:
         """Nothing waits for this line: lost, a job is polled once more, and found over."""

@@ -211,6 +211,11 @@ class Service:
                     raise StillRunning(f"cannot poll job {handle.id} at `{self.name}` "
                                        f"({e.message}); it stays recorded, and the next build "
                                        f"picks it up") from None
+                if e.kind in STOPS_BACKEND:  # a rotated key, a lapsed plan: the job may run on
+                    self._note_stop(e)
+                    raise StillRunning(f"cannot poll job {handle.id} at `{self.name}` "
+                                       f"({e.message}); it stays recorded, and the next build "
+                                       f"polls it again instead of paying for another") from None
                 await self._close(request.key, "lost" if e.kind is FailureKind.NOT_FOUND
                                   else "failed")
                 self._note_stop(e)

@@ -193,16 +193,17 @@ def test_the_example_config_is_valid(monkeypatch):
 
 
 def test_a_type_with_no_installed_adapter_is_an_error(tmp_path, monkeypatch):
-    """Against the real registry: `kling` has no adapter in this filmc (yet)."""
+    """Against the real registry: `pika` has no adapter in this filmc."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "filmc.toml").write_text('[backends.kling]\naccess_key_env = "K"\n\n'
+    (tmp_path / "filmc.toml").write_text('[backends.pika]\napi_key_env = "K"\n\n'
                                          '[backends.comfy]\ntype = "comfyu"\n')
     diags = Diagnostics()
     config = load_config(tmp_path, diags)
     found = [(d.code, d.severity, f"{d.span}", d.message, d.help) for d in diags.sorted()]
     assert found[0][:4] == ("F0510", "error", "filmc.toml:1:11",
-                            "no backend adapter of type `kling` is installed")
-    assert "installed: `comfyui`, `local`, `openai`" in found[0][4]
+                            "no backend adapter of type `pika` is installed")
+    assert "installed: `comfyui`, `fal`, `flux`, `gemini_image`, `kling`, `local`, `minimax`, " \
+           "`openai`, `replicate`, `runway`, `seedance`, `veo`" in found[0][4]
     assert "entry point" in found[0][4] and "--offline" in found[0][4]
     assert found[1][3:] == ("no backend adapter of type `comfyu` is installed",
                             "did you mean `comfyui`?")

@@ -10,6 +10,8 @@ fell back, from what to what, and what it cost; nothing is paid twice.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +123,52 @@ def test_a_fallback_is_checked_before_anything_is_spent(tmp_path: Path,
     doc = json.loads(filmc(make_project(tmp_path / "svc4", services), "plan", "--json",
                            "svc.film", services=services).stdout)
     assert doc["summary"]["fell_back"] == []
+
+
+def test_seedance_refuses_a_face_and_runway_makes_the_clip(tmp_path: Path) -> None:
+    """The issue's case: Seedance's content check refuses the keyframe (a real person's
+    face) every time; with `fallback = { clip = "runway" }` the clip is Runway's, made once,
+    and the report, the summary and the next plan say so."""
+    from loopback import serve
+    from loopback.runway import RunwayState
+    from loopback.runway import make_app as runway_app
+    from loopback.seedance import SeedanceState
+    from loopback.seedance import make_app as seedance_app
+    from test_seedance import FAST, KEY, TINY_BUILD, backend_table, env, report, tiny_project
+
+    runway = RunwayState(key="key_runway_canary_5b1e", video_scale=0.1)
+    seedance = SeedanceState(key=KEY)
+    seedance.faces.append("walks along the pier")
+    with serve(seedance_app(seedance)) as ark, serve(runway_app(runway)) as rw:
+        table = backend_table(f"{ark}/api/v3").replace(
+            'type = "seedance"\n', 'type = "seedance"\nfallback = { clip = "runway" }\n')
+        table += (f'\n[backends.runway]\ntype = "runway"\napi_key_env = "RUNWAY_KEY"\n'
+                  f'base_url = "{rw}"\n{FAST}prices = {{ clip = {{ per_second = 0.05 }} }}\n')
+        project = tiny_project(tmp_path / "tiny", "seedance", table)
+        environ = {**env(), "RUNWAY_KEY": runway.key}
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            r = subprocess.run([sys.executable, "-m", "filmc", *args], cwd=project,
+                               env=environ, capture_output=True, text=True, timeout=120)
+            assert "Traceback" not in r.stderr and KEY not in r.stderr + r.stdout
+            return r
+
+        r = run("build", *TINY_BUILD)
+        assert r.returncode == 0, r.stderr
+        step = report(project, "tiny")["clip.one.a1.take1"]
+        assert step["status"] == "ran" and step["backend"] == "runway"
+        assert step["fallback"]["from"] == "seedance"
+        assert "may contain real person" in step["fallback"]["refused"]
+        assert "`seedance` refused it" in r.stderr and "`runway` makes it instead" in r.stderr
+        assert "made by a fallback backend: clip.one.a1.take1" in r.stderr
+        assert seedance.requests["create"] == 1 and not seedance.created  # refused, not paid
+        assert len(runway.created) == 1 and step["outputs"][0] in runway.made
+        # Runway's price for the length it makes (a 1 s shot: its shortest clip)
+        assert step["estimate"] and step["estimate"] > 0
+
+        doc = json.loads(run("plan", "--json", *TINY_BUILD).stdout)
+        assert [(f["id"], f["from"], f["to"]) for f in doc["summary"]["fell_back"]] == [
+            ("clip.one.a1.take1", "seedance", "runway")]
+        again = run("build", *TINY_BUILD)
+        assert again.returncode == 0 and "up to date" in again.stderr
+        assert seedance.requests["create"] == 1 and len(runway.created) == 1

@@ -228,3 +228,29 @@ def test_a_job_an_earlier_build_paid_for_is_not_spent_again(tmp_path: Path) -> N
     outcomes, jobs = build(tmp_path, Fresh, shots=2, max_cost=1.0)
     assert [(o.status, o.attached) for o in outcomes] == [("ran", True), ("ran", False)]
     assert Fresh.submits == [f"{1:064x}"] and jobs == {}
+
+
+class KeyRotated(Service):
+    """The job is accepted; then every poll is refused: the key was rotated meanwhile."""
+
+    async def submit(self, request: Request, handle: Handle | None) -> Handle:
+        self.submits.append("sent")
+        return Handle(f"job-{len(self.submits)}")
+
+    async def poll(self, handle: Handle) -> Pending:
+        raise ServiceError(FailureKind.AUTH, "the API key was refused")
+
+
+def test_a_refused_key_while_polling_keeps_the_paid_job_for_the_next_build(
+        tmp_path: Path) -> None:
+    """An accepted job is paid and may run on: a key (or credit) refused while polling it
+    stops the backend, and the job stays journaled, so a build with a good key polls it
+    instead of paying for another."""
+    KeyRotated.submits = []
+    outcomes, jobs = build(tmp_path, KeyRotated, shots=2)
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    assert all("it stays recorded, and the next build polls it again" in (o.error or "")
+               for o in outcomes)
+    assert len(KeyRotated.submits) == 2
+    assert sorted(j.handle.id for j in jobs.values()) == ["job-1", "job-2"]
+    assert all(j.op == "accepted" for j in jobs.values())
