@@ -10,7 +10,8 @@
     aspect_ratios = ["21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
 
 Which model makes each kind, and what it is given, is filmc.toml's mapping
-(model_inputs.py).  A step runs through fal's queue:
+(model_inputs.py; what fal and Replicate share besides, hosted.py).  A step runs
+through fal's queue:
 
     POST {base_url}/{model}                  the model's input; `Authorization: Key …`
         → {request_id, status_url, response_url, cancel_url}   journaled as the handle
@@ -38,9 +39,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import model_inputs as mi
-from .http import Response, retry_after, where
-from .model_inputs import json_or_none, snippet
+from ..lang.steps import KINDS
+from .hosted import (
+    HostedModel,
+    answer_text,
+    data_uri,
+    find_output,
+    json_or_none,
+    origin,
+    sendable,
+)
+from .http import Response, retry_after, unbilled, where
+from .model_inputs import ModelSpec, model_input
 from .protocol import (
     Done,
     FailureKind,
@@ -64,13 +74,17 @@ POLICY_TYPES = frozenset({"content_policy_violation", "content_moderation", "nsf
                           "safety_violation"})
 
 
-class Fal(mi.HostedModel):
+class Fal(HostedModel):
     """Any fal.ai model, mapped in filmc.toml."""
 
     type = "fal"
     version = "1"
     service = "fal"
     own_settings = ("base_url", "storage_url", "upload")
+    url_settings = ("base_url", "storage_url")
+    url_help = "leave it out for fal itself"
+    model_help = ("it is the part of the model's URL after fal.ai/models/, e.g. "
+                  "`fal-ai/kling-video/v2.1/pro/image-to-video`")
     kept = "an hour, its media a week"
 
     def __init__(self, setup: Setup) -> None:
@@ -82,32 +96,22 @@ class Fal(mi.HostedModel):
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> list[SettingProblem]:
         problems = super().check_settings(settings)
-        for name in ("base_url", "storage_url"):
-            value = settings.get(name)
-            if value is not None and not (isinstance(value, str)
-                                          and value.startswith(("http://", "https://"))):
-                problems.append(SettingProblem(name, f"`{name}` must be an http(s) URL",
-                                               "leave it out for fal itself"))
         if settings.get("upload", "storage") not in UPLOADS:
             problems.append(SettingProblem("upload", "`upload` must be `\"storage\"` (fal's "
                                                      "storage, once per image) or "
                                                      "`\"data_uri\"` (inline, every time)"))
-        for kind, spec in mi.specs(settings).items():
-            if spec.model and (spec.model.startswith(("http:", "https:", "/"))
-                               or "/" not in spec.model):
-                problems.append(SettingProblem(
-                    kind if isinstance(settings.get(kind), Mapping) else "model",
-                    f"`{spec.model}` is not a fal model id",
-                    "it is the part of the model's URL after fal.ai/models/, e.g. "
-                    "`fal-ai/kling-video/v2.1/pro/image-to-video`"))
-        return problems
+        return problems + cls.model_problems(settings)
+
+    @classmethod
+    def model_id(cls, model: str) -> bool:
+        return not model.startswith(("http:", "https:", "/")) and "/" in model
 
     # -- one build ------------------------------------------------------------------------
 
     async def submit(self, request: Request, handle: Handle | None) -> Handle | Done:
         spec = self.spec(request)
         doing = f"send `{request.step}` to fal's `{spec.model}`"
-        body = await mi.model_input(spec, request, self._place)
+        body = await model_input(spec, request, self._place)
         r = await self.call("POST", f"{self.base_url}/{spec.model}", doing, json=body)
         if not r.ok:
             raise self.redact(submit_error(r, doing, spec))
@@ -167,9 +171,9 @@ class Fal(mi.HostedModel):
                                status=404)
         if not r.ok or _error_body(data) and not _has_media(data):
             raise self.redact(model_error(r, data, doing))
-        spec = self.specs.get(kind) or mi.ModelSpec(kind, model)
-        media = mi.KINDS[kind].outputs[0].media
-        found = mi.find_output(data, spec, OUTPUTS[media], doing, f"fal's `{model}`")
+        spec = self.specs.get(kind) or ModelSpec(kind, model)
+        media = KINDS[kind].outputs[0].media
+        found = find_output(data, spec, OUTPUTS[media], doing, f"fal's `{model}`")
         metrics = status.get("metrics")
         took = metrics.get("inference_time") if isinstance(metrics, Mapping) else None
         return self.made(kind, found, f"fal `{model}`" + (
@@ -178,7 +182,7 @@ class Fal(mi.HostedModel):
     async def _place(self, item: Input) -> str:
         """An image as the model input holds it: fal storage's URL, or a data URI."""
         if self.settings.get("upload", "storage") == "data_uri":
-            return await asyncio.to_thread(mi.data_uri, item.path)
+            return await asyncio.to_thread(data_uri, item.path)
         scope = f"fal:{self.storage_url}"
         cached = self.setup.uploads.get(scope, item.digest)
         if isinstance(cached, Mapping) and time.time() - float(cached.get("at", 0)) < UPLOAD_KEEP:
@@ -190,7 +194,7 @@ class Fal(mi.HostedModel):
     async def _upload(self, item: Input) -> str:
         """`POST /storage/upload/initiate` for a signed URL, then `PUT` the bytes there."""
         doing = f"upload `{item.path.name}` to fal's storage"
-        body, media = await asyncio.to_thread(mi.sendable, item.path)
+        body, media = await asyncio.to_thread(sendable, item.path)
         try:
             r = await self.call("POST", f"{self.storage_url}/storage/upload/initiate", doing,
                                 params={"storage_type": "fal-cdn-v3"},
@@ -208,14 +212,14 @@ class Fal(mi.HostedModel):
                                           headers={"Content-Type": media.mime})
             put.raise_for_status(doing)
         except ServiceError as e:
-            raise mi.unbilled(e) from None
+            raise unbilled(e) from None
         return str(target["file_url"])
 
     async def call(self, method: str, url: str, doing: str, **kwargs: Any) -> Response:
         """One request; the key goes to fal's own queue and storage hosts only, never to
         a media URL (signed already) or anywhere else an answer points."""
-        ours = {mi.origin(self.base_url), mi.origin(self.storage_url)}
-        headers = {"Authorization": f"Key {self.key()}"} if mi.origin(url) in ours else None
+        ours = {origin(self.base_url), origin(self.storage_url)}
+        headers = {"Authorization": f"Key {self.key()}"} if origin(url) in ours else None
         try:
             return await self.http.request(method, url, headers=headers, **kwargs)
         except ServiceError as e:
@@ -225,10 +229,10 @@ class Fal(mi.HostedModel):
 # -- fal's answers, read --------------------------------------------------------------------
 
 
-def submit_error(r: Response, doing: str, spec: mi.ModelSpec | None) -> ServiceError:
+def submit_error(r: Response, doing: str, spec: ModelSpec | None) -> ServiceError:
     """What a refused submission (or storage request) means."""
     data = json_or_none(r.body)
-    detail = _detail(data) or snippet(r)
+    detail = _detail(data) or answer_text(r)
     if r.status == 401:
         return ServiceError(FailureKind.AUTH, f"cannot {doing}: fal refused the key ({detail}); "
                             f"check that the variable named by `api_key_env` holds a current "
@@ -265,7 +269,7 @@ def model_error(r: Response, data: Any, doing: str) -> ServiceError:
     error_type = (data.get("error_type") if isinstance(data, dict) else None) \
         or r.headers.get("X-Fal-Error-Type") or r.headers.get("x-fal-error-type")
     items = [d for d in detail if isinstance(d, dict)] if isinstance(detail, list) else []
-    said = "; ".join(_item(d) for d in items) or str(detail or error or snippet(r))
+    said = "; ".join(_item(d) for d in items) or str(detail or error or answer_text(r))
     if any(str(d.get("type")) in POLICY_TYPES for d in items) \
             or str(error_type or "") in POLICY_TYPES:
         return ServiceError(FailureKind.POLICY, f"cannot {doing}: fal's content checker "

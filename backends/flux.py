@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import difflib
 import json
 import math
 import re
@@ -37,9 +36,10 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ..lang.steps import CHARACTER, KINDS, LOCATION, REFERENCE
+from ..lang.steps import KINDS
 from .fit import aspect_ratio
-from .http import Http, Response, kind_of_status, retry_after, where
+from .http import Http, Response, kind_of_status, masked, retry_after, snippet, where
+from .inputs import describe, references
 from .protocol import (
     Adapter,
     Capabilities,
@@ -54,6 +54,8 @@ from .protocol import (
     SettingProblem,
     Setup,
 )
+from .results import downloaded, keep_image
+from .settings import ENGINE, Problems, service_url
 
 DEFAULT_MODEL = "flux-2-pro"
 REGIONS = {"global": "https://api.bfl.ai", "eu": "https://api.eu.bfl.ai",
@@ -89,9 +91,7 @@ FAMILIES = (
 IMAGE_SETTINGS = frozenset({"model", "max_references", "size", "safety_tolerance",
                             "output_format", "prompt_upsampling"})
 SENT_AS_WRITTEN = ("safety_tolerance", "output_format", "prompt_upsampling")
-ENGINE = frozenset({"retries", "backoff_s", "backoff_cap_s", "poll_interval_s", "timeout_s"})
-KNOWN = IMAGE_SETTINGS | ENGINE | {"region", "base_url"}
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"))
+KNOWN = IMAGE_SETTINGS | {*ENGINE, "region", "base_url"}
 
 
 class Flux(Adapter):
@@ -195,18 +195,11 @@ class Flux(Adapter):
             url = str(place["url"]) if isinstance(place, Mapping) else str(place)
             doing = f"download the image of `{request.step}`"
             r = await self.http.request("GET", url, timeout=300)  # signed: no key goes along
-            if r.status in (401, 403, 404, 410):
-                raise r.error(doing, "the image's URL has expired (FLUX keeps a result for 10 "
-                              "minutes): `filmc build` makes the step anew",
-                              kind=FailureKind.EXPIRED)
-            r.raise_for_status(doing)
-            ext = _image_type(r.body)
-            if ext is None or not await asyncio.to_thread(_decodes, r.body):
-                raise ServiceError(FailureKind.FAILED, f"cannot {doing}: {where(url)} sent an "
-                                   f"image that does not decode ({len(r.body)} bytes)")
-            path = request.workdir / f"{name}.{ext}"
-            await asyncio.to_thread(path.write_bytes, r.body)
-            files[name] = path
+            downloaded(r, doing, "the image's URL has expired (FLUX keeps a result for 10 "
+                                 "minutes): `filmc build` makes the step anew",
+                       gone=(401, 403, 404, 410))
+            files[name] = await asyncio.to_thread(keep_image, r.body, request.workdir / name,
+                                                  where(url), doing)
         return files
 
     async def close(self) -> None:
@@ -217,7 +210,7 @@ class Flux(Adapter):
     def _body(self, request: Request, doing: str) -> dict[str, Any]:
         f = request.fields
         refs = references(request)[:references_of(self.settings)]
-        body: dict[str, Any] = {"prompt": describe(refs) + f.prompt}
+        body: dict[str, Any] = {"prompt": describe(refs, end="\n") + f.prompt}
         for i, ref in enumerate(refs, 1):
             body["input_image" if i == 1 else f"input_image_{i}"] = _inline(ref, doing)
         fam = family(self.settings)
@@ -252,7 +245,7 @@ class Flux(Adapter):
         try:
             return await self.http.request(method, url, headers=headers, **kwargs)
         except ServiceError as e:
-            raise ServiceError(e.kind, f"cannot {doing}: {redact(e.message, self._key())}",
+            raise ServiceError(e.kind, f"cannot {doing}: {masked(e.message, self._key())}",
                                retry_after=e.retry_after, unbilled=e.unbilled,
                                status=e.status) from None
 
@@ -261,9 +254,7 @@ class Flux(Adapter):
 
 
 def base_url(settings: Mapping[str, Any]) -> str:
-    if settings.get("base_url"):
-        return str(settings["base_url"]).rstrip("/")
-    return REGIONS.get(str(settings.get("region") or "global"), REGIONS["global"])
+    return service_url(settings, REGIONS, "global")
 
 
 def family(settings: Mapping[str, Any]) -> Family:
@@ -289,29 +280,6 @@ def frame_size(width: int, height: int, fam: Family) -> tuple[int, int]:
         return int(min(high, max(low, 32 * math.floor(v / 32 + 0.5))))
 
     return side(width * scale), side(height * scale)
-
-
-def references(request: Request) -> tuple[Input, ...]:
-    """The images the model sees, in the order the prompt describes them."""
-    return request.of(CHARACTER) + request.of(LOCATION) + request.of(REFERENCE)
-
-
-def describe(refs: Sequence[Input]) -> str:
-    """What each reference image shows, as the prompt's opening sentences: FLUX sees the
-    images in order, not the names filmc gives them."""
-    said = []
-    for i, ref in enumerate(refs, 1):
-        t = ref.tags
-        if ref.role == CHARACTER and t.character:
-            said.append(f"Image {i} shows {t.character}"
-                        + (f" ({t.outfit} outfit)." if t.outfit else "."))
-        elif ref.role == LOCATION and t.location:
-            said.append(f"Image {i} shows the location {t.location}"
-                        + (f" ({t.time})." if t.time else "."))
-        else:
-            subject = t.character or t.location
-            said.append(f"Image {i} is a reference image" + (f" of {subject}." if subject else "."))
-    return " ".join(said) + "\n" if said else ""
 
 
 def _inline(ref: Input, doing: str) -> str:
@@ -350,8 +318,7 @@ def reason(r: Response) -> str:
         return "; ".join(parts) or "no reason given"
     if detail:
         return str(detail)
-    text = r.body.decode("utf-8", errors="replace").strip().replace("\n", " ")
-    return (text[:300] + "…" if len(text) > 300 else text) or "no reason given"
+    return snippet(r.body) or "no reason given"
 
 
 def classify(r: Response, doing: str, key: str, submitting: bool) -> ServiceError:
@@ -375,7 +342,7 @@ def classify(r: Response, doing: str, key: str, submitting: bool) -> ServiceErro
         said += "; check `model` (FLUX models are named like `flux-2-pro`)"
     elif status in (500, 502, 503):  # BFL: nothing was started, send it again
         kind, unbilled = FailureKind.TRANSIENT, True
-    return ServiceError(kind, redact(f"cannot {doing}: {where(r.url)} answered {status}: {said}",
+    return ServiceError(kind, masked(f"cannot {doing}: {where(r.url)} answered {status}: {said}",
                                      key),
                         retry_after=retry_after(r.headers), unbilled=unbilled, status=status)
 
@@ -402,40 +369,11 @@ def lost(task_id: str) -> ServiceError:
                         f"found): BFL keeps a task only for a short while")
 
 
-def redact(message: str, key: str) -> str:
-    return message.replace(key, "***") if len(key) >= 4 else message
-
-
-def _image_type(body: bytes) -> str | None:
-    for signature, ext in _SIGNATURES:
-        if body.startswith(signature):
-            return ext
-    return "webp" if body[:4] == b"RIFF" and body[8:12] == b"WEBP" else None
-
-
-def _decodes(body: bytes) -> bool:
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(body)) as img:
-            img.verify()
-    except Exception:
-        return False
-    return True
-
-
 # -- settings -------------------------------------------------------------------------------
 
 
 def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
-    problems: list[SettingProblem] = []
-
-    def problem(setting: str, message: str, help: str | None = None,
-                warning: bool = False) -> None:
-        problems.append(SettingProblem(setting, message, help, warning))
-
+    problem = Problems()
     model = settings.get("model")
     if model is not None and not (isinstance(model, str) and re.fullmatch(r"[a-z0-9][a-z0-9.\-]*",
                                                                           model)):
@@ -477,9 +415,5 @@ def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
         problem("output_format", f"`output_format` must be `png` or `jpeg`, not `{fmt}`")
     if "prompt_upsampling" in settings and not isinstance(settings["prompt_upsampling"], bool):
         problem("prompt_upsampling", "`prompt_upsampling` must be `true` or `false`")
-    for name in settings:
-        near = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=0.8)
-        if name not in KNOWN and near:
-            problem(name, f"the `flux` adapter has no setting `{name}`",
-                    f"did you mean `{near[0]}`?", warning=True)
-    return problems
+    problem.near_misses(settings, KNOWN, "flux")
+    return problem

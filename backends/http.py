@@ -15,7 +15,8 @@ The engine owns retrying (backoff, `Retry-After`, deadlines): this module only
 says precisely what happened — above all whether a request provably never left
 (`unbilled`): a failed connect, as opposed to a connection that broke after the
 request was sent, which might have been billed.  Messages never carry a URL's
-query string or a header, so a key in either cannot leak into a log.
+query string or a header, so a key in either cannot leak into a log; and `redact`
+masks the keys (and anything shaped like one) in what a service's answer said.
 
 aiohttp takes a quarter of a second to import, so it is imported on first use:
 `filmc check` and `plan` read adapters' declarations without it.
@@ -25,8 +26,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -78,6 +80,10 @@ def where(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+# What an OpenAI-style key looks like (`sk-…`): masked by default, whoever's key it is.
+KEY_SHAPES = ((re.compile(r"\bsk-[A-Za-z0-9_\-*]{4,}"), "sk-***"),)
+
+
 @attrs.frozen
 class Response:
     status: int
@@ -95,12 +101,12 @@ class Response:
         except ValueError:
             raise ServiceError(FailureKind.TRANSIENT,
                                f"{where(self.url)} answered {self.status} with a body that is "
-                               f"not JSON ({_snippet(self.body)})", status=self.status) from None
+                               f"not JSON ({snippet(self.body)})", status=self.status) from None
 
     def error(self, doing: str, detail: str | None = None, kind: FailureKind | None = None,
               unbilled: bool = False) -> ServiceError:
         """The ServiceError this response means, for a message `cannot {doing}: ...`."""
-        text = detail if detail is not None else _snippet(self.body)
+        text = detail if detail is not None else snippet(self.body)
         return ServiceError(kind or kind_of_status(self.status),
                             f"cannot {doing}: {where(self.url)} answered {self.status}"
                             + (f": {text}" if text else ""),
@@ -112,7 +118,8 @@ class Response:
             raise self.error(doing)
 
 
-def _snippet(body: bytes, limit: int = 300) -> str:
+def snippet(body: bytes, limit: int = 300) -> str:
+    """An answer's body for a message: one line, cut at `limit` characters."""
     text = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
     return text if len(text) <= limit else text[:limit] + "…"
 
@@ -167,10 +174,52 @@ class Http:
             raise ServiceError(FailureKind.TRANSIENT,
                                f"the connection to {where(url)} broke: {_reason(e)}") from None
 
+    async def send(self, method: str, url: str, doing: str, secrets: str | Iterable[str] = (),
+                   shapes: Iterable[tuple[re.Pattern[str], str]] = KEY_SHAPES,
+                   **kwargs: Any) -> Response:
+        """`request`, its failure said as `cannot {doing}: ...` with the secrets it carried
+        (and anything key-shaped) masked out of the message (`redact`)."""
+        try:
+            return await self.request(method, url, **kwargs)
+        except ServiceError as e:
+            raise redact(e, secrets, doing, shapes) from None
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def masked(text: str, secrets: str | Iterable[str],
+           shapes: Iterable[tuple[re.Pattern[str], str]] = ()) -> str:
+    """`text` with each secret (four characters or more), and whatever matches one of
+    `shapes`, masked."""
+    for secret in [secrets] if isinstance(secrets, str) else secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    for shape, mask in shapes:
+        text = shape.sub(mask, text)
+    return text
+
+
+def redact(e: ServiceError, secrets: str | Iterable[str], doing: str | None = None,
+           shapes: Iterable[tuple[re.Pattern[str], str]] = KEY_SHAPES) -> ServiceError:
+    """`e` with the secrets, and anything key-shaped, masked out of its message (a server
+    may echo what it was sent); and, given `doing`, said as `cannot {doing}: ...` when it
+    does not say so yet."""
+    message = masked(e.message, secrets, shapes)
+    if doing and not message.startswith("cannot "):
+        message = f"cannot {doing}: {message}"
+    if message == e.message:
+        return e
+    return ServiceError(e.kind, message, retry_after=e.retry_after, unbilled=e.unbilled,
+                        status=e.status)
+
+
+def unbilled(e: ServiceError) -> ServiceError:
+    """`e`, of a request that made nothing billable (an upload): it may always be sent again."""
+    return ServiceError(e.kind, e.message, retry_after=e.retry_after, unbilled=True,
+                        status=e.status)
 
 
 def _reason(e: BaseException) -> str:

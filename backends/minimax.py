@@ -30,8 +30,6 @@ side and between 2:5 and 5:2: a smaller one is scaled up before sending.
 from __future__ import annotations
 
 import asyncio
-import difflib
-import re
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -40,8 +38,8 @@ from urllib.parse import urlsplit
 
 from ..lang.steps import FIRST_FRAME, LAST_FRAME
 from .fit import clip_length
-from .http import Http, Response, kind_of_status, retry_after, where
-from .openai_errors import redact
+from .http import Http, Response, kind_of_status, redact, retry_after, where
+from .inputs import image_url
 from .protocol import (
     Adapter,
     Capabilities,
@@ -55,7 +53,8 @@ from .protocol import (
     SettingProblem,
     Setup,
 )
-from .seedance import data_url
+from .results import downloaded, keep_mp4
+from .settings import ENGINE, Problems, seconds, service_url
 
 REGIONS = {"international": "https://api.minimax.io", "china": "https://api.minimaxi.com"}
 DEFAULT_REGION = "international"
@@ -70,8 +69,7 @@ PENDING = {"Preparing": "preparing", "Queueing": "queued", "Processing": "proces
 
 VIDEO_SETTINGS = frozenset({"model", "resolution", "durations", "last_frame", "prompt_optimizer",
                             "fast_pretreatment", "aigc_watermark"})
-ENGINE = frozenset({"retries", "backoff_s", "backoff_cap_s", "poll_interval_s", "timeout_s"})
-KNOWN = VIDEO_SETTINGS | ENGINE | {"region", "base_url"}
+KNOWN = VIDEO_SETTINGS | {*ENGINE, "region", "base_url"}
 REQUEST_TIMEOUT = 120.0  # seconds one request may take
 
 # base_resp codes, as MiniMax's error code reference lists them.
@@ -202,7 +200,7 @@ class MiniMax(Adapter):
     # -- the parts ------------------------------------------------------------------------
 
     async def _frame(self, item: Any, doing: str) -> str:
-        return await asyncio.to_thread(data_url, item, doing, FRAME_MIN_SIDE, FRAME_RATIOS,
+        return await asyncio.to_thread(image_url, item, doing, FRAME_MIN_SIDE, FRAME_RATIOS,
                                        "MiniMax")
 
     async def _download(self, place: Mapping[str, Any], request: Request, name: str) -> Path:
@@ -217,18 +215,10 @@ class MiniMax(Adapter):
                                                    f"`download_url` for file {place['file_id']}")
         same_host = urlsplit(url)[:2] == urlsplit(self.base_url)[:2]  # the key goes home only
         r = await self._send("GET", url, doing, auth=same_host)
-        if r.status in (403, 404, 410):
-            raise r.error(doing, "the video's download URL has expired or is gone",
-                          kind=FailureKind.EXPIRED)
-        if not r.ok:
-            raise redact(r.error(doing), self.setup.secret("api_key"))
-        if len(r.body) < 12 or r.body[4:8] != b"ftyp":
-            raise ServiceError(FailureKind.FAILED, f"cannot {doing}: {where(url)} sent a file "
-                                                   f"that is not an MP4 video ({len(r.body)} "
-                                                   f"bytes)", status=r.status)
-        path = request.workdir / f"{name}.mp4"
-        await asyncio.to_thread(path.write_bytes, r.body)
-        return path
+        downloaded(r, doing, "the video's download URL has expired or is gone",
+                   refused=lambda r: redact(r.error(doing), self.setup.secret("api_key")))
+        return await asyncio.to_thread(keep_mp4, r.body, request.workdir / name, where(url),
+                                       doing, r.status)
 
     async def _call(self, method: str, route: str, doing: str, *, json: Any = None,
                     params: Mapping[str, str] | None = None, base: Any = None,
@@ -261,12 +251,8 @@ class MiniMax(Adapter):
     async def _send(self, method: str, url: str, doing: str, *, auth: bool = True,
                     json: Any = None, params: Mapping[str, str] | None = None) -> Response:
         key = self.setup.secret("api_key") if auth else ""
-        headers = {"Authorization": f"Bearer {key}"} if auth else None
-        try:
-            return await self.http.request(method, url, json=json, params=params,
-                                           headers=headers)
-        except ServiceError as e:
-            raise redact(e, key, doing) from None
+        return await self.http.send(method, url, doing, key, json=json, params=params,
+                                    headers={"Authorization": f"Bearer {key}"} if auth else None)
 
 
 # -- what MiniMax's answers mean -----------------------------------------------------------
@@ -349,10 +335,7 @@ def task_failure(answer: Mapping[str, Any], task: str) -> ServiceError:
 
 
 def base_url(settings: Mapping[str, Any]) -> str:
-    given = settings.get("base_url")
-    if isinstance(given, str) and given:
-        return given.rstrip("/")
-    return REGIONS.get(str(settings.get("region") or DEFAULT_REGION), REGIONS[DEFAULT_REGION])
+    return service_url(settings, REGIONS, DEFAULT_REGION)
 
 
 def takes_last_frame(settings: Mapping[str, Any]) -> bool:
@@ -365,53 +348,22 @@ def takes_last_frame(settings: Mapping[str, Any]) -> bool:
 def durations(settings: Mapping[str, Any]) -> tuple[int, ...]:
     """The clip lengths it makes: `durations`, else 6 s, and 10 s below 1080P (Hailuo 02 and
     2.3; the older models make 6 s only: set `durations = [6]`)."""
-    given = settings.get("durations")
-    if isinstance(given, list) and given and all(_whole(d) for d in given):
-        return tuple(sorted(set(given)))
-    return (6,) if settings.get("resolution") in ("720P", "1080P") else (6, 10)
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 60
+    return seconds(settings.get("durations")) or (
+        (6,) if settings.get("resolution") in ("720P", "1080P") else (6, 10))
 
 
 def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
-    problems: list[SettingProblem] = []
-
-    def problem(setting: str, message: str, help: str | None = None,
-                warning: bool = False) -> None:
-        problems.append(SettingProblem(setting, message, help, warning))
-
-    regions = ", ".join(f"`{r}`" for r in REGIONS)
-    for name in ("model", "base_url"):
-        if name in settings and (not isinstance(settings[name], str) or not settings[name]):
-            problem(name, f"`{name}` must be a non-empty string")
-    region = settings.get("region")
-    if region is not None and region not in REGIONS:
-        problem("region", f"`{region}` is not a MiniMax region", f"it is one of {regions}")
-    base = settings.get("base_url")
-    if isinstance(base, str) and base and not re.match(r"https?://[^/]", base):
-        problem("base_url", f"`base_url` must be an http(s) URL, not `{base}`",
-                f"leave it out and set `region` ({regions})")
-    if "resolution" in settings and settings["resolution"] not in RESOLUTIONS:
-        problem("resolution", f"`resolution` = `{settings['resolution']}` is not one MiniMax "
-                "makes", "it is " + ", ".join(f"`{r}`" for r in RESOLUTIONS))
-    given = settings.get("durations")
-    if given is not None and not (isinstance(given, list) and given
-                                  and all(_whole(d) for d in given)):
-        problem("durations", "`durations` must be a list of whole seconds",
-                "the lengths your model makes, e.g. `durations = [6, 10]`")
-    for name in ("last_frame", "prompt_optimizer", "fast_pretreatment", "aigc_watermark"):
-        if name in settings and not isinstance(settings[name], bool):
-            problem(name, f"`{name}` must be `true` or `false`")
+    problem = Problems()
+    problem.strings(settings, ("model", "base_url"))
+    problem.region(settings, REGIONS, "a MiniMax region")
+    problem.one_of(settings, "resolution", RESOLUTIONS, "MiniMax")
+    problem.durations(settings, "the lengths your model makes, e.g. `durations = [6, 10]`")
+    problem.flags(settings, ("last_frame", "prompt_optimizer", "fast_pretreatment",
+                             "aigc_watermark"))
     if settings.get("last_frame") is True and str(settings.get("model") or DEFAULT_MODEL) \
             not in LAST_FRAME_MODELS:
         problem("last_frame", f"MiniMax documents a last frame for "
                 f"{', '.join(f'`{m}`' for m in sorted(LAST_FRAME_MODELS))} only",
                 "it may refuse the clips that end on the next shot", warning=True)
-    for name in settings:
-        near = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=0.8)
-        if name not in KNOWN and near:
-            problem(name, f"the `minimax` adapter has no setting `{name}`",
-                    f"did you mean `{near[0]}`?", warning=True)
-    return problems
+    problem.near_misses(settings, KNOWN, "minimax")
+    return problem

@@ -23,56 +23,34 @@ never sees it).
     specs, problems = read(settings, "fal", own_settings)   # per kind; F0511 problems
     spec.capabilities(), spec.fields(), spec.key()           # what the compiler asks
     body = await model_input(spec, request, place)           # the model's input, as JSON
-    url = find_output(result, spec, defaults, doing, where)  # where the result is
 
-`HostedModel` is what the two adapters share besides their protocols: these
-declarations, results downloaded and checked by their first bytes (`keep`), images
-sent inline (`data_uri`) or uploaded once per build (`once`), keys out of messages.
+What the two adapters share besides the mapping (their declarations, results found
+and kept, images uploaded once) is `HostedModel`, in hosted.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import difflib
-import json
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import attrs
 
-from ..lang.steps import CHARACTER, FIRST_FRAME, KINDS, LAST_FRAME, LOCATION, REFERENCE
-from .comfyui.workflow import seed as key_seed  # the same step, the same seed everywhere
+from ..lang.steps import FIRST_FRAME, LAST_FRAME
 from .fit import aspect_ratio, clip_length, nearest_size
-from .http import Http, Response, where
-from .openai_errors import redact
-from .protocol import (
-    Adapter,
-    Capabilities,
-    Done,
-    FailureKind,
-    Input,
-    Json,
-    Request,
-    ServiceError,
-    SettingProblem,
-    Setup,
-)
+from .inputs import describe, key_seed, references
+from .protocol import Capabilities, FailureKind, Input, Json, Request, ServiceError, SettingProblem
+from .settings import ENGINE
 
 MADE = ("sheet", "plate", "keyframe", "clip")  # the kinds a hosted model can make
 # What a kind's table (or the backend's top level, as defaults) may hold.
 SPEC_KEYS = ("model", "inputs", "extra", "output", "durations", "aspect_ratios", "sizes",
              "max_references", "describe_references")
-# The engine's own settings of any backend (engine/retry.py): no concern of the mapping.
-ENGINE_KEYS = ("retries", "backoff_s", "backoff_cap_s", "poll_interval_s", "timeout_s")
 CASTS = ("string", "integer", "number", "list")
 IMAGES = (FIRST_FRAME, LAST_FRAME)
-T = TypeVar("T")
 
 
 @attrs.frozen
@@ -189,7 +167,7 @@ def read(settings: Mapping[str, Any], adapter: str,
     `own` settings and the engine's are known), kinds without a model, unknown filmc
     names, values of the wrong type."""
     problems: list[SettingProblem] = []
-    known = (*SPEC_KEYS, *ENGINE_KEYS, *MADE, "kinds", *own)
+    known = (*SPEC_KEYS, *ENGINE, *MADE, "kinds", *own)
     for key in settings:
         if key not in known:
             near = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
@@ -444,11 +422,6 @@ def _advise(kind: str, label: str, inputs: Mapping[str, Target], durations: Any,
 Place = Callable[[Input], Awaitable[str]]  # an image → what the model input holds (a URL)
 
 
-def references(request: Request) -> tuple[Input, ...]:
-    """The reference images, characters first, then the location, then the user's own."""
-    return request.of(CHARACTER) + request.of(LOCATION) + request.of(REFERENCE)
-
-
 async def model_input(spec: ModelSpec, request: Request, place: Place) -> dict[str, Json]:
     """The model's input for one step: `extra`, then each mapped value; images as `place`
     makes them (a data URI, or an upload's URL)."""
@@ -546,282 +519,3 @@ def _cast(value: Any, target: Target) -> Json:
 
 def _text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def describe(refs: Sequence[Input]) -> str:
-    """What each reference image shows, as the prompt's opening sentences (`describe_
-    references = true`): a model sees pictures in order, not the names filmc gives them."""
-    from .openai import describe as said
-
-    return said(refs)
-
-
-# -- the result -------------------------------------------------------------------------
-
-
-def find_output(result: Any, spec: ModelSpec, defaults: Sequence[str], doing: str,
-                where: str) -> str:
-    """The URL (or data URI) of the step's output in a model's result: at `spec.output`
-    when filmc.toml says where, else the first of `defaults` that is there, else the first
-    URL anywhere in it."""
-    paths = [spec.output] if spec.output else list(defaults)
-    for path in paths:
-        found = _url(_at(result, path))
-        if found:
-            return found
-    if not spec.output:
-        found = _first_url(result)
-        if found:
-            return found
-    media = KINDS[spec.kind].outputs[0].media
-    shown = f"at `{spec.output}`" if spec.output else "anywhere"
-    keys = sorted(result) if isinstance(result, Mapping) else type(result).__name__
-    raise ServiceError(FailureKind.FAILED,
-                       f"cannot {doing}: {where} finished, and its result has no {media} URL "
-                       f"{shown} (it has {keys}); say where it is with `output` in the "
-                       f"`{spec.kind}` table of filmc.toml, e.g. `output = \"images.0.url\"`")
-
-
-def _at(value: Any, path: str) -> Any:
-    for part in path.split(".") if path else ():
-        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        elif isinstance(value, Mapping) and part in value:
-            value = value[part]
-        else:
-            return None
-    return value
-
-
-def _url(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        value = value.get("url")
-    if isinstance(value, str) and value.startswith(("http://", "https://", "data:")):
-        return value
-    return None
-
-
-def _first_url(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        value = list(value.values())
-    if isinstance(value, list):
-        for v in value:
-            found = _url(v) or (_first_url(v) if isinstance(v, (list, Mapping)) else None)
-            if found:
-                return found
-        return None
-    return _url(value)
-
-
-# -- files: images sent, results kept -------------------------------------------------------
-
-
-@attrs.frozen
-class Media:
-    media: str  # image | video
-    ext: str
-    mime: str
-
-
-def sniff(body: bytes) -> Media | None:
-    """What a file is, from its first bytes: the formats models take and make."""
-    head = body[:16]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return Media("image", "png", "image/png")
-    if head.startswith(b"\xff\xd8\xff"):
-        return Media("image", "jpg", "image/jpeg")
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return Media("image", "webp", "image/webp")
-    if head[4:8] == b"ftyp":
-        return Media("video", "mov", "video/quicktime") if head[8:10] == b"qt" \
-            else Media("video", "mp4", "video/mp4")
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return Media("video", "webm", "video/webm")
-    if head.startswith(b"GIF8"):
-        return Media("image", "gif", "image/gif")
-    return None
-
-
-def sendable(path: Path) -> tuple[bytes, Media]:
-    """An input image as a model takes it: PNG, JPEG or WebP as it is, else as PNG."""
-    body = path.read_bytes()
-    found = sniff(body)
-    if found is not None and found.ext in ("png", "jpg", "webp"):
-        return body, found
-    import io
-
-    from PIL import Image
-
-    out = io.BytesIO()
-    with Image.open(io.BytesIO(body)) as img:
-        img.save(out, "PNG")
-    return out.getvalue(), Media("image", "png", "image/png")
-
-
-def data_uri(path: Path) -> str:
-    """An image inline, as `data:image/png;base64,...`."""
-    body, found = sendable(path)
-    return f"data:{found.mime};base64,{base64.b64encode(body).decode('ascii')}"
-
-
-def from_data_uri(url: str) -> bytes | None:
-    """The bytes of a base64 data URI; None when it is not one."""
-    head, sep, data = url.partition(",")
-    if not (sep and head.startswith("data:") and head.endswith(";base64")):
-        return None
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def keep(body: bytes, stem: Path, media: str, source: str, doing: str) -> Path:
-    """Write a result under its real extension, once its first bytes say it is `media`
-    (the engine then decodes it in full before it is stored)."""
-    found = sniff(body)
-    if found is None or found.media != media:
-        what = f"a {found.media}" if found else "a file that is not an image or a video"
-        raise ServiceError(FailureKind.FAILED,
-                           f"cannot {doing}: {source} sent {what} ({len(body)} bytes) where "
-                           f"the step makes {'an image' if media == 'image' else 'a video'}")
-    path = stem.with_name(f"{stem.name}.{found.ext}")
-    path.write_bytes(body)
-    return path
-
-
-# -- what the fal and Replicate adapters share ----------------------------------------------
-
-
-class HostedModel(Adapter):
-    """An adapter for a service that runs any model, mapped in filmc.toml: the mapping's
-    declarations, the spec of a request's kind, the images of one build uploaded once,
-    results downloaded and checked, and the key kept out of every message.  A subclass
-    sends the requests (`call`, `submit`, `poll`) in its service's own protocol."""
-
-    runs_here = False
-    secrets = ("api_key",)
-    kinds = MADE
-    service = ""  # its name, in messages
-    own_settings: ClassVar[tuple[str, ...]] = ()  # its settings besides the mapping's
-    kept = ""  # how long the service keeps results, for an expired download's message
-
-    def __init__(self, setup: Setup) -> None:
-        super().__init__(setup)
-        self.http = Http(setup.name, timeout=300)
-        self.specs = specs(self.settings)
-        self._uploading: dict[str, asyncio.Task[Any]] = {}
-
-    @classmethod
-    def capabilities(cls, kind: str, settings: Mapping[str, Any],
-                     root: Path) -> Capabilities | None:
-        spec = spec_for(kind, settings)
-        return None if spec is None else spec.capabilities()
-
-    @classmethod
-    def key_fields(cls, kind: str, settings: Mapping[str, Any]) -> frozenset[str]:
-        spec = spec_for(kind, settings)
-        return (spec.fields() if spec else frozenset()) | {"take"}
-
-    @classmethod
-    def key_settings(cls, kind: str, settings: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The model and its mapping for this kind: hosts, uploads, waiting and the other
-        kinds' models never re-key a step."""
-        spec = spec_for(kind, settings)
-        return {} if spec is None else spec.key()
-
-    @classmethod
-    def check_settings(cls, settings: Mapping[str, Any]) -> list[SettingProblem]:
-        return read(settings, cls.type, cls.own_settings)[1]
-
-    def spec(self, request: Request) -> ModelSpec:
-        spec = self.specs.get(request.kind)
-        if spec is None or not spec.model:
-            raise ServiceError(FailureKind.INVALID,
-                               f"the backend `{self.name}` has no model for {request.kind} "
-                               f"steps: set `model` in `[backends.{self.name}.{request.kind}]`",
-                               unbilled=True)
-        return spec
-
-    def made(self, kind: str, url: str, note: str) -> Done:
-        """The Done of a step whose output is at `url`."""
-        return Done({KINDS[kind].outputs[0].name: {"url": url}}, note=note)
-
-    async def fetch(self, done: Done, request: Request) -> Mapping[str, Path | Sequence[Path]]:
-        files: dict[str, Path | Sequence[Path]] = {}
-        for name, place in done.outputs.items():
-            url = str(place["url"])
-            doing = f"download the {name} of `{request.step}`"
-            body = await self.download(url, doing)
-            source = f"{self.service} (a data URI)" if url.startswith("data:") else where(url)
-            files[name] = await asyncio.to_thread(keep, body, request.workdir / name,
-                                                  request.outputs[0].media, source, doing)
-        return files
-
-    async def download(self, url: str, doing: str) -> bytes:
-        if url.startswith("data:"):
-            body = from_data_uri(url)
-            if body is None:
-                raise ServiceError(FailureKind.FAILED, f"cannot {doing}: {self.service}'s "
-                                                       f"data URI does not decode")
-            return body
-        r = await self.call("GET", url, doing)
-        if r.status in (403, 404, 410):
-            raise self.redact(r.error(doing, f"the result's URL has expired or is gone "
-                                             f"({self.service} keeps results {self.kept})",
-                                      kind=FailureKind.EXPIRED))
-        if not r.ok:
-            raise self.redact(r.error(doing))
-        return r.body
-
-    async def once(self, digest: str, upload: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """`upload()`, shared by the steps of this build that send the same image."""
-        task = self._uploading.get(digest)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(upload())
-            self._uploading[digest] = task
-            task.add_done_callback(lambda _: self._uploading.pop(digest, None))
-        got: T = await asyncio.shield(task)
-        return got
-
-    async def call(self, method: str, url: str, doing: str, **kwargs: Any) -> Response:
-        raise NotImplementedError
-
-    def key(self) -> str:
-        return self.setup.secret("api_key")
-
-    def redact(self, e: ServiceError, doing: str | None = None) -> ServiceError:
-        """`e` with the key masked out of its message (a server may echo it)."""
-        try:
-            key = self.key()
-        except Exception:  # the key cannot be read: nothing of it can be in the message
-            key = ""
-        return redact(e, key, doing)
-
-    async def close(self) -> None:
-        for task in self._uploading.values():
-            task.cancel()
-        await self.http.close()
-
-
-def unbilled(e: ServiceError) -> ServiceError:
-    """An upload's failure: it made nothing billable, so it may always be sent again."""
-    return ServiceError(e.kind, e.message, retry_after=e.retry_after, unbilled=True,
-                        status=e.status)
-
-
-def json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def snippet(r: Response) -> str:
-    text = r.body.decode("utf-8", errors="replace").strip().replace("\n", " ")
-    return (text[:300] + "…" if len(text) > 300 else text) or f"status {r.status}"
-
-
-def origin(url: str) -> tuple[str, str]:
-    """Scheme and host: where a key may be sent."""
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc.rsplit("@", 1)[-1]

@@ -24,17 +24,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import difflib
-import io
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..lang.steps import CHARACTER, LOCATION, REFERENCE, Fields
-from .http import Http, Response, where
-from .openai_errors import classify, redact
+from ..lang.steps import Fields
+from .http import Http, Response, redact, where
+from .inputs import as_sent, describe, references
+from .openai_errors import classify
 from .protocol import (
     Adapter,
     Capabilities,
@@ -48,6 +47,8 @@ from .protocol import (
     SettingProblem,
     Setup,
 )
+from .results import downloaded, keep_image
+from .settings import Problems, number
 
 if TYPE_CHECKING:
     import aiohttp  # imported where a form is built: `filmc check` does without it
@@ -86,9 +87,6 @@ IMAGE_SETTINGS = frozenset({"model", "size", *BOTH, *GENERATIONS_ONLY, *EDITS_ON
 SPEECH_SETTINGS = frozenset({"speech_model", "speed", "instructions"})
 KNOWN = set(BOTH + GENERATIONS_ONLY + EDITS_ONLY + TEXT_SETTINGS) | {
     "size", "voices", "speed", "instructions", "timeout_s"}
-
-# File signatures of the formats images come back in, and the extension each is kept under.
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"))
 
 
 class OpenAI(Adapter):
@@ -201,7 +199,7 @@ class OpenAI(Adapter):
                 body = base64.b64decode(str(entry["b64_json"]), validate=True)
             except (binascii.Error, ValueError):
                 body = b""
-            path = await asyncio.to_thread(_keep_image, body, request.workdir / output,
+            path = await asyncio.to_thread(keep_image, body, request.workdir / output,
                                            where(answer.url), doing)
             return Done({output: str(path)}, note=note)
         return Done({output: {"url": str(entry["url"])}}, note=note)
@@ -210,18 +208,13 @@ class OpenAI(Adapter):
         doing = f"download the image of `{request.step}`"
         # The bearer key goes to the API's own host only: a storage URL is signed already.
         same_host = urlsplit(url)[:2] == urlsplit(self.base_url)[:2]
-        try:
-            r = await self.http.request("GET", url,
-                                        headers=self._headers() if same_host else None)
-        except ServiceError as e:
-            raise redact(e, "", doing) from None
+        r = await self.http.send("GET", url, doing,
+                                 headers=self._headers() if same_host else None)
         key = self.setup.secret("api_key") if same_host else ""
-        if r.status in (403, 404, 410):
-            raise redact(r.error(doing, "the image's URL has expired or is gone; the step must "
-                                 "be made again", kind=FailureKind.EXPIRED), key)
-        if not r.ok:  # its body may echo what it was sent, the key included
-            raise redact(r.error(doing), key)
-        return await asyncio.to_thread(_keep_image, r.body, request.workdir / name,
+        # Its body may echo what it was sent, the key included.
+        downloaded(r, doing, "the image's URL has expired or is gone; the step must be made "
+                             "again", refused=lambda r: redact(r.error(doing), key))
+        return await asyncio.to_thread(keep_image, r.body, request.workdir / name,
                                        where(url), doing)
 
     # -- speech ---------------------------------------------------------------------------
@@ -266,39 +259,14 @@ class OpenAI(Adapter):
         """One POST; a failure is classified and never carries the key."""
         headers = self._headers()
         key = headers["Authorization"].removeprefix("Bearer ")
-        try:
-            r = await self.http.request("POST", f"{self.base_url}/{route}", headers=headers,
-                                        **body)
-        except ServiceError as e:
-            raise redact(e, key, doing) from None
+        r = await self.http.send("POST", f"{self.base_url}/{route}", doing, key, headers=headers,
+                                 **body)
         if not r.ok:
             raise redact(classify(r, doing), key)
         return r
 
 
 # -- requests, as data --------------------------------------------------------------------
-
-
-def references(request: Request) -> tuple[Input, ...]:
-    """The images an edit shows the model, in the order its prompt describes them."""
-    return request.of(CHARACTER) + request.of(LOCATION) + request.of(REFERENCE)
-
-
-def describe(refs: Sequence[Input]) -> str:
-    """What each reference image shows, as the prompt's opening sentences."""
-    said = []
-    for i, ref in enumerate(refs, 1):
-        t = ref.tags
-        if ref.role == CHARACTER and t.character:
-            said.append(f"Image {i} shows {t.character}"
-                        + (f" ({t.outfit} outfit)." if t.outfit else "."))
-        elif ref.role == LOCATION and t.location:
-            said.append(f"Image {i} shows the location {t.location}"
-                        + (f" ({t.time})." if t.time else "."))
-        else:
-            subject = t.character or t.location
-            said.append(f"Image {i} is a reference image" + (f" of {subject}." if subject else "."))
-    return " ".join(said) + "\n\n" if said else ""
 
 
 def nearest_size(request: Request) -> str:
@@ -324,22 +292,10 @@ def _edit_form(fields: Mapping[str, Any], refs: Sequence[Input]) -> aiohttp.Form
         form.add_field(name, str(value))
     part = "image" if len(refs) == 1 else "image[]"
     for i, ref in enumerate(refs, 1):
-        body, ext = _sendable(ref.path.read_bytes())
-        form.add_field(part, body, filename=f"ref{i}.{ext}", content_type=f"image/{ext}")
+        body, media = as_sent(ref.path.read_bytes())
+        ext = media.mime.removeprefix("image/")
+        form.add_field(part, body, filename=f"ref{i}.{ext}", content_type=media.mime)
     return form
-
-
-def _sendable(body: bytes) -> tuple[bytes, str]:
-    """An image as the edits route takes it: PNG, JPEG or WebP as is, anything else as PNG."""
-    kind = _image_type(body)
-    if kind is not None:
-        return body, "jpeg" if kind == "jpg" else kind
-    from PIL import Image
-
-    out = io.BytesIO()
-    with Image.open(io.BytesIO(body)) as img:
-        img.save(out, "PNG")
-    return out.getvalue(), "png"
 
 
 def _first_image(answer: Any, url: str, doing: str) -> Mapping[str, Any]:
@@ -351,33 +307,6 @@ def _first_image(answer: Any, url: str, doing: str) -> Mapping[str, Any]:
     return entry
 
 
-def _image_type(body: bytes) -> str | None:
-    for signature, ext in _SIGNATURES:
-        if body.startswith(signature):
-            return ext
-    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def _keep_image(body: bytes, stem: Path, source: str, doing: str) -> Path:
-    """Write an image the service sent under its real extension, once it decodes."""
-    from PIL import Image
-
-    ext = _image_type(body)
-    try:
-        if ext is None:
-            raise ValueError("not PNG, JPEG or WebP")
-        with Image.open(io.BytesIO(body)) as img:
-            img.verify()
-    except Exception:
-        raise ServiceError(FailureKind.FAILED, f"cannot {doing}: {source} sent an image that "
-                           f"does not decode ({len(body)} bytes)") from None
-    path = stem.with_name(f"{stem.name}.{ext}")
-    path.write_bytes(body)
-    return path
-
-
 # -- settings -----------------------------------------------------------------------------
 
 
@@ -386,24 +315,11 @@ def _parse_size(value: Any) -> tuple[int, int] | None:
     return (int(m[1]), int(m[2])) if m else None
 
 
-def _number(value: Any, low: float, high: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
-
-
 def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
-    problems: list[SettingProblem] = []
-
-    def problem(setting: str, message: str, help: str | None = None,
-                warning: bool = False) -> None:
-        problems.append(SettingProblem(setting, message, help, warning))
-
-    for name in TEXT_SETTINGS:
-        if name in settings and (not isinstance(settings[name], str) or not settings[name]):
-            problem(name, f"`{name}` must be a non-empty string")
-    base = settings.get("base_url")
-    if isinstance(base, str) and base and not re.match(r"https?://[^/]", base):
-        problem("base_url", f"`base_url` must be an http(s) URL, not `{base}`",
-                f"for OpenAI itself leave it out (it is `{DEFAULT_BASE_URL}`)")
+    problem = Problems()
+    problem.strings(settings, TEXT_SETTINGS)
+    problem.http_url(settings, "base_url",
+                     f"for OpenAI itself leave it out (it is `{DEFAULT_BASE_URL}`)")
     size = settings.get("size")
     listed = ", ".join(f"`{s}`" for s in (*SIZE_NAMES, "auto"))
     if size is not None and size != "auto" and _parse_size(size) is None:
@@ -421,9 +337,9 @@ def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
         if name in settings and settings[name] not in allowed:
             problem(name, f"`{name}` = `{settings[name]}` is not a value OpenAI documents",
                     "it takes " + ", ".join(f"`{a}`" for a in allowed), warning=True)
-    if "speed" in settings and not _number(settings["speed"], 0.25, 4.0):
+    if "speed" in settings and not number(settings["speed"], 0.25, 4.0):
         problem("speed", f"`speed` must be a number from 0.25 to 4.0, not `{settings['speed']}`")
-    if "timeout_s" in settings and not _number(settings["timeout_s"], 1, 86400):
+    if "timeout_s" in settings and not number(settings["timeout_s"], 1, 86400):
         problem("timeout_s", "`timeout_s` must be a number of seconds from 1 to 86400, not "
                 f"`{settings['timeout_s']}`", "how long one request may take; 300 by default")
     if "instructions" in settings and not isinstance(settings["instructions"], bool):
@@ -441,9 +357,5 @@ def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
             problem(setting, f"`{voice}` is not one of OpenAI's voices",
                     "they are " + ", ".join(f"`{v}`" for v in VOICES)
                     + "; an OpenAI-compatible server may have others", warning=True)
-    for name in settings:
-        near = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=0.8)
-        if name not in KNOWN and near:
-            problem(name, f"the `openai` adapter has no setting `{name}`",
-                    f"did you mean `{near[0]}`?", warning=True)
-    return problems
+    problem.near_misses(settings, KNOWN, "openai")
+    return problem

@@ -11,8 +11,9 @@ A 5xx means nothing was made and nothing billed, so it is `unbilled` and the
 engine may send the request again; a gateway timeout (504, Cloudflare's 524)
 is the exception: the generation may have finished, and been billed, behind it.
 
-Messages carry the service's reason, never a header: `redact` also masks the
-key, and anything shaped like an OpenAI key, in case a server echoes one.
+Messages carry the service's reason, never a header; the adapter masks the key,
+and anything shaped like an OpenAI key, in case a server echoes one
+(`http.redact`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .http import Response, kind_of_status, retry_after, where
+from .http import Response, kind_of_status, retry_after, snippet, where
 from .protocol import FailureKind, ServiceError
 
 # Error codes (or types) that mean the account cannot pay: retrying does not help.
@@ -34,8 +35,6 @@ BILLING = frozenset({
 POLICY = frozenset({"moderation_blocked", "content_policy_violation", "content_filter"})
 # Statuses of a gateway that stopped waiting: the service may have finished behind it.
 GATEWAY_TIMEOUTS = frozenset({504, 524})
-
-_KEY_SHAPED = re.compile(r"\bsk-[A-Za-z0-9_\-*]{4,}")
 
 
 def classify(r: Response, doing: str) -> ServiceError:
@@ -90,8 +89,7 @@ def error_body(body: bytes) -> Mapping[str, Any]:
 
 def _reason(err: Mapping[str, Any], body: bytes) -> str:
     if not err:
-        text = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
-        return (text[:300] + "…" if len(text) > 300 else text) or "no reason given"
+        return snippet(body) or "no reason given"
     message = str(err.get("message") or "no reason given").strip()
     extra = [f"`{err['param']}`" if err.get("param") else "", str(err.get("code") or "")]
     extra = [e for e in extra if e]
@@ -124,16 +122,3 @@ def duration(text: str) -> float | None:
         return None
     scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     return sum(float(n) * scale[u] for n, u in parts)
-
-
-def redact(e: ServiceError, key: str, doing: str | None = None) -> ServiceError:
-    """`e` with the key, and anything key-shaped, masked out of its message; and, given
-    `doing`, said as `cannot {doing}: ...` when it does not say so yet."""
-    message = e.message.replace(key, "***") if len(key) >= 4 else e.message
-    message = _KEY_SHAPED.sub("sk-***", message)
-    if doing and not message.startswith("cannot "):
-        message = f"cannot {doing}: {message}"
-    if message == e.message:
-        return e
-    return ServiceError(e.kind, message, retry_after=e.retry_after, unbilled=e.unbilled,
-                        status=e.status)

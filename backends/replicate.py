@@ -10,7 +10,8 @@
     durations = [5, 10]
 
 Which model makes each kind, and what it is given, is filmc.toml's mapping
-(model_inputs.py).  A step is one prediction:
+(model_inputs.py; what fal and Replicate share besides, hosted.py).  A step is one
+prediction:
 
     POST {base_url}/models/{owner}/{name}/predictions   {"input": {...}}    (official models)
     POST {base_url}/predictions   {"version", "input"}   (`model = "owner/name:version"`)
@@ -40,9 +41,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import model_inputs as mi
-from .http import Response, retry_after, where
-from .model_inputs import json_or_none, snippet
+from .hosted import (
+    HostedModel,
+    answer_text,
+    data_uri,
+    find_output,
+    json_or_none,
+    origin,
+    sendable,
+)
+from .http import Response, retry_after, unbilled, where
+from .model_inputs import ModelSpec, model_input
 from .protocol import (
     Done,
     FailureKind,
@@ -67,13 +76,17 @@ _DEADLINE = re.compile(r"\d+(\.\d+)?(ms|s|m|h)")
 _VERSION = re.compile(r"[0-9a-f]{64}")
 
 
-class Replicate(mi.HostedModel):
+class Replicate(HostedModel):
     """Any Replicate model, mapped in filmc.toml."""
 
     type = "replicate"
     version = "1"
     service = "Replicate"
     own_settings = ("base_url", "upload", "wait_s", "cancel_after")
+    url_settings = ("base_url",)
+    url_help = f"leave it out for Replicate (`{DEFAULT_BASE_URL}`)"
+    model_help = ("write `owner/name` (an official model, its latest version) or "
+                  "`owner/name:VERSION` (a version's 64-character id)")
     kept = "an hour"
 
     def __init__(self, setup: Setup) -> None:
@@ -83,11 +96,6 @@ class Replicate(mi.HostedModel):
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> list[SettingProblem]:
         problems = super().check_settings(settings)
-        base = settings.get("base_url")
-        if base is not None and not (isinstance(base, str)
-                                     and base.startswith(("http://", "https://"))):
-            problems.append(SettingProblem("base_url", "`base_url` must be an http(s) URL",
-                                           f"leave it out for Replicate (`{DEFAULT_BASE_URL}`)"))
         if settings.get("upload", "auto") not in UPLOADS:
             problems.append(SettingProblem(
                 "upload", "`upload` must be `\"auto\"`, `\"data_uri\"` or `\"files\"`",
@@ -106,21 +114,20 @@ class Replicate(mi.HostedModel):
                                                            "such as `\"30m\"` or `\"90s\"`",
                                            "Replicate aborts a prediction not started by then "
                                            "(not charged), and cancels one still running"))
-        for kind, spec in mi.specs(settings).items():
-            if spec.model and not _model_id(spec.model):
-                problems.append(SettingProblem(
-                    kind if isinstance(settings.get(kind), Mapping) else "model",
-                    f"`{spec.model}` is not a Replicate model id",
-                    "write `owner/name` (an official model, its latest version) or "
-                    "`owner/name:VERSION` (a version's 64-character id)"))
-        return problems
+        return problems + cls.model_problems(settings)
+
+    @classmethod
+    def model_id(cls, model: str) -> bool:
+        name, sep, version = model.partition(":")
+        parts = name.split("/")
+        return len(parts) == 2 and all(parts) and (not sep or bool(_VERSION.fullmatch(version)))
 
     # -- one build ------------------------------------------------------------------------
 
     async def submit(self, request: Request, handle: Handle | None) -> Handle | Done:
         spec = self.spec(request)
         doing = f"send `{request.step}` to Replicate's `{spec.model}`"
-        body: dict[str, Any] = {"input": await mi.model_input(spec, request, self._place)}
+        body: dict[str, Any] = {"input": await model_input(spec, request, self._place)}
         owner_name, _, version = spec.model.partition(":")
         if version:
             body["version"] = version
@@ -178,9 +185,9 @@ class Replicate(mi.HostedModel):
                 raise ServiceError(FailureKind.EXPIRED,
                                    f"cannot {doing}: Replicate has deleted its output (it "
                                    f"keeps outputs an hour); the next build makes it again")
-            spec = self.specs.get(kind) or mi.ModelSpec(kind, str(prediction.get("model")))
+            spec = self.specs.get(kind) or ModelSpec(kind, str(prediction.get("model")))
             output = prediction.get("output")
-            url = mi.find_output(output, spec, ("",) if isinstance(output, str) else (
+            url = find_output(output, spec, ("",) if isinstance(output, str) else (
                 "0", "video", "image", "output", "0.url"), doing, "the prediction")
             metrics = prediction.get("metrics")
             took = metrics.get("predict_time") if isinstance(metrics, Mapping) else None
@@ -211,7 +218,7 @@ class Replicate(mi.HostedModel):
         """An image as the model input holds it: a data URI, or a file uploaded once."""
         how = self.settings.get("upload", "auto")
         if how == "data_uri" or (how == "auto" and item.path.stat().st_size < INLINE_LIMIT):
-            return await asyncio.to_thread(mi.data_uri, item.path)
+            return await asyncio.to_thread(data_uri, item.path)
         scope = f"replicate:{self.base_url}"
         cached = self.setup.uploads.get(scope, item.digest)
         if isinstance(cached, Mapping) and float(cached.get("expires", 0)) > \
@@ -226,7 +233,7 @@ class Replicate(mi.HostedModel):
         import aiohttp
 
         doing = f"upload `{item.path.name}` to Replicate's files"
-        body, media = await asyncio.to_thread(mi.sendable, item.path)
+        body, media = await asyncio.to_thread(sendable, item.path)
         form = aiohttp.FormData()
         form.add_field("content", body, filename=f"filmc-{item.digest[:20]}.{media.ext}",
                        content_type=media.mime)
@@ -241,7 +248,7 @@ class Replicate(mi.HostedModel):
                 raise ServiceError(FailureKind.TRANSIENT, f"cannot {doing}: {where(r.url)} "
                                                           f"answered without the file's URL")
         except ServiceError as e:
-            raise mi.unbilled(e) from None
+            raise unbilled(e) from None
         return {"url": url, "expires": _epoch(data.get("expires_at"))}
 
     async def call(self, method: str, url: str, doing: str, *,
@@ -249,7 +256,7 @@ class Replicate(mi.HostedModel):
         """One request; the token goes to Replicate's API host only, never to an output's
         URL (replicate.delivery needs none)."""
         sent = dict(headers or {})
-        if mi.origin(url) == mi.origin(self.base_url):
+        if origin(url) == origin(self.base_url):
             sent["Authorization"] = f"Bearer {self.key()}"
         try:
             return await self.http.request(method, url, headers=sent, **kwargs)
@@ -260,12 +267,12 @@ class Replicate(mi.HostedModel):
 # -- Replicate's answers, read --------------------------------------------------------------
 
 
-def api_error(r: Response, doing: str, spec: mi.ModelSpec | None) -> ServiceError:
+def api_error(r: Response, doing: str, spec: ModelSpec | None) -> ServiceError:
     """What a refused API request means.  Replicate answers problem details: `{title,
     detail, status}` (with `invalid_fields` for input it refuses)."""
     data = json_or_none(r.body)
     detail = str(data.get("detail") or data.get("title") or "") if isinstance(data, dict) else ""
-    detail = detail.strip() or snippet(r)
+    detail = detail.strip() or answer_text(r)
     status = r.status
     if status == 401:
         return ServiceError(FailureKind.AUTH, f"cannot {doing}: Replicate refused the token "
@@ -295,12 +302,6 @@ def api_error(r: Response, doing: str, spec: mi.ModelSpec | None) -> ServiceErro
                             status=429)
     # A 5xx: no prediction was made; a gateway timeout (504) may hide one.
     return r.error(doing, detail, unbilled=status in (500, 502, 503))
-
-
-def _model_id(model: str) -> bool:
-    name, sep, version = model.partition(":")
-    parts = name.split("/")
-    return len(parts) == 2 and all(parts) and (not sep or bool(_VERSION.fullmatch(version)))
 
 
 def _epoch(value: Any) -> float:

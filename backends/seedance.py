@@ -34,8 +34,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import difflib
-import io
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -46,9 +45,8 @@ from urllib.parse import urlsplit
 
 from ..lang.steps import FIRST_FRAME, LAST_FRAME, Fields
 from .fit import aspect_ratio, clip_length
-from .http import Http, Response, kind_of_status, retry_after, where
-from .openai import describe, references
-from .openai_errors import redact
+from .http import Http, Response, kind_of_status, redact, retry_after, where
+from .inputs import describe, image_url, references
 from .protocol import (
     Adapter,
     Capabilities,
@@ -63,6 +61,8 @@ from .protocol import (
     SettingProblem,
     Setup,
 )
+from .results import downloaded, keep_image, keep_mp4
+from .settings import ENGINE, Problems, seconds, service_url
 
 REGIONS = {"ap-southeast": "https://ark.ap-southeast.bytepluses.com/api/v3",  # BytePlus
            "cn-beijing": "https://ark.cn-beijing.volces.com/api/v3"}  # Volcengine
@@ -81,16 +81,12 @@ PENDING = ("queued", "running")
 VIDEO_SETTINGS = frozenset({"model", "resolution", "ratio", "durations", "camera_fixed",
                             "watermark", "generate_audio", "last_frame"})
 IMAGE_SETTINGS = frozenset({"image_model", "image_size", "watermark"})
-# The engine's own settings of any backend (engine/retry.py), known here so as not to be
-# mistaken for misspellings.
-ENGINE = frozenset({"retries", "backoff_s", "backoff_cap_s", "poll_interval_s", "timeout_s"})
-KNOWN = VIDEO_SETTINGS | IMAGE_SETTINGS | ENGINE | {"region", "base_url"}
+KNOWN = VIDEO_SETTINGS | IMAGE_SETTINGS | {*ENGINE, "region", "base_url"}
 REQUEST_TIMEOUT = 300.0  # seconds one request may take (a Seedream image is made within it)
 
 # Error codes (prefixes) that say what the account cannot do: retrying does not help.
 CREDIT_CODES = ("AccountOverdueError", "OperationDenied.ServiceOverdue", "ModelQuotaExhausted",
                 "SetLimitExceeded", "QuotaExceeded")
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"))
 
 
 class Seedance(Adapter):
@@ -215,11 +211,7 @@ class Seedance(Adapter):
     async def _clip(self, request: Request) -> Handle:
         f = request.fields
         doing = f"make the clip `{request.step}`"
-        model = self.settings.get("model")
-        if not model:
-            raise ServiceError(FailureKind.INVALID, f"cannot {doing}: the backend `{self.name}` "
-                               f"has no `model` (a Seedance model id of its region)",
-                               unbilled=True)
+        model = self._model("model", "Seedance", doing)
         first, last = request.of(FIRST_FRAME), request.of(LAST_FRAME)
         content: list[dict[str, Any]] = [{"type": "text", "text": f.prompt}] if f.prompt else []
         dropped = ""
@@ -230,7 +222,7 @@ class Seedance(Adapter):
                 content.append(await _image_part(last[0], "last_frame", doing))
             elif last:
                 dropped = "last frame (`last_frame = false`)"
-        body: dict[str, Any] = {"model": str(model), "content": content,
+        body: dict[str, Any] = {"model": model, "content": content,
                                 "ratio": self._ratio(f, bool(first)),
                                 "watermark": bool(self.settings.get("watermark", False))}
         if f.duration is not None:
@@ -267,28 +259,16 @@ class Seedance(Adapter):
         doing = f"download the clip of `{request.step}`"
         same_host = urlsplit(url)[:2] == urlsplit(self.base_url)[:2]  # the key goes home only
         r = await self._send("GET", url, doing, auth=same_host)
-        if r.status in (403, 404, 410):
-            raise r.error(doing, "the video's URL has expired or is gone (Ark keeps results "
-                                 "for 24 hours)", kind=FailureKind.EXPIRED)
-        if not r.ok:
-            raise self._refused(r, doing)
-        if len(r.body) < 12 or r.body[4:8] != b"ftyp":
-            raise ServiceError(FailureKind.FAILED, f"cannot {doing}: {where(url)} sent a file "
-                                                   f"that is not an MP4 video ({len(r.body)} "
-                                                   f"bytes)", status=r.status)
-        path = request.workdir / f"{name}.mp4"
-        await asyncio.to_thread(path.write_bytes, r.body)
-        return path
+        downloaded(r, doing, "the video's URL has expired or is gone (Ark keeps results for "
+                             "24 hours)", refused=lambda r: self._refused(r, doing))
+        return await asyncio.to_thread(keep_mp4, r.body, request.workdir / name, where(url),
+                                       doing, r.status)
 
     # -- images ---------------------------------------------------------------------------
 
     async def _image(self, request: Request) -> Done:
         doing = f"make the image for `{request.step}`"
-        model = self.settings.get("image_model")
-        if not model:
-            raise ServiceError(FailureKind.INVALID, f"cannot {doing}: the backend `{self.name}` "
-                               f"has no `image_model` (a Seedream model id of its region)",
-                               unbilled=True)
+        model = self._model("image_model", "Seedream", doing)
         refs = references(request)
         if len(refs) > MAX_IMAGE_REFERENCES:
             raise ServiceError(FailureKind.INVALID,
@@ -296,12 +276,12 @@ class Seedance(Adapter):
                                f"Seedream takes at most {MAX_IMAGE_REFERENCES}; cast fewer "
                                f"characters or use another backend for this step", unbilled=True)
         body: dict[str, Any] = {
-            "model": str(model), "prompt": describe(refs) + request.fields.prompt,
+            "model": model, "prompt": describe(refs) + request.fields.prompt,
             "size": str(self.settings.get("image_size") or image_size(request.fields)),
             "sequential_image_generation": "disabled", "response_format": "b64_json",
             "watermark": bool(self.settings.get("watermark", False))}
         if refs:
-            urls = [await asyncio.to_thread(data_url, ref, doing) for ref in refs]
+            urls = [await asyncio.to_thread(image_url, ref, doing) for ref in refs]
             body["image"] = urls[0] if len(urls) == 1 else urls
         r = await self._send("POST", f"{self.base_url}/images/generations", doing, json=body)
         if not r.ok:
@@ -316,22 +296,28 @@ class Seedance(Adapter):
         except (binascii.Error, ValueError):
             png = b""
         output = request.outputs[0].name
-        path = await asyncio.to_thread(_keep_image, png, request.workdir / output,
+        path = await asyncio.to_thread(keep_image, png, request.workdir / output,
                                        where(r.url), doing)
         size = entry.get("size")
         return Done({output: str(path)}, note=f"Seedream {model}" + (f", {size}" if size else ""))
+
+    def _model(self, setting: str, family: str, doing: str) -> str:
+        """The model id `setting` names (a model of `family`); refused before sending when
+        there is none."""
+        model = self.settings.get(setting)
+        if not model:
+            raise ServiceError(FailureKind.INVALID, f"cannot {doing}: the backend `{self.name}` "
+                               f"has no `{setting}` (a {family} model id of its region)",
+                               unbilled=True)
+        return str(model)
 
     # -- HTTP -----------------------------------------------------------------------------
 
     async def _send(self, method: str, url: str, doing: str, *, auth: bool = True,
                     json: Any = None, timeout: float | None = None) -> Response:
         key = self.setup.secret("api_key") if auth else ""
-        headers = {"Authorization": f"Bearer {key}"} if auth else None
-        try:
-            return await self.http.request(method, url, json=json, headers=headers,
-                                           timeout=timeout)
-        except ServiceError as e:
-            raise redact(e, key, doing) from None
+        return await self.http.send(method, url, doing, key, json=json, timeout=timeout,
+                                    headers={"Authorization": f"Bearer {key}"} if auth else None)
 
     def _refused(self, r: Response, doing: str, kind: str = "clip") -> ServiceError:
         return redact(classify(r, doing, kind), self.setup.secret("api_key"))
@@ -342,8 +328,6 @@ class Seedance(Adapter):
 
 def _error(body: bytes) -> Mapping[str, Any]:
     """The `error` object of an Ark answer (`{"error": {"code", "message", "type"}}`)."""
-    import json
-
     try:
         data = json.loads(body)
     except ValueError:
@@ -422,18 +406,12 @@ def task_failure(error: Any, task: str | None, doing: str | None = None,
 
 def base_url(settings: Mapping[str, Any]) -> str:
     """Where the API lives: `base_url`, else the region's."""
-    given = settings.get("base_url")
-    if isinstance(given, str) and given:
-        return given.rstrip("/")
-    return REGIONS.get(str(settings.get("region") or DEFAULT_REGION), REGIONS[DEFAULT_REGION])
+    return service_url(settings, REGIONS, DEFAULT_REGION)
 
 
 def durations(settings: Mapping[str, Any]) -> tuple[int, ...]:
     """The clip lengths the model makes: `durations`, else 4 to 12 seconds."""
-    given = settings.get("durations")
-    if isinstance(given, list) and given and all(_whole(d) for d in given):
-        return tuple(sorted(set(given)))
-    return DURATIONS
+    return seconds(settings.get("durations")) or DURATIONS
 
 
 def image_size(f: Fields) -> str:
@@ -446,120 +424,34 @@ def image_size(f: Fields) -> str:
 
 
 async def _image_part(item: Input, role: str, doing: str) -> dict[str, Any]:
-    url = await asyncio.to_thread(data_url, item, doing, FRAME_MIN_SIDE, FRAME_RATIOS)
+    url = await asyncio.to_thread(image_url, item, doing, FRAME_MIN_SIDE, FRAME_RATIOS,
+                                  "Seedance")
     return {"type": "image_url", "image_url": {"url": url}, "role": role}
-
-
-def data_url(item: Input, doing: str, min_side: int = 0,
-             ratios: tuple[float, float] | None = None, service: str = "Seedance") -> str:
-    """An input image as a base64 data URL: PNG, JPEG or WebP as they are; another format,
-    or an image with a side under `min_side`, as a PNG (scaled up to it).  An image whose
-    width / height is outside `ratios` is refused before anything is sent."""
-    from PIL import Image
-
-    try:
-        body = item.path.read_bytes()
-        with Image.open(io.BytesIO(body)) as img:
-            w, h = img.size
-            if ratios is not None and not ratios[0] <= w / h <= ratios[1]:
-                raise ServiceError(
-                    FailureKind.INVALID,
-                    f"cannot {doing}: its {item.role.replace('_', ' ')} is {w}x{h} "
-                    f"({w / h:.2f}:1), and {service} takes images from 2:5 to 5:2; "
-                    f"make this step with another backend, or frame the film nearer 16:9",
-                    unbilled=True)
-            kind = _image_type(body)
-            if kind is None or min(w, h) < min_side:
-                scale = max(1.0, min_side / min(w, h))
-                size = (math.ceil(w * scale), math.ceil(h * scale))
-                out = io.BytesIO()
-                img.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(out, "PNG")
-                body, kind = out.getvalue(), "png"
-    except ServiceError:
-        raise
-    except OSError as e:
-        raise ServiceError(FailureKind.INVALID, f"cannot {doing}: cannot read the image "
-                           f"`{item.path.name}` (from `{item.step}`): {e}", unbilled=True) from None
-    return f"data:image/{kind};base64," + base64.b64encode(body).decode()
-
-
-def _image_type(body: bytes) -> str | None:
-    for signature, ext in _SIGNATURES:
-        if body.startswith(signature):
-            return ext
-    return "webp" if body[:4] == b"RIFF" and body[8:12] == b"WEBP" else None
-
-
-def _keep_image(body: bytes, stem: Path, source: str, doing: str) -> Path:
-    """Write an image the service sent under its real extension, once it decodes."""
-    from PIL import Image
-
-    ext = _image_type(body)
-    try:
-        if ext is None:
-            raise ValueError("not PNG, JPEG or WebP")
-        with Image.open(io.BytesIO(body)) as img:
-            img.verify()
-    except Exception:
-        raise ServiceError(FailureKind.FAILED, f"cannot {doing}: {source} sent an image that "
-                           f"does not decode ({len(body)} bytes)") from None
-    path = stem.with_name(f"{stem.name}.{'jpg' if ext == 'jpeg' else ext}")
-    path.write_bytes(body)
-    return path
 
 
 # -- settings ------------------------------------------------------------------------------
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 60
-
-
 def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
-    problems: list[SettingProblem] = []
-
-    def problem(setting: str, message: str, help: str | None = None,
-                warning: bool = False) -> None:
-        problems.append(SettingProblem(setting, message, help, warning))
-
-    regions = ", ".join(f"`{r}`" for r in REGIONS)
+    problem = Problems()
     if not settings.get("model") and not settings.get("image_model"):
         problem("model", "the `seedance` adapter needs `model` (for clips) or `image_model` "
                 "(for sheets, plates and keyframes)",
                 "a model id of the backend's region, e.g. `model = \"seedance-1-0-pro-250528\"`; "
                 "ids differ between BytePlus and Volcengine")
-    for name in ("model", "image_model", "base_url", "image_size"):
-        if name in settings and (not isinstance(settings[name], str) or not settings[name]):
-            problem(name, f"`{name}` must be a non-empty string")
-    region = settings.get("region")
-    if region is not None and region not in REGIONS:
-        problem("region", f"`{region}` is not an Ark region", f"it is one of {regions}")
-    base = settings.get("base_url")
-    if isinstance(base, str) and base and not re.match(r"https?://[^/]", base):
-        problem("base_url", f"`base_url` must be an http(s) URL, not `{base}`",
-                f"leave it out and set `region` ({regions})")
-    if "resolution" in settings and settings["resolution"] not in RESOLUTIONS:
-        problem("resolution", f"`resolution` = `{settings['resolution']}` is not one Seedance "
-                "makes", "it is " + ", ".join(f"`{r}`" for r in RESOLUTIONS))
+    problem.strings(settings, ("model", "image_model", "base_url", "image_size"))
+    problem.region(settings, REGIONS, "an Ark region")
+    problem.one_of(settings, "resolution", RESOLUTIONS, "Seedance")
     if "ratio" in settings and settings["ratio"] not in (*RATIOS, "adaptive"):
         problem("ratio", f"`ratio` = `{settings['ratio']}` is not one Seedance makes",
                 "it is `adaptive` (the first frame's shape) or one of "
                 + ", ".join(f"`{r}`" for r in RATIOS))
-    given = settings.get("durations")
-    if given is not None and not (isinstance(given, list) and given
-                                  and all(_whole(d) for d in given)):
-        problem("durations", "`durations` must be a list of whole seconds",
-                "the lengths your model makes, e.g. `durations = [5, 10]`; 4 to 12 by default")
-    for name in ("camera_fixed", "watermark", "generate_audio", "last_frame"):
-        if name in settings and not isinstance(settings[name], bool):
-            problem(name, f"`{name}` must be `true` or `false`")
+    problem.durations(settings, "the lengths your model makes, e.g. `durations = [5, 10]`; 4 "
+                                "to 12 by default")
+    problem.flags(settings, ("camera_fixed", "watermark", "generate_audio", "last_frame"))
     size = settings.get("image_size")
     if isinstance(size, str) and size and not re.fullmatch(r"[124]K|\d+x\d+", size):
         problem("image_size", f"`image_size` must be `1K`, `2K`, `4K` or `WIDTHxHEIGHT`, "
                 f"not `{size}`", "leave it out for about 4 megapixels at the film's aspect")
-    for name in settings:
-        near = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=0.8)
-        if name not in KNOWN and near:
-            problem(name, f"the `seedance` adapter has no setting `{name}`",
-                    f"did you mean `{near[0]}`?", warning=True)
-    return problems
+    problem.near_misses(settings, KNOWN, "seedance")
+    return problem

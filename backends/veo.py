@@ -32,7 +32,7 @@ asked about: the engine does not send it again.  A refusal comes back as a finis
 operation: an `error` whose message gives "support codes", or a response whose videos
 the safety filters removed (`raiMediaFilteredCount`, `raiMediaFilteredReasons`); both
 fail the shot as a policy refusal.  Errors of the API itself are read by
-gemini_image.classify (the two Google adapters share it).  Veo keeps a finished
+google.classify (the two Google adapters share it).  Veo keeps a finished
 operation and its video for two days: a build re-attaching later than that finds
 neither, and the step is made anew.
 """
@@ -49,18 +49,9 @@ from typing import Any
 
 from ..lang.steps import FIRST_FRAME, LAST_FRAME, Fields
 from .fit import aspect_ratio, clip_length
-from .gemini_image import (
-    ENGINE_SETTINGS,
-    POLICY_WORDS,
-    GeminiAPI,
-    check_common,
-    classify,
-    near_miss,
-    redact,
-    sendable,
-)
+from .google import POLICY_WORDS, GeminiAPI, check_common, classify, redact, sendable
 from .http import Http, where
-from .openai import references
+from .inputs import references
 from .protocol import (
     Adapter,
     Capabilities,
@@ -74,6 +65,8 @@ from .protocol import (
     SettingProblem,
     Setup,
 )
+from .results import downloaded, keep_mp4
+from .settings import ENGINE
 
 DURATIONS = (4, 6, 8)
 LONG_ONLY = ("1080p", "4k")  # resolutions Veo makes at 8 s only
@@ -82,8 +75,7 @@ RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
 PERSON_GENERATION = ("allow_all", "allow_adult", "dont_allow")
 MAX_REFERENCES = 3
 WITH_REFERENCES = 8  # the one length Veo makes with reference images
-SETTINGS = ("model", "base_url", "aspect_ratio", "resolution", "person_generation",
-            *ENGINE_SETTINGS)
+SETTINGS = ("model", "base_url", "aspect_ratio", "resolution", "person_generation", *ENGINE)
 REQUEST_TIMEOUT = 300.0  # seconds one request may take (a download of a long 4k clip)
 KEYED = frozenset({"model", "aspect_ratio", "resolution", "person_generation"})
 # An operation's name: a path under the API (`models/veo-…/operations/…`), nothing else.
@@ -231,19 +223,12 @@ class Veo(Adapter):
         base = place.get("base") if isinstance(place, Mapping) else None
         doing = f"download the clip of `{request.step}`"
         r = await self.api.download(uri, doing, base=str(base) if base else None)
-        if r.status in (403, 404, 410):
-            raise redact(r.error(doing, "the video is gone (Veo keeps it for two days); the "
-                                        "clip must be made again", kind=FailureKind.EXPIRED),
-                         self.api.key())
-        if not r.ok:
-            raise redact(classify(r, doing), self.api.key())
-        if r.body[4:8] != b"ftyp":
-            raise ServiceError(FailureKind.FAILED, f"cannot {doing}: {where(r.url)} sent a file "
-                                                   f"that is not an MP4 video ({len(r.body)} "
-                                                   f"bytes)")
-        path = request.workdir / f"{request.outputs[0].name}.mp4"
-        await asyncio.to_thread(path.write_bytes, r.body)
-        return {request.outputs[0].name: path}
+        downloaded(r, doing, "the video is gone (Veo keeps it for two days); the clip must be "
+                             "made again", refused=lambda r: redact(classify(r, doing),
+                                                                    self.api.key()))
+        name = request.outputs[0].name
+        return {name: await asyncio.to_thread(keep_mp4, r.body, request.workdir / name,
+                                              where(r.url), doing)}
 
     async def close(self) -> None:
         await self.http.close()
@@ -307,14 +292,13 @@ def _image(item: Input) -> dict[str, str]:
 
 
 def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
-    problems = check_common(settings, "veo", "veo-3.1-generate-preview")
+    problem = check_common(settings, "veo", "veo-3.1-generate-preview")
 
     def choice(name: str, allowed: Sequence[str], help: str) -> None:
         value = settings.get(name)
         if value is not None and value not in allowed:
             listed = ", ".join(f"`{a}`" for a in allowed)
-            problems.append(SettingProblem(name, f"`{name}` must be one of {listed}, not "
-                                                 f"`{value}`", help))
+            problem(name, f"`{name}` must be one of {listed}, not `{value}`", help)
 
     choice("aspect_ratio", RATIOS, "leave it out to take the one nearest the film's frame")
     choice("resolution", tuple(RESOLUTIONS), "720p is the service's default; 1080p and 4k "
@@ -322,4 +306,5 @@ def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
     choice("person_generation", PERSON_GENERATION,
            "Veo takes `allow_adult` for clips made from an image; leave it out for the "
            "service's default")
-    return problems + near_miss(settings, SETTINGS, "veo")
+    problem.near_misses(settings, SETTINGS, "veo")
+    return problem

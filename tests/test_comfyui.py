@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import imageio_ffmpeg
 import pytest
+from adapter_harness import Uploads
 from loopback import serve
 from loopback.comfyui import ComfyState, make_app
 from PIL import Image
@@ -37,7 +38,6 @@ from filmc.backends.protocol import (
     FailureKind,
     Handle,
     Input,
-    Json,
     Pending,
     Request,
     ServiceError,
@@ -59,19 +59,6 @@ CLIP = {  # a keyframe held for the clip's length: LoadImage → RepeatImageBatc
                                                 "format": "mp4", "codec": "h264"}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}", "clip": ["1", 0]}},
 }
-
-
-class Uploads:
-    """The engine's upload cache, in a dict."""
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, str], Json] = {}
-
-    def get(self, scope: str, digest: str) -> Json | None:
-        return self.values.get((scope, digest))
-
-    def put(self, scope: str, digest: str, value: Json) -> None:
-        self.values[(scope, digest)] = value
 
 
 def no_secret(name: str) -> str:

@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import adapter_harness as harness
 import pytest
 from loopback import serve
 from loopback.flux import FluxState, make_app
 from PIL import Image
+from test_services_faults import accepted
 
 from filmc.backends.flux import Family, Flux, frame_size
 from filmc.backends.protocol import (
@@ -43,7 +40,7 @@ from filmc.backends.protocol import (
     Setup,
 )
 from filmc.backends.registry import adapter_class
-from filmc.lang.steps import CHARACTER, KINDS, LOCATION, REFERENCE, Fields, StepId
+from filmc.lang.steps import CHARACTER, LOCATION, REFERENCE, StepId
 from filmc.lang.steps import Tags as T
 
 KEY = "bfl-canary-3f9a0c2d71e84b56"  # must never appear in a message or a file
@@ -76,41 +73,30 @@ def adapter(url: str, root: Path, key: str = KEY, **settings: Any) -> Flux:
 def picture(tmp: Path, name: str, role: str, tags: T) -> Input:
     path = tmp / f"{name}.png"
     Image.new("RGB", (48, 64), tuple(hashlib.sha256(name.encode()).digest()[:3])).save(path)
-    return Input(role=role, path=path, digest=hashlib.sha256(path.read_bytes()).hexdigest(),
-                 media="image", step=f"sheet.{name}", tags=tags)
+    return harness.image(path, role, f"sheet.{name}", tags)
 
 
 def keyframe(tmp: Path, *inputs: Input, **fields: Any) -> Request:
     fields = {"prompt": "Chen raises a pair of old army binoculars.", "width": 1920,
               "height": 804, "seed": 7, "take": 1, **fields}
-    workdir = tmp / "work" / uuid.uuid4().hex[:8]
-    workdir.mkdir(parents=True)
-    step = StepId.keyframe("hunt", "chen_watches", "flux-1")
-    return Request(step=step, key="0" * 64, backend="flux", fields=Fields(**fields), params={},
-                   inputs=inputs, outputs=KINDS["keyframe"].outputs, workdir=workdir)
+    return harness.request(StepId.keyframe("hunt", "chen_watches", "flux-1"), "flux",
+                           tmp / "work" / uuid.uuid4().hex[:8], inputs, **fields)
 
 
 def run(a: Flux, req: Request, seen: list[str] | None = None) -> tuple[Done, Any, Handle]:
     async def go() -> tuple[Done, Any, Handle]:
-        try:
-            handle = await a.submit(req, a.prepare(req))
-            assert isinstance(handle, Handle)
-            while isinstance(got := await a.poll(handle), Pending):
-                if seen is not None:
-                    seen.append(got.status)
-            return got, await a.fetch(got, req), handle
-        finally:
-            await a.close()
+        handle = await a.submit(req, a.prepare(req))
+        assert isinstance(handle, Handle)
+        while isinstance(got := await a.poll(handle), Pending):
+            if seen is not None:
+                seen.append(got.status)
+        return got, await a.fetch(got, req), handle
 
-    return asyncio.run(go())
+    return harness.closing(a, go())
 
 
 def failure(a: Flux, req: Request) -> ServiceError:
-    with pytest.raises(ServiceError) as info:
-        run(a, req)
-    e = info.value
-    assert KEY not in str(e) and KEY not in repr(e.args)
-    return e
+    return harness.raised(lambda: run(a, req), KEY)
 
 
 CAST = (("CHEN", CHARACTER, T(character="CHEN", outfit="winter")),
@@ -286,120 +272,32 @@ def test_capabilities_keys_and_settings(tmp_path: Path) -> None:
 
 # -- `filmc build`, killed mid-poll ----------------------------------------------------------
 
-FILM = """\
-use std.camera
-use std.light
-
-film "Svc" {
-  aspect 2.4:1
-  size 192x80
-  fps 24
-  takes 1
-}
-
-character ANA "Ana" {
-  look "a tall woman in a red coat"
-  ref "refs/ana.png"
-}
-
-location PIER "Pier" {
-  look "a wooden pier over grey water"
-  at DAWN {
-    ref "refs/pier.png"
-  }
-}
-
-scene one "Morning" EXT PIER DAWN {
-  shot a1 2s {
-    camera wide eye_level static
-    cast ANA
-    action "Ana walks along the pier."
-  }
-  shot a2 2s {
-    camera close_up low_angle dolly_in
-    cast ANA
-    action "Ana looks out to sea."
-  }
-}
-"""
-FAST = {"retries": 3, "backoff_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.05,
-        "timeout_s": 30}
+FILM = harness.film("Svc", harness.walks("2s"),
+                    harness.shot("a2", "2s", "close_up low_angle dolly_in", "Ana looks out to sea.",
+                                 cast="ANA"),
+                    ana=harness.REF_ANA, pier=("at DAWN {", f"  {harness.REF_PIER[0]}", "}"))
+FAST = harness.fast(3)
 KEYFRAMES = ("keyframe.one.a1.flux-1", "keyframe.one.a2.flux-1")
 ONLY = ("--select", "kind:keyframe")  # and what they need: not the storyboard
 
 
-def toml(tables: dict[str, dict[str, Any]]) -> str:
-    """filmc.toml from tables of plain values (strings, numbers, inline tables)."""
-    def value(v: Any) -> str:
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return json.dumps(v)
-
-    return "\n".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in t.items())
-                     for name, t in tables.items())
-
-
-def project(folder: Path, steps: dict[str, str], **backends: dict[str, Any]) -> Path:
+def svc_project(folder: Path, steps: dict[str, str], **backends: dict[str, Any]) -> Path:
     """The two-shot film, its cast's and location's images (nothing for this machine to draw
     before the services' steps), and a filmc.toml with `steps` and a table per backend."""
-    (folder / "refs").mkdir(parents=True)
-    for name, size in (("ana", (64, 96)), ("pier", (192, 80))):
-        noise = hashlib.shake_256(name.encode()).digest(size[0] * size[1] * 3)
-        Image.frombytes("RGB", size, noise).save(folder / "refs" / f"{name}.png")
-    (folder / "svc.film").write_text(FILM, encoding="utf-8")
-    (folder / "filmc.toml").write_text(toml({"steps": steps, **{
-        f"backends.{name}": {**FAST, **t} for name, t in backends.items()}}), encoding="utf-8")
-    return folder
+    config = harness.toml({"steps": steps, **{f"backends.{name}": {**FAST, **t}
+                                              for name, t in backends.items()}})
+    return harness.project(folder, "svc", FILM, config,
+                           refs={"ana.png": harness.png((64, 96), noise="ana"),
+                                 "pier.png": harness.png((192, 80), noise="pier")})
 
 
-def filmc(folder: Path, *args: str, env: dict[str, str], mark: str | None = None,
-          wait: bool = True) -> Any:
-    """`filmc ARGS` in `folder`, as a user runs it (in the background with `wait=False`)."""
-    env = {**{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}, **env,
-           "NO_COLOR": "1", **({"FILMC_TEST_MARK": mark} if mark else {})}
-    cmd = [sys.executable, "-m", "filmc", *args]
-    if not wait:
-        return subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-    r = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
-
-
-def steps_of(folder: Path, film: str = "svc") -> dict[str, dict]:
-    doc = json.loads((folder / "build" / film / "report.json").read_text())
-    return {s["id"]: s for s in doc["steps"]}
-
-
-def kill_mid_poll(folder: Path, env: dict[str, str], args: tuple[str, ...], jobs: int,
+def kill_mid_poll(folder: Path, keys: dict[str, str], args: tuple[str, ...], jobs: int,
                   polled: Any) -> None:
-    """Start `filmc build ARGS`, wait until `jobs` paid jobs are journaled and `polled()`,
-    then `kill -9` it; no process of it may survive."""
-    from test_build import marked, wait_gone
-    from test_services_faults import wait_for
-
-    from filmc.engine.journal import read_open
-
-    mark = f"filmc-test-{uuid.uuid4()}"
-    proc = filmc(folder, "build", "--use-first", *args, "svc.film", env=env, mark=mark,
-                 wait=False)
-    journal = folder / ".filmc" / "journal.log"
-    try:
-        wait_for(lambda: journal.exists() and sum(
-            1 for j in read_open(journal).values() if j.op == "accepted") == jobs and polled(),
-            what=f"{jobs} jobs journaled and polled")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert wait_gone(mark), f"processes of the killed build are alive: {marked(mark)}"
-
-
-def no_key_anywhere(folder: Path, key: str, *said: Any) -> None:
-    for r in said:
-        assert key not in r.stdout + r.stderr
-    leaks = [p for p in folder.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
-    assert not leaks, f"the key is in {leaks}"
+    """`filmc build ARGS` killed with `kill -9` once `jobs` paid jobs are journaled and
+    `polled()`."""
+    with harness.killed(folder, "--use-first", *args, "svc.film", keys=keys) as build:
+        build.wait_for(lambda: accepted(folder) == jobs and polled(),
+                       f"{jobs} jobs journaled and polled")
 
 
 def test_kill_9_mid_poll_then_the_next_build_attaches_or_says_the_task_is_gone(
@@ -408,7 +306,7 @@ def test_kill_9_mid_poll_then_the_next_build_attaches_or_says_the_task_is_gone(
     task: the next build polls its journaled `polling_url` (attached) and pays nothing again.
     a2's `polling_url` has expired (`Task not found`): that step fails saying so, and the
     build after submits it anew, as the user chooses.  The key is in no file."""
-    folder = project(tmp_path / "svc", {"keyframe": "flux"}, flux={
+    folder = svc_project(tmp_path / "svc", {"keyframe": "flux"}, flux={
         "type": "flux", "api_key_env": "BFL_API_KEY", "base_url": api, "model": "flux-2-pro",
         "prices": {"keyframe": 0.03}})
     env = {"BFL_API_KEY": KEY}
@@ -419,18 +317,16 @@ def test_kill_9_mid_poll_then_the_next_build_attaches_or_says_the_task_is_gone(
     del state.tasks[gone]
     state.hold = False
 
-    again = filmc(folder, "build", "--use-first", *ONLY, "svc.film", env=env)
-    assert again.returncode == 1, again.stderr
-    made = steps_of(folder)
+    again = harness.filmc(folder, "build", "--use-first", *ONLY, "svc.film", keys=env, code=1)
+    made = harness.report(folder, "svc")
     assert made[KEYFRAMES[0]]["status"] == "ran" and made[KEYFRAMES[0]]["attached"]
     assert made[KEYFRAMES[0]]["outputs"][0] in state.made
     error = made[KEYFRAMES[1]]["error"]
     assert f"`flux` no longer knows job {gone}" in error and "submits it anew" in error
     assert len(state.created) == 2  # nothing submitted again
 
-    last = filmc(folder, "build", "--use-first", *ONLY, "svc.film", env=env)
-    assert last.returncode == 0, last.stderr
-    made = steps_of(folder)
+    last = harness.filmc(folder, "build", "--use-first", *ONLY, "svc.film", keys=env)
+    made = harness.report(folder, "svc")
     assert made[KEYFRAMES[1]]["status"] == "ran" and not made[KEYFRAMES[1]]["attached"]
     assert len(state.created) == 3 and state.auth_failures == 0
-    no_key_anywhere(folder, KEY, again, last)
+    harness.no_key_in(folder, [KEY], [again, last])

@@ -10,7 +10,6 @@ both Google services and a key the service echoes: the key is nowhere.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 from collections.abc import Iterator
@@ -18,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from adapter_harness import Uploads, closing, no_key_in, raised, report, request
 from loopback import serve
 from loopback.google import GoogleState, make_app
 from PIL import Image
-from test_veo import Uploads, filmc, google, picture, report, tiny
+from test_veo import filmc, google, picture, tiny
 
 from filmc.backends.gemini_image import GeminiImage
 from filmc.backends.protocol import Done, FailureKind, Input, Request, ServiceError, Setup
-from filmc.lang.steps import CHARACTER, KINDS, LOCATION, REFERENCE, Fields, StepId, Tags
+from filmc.lang.steps import CHARACTER, LOCATION, REFERENCE, StepId, Tags
 
 KEY = "AIzaCanary-gemini-9a7c1e5d3b2f40"  # must never appear in a message
 FLASH, PRO = "gemini-2.5-flash-image", "gemini-3-pro-image-preview"
@@ -55,26 +55,15 @@ def keyframe(tmp: Path, inputs: tuple[Input, ...] = (), step: StepId | None = No
               "width": 1920, "height": 804, "take": 1, **fields}
     step = step or StepId.keyframe("hunt", "chen_watches", "gemini_image-1")
     workdir = tmp / "work" / hashlib.sha1(repr((step, fields, inputs)).encode()).hexdigest()
-    workdir.mkdir(parents=True)
-    return Request(step=step, key="0" * 64, backend="gemini_image", fields=Fields(**fields),
-                   params={}, inputs=inputs, outputs=KINDS[step.kind].outputs, workdir=workdir)
+    return request(step, "gemini_image", workdir, inputs, **fields)
 
 
 def run(a: GeminiImage, req: Request) -> Done:
-    async def go() -> Done:
-        try:
-            return await a.submit(req, a.prepare(req))
-        finally:
-            await a.close()
-
-    return asyncio.run(go())
+    return closing(a, a.submit(req, a.prepare(req)))
 
 
 def failure(a: GeminiImage, req: Request) -> ServiceError:
-    with pytest.raises(ServiceError) as info:
-        run(a, req)
-    e = info.value
-    assert KEY not in str(e) and KEY not in repr(e.args)
+    e = raised(lambda: run(a, req), KEY)
     assert not any(req.workdir.iterdir())  # nothing half-written for the store to find
     return e
 
@@ -294,10 +283,6 @@ def test_refusals_at_both_services_and_the_key_appears_nowhere(tmp_path):
         assert "the daily quota `GenerateRequestsPerDayPerProjectPerModel` is used up" in quota
         assert quota in said[-1].stderr
         assert (state.submits, state.billed) == (1, 1)  # the quota: nothing more started
-        for r in said:
-            assert state.key not in r.stdout + r.stderr
-        files = [p for p in project.rglob("*") if p.is_file()]
-        assert any(p.suffix == ".db" for p in files)
-        leaks = [p for p in files if state.key.encode() in p.read_bytes()]
-        assert not leaks, f"the key is in {leaks}"
+        assert any(p.suffix == ".db" for p in project.rglob("*") if p.is_file())
+        no_key_in(project, [state.key], said)
         assert (state.key_in_query, state.auth_failures) == (0, 0)

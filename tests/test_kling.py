@@ -17,24 +17,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import adapter_harness as harness
 import jwt
 import pytest
+from adapter_harness import closing as run
 from conftest import copy_example
 from loopback import serve
 from loopback.kling import KlingState, make_app
 from PIL import Image
-from test_build import marked, wait_gone
+from test_services_faults import accepted
 
 from filmc.backends.ffmpeg import probe
 from filmc.backends.kling import Kling
@@ -44,7 +42,6 @@ from filmc.backends.protocol import (
     FailureKind,
     Handle,
     Input,
-    Json,
     Pending,
     Request,
     ServiceError,
@@ -55,10 +52,8 @@ from filmc.engine.journal import read_open
 from filmc.lang.steps import (
     CHARACTER,
     FIRST_FRAME,
-    KINDS,
     LAST_FRAME,
     LOCATION,
-    Fields,
     StepId,
     Tags,
 )
@@ -66,14 +61,6 @@ from filmc.lang.steps import (
 ACCESS = "ak-canary-7c1e42d9b05a"  # both must never appear in a message or a file
 SECRET = "sk-canary-3f9a61e8d2b4c7a5e0f1d2c3b4"
 KEYS = {"access_key": ACCESS, "secret_key": SECRET}
-
-
-class Uploads:
-    def get(self, scope: str, digest: str) -> Json | None:
-        return None
-
-    def put(self, scope: str, digest: str, value: Json) -> None:
-        pass
 
 
 @pytest.fixture
@@ -91,7 +78,7 @@ def adapter(base_url: str, root: Path, keys: Mapping[str, str] = KEYS,
             **settings: Any) -> Kling:
     settings = {"base_url": base_url, "model": "kling-v2-1", **settings}
     return Kling(Setup(name="kling", settings=settings, root=root, secret=lambda n: keys[n],
-                       uploads=Uploads()))
+                       uploads=harness.Uploads()))
 
 
 def picture(tmp: Path, name: str, role: str, size: tuple[int, int] = (720, 300),
@@ -99,16 +86,12 @@ def picture(tmp: Path, name: str, role: str, size: tuple[int, int] = (720, 300),
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"{name}.{fmt.lower()}"
     Image.new("RGB", size, tuple(hashlib.sha256(name.encode()).digest()[:3])).save(path, fmt)
-    return Input(role=role, path=path, digest=sha256(path.read_bytes()), media="image",
-                 step=f"step.{name}", tags=tags or Tags())
+    return harness.image(path, role, f"step.{name}", tags)
 
 
 def request(tmp: Path, step: StepId, inputs: tuple[Input, ...], **fields: Any) -> Request:
-    workdir = tmp / "work" / str(step)
-    workdir.mkdir(parents=True)
-    return Request(step=step, key=sha256(str(step).encode()), backend="kling",
-                   fields=Fields(**fields), params={}, inputs=inputs,
-                   outputs=KINDS[step.kind].outputs, workdir=workdir)
+    return harness.request(step, "kling", tmp / "work" / str(step), inputs,
+                           key=sha256(str(step).encode()), **fields)
 
 
 def clip(tmp: Path, *inputs: Input, **fields: Any) -> Request:
@@ -131,23 +114,8 @@ def sha256(data: bytes) -> str:
 
 async def make(a: Kling, req: Request) -> tuple[Done, Mapping[str, Any]]:
     """One step, as the engine drives it."""
-    got = await a.submit(req, a.prepare(req))
-    while isinstance(got, Handle):
-        handle, got = got, await a.poll(got)
-        if isinstance(got, Pending):
-            await asyncio.sleep(0.01)
-            got = handle
-    return got, await a.fetch(got, req)
-
-
-def run(a: Kling, coro: Any) -> Any:
-    async def go() -> Any:
-        try:
-            return await coro
-        finally:
-            await a.close()
-
-    return asyncio.run(go())
+    done, files, _ = await harness.drive(a, req, pause=0.01)
+    return done, files
 
 
 def made(a: Kling, req: Request) -> tuple[Done, Mapping[str, Any]]:
@@ -163,12 +131,7 @@ def submitted(a: Kling, *reqs: Request) -> list[Handle | Done]:
 
 
 def failure(a: Kling, coro: Any) -> ServiceError:
-    with pytest.raises(ServiceError) as info:
-        run(a, coro)
-    e = info.value
-    for key in (ACCESS, SECRET):
-        assert key not in str(e) and key not in repr(e.args)
-    return e
+    return harness.raised(lambda: run(a, coro), ACCESS, SECRET)
 
 
 # -- clips -------------------------------------------------------------------------------
@@ -544,99 +507,42 @@ def test_check_settings():
 
 # -- `filmc build` through Kling -------------------------------------------------------------
 
-FILM = """\
-use std.camera
-use std.light
-
-film "Kl" {
-  aspect 2.4:1
-  size 192x80
-  fps 24
-  takes 1
-  candidates 1
-}
-
-character ANA "Ana" {
-  look "a tall woman in a red coat"
-  ref "refs/ana.png"
-}
-
-location PIER "Pier" {
-  look "a wooden pier over grey water"
-  ref "refs/pier.png"
-}
-
-scene one "Morning" EXT PIER DAWN {
-  shot a1 1s {
-    camera wide eye_level static
-    cast ANA
-    action "Ana walks along the pier."
-  }
-  shot a2 2s {
-    camera medium eye_level static
-    cast ANA
-    action "Ana waves at a passing boat."
-  }
-  shot a3 1s {
-    camera extreme_wide birds_eye crane_up
-    action "The boat sails into the fog."
-  }
-}
-"""
+FILM = harness.film("Kl", harness.walks("1s"),
+                    harness.shot("a2", "2s", "medium eye_level static",
+                                 "Ana waves at a passing boat.", cast="ANA"),
+                    harness.shot("a3", "1s", "extreme_wide birds_eye crane_up",
+                                 "The boat sails into the fog."),
+                    settings=("takes 1", "candidates 1"), ana=harness.REF_ANA,
+                    pier=harness.REF_PIER)
 CLIPS = {f"clip.one.a{i}.take1" for i in (1, 2, 3)}
 UNTIL_CLIP = ("--until", "clip")
-FAST = {"retries": 4, "backoff_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.05,
-        "timeout_s": 20}
+ENVIRONMENT = {"KLING_ACCESS_KEY": ACCESS, "KLING_SECRET_KEY": SECRET}
 
 
-def kling_table(url: str, **extra: Any) -> str:
-    settings = {"type": "kling", "access_key_env": "KLING_ACCESS_KEY",
-                "secret_key_env": "KLING_SECRET_KEY", "base_url": url, "model": "kling-v2-1",
-                "mode": "pro", **FAST, **extra}
-    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-    return "[backends.kling]\n" + "\n".join(lines) + "\nprices = { clip = 0.35 }\n"
+def kling_table(url: str, **extra: Any) -> dict[str, dict[str, Any]]:
+    return {"backends.kling": {"type": "kling", "access_key_env": "KLING_ACCESS_KEY",
+                               "secret_key_env": "KLING_SECRET_KEY", "base_url": url,
+                               "model": "kling-v2-1", "mode": "pro",
+                               **harness.fast(4, timeout_s=20), **extra,
+                               "prices": {"clip": 0.35}}}
 
 
-def project(folder: Path, url: str, **extra: Any) -> Path:
-    (folder / "refs").mkdir(parents=True)
-    Image.new("RGB", (64, 96), (200, 30, 30)).save(folder / "refs" / "ana.png")
-    Image.new("RGB", (192, 80), (90, 90, 100)).save(folder / "refs" / "pier.png")
-    (folder / "kl.film").write_text(FILM, encoding="utf-8")
-    (folder / "filmc.toml").write_text('[steps]\nclip = "kling"\n\n' + kling_table(url, **extra),
-                                       encoding="utf-8")
-    return folder
+def kling_project(folder: Path, url: str, **extra: Any) -> Path:
+    config = harness.toml({"steps": {"clip": "kling"}, **kling_table(url, **extra)})
+    return harness.project(folder, "kl", FILM, config,
+                           refs={"ana.png": harness.png((64, 96), (200, 30, 30)),
+                                 "pier.png": harness.png((192, 80), (90, 90, 100))})
 
 
-def env(mark: str | None = None) -> dict[str, str]:
-    out = {**os.environ, "NO_COLOR": "1", "KLING_ACCESS_KEY": ACCESS,
-           "KLING_SECRET_KEY": SECRET}
-    if mark is not None:
-        out["FILMC_TEST_MARK"] = mark
-    return out
-
-
-def build(folder: Path, *args: str, film: str = "kl.film", code: int = 0,
-          timeout: float = 120) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "filmc", "build", "--use-first", *args, film],
-                       cwd=folder, env=env(), capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in r.stderr, r.stderr
-    assert r.returncode == code, r.stderr
-    assert ACCESS not in r.stdout + r.stderr and SECRET not in r.stdout + r.stderr
-    return r
-
-
-def steps(folder: Path, film: str = "kl") -> dict[str, dict]:
-    doc = json.loads((folder / "build" / film / "report.json").read_text())
-    return {s["id"]: s for s in doc["steps"]}
+def build(folder: Path, *args: str, film: str = "kl.film",
+          code: int = 0) -> subprocess.CompletedProcess:
+    return harness.filmc(folder, "build", "--use-first", *args, film, keys=ENVIRONMENT,
+                         code=code)
 
 
 def no_keys_in(folder: Path, tokens: set[str]) -> None:
     """Neither key, nor any token the server took, is in a file of the project."""
-    secrets = [s.encode() for s in (ACCESS, SECRET, *tokens)]
-    for p in folder.rglob("*"):
-        if p.is_file():
-            body = p.read_bytes()
-            assert not any(s in body for s in secrets), p
+    harness.no_key_in(folder, (ACCESS, SECRET, *tokens))
 
 
 def test_a_build_rides_out_1303_and_a_lost_answer_and_stops_at_1102(state, api, tmp_path):
@@ -645,12 +551,12 @@ def test_a_build_rides_out_1303_and_a_lost_answer_and_stops_at_1102(state, api, 
     build finds the task by its external_task_id and waits for it, paying nothing again.
     The next clip meets an empty resource pack (1102): it fails saying what to buy, and
     the third is not submitted at all.  Kling made one task."""
-    folder = project(tmp_path / "kl", api, concurrency=1)
+    folder = kling_project(tmp_path / "kl", api, concurrency=1)
     state.submit_faults += [("code", 429, 1303, "Parallel task over resource pack limit",
                              {"Retry-After": "0.1"}), ("reset",),
                             ("code", 429, 1102, "Resource pack exhausted", None)]
     r = build(folder, *UNTIL_CLIP, "--keep-going", code=1)
-    made = steps(folder)
+    made = harness.report(folder, "kl")
     ran = {s for s in CLIPS if made[s]["status"] == "ran"}
     errors = {s: made[s]["error"] for s in CLIPS - ran}
     assert len(ran) == 1 and len(state.created) == 1
@@ -670,36 +576,21 @@ def test_kill_9_while_clips_run_then_the_next_build_attaches(state, api, tmp_pat
     """`kill -9` of a build polling the three clips Kling is making: no process survives;
     the next build polls the journaled tasks (attached), submits none of them again, and
     stores Kling's clips."""
-    folder = project(tmp_path / "kl", api)
+    folder = kling_project(tmp_path / "kl", api)
     state.never_finish = True
-    mark = f"filmc-test-{uuid.uuid4()}"
-    proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--use-first", *UNTIL_CLIP,
-                             "kl.film"],
-                            cwd=folder, env=env(mark), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    journal = folder / ".filmc" / "journal.log"
-    try:
-        deadline = time.monotonic() + 60
-        while not (len(state.created) == 3 and journal.exists() and sum(
-                j.op == "accepted" for j in read_open(journal).values()) == 3):
-            assert time.monotonic() < deadline, "three clips not submitted and journaled"
-            time.sleep(0.02)
+    with harness.killed(folder, "--use-first", *UNTIL_CLIP, "kl.film",
+                        keys=ENVIRONMENT) as running:
+        running.wait_for(lambda: len(state.created) == 3 and accepted(folder) == 3,
+                         "three clips submitted and journaled", seconds=60)
         polled = state.queries
-        while state.queries < polled + 3:  # it is polling them
-            assert time.monotonic() < deadline and proc.poll() is None, "no polls"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert wait_gone(mark), f"processes of the killed build are alive: {marked(mark)}"
+        running.wait_for(lambda: state.queries >= polled + 3, "polls", seconds=60)
     state.never_finish = False
     build(folder, *UNTIL_CLIP)
-    made = steps(folder)
+    made = harness.report(folder, "kl")
     assert all(made[s]["attached"] and made[s]["status"] == "ran" for s in CLIPS)
     assert all(made[s]["outputs"][0] in state.made for s in CLIPS)
     assert len(state.created) == 3 == len(set(state.created))  # nothing paid twice
-    assert not read_open(journal)
+    assert not read_open(folder / ".filmc" / "journal.log")
     no_keys_in(folder, state.tokens)
 
 
@@ -708,16 +599,16 @@ def test_the_example_film_s_clips_are_made_at_kling(state, api, tmp_path):
     clip is the video Kling made from its keyframe (5 s, for the shot's 3 s, which the
     plan warned about), paid once."""
     folder = copy_example(tmp_path / "wolfpack")
-    toml = folder / "filmc.toml"
-    text = toml.read_text(encoding="utf-8")
+    config = folder / "filmc.toml"
+    text = config.read_text(encoding="utf-8")
     for old, new in (('keyframe = "openai"', 'keyframe = "local"\nclip = "kling"'),
                      ('speech = "openai"', 'speech = "local"')):
         assert old in text
         text = text.replace(old, new)
-    toml.write_text(text + "\n" + kling_table(api), encoding="utf-8")
+    config.write_text(text + "\n" + harness.toml(kling_table(api)), encoding="utf-8")
     r = build(folder, *UNTIL_CLIP, "--select", "shot:eyes_on_ridge", film="film.film")
     assert "cannot honour a length of 3 s for `clip` steps" in r.stderr
-    made = steps(folder, "wolfpack")
+    made = harness.report(folder, "wolfpack")
     sid = "clip.cub.eyes_on_ridge.take1"
     assert made[sid]["status"] == "ran" and made[sid]["backend"] == "kling"
     assert made[sid]["outputs"][0] in state.made  # byte for byte what Kling made

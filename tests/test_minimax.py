@@ -13,29 +13,29 @@ runs, and a task that ends `Fail`.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import copy_example
+from adapter_harness import filmc, raised, report, request
 from loopback import serve
 from loopback.minimax import MiniMaxState, make_app
-from test_build import marked, wait_gone
-from test_seedance import FAST, TINY_BUILD, picture, report, sent_image, tiny_project
+from test_seedance import (
+    FAST,
+    TINY_BUILD,
+    example_through,
+    killed_then_attached,
+    picture,
+    run,
+    sent_image,
+    tiny_project,
+)
 
 from filmc.backends.ffmpeg import probe
 from filmc.backends.minimax import REGIONS, MiniMax, base_url
 from filmc.backends.protocol import (
-    Done,
     FailureKind,
     Handle,
     Pending,
@@ -45,9 +45,10 @@ from filmc.backends.protocol import (
 )
 from filmc.backends.registry import adapter_class
 from filmc.engine.journal import read_open
-from filmc.lang.steps import FIRST_FRAME, KINDS, LAST_FRAME, Fields, StepId
+from filmc.lang.steps import FIRST_FRAME, LAST_FRAME, StepId
 
 KEY = "mm-canary-93be11f04a"  # must never appear in a message, a file or a log
+KEYS = {"MINIMAX_API_KEY": KEY}
 
 
 @pytest.fixture
@@ -72,40 +73,12 @@ def clip(tmp: Path, *, last: bool = True, **fields: Any) -> Request:
         inputs += (picture(tmp, "last", LAST_FRAME),)
     fields = {"prompt": "The wolves run down the ridge in the snow.", "seed": 1, "width": 192,
               "height": 80, "fps": Fraction(24), "duration": Fraction(3), "take": 1, **fields}
-    step = StepId.clip("hunt", "wolves", "take1")
-    workdir = tmp / "work"
-    workdir.mkdir(parents=True)
-    return Request(step=step, key="9" * 64, backend="minimax", fields=Fields(**fields), params={},
-                   inputs=inputs, outputs=KINDS["clip"].outputs, workdir=workdir)
-
-
-async def make(a: MiniMax, req: Request) -> tuple[Done, Mapping[str, Any], list[str]]:
-    got = await a.submit(req, a.prepare(req))
-    assert isinstance(got, Handle)
-    handle = Handle(**json.loads(json.dumps({"id": got.id, "data": dict(got.data)})))
-    seen = []
-    while not isinstance(got, Done):
-        got = await a.poll(handle)
-        seen.append(got.status if isinstance(got, Pending) else "done")
-    return got, await a.fetch(got, req), seen
-
-
-def run(a: MiniMax, req: Request) -> tuple[Done, Mapping[str, Any], list[str]]:
-    async def go() -> tuple[Done, Mapping[str, Any], list[str]]:
-        try:
-            return await make(a, req)
-        finally:
-            await a.close()
-
-    return asyncio.run(go())
+    return request(StepId.clip("hunt", "wolves", "take1"), "minimax", tmp / "work", inputs,
+                   key="9" * 64, **fields)
 
 
 def failure(a: MiniMax, req: Request) -> ServiceError:
-    with pytest.raises(ServiceError) as info:
-        run(a, req)
-    e = info.value
-    assert KEY not in str(e) and KEY not in repr(e.args)
-    return e
+    return raised(lambda: run(a, req), KEY)
 
 
 # -- clips ------------------------------------------------------------------------------------
@@ -307,88 +280,24 @@ def test_check_settings():
 # -- the command line -------------------------------------------------------------------------
 
 
-def backend_table(api: str) -> str:
-    return (f'[backends.minimax]\ntype = "minimax"\napi_key_env = "MINIMAX_API_KEY"\n'
-            f'base_url = "{api}"\nresolution = "512P"\n{FAST}prices = {{ clip = 0.28 }}\n')
-
-
-def env(mark: str | None = None) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if k != "MINIMAX_API_KEY"}
-    out.update(NO_COLOR="1", MINIMAX_API_KEY=KEY)
-    if mark is not None:
-        out["FILMC_TEST_MARK"] = mark
-    return out
-
-
-def filmc(project: Path, *args: str, code: int | None = 0) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "filmc", *args], cwd=project, env=env(),
-                       capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in r.stderr, r.stderr
-    assert KEY not in r.stdout + r.stderr
-    if code is not None:
-        assert r.returncode == code, r.stderr
-    return r
-
-
-def no_key_in(project: Path) -> None:
-    leaks = [p for p in project.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
-    assert not leaks, f"the key is in {leaks}"
+def backend_table(api: str) -> dict[str, dict[str, Any]]:
+    return {"backends.minimax": {"type": "minimax", "api_key_env": "MINIMAX_API_KEY",
+                                 "base_url": api, "resolution": "512P", **FAST,
+                                 "prices": {"clip": 0.28}}}
 
 
 def test_the_example_film_is_made_through_minimax(tmp_path, state, api):
     """examples/wolfpack as it is in git, its clips routed to MiniMax at the loopback
     server: the shot's clip is MiniMax's video byte for byte, from one task paid once, 6 s
     cut to the shot's 3 s; building again sends nothing."""
-    project = copy_example(tmp_path / "wolfpack")
-    toml = project / "filmc.toml"
-    text = toml.read_text(encoding="utf-8")
-    assert 'keyframe = "openai"\nspeech = "openai"' in text
-    toml.write_text(text.replace('keyframe = "openai"\nspeech = "openai"', 'clip = "minimax"')
-                    + "\n" + backend_table(api), encoding="utf-8")
-    select = ("--use-first", "--select", "shot:eyes_on_ridge", "film.film")
-    filmc(project, "build", *select)
-    made = report(project, "wolfpack")["clip.cub.eyes_on_ridge.take1"]
-    assert (made["backend"], made["status"]) == ("minimax", "ran")
-    assert made["outputs"][0] in state.made and len(state.created) == 1
+    example_through(tmp_path, "minimax", backend_table(api), state, KEYS)
     assert state.received[0]["duration"] == 6 and "last_frame_image" not in state.received[0]
-    [path] = (project / "build" / "wolfpack" / "shots").glob("*_cub_eyes_on_ridge.mp4")
-    shot = probe(path)
-    assert (shot["width"], shot["height"]) == (1920, 804)
-    assert shot["duration"] == pytest.approx(3, abs=1 / 24)
-    r = filmc(project, "build", *select)
-    assert "up to date" in r.stderr and len(state.created) == 1
-    no_key_in(project)
 
 
 def test_kill_9_mid_poll_then_the_next_build_attaches_and_pays_nothing_twice(tmp_path, state,
                                                                              api):
-    project = tiny_project(tmp_path / "tiny", "minimax", backend_table(api))
-    state.hold = True
-    mark = f"filmc-test-{uuid.uuid4()}"
-    proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", *TINY_BUILD],
-                            cwd=project, env=env(mark), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    journal = project / ".filmc" / "journal.log"
-    try:
-        deadline = time.monotonic() + 30
-        while not (state.created and state.requests["query"] >= 2
-                   and any(j.op == "accepted" for j in read_open(journal).values())):
-            assert time.monotonic() < deadline, "the task was not submitted and journaled"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert wait_gone(mark), f"processes of the killed build are alive: {marked(mark)}"
-    [job] = read_open(journal).values()
-    assert job.handle.id == state.created[0]
-    state.hold = False
-    filmc(project, "build", *TINY_BUILD)
-    made = report(project, "tiny")["clip.one.a1.take1"]
-    assert made["attached"] and made["outputs"][0] in state.made
-    assert len(state.created) == 1 and state.requests["create"] == 1
-    assert not read_open(journal)
-    no_key_in(project)
+    killed_then_attached(tiny_project(tmp_path / "tiny", "minimax", backend_table(api)), state,
+                         "query", KEYS)
 
 
 def test_a_task_that_fails_at_minimax_fails_the_shot_once(tmp_path, state, api):
@@ -396,7 +305,7 @@ def test_a_task_that_fails_at_minimax_fails_the_shot_once(tmp_path, state, api):
     code and what to do, polls no more, downloads nothing, keeps nothing journaled."""
     project = tiny_project(tmp_path / "tiny", "minimax", backend_table(api))
     state.fail["walks along the pier"] = (1027, "output new_sensitive")
-    r = filmc(project, "build", *TINY_BUILD, code=1)
+    r = filmc(project, "build", *TINY_BUILD, keys=KEYS, code=1)
     error = report(project, "tiny")["clip.one.a1.take1"]["error"]
     assert "failed (1027, output new_sensitive)" in error and "another backend" in error
     assert f"failed clip.one.a1.take1 (shot one/a1): {error}" in r.stderr

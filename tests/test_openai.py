@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from adapter_harness import Uploads, closing, raised
 from loopback import media, serve
 from loopback.openai import OpenAIState, make_app
 from PIL import Image
@@ -29,7 +30,6 @@ from filmc.backends.protocol import (
     FailureKind,
     Handle,
     Input,
-    Json,
     Request,
     ServiceError,
     Setup,
@@ -38,17 +38,6 @@ from filmc.backends.registry import adapter_class
 from filmc.lang.steps import CHARACTER, KINDS, LOCATION, REFERENCE, Fields, StepId, Tags
 
 KEY = "sk-canary-4f1d9b27c3e8a6"  # must never appear in a message
-
-
-class Uploads:
-    def __init__(self) -> None:
-        self.data: dict[tuple[str, str], Json] = {}
-
-    def get(self, scope: str, digest: str) -> Json | None:
-        return self.data.get((scope, digest))
-
-    def put(self, scope: str, digest: str, value: Json) -> None:
-        self.data[(scope, digest)] = value
 
 
 @pytest.fixture
@@ -97,20 +86,12 @@ async def make(a: OpenAI, req: Request) -> tuple[Done, Mapping[str, Any]]:
 
 
 def run(a: OpenAI, req: Request) -> tuple[Done, Mapping[str, Any]]:
-    async def go() -> tuple[Done, Mapping[str, Any]]:
-        try:
-            return await make(a, req)
-        finally:
-            await a.close()
-
-    return asyncio.run(go())
+    return closing(a, make(a, req))
 
 
 def failure(a: OpenAI, req: Request) -> ServiceError:
-    with pytest.raises(ServiceError) as info:
-        run(a, req)
-    e = info.value
-    assert KEY not in str(e) and KEY not in repr(e) and KEY not in repr(e.args)
+    e = raised(lambda: run(a, req), KEY)
+    assert KEY not in repr(e)
     return e
 
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
+from adapter_harness import Uploads, raised, report, toml
 from conftest import copy_example
 from loopback import serve
 from loopback.replicate import VERSION, ReplicateState, make_app
@@ -32,25 +31,24 @@ from test_fal import (
     SHOTS,
     TOKEN,
     Services,
-    Uploads,
+    cancelled,
     cast_and_place,
     clip,
     fal_table,
     filmc,
-    journaled,
     keyframe,
     kill_mid_poll,
     make_project,
     picture,
+    reattached,
     replicate_table,
-    report,
     run,
     services,
-    toml,
 )
+from test_services_faults import accepted
 
 from filmc.backends.ffmpeg import probe
-from filmc.backends.protocol import Done, FailureKind, Handle, Pending, ServiceError, Setup
+from filmc.backends.protocol import Done, FailureKind, Handle, ServiceError, Setup
 from filmc.backends.registry import adapter_class
 from filmc.backends.replicate import Replicate
 from filmc.lang.steps import FIRST_FRAME, LAST_FRAME, LOCATION, Tags
@@ -85,11 +83,7 @@ def adapter(url: str, root: Path, uploads: Uploads | None = None, key: str = TOK
 
 
 def failure(a: Replicate, req: Any, key: str = TOKEN) -> ServiceError:
-    with pytest.raises(ServiceError) as info:
-        run(a, req)
-    e = info.value
-    assert key not in str(e) and key not in repr(e.args)
-    return e
+    return raised(lambda: run(a, req), key)
 
 
 def decoded(uri: str) -> str:
@@ -182,45 +176,14 @@ def test_a_new_adapter_reattaches_to_a_journaled_prediction(api, tmp_path):
     state, url = api
     state.latency = 0.3
     req = clip(tmp_path, (picture(tmp_path, "kf", FIRST_FRAME, Tags()),))
-
-    async def first_build() -> str:
-        a = adapter(url, tmp_path, clip=CLIP_MAPPING)
-        got = await a.submit(req, None)
-        await a.close()
-        return json.dumps(attrs.asdict(got))
-
-    async def next_build(saved: str) -> Path:
-        a = adapter(url, tmp_path, clip=CLIP_MAPPING)
-        handle = Handle(**json.loads(saved))
-        got = await a.poll(handle)
-        assert isinstance(got, Pending)
-        while isinstance(got, Pending):
-            await asyncio.sleep(0.05)
-            got = await a.poll(handle)
-        files = await a.fetch(got, req)
-        await a.close()
-        return files["video"]
-
-    assert asyncio.run(next_build(asyncio.run(first_build()))).is_file()
+    assert reattached(lambda: adapter(url, tmp_path, clip=CLIP_MAPPING), req).is_file()
     assert state.created() == 1
 
 
 def test_a_prediction_can_be_cancelled(api, tmp_path):
     state, url = api
     state.latency = 5
-    a = adapter(url, tmp_path, keyframe=IMAGE_MAPPING)
-    req = keyframe(tmp_path)
-
-    async def go() -> ServiceError:
-        handle = await a.submit(req, None)
-        assert isinstance(handle, Handle)
-        await a.cancel(handle)
-        with pytest.raises(ServiceError) as info:
-            await a.poll(handle)
-        await a.close()
-        return info.value
-
-    e = asyncio.run(go())
+    e = cancelled(adapter(url, tmp_path, keyframe=IMAGE_MAPPING), keyframe(tmp_path))
     assert state.requests["cancel"] == 1 and e.kind is FailureKind.FAILED
     assert "canceled at Replicate" in e.message
 
@@ -378,11 +341,11 @@ def test_kill_9_mid_poll_then_the_next_build_reattaches_and_pays_nothing_twice(
     kill_mid_poll(project, args, s.replicate.created, 3)
     s.replicate.latency = 0.0
     filmc(project, "build", *args)
-    steps = report(project)
+    steps = report(project, "pier")
     made = {f"clip.one.{shot}.take1" for shot in SHOTS}
     assert all(steps[sid]["status"] == "ran" and steps[sid]["attached"] for sid in made)
     assert {steps[sid]["outputs"][0] for sid in made} <= set(s.replicate.made)
-    assert s.replicate.creates == {KLING_R: 3} and journaled(project) == 0
+    assert s.replicate.creates == {KLING_R: 3} and accepted(project) == 0
 
 
 def test_the_example_is_made_with_keyframes_on_replicate_and_clips_on_fal(services, tmp_path):

@@ -22,18 +22,18 @@ from typing import Any
 from urllib.request import Request as UrlRequest
 from urllib.request import urlopen
 
+import adapter_harness as harness
 import pytest
 from loopback import serve
 from loopback.runway import RunwayState, make_app
 from PIL import Image
-from test_flux import FAST, filmc, kill_mid_poll, no_key_anywhere, project, steps_of, toml
+from test_flux import FAST, kill_mid_poll, svc_project
 
 from filmc.backends.protocol import (
     Done,
     FailureKind,
     Handle,
     Input,
-    Json,
     Pending,
     Request,
     ServiceError,
@@ -42,21 +42,10 @@ from filmc.backends.protocol import (
 from filmc.backends.registry import adapter_class
 from filmc.backends.runway import Runway
 from filmc.backends.runway.models import fit_prompt, tag_all
-from filmc.lang.steps import CHARACTER, FIRST_FRAME, KINDS, LAST_FRAME, LOCATION, Fields, StepId
+from filmc.lang.steps import CHARACTER, FIRST_FRAME, LAST_FRAME, LOCATION, StepId
 from filmc.lang.steps import Tags as T
 
 KEY = "key_canary_7d2e90c4b1a35f68"  # must never appear in a message or a file
-
-
-class Uploads:
-    def __init__(self) -> None:
-        self.data: dict[tuple[str, str], Json] = {}
-
-    def get(self, scope: str, digest: str) -> Json | None:
-        return self.data.get((scope, digest))
-
-    def put(self, scope: str, digest: str, value: Json) -> None:
-        self.data[(scope, digest)] = value
 
 
 @pytest.fixture
@@ -70,30 +59,24 @@ def api(state: RunwayState) -> Iterator[str]:
         yield url
 
 
-def adapter(url: str, root: Path, uploads: Uploads | None = None, key: str = KEY,
+def adapter(url: str, root: Path, uploads: harness.Uploads | None = None, key: str = KEY,
             **settings: Any) -> Runway:
     return Runway(Setup(name="runway", settings={"base_url": url, **settings}, root=root,
                         secret=lambda name: key if name == "api_key" else "",
-                        uploads=uploads or Uploads()))
+                        uploads=uploads or harness.Uploads()))
 
 
 def picture(tmp: Path, name: str, role: str = FIRST_FRAME, tags: T | None = None,
             size: tuple[int, int] = (96, 40)) -> Input:
     """A real PNG with enough detail to be over Runway's 512-byte upload minimum."""
-    w, h = size
-    noise = hashlib.shake_256(name.encode()).digest(w * h * 3)
     path = tmp / f"{name}.png"
-    Image.frombytes("RGB", (w, h), noise).save(path)
-    body = path.read_bytes()
-    return Input(role=role, path=path, digest=hashlib.sha256(body).hexdigest(), media="image",
-                 step=f"keyframe.{name}", tags=tags or T())
+    path.write_bytes(harness.png(size, noise=name))
+    return harness.image(path, role, f"keyframe.{name}", tags)
 
 
 def request(tmp: Path, step: StepId, inputs: tuple[Input, ...] = (), **fields: Any) -> Request:
-    workdir = tmp / "work" / f"{step}-{uuid.uuid4().hex[:6]}"
-    workdir.mkdir(parents=True)
-    return Request(step=step, key="0" * 64, backend="runway", fields=Fields(**fields), params={},
-                   inputs=inputs, outputs=KINDS[step.kind].outputs, workdir=workdir)
+    return harness.request(step, "runway", tmp / "work" / f"{step}-{uuid.uuid4().hex[:6]}",
+                           inputs, **fields)
 
 
 def clip(tmp: Path, *inputs: Input, take: int = 1, **fields: Any) -> Request:
@@ -111,31 +94,21 @@ def keyframe(tmp: Path, *inputs: Input, **fields: Any) -> Request:
 
 async def make(a: Runway, req: Request, seen: list[str] | None = None) -> tuple[Done, Any]:
     """One step, as the engine drives it (polling without the engine's pauses)."""
-    got = await a.submit(req, a.prepare(req))
-    while isinstance(got, Handle):
-        handle = got
-        while isinstance(got := await a.poll(handle), Pending):
-            if seen is not None:
-                seen.append(got.status)
-    return got, await a.fetch(got, req)
+    done, files, polls = await harness.drive(a, req)
+    if seen is not None:
+        seen += [p.status for p in polls if isinstance(p, Pending)]
+    return done, files
 
 
 def run(a: Runway, *reqs: Request, seen: list[str] | None = None) -> list[tuple[Done, Any]]:
     async def go() -> list[tuple[Done, Any]]:
-        try:
-            return [await make(a, r, seen) for r in reqs]
-        finally:
-            await a.close()
+        return [await make(a, r, seen) for r in reqs]
 
-    return asyncio.run(go())
+    return harness.closing(a, go())
 
 
 def failure(a: Runway, *reqs: Request) -> ServiceError:
-    with pytest.raises(ServiceError) as info:
-        run(a, *reqs)
-    e = info.value
-    assert KEY not in str(e) and KEY not in repr(e.args)
-    return e
+    return harness.raised(lambda: run(a, *reqs), KEY)
 
 
 # -- clips --------------------------------------------------------------------------------
@@ -148,7 +121,7 @@ def test_a_clip_is_its_first_frame_uploaded_then_image_to_video_throttled_then_m
     second take with the same keyframe uploads nothing."""
     state.throttled_polls = 2
     frame = picture(tmp_path, "chen_watches")
-    uploads = Uploads()
+    uploads = harness.Uploads()
     seen: list[str] = []
     [(done, files)] = run(adapter(api, tmp_path, uploads), clip(tmp_path, frame), seen=seen)
 
@@ -159,7 +132,7 @@ def test_a_clip_is_its_first_frame_uploaded_then_image_to_video_throttled_then_m
                     "promptText": "Chen raises a pair of old army binoculars, breath held."}
     assert uri.startswith("runway://") and state.files[uri][0] == frame.digest
     assert state.uploads == 1 and state.files_received == [frame.digest]
-    assert uploads.data[(f"runway:{api}", frame.digest)]["uri"] == uri
+    assert uploads.values[(f"runway:{api}", frame.digest)]["uri"] == uri
     video = files["video"]
     assert video.suffix == ".mp4" and hashlib.sha256(video.read_bytes()).hexdigest() in state.made
 
@@ -307,8 +280,9 @@ def test_an_expired_upload_is_uploaded_again_and_the_request_sent_once_more(
     """A remembered runway:// URI older than 20 hours is not used; one Runway no longer has
     (a 400 about the image: nothing was made) is uploaded again and the request resent."""
     frame = picture(tmp_path, "f")
-    uploads = Uploads()
-    uploads.put(f"runway:{api}", frame.digest, {"uri": "runway://old", "at": time.time() - 21 * 3600})
+    uploads = harness.Uploads()
+    uploads.put(f"runway:{api}", frame.digest,
+                {"uri": "runway://old", "at": time.time() - 21 * 3600})
     run(adapter(api, tmp_path, uploads), clip(tmp_path, frame))
     assert state.uploads == 1 and state.submits == 1
     uploads.put(f"runway:{api}", frame.digest, {"uri": "runway://gone", "at": time.time()})
@@ -408,7 +382,7 @@ def test_kill_9_mid_poll_then_the_next_build_attaches_and_pays_nothing_twice(
     while both tasks are polled: the next build polls the journaled task ids (attached),
     through THROTTLED, submits and uploads nothing again, and its clips are Runway's.
     The key is in no file and on no output."""
-    folder = project(tmp_path / "svc", {"clip": "runway"}, runway=runway_table(api))
+    folder = svc_project(tmp_path / "svc", {"clip": "runway"}, runway=runway_table(api))
     env = {"RUNWAY_API_KEY": KEY}
     state.hold = True
     kill_mid_poll(folder, env, ONLY, jobs=2, polled=lambda: state.polls >= 4)
@@ -417,16 +391,15 @@ def test_kill_9_mid_poll_then_the_next_build_attaches_and_pays_nothing_twice(
         task.polls, task.status = 0, "PENDING"
     state.hold, state.throttled_polls, polled = False, 2, state.polls
 
-    again = filmc(folder, "build", "--use-first", *ONLY, "svc.film", env=env)
-    assert again.returncode == 0, again.stderr
-    made = steps_of(folder)
+    again = harness.filmc(folder, "build", "--use-first", *ONLY, "svc.film", keys=env)
+    made = harness.report(folder, "svc")
     for sid in CLIPS:
         assert made[sid]["status"] == "ran" and made[sid]["attached"], made[sid]
         assert made[sid]["outputs"][0] in state.made
     assert state.polls - polled >= 2 * 4  # THROTTLED twice, RUNNING, SUCCEEDED: each task
     assert len(state.created) == 2 and len(state.files_received) == 2 and state.uploads == 2
     assert state.auth_failures == 0
-    no_key_anywhere(folder, KEY, again)
+    harness.no_key_in(folder, [KEY], [again])
 
 
 def test_the_example_film_is_made_with_flux_keyframes_and_runway_clips(
@@ -448,15 +421,14 @@ def test_the_example_film_is_made_with_flux_keyframes_and_runway_clips(
     text = text.replace('keyframe = "openai"\n', 'keyframe = "flux"\nclip = "runway"\n')
     flux = FluxState(key="bfl-example-key")
     with serve(flux_app(flux)) as flux_url:
-        config.write_text(text + "\n" + toml({
+        config.write_text(text + "\n" + harness.toml({
             "backends.flux": {"type": "flux", "api_key_env": "BFL_API_KEY", "base_url": flux_url,
                               "model": "flux-2-pro", **FAST, "prices": {"keyframe": 0.03}},
             "backends.runway": {**runway_table(api), **FAST}}), encoding="utf-8")
         env = {"RUNWAY_API_KEY": KEY, "BFL_API_KEY": flux.key}
-        r = filmc(folder, "build", "--use-first", "--until", "shot", "--select",
-                  "+shot.cub.小狼", "film.film", env=env)
-        assert r.returncode == 0, r.stderr
-    made = steps_of(folder, "wolfpack")
+        r = harness.filmc(folder, "build", "--use-first", "--until", "shot", "--select",
+                          "+shot.cub.小狼", "film.film", keys=env)
+    made = harness.report(folder, "wolfpack")
     keyframe, clip_ = made["keyframe.cub.小狼.flux-1"], made["clip.cub.小狼.take1"]
     assert (keyframe["backend"], clip_["backend"]) == ("flux", "runway")
     assert keyframe["outputs"][0] in flux.made and clip_["outputs"][0] in state.made
@@ -470,5 +442,4 @@ def test_the_example_film_is_made_with_flux_keyframes_and_runway_clips(
     shot = next((folder / "build" / "wolfpack" / "shots").glob("*小狼*.mp4"))
     info = probe(shot)
     assert (info["width"], info["height"]) == (1920, 804) and abs(info["duration"] - 3) < 0.05
-    no_key_anywhere(folder, KEY, r)
-    no_key_anywhere(folder, flux.key, r)
+    harness.no_key_in(folder, [KEY, flux.key], [r])

@@ -14,27 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import io
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import adapter_harness as harness
 import pytest
 from conftest import copy_example
 from loopback import media, serve
 from loopback.seedance import SeedanceState, make_app
 from PIL import Image
-from test_build import marked, wait_gone
+from test_services_faults import accepted
 
 from filmc.backends.ffmpeg import probe
 from filmc.backends.protocol import (
@@ -42,7 +37,6 @@ from filmc.backends.protocol import (
     FailureKind,
     Handle,
     Input,
-    Pending,
     Request,
     ServiceError,
     Setup,
@@ -53,15 +47,14 @@ from filmc.engine.journal import read_open
 from filmc.lang.steps import (
     CHARACTER,
     FIRST_FRAME,
-    KINDS,
     LAST_FRAME,
     LOCATION,
-    Fields,
     StepId,
     Tags,
 )
 
 KEY = "ark-canary-7c41e09d2b"  # must never appear in a message, a file or a log
+KEYS = {"ARK_API_KEY": KEY}
 MODEL = "seedance-1-0-pro-250528"
 
 
@@ -85,20 +78,15 @@ def adapter(api: str, root: Path, key: str = KEY, **settings: Any) -> Seedance:
 
 def picture(tmp: Path, name: str, role: str, size: tuple[int, int] = (192, 80),
             tags: Tags | None = None) -> Input:
-    body = media.png(*size, seed=name)
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"{name}.png"
-    path.write_bytes(body)
-    return Input(role=role, path=path, digest=hashlib.sha256(body).hexdigest(), media="image",
-                 step=f"keyframe.{name}", tags=tags or Tags())
+    path.write_bytes(media.png(*size, seed=name))
+    return harness.image(path, role, f"keyframe.{name}", tags)
 
 
 def request(tmp: Path, step: StepId, inputs: tuple[Input, ...], **fields: Any) -> Request:
-    workdir = tmp / "work" / str(step)
-    workdir.mkdir(parents=True)
-    return Request(step=step, key=hashlib.sha256(str(step).encode()).hexdigest(),
-                   backend="seedance", fields=Fields(**fields), params={}, inputs=inputs,
-                   outputs=KINDS[step.kind].outputs, workdir=workdir)
+    return harness.request(step, "seedance", tmp / "work" / str(step), inputs,
+                           key=hashlib.sha256(str(step).encode()).hexdigest(), **fields)
 
 
 def clip(tmp: Path, *inputs: Input, **fields: Any) -> Request:
@@ -109,34 +97,14 @@ def clip(tmp: Path, *inputs: Input, **fields: Any) -> Request:
     return request(tmp, StepId.clip("hunt", "wolves", "take1"), inputs, **fields)
 
 
-async def make(a: Seedance, req: Request) -> tuple[Done, Mapping[str, Any], list[str]]:
-    """One step as the engine drives it: the statuses seen, the handle through JSON."""
-    got = await a.submit(req, a.prepare(req))
-    seen = []
-    if isinstance(got, Handle):
-        handle = Handle(**json.loads(json.dumps({"id": got.id, "data": dict(got.data)})))
-        while not isinstance(got, Done):
-            got = await a.poll(handle)
-            seen.append(got.status if isinstance(got, Pending) else "done")
-    return got, await a.fetch(got, req), seen
+def run(a: Any, req: Request) -> tuple[Done, Mapping[str, Any], list[str]]:
+    """One step as the engine drives it, the handle through JSON: the statuses seen."""
+    done, files, polls = harness.closing(a, harness.drive(a, req, journal=True))
+    return done, files, harness.statuses(polls)
 
 
-def run(a: Seedance, req: Request) -> tuple[Done, Mapping[str, Any], list[str]]:
-    async def go() -> tuple[Done, Mapping[str, Any], list[str]]:
-        try:
-            return await make(a, req)
-        finally:
-            await a.close()
-
-    return asyncio.run(go())
-
-
-def failure(a: Seedance, req: Request) -> ServiceError:
-    with pytest.raises(ServiceError) as info:
-        run(a, req)
-    e = info.value
-    assert KEY not in str(e) and KEY not in repr(e.args)
-    return e
+def failure(a: Any, req: Request) -> ServiceError:
+    return harness.raised(lambda: run(a, req), KEY)
 
 
 def sent_image(url: str) -> Image.Image:
@@ -433,82 +401,73 @@ def test_check_settings():
 
 # -- the command line -------------------------------------------------------------------------
 
-TINY = """\
-use std.camera
-
-film "Tiny" {
-  aspect 2.4:1
-  size 192x80
-  fps 24
-}
-
-character ANA "Ana" {
-  look "a tall woman in a red coat"
-  ref "refs/ana.png"
-}
-
-location PIER "Pier" {
-  look "a wooden pier over grey water"
-  ref "refs/pier.png"
-}
-
-scene one "Morning" EXT PIER DAWN {
-  shot a1 1s {
-    camera wide eye_level static
-    cast ANA
-    action "Ana walks along the pier."
-  }
-}
-"""
-FAST = ('retries = 2\nbackoff_s = 0.05\nbackoff_cap_s = 0.1\npoll_interval_s = 0.05\n'
-        'timeout_s = 30\n')
+TINY = harness.film("Tiny", harness.walks("1s"), uses=("camera",), settings=(),
+                    ana=harness.REF_ANA, pier=harness.REF_PIER)
+FAST = harness.fast(2, backoff_cap_s=0.1)
 TINY_BUILD = ("--until", "clip", "--use-first", "tiny.film")  # up to the paid step
+filmc = functools.partial(harness.filmc, keys=KEYS)
 
 
-def backend_table(api: str) -> str:
-    return (f'[backends.seedance]\ntype = "seedance"\napi_key_env = "ARK_API_KEY"\n'
-            f'base_url = "{api}"\nmodel = "{MODEL}"\nresolution = "480p"\n{FAST}'
-            f'prices = {{ clip = {{ per_second = 0.03 }} }}\n')
+def backend_table(api: str) -> dict[str, dict[str, Any]]:
+    return {"backends.seedance": {"type": "seedance", "api_key_env": "ARK_API_KEY",
+                                  "base_url": api, "model": MODEL, "resolution": "480p", **FAST,
+                                  "prices": {"clip": {"per_second": 0.03}}}}
 
 
-def tiny_project(folder: Path, backend: str, table: str) -> Path:
-    """One 1 s shot at 192x80 whose clip is made by `backend` (configured by `table`); the
+def tiny_project(folder: Path, backend: str, tables: Mapping[str, Mapping[str, Any]]) -> Path:
+    """One 1 s shot at 192x80 whose clip is made by `backend` (configured by `tables`); the
     cast's and the location's images are given, so only the keyframe is drawn here."""
-    (folder / "refs").mkdir(parents=True)
-    (folder / "tiny.film").write_text(TINY, encoding="utf-8")
-    (folder / "refs" / "ana.png").write_bytes(media.png(64, 96, "ana"))
-    (folder / "refs" / "pier.png").write_bytes(media.png(96, 40, "pier"))
-    (folder / "filmc.toml").write_text(f'[steps]\nclip = "{backend}"\n\n{table}',
-                                       encoding="utf-8")
-    return folder
+    config = harness.toml({"steps": {"clip": backend}, **tables})
+    return harness.project(folder, "tiny", TINY, config,
+                           refs={"ana.png": media.png(64, 96, "ana"),
+                                 "pier.png": media.png(96, 40, "pier")})
 
 
-def env(mark: str | None = None) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if k != "ARK_API_KEY"}
-    out.update(NO_COLOR="1", ARK_API_KEY=KEY)
-    if mark is not None:
-        out["FILMC_TEST_MARK"] = mark
-    return out
+def example_through(tmp_path: Path, backend: str, tables: Mapping[str, Mapping[str, Any]],
+                    state: Any, keys: Mapping[str, str]) -> tuple[Path, str, dict]:
+    """examples/wolfpack as it is in git, its clips made by `backend` at its loopback
+    server: the shot eyes_on_ridge is built, its clip made there (byte for byte the
+    service's video, one task, paid once) and cut to the shot's 3 s at the film's size;
+    building again sends nothing.  The folder, what the build said, and the clip's step."""
+    folder = copy_example(tmp_path / "wolfpack")
+    config = folder / "filmc.toml"
+    text = config.read_text(encoding="utf-8")
+    assert 'keyframe = "openai"\nspeech = "openai"' in text
+    config.write_text(text.replace('keyframe = "openai"\nspeech = "openai"', f'clip = "{backend}"')
+                      + "\n" + harness.toml(tables), encoding="utf-8")
+    select = ("--use-first", "--select", "shot:eyes_on_ridge", "film.film")
+    r = harness.filmc(folder, "build", *select, keys=keys)
+    made = harness.report(folder, "wolfpack")["clip.cub.eyes_on_ridge.take1"]
+    assert (made["backend"], made["status"]) == (backend, "ran")
+    assert made["outputs"][0] in state.made and len(state.created) == 1
+    [path] = (folder / "build" / "wolfpack" / "shots").glob("*_cub_eyes_on_ridge.mp4")
+    shot = probe(path)
+    assert (shot["width"], shot["height"]) == (1920, 804)
+    assert shot["duration"] == pytest.approx(3, abs=1 / 24)
+    again = harness.filmc(folder, "build", *select, keys=keys)
+    assert "up to date" in again.stderr and len(state.created) == 1
+    harness.no_key_in(folder, keys.values())
+    return folder, r.stderr, made
 
 
-def filmc(project: Path, *args: str, code: int | None = 0) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "filmc", *args], cwd=project, env=env(),
-                       capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in r.stderr, r.stderr
-    assert KEY not in r.stdout + r.stderr
-    if code is not None:
-        assert r.returncode == code, r.stderr
-    return r
-
-
-def report(project: Path, film: str) -> dict[str, dict]:
-    doc = json.loads((project / "build" / film / "report.json").read_text())
-    return {s["id"]: s for s in doc["steps"]}
-
-
-def no_key_in(project: Path) -> None:
-    leaks = [p for p in project.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
-    assert not leaks, f"the key is in {leaks}"
+def killed_then_attached(folder: Path, state: Any, polled: str, keys: Mapping[str, str]) -> None:
+    """The tiny project's clip is running (`polled` counts the service's polls) when the
+    build is killed with -9: nothing of the build survives, the journal holds the task;
+    the next build polls it (attached) and creates no task."""
+    state.hold = True
+    with harness.killed(folder, *TINY_BUILD, keys=keys) as build:
+        build.wait_for(lambda: state.created and state.requests[polled] >= 2
+                       and accepted(folder) >= 1, "the task submitted and journaled")
+    journal = folder / ".filmc" / "journal.log"
+    [job] = read_open(journal).values()
+    assert job.handle.id == state.created[0]
+    state.hold = False
+    harness.filmc(folder, "build", *TINY_BUILD, keys=keys)
+    made = harness.report(folder, "tiny")["clip.one.a1.take1"]
+    assert made["attached"] and made["outputs"][0] in state.made
+    assert len(state.created) == 1 and state.requests["create"] == 1
+    assert not read_open(journal)
+    harness.no_key_in(folder, keys.values())
 
 
 def test_the_example_film_is_made_through_seedance(tmp_path, state, api):
@@ -516,61 +475,16 @@ def test_the_example_film_is_made_through_seedance(tmp_path, state, api):
     server: the build warns what Seedance cannot honour (the 3 s shot is made at 4 s, as
     `plan` says), makes the shot's clip there (byte for byte the service's video, one
     task, paid once), conforms it to the film, and building again sends nothing."""
-    project = copy_example(tmp_path / "wolfpack")
-    toml = project / "filmc.toml"
-    text = toml.read_text(encoding="utf-8")
-    assert 'keyframe = "openai"\nspeech = "openai"' in text
-    toml.write_text(text.replace('keyframe = "openai"\nspeech = "openai"', 'clip = "seedance"')
-                    + "\n" + backend_table(api), encoding="utf-8")
-    select = ("--use-first", "--select", "shot:eyes_on_ridge", "film.film")
-    r = filmc(project, "build", *select)
+    _, said, _ = example_through(tmp_path, "seedance", backend_table(api), state, KEYS)
     assert re.search(r"backend `seedance` \(seedance\) cannot honour a length of 3 ?s for "
-                     r"`clip` steps", r.stderr), r.stderr  # the warnings `plan` shows too
-    steps = report(project, "wolfpack")
-    made = steps["clip.cub.eyes_on_ridge.take1"]
-    assert (made["backend"], made["status"]) == ("seedance", "ran")
-    assert made["outputs"][0] in state.made and len(state.created) == 1
+                     r"`clip` steps", said), said  # the warnings `plan` shows too
     assert state.received[0]["duration"] == 4 and state.received[0]["ratio"] == "adaptive"
-    [path] = (project / "build" / "wolfpack" / "shots").glob("*_cub_eyes_on_ridge.mp4")
-    shot = probe(path)
-    assert (shot["width"], shot["height"]) == (1920, 804)
-    assert shot["duration"] == pytest.approx(3, abs=1 / 24)
-    r = filmc(project, "build", *select)
-    assert "up to date" in r.stderr and len(state.created) == 1
-    no_key_in(project)
 
 
 def test_kill_9_mid_poll_then_the_next_build_attaches_and_pays_nothing_twice(tmp_path, state,
                                                                              api):
-    """The task is running when the build is killed with -9: nothing of the build survives,
-    the journal holds the task; the next build polls it (attached) and creates no task."""
-    project = tiny_project(tmp_path / "tiny", "seedance", backend_table(api))
-    state.hold = True
-    mark = f"filmc-test-{uuid.uuid4()}"
-    proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", *TINY_BUILD],
-                            cwd=project, env=env(mark), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    journal = project / ".filmc" / "journal.log"
-    try:
-        deadline = time.monotonic() + 30
-        while not (state.created and state.requests["get"] >= 2
-                   and any(j.op == "accepted" for j in read_open(journal).values())):
-            assert time.monotonic() < deadline, "the task was not submitted and journaled"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert wait_gone(mark), f"processes of the killed build are alive: {marked(mark)}"
-    [job] = read_open(journal).values()
-    assert job.handle.id == state.created[0]
-    state.hold = False
-    filmc(project, "build", *TINY_BUILD)
-    made = report(project, "tiny")["clip.one.a1.take1"]
-    assert made["attached"] and made["outputs"][0] in state.made
-    assert len(state.created) == 1 and state.requests["create"] == 1
-    assert not read_open(journal)
-    no_key_in(project)
+    killed_then_attached(tiny_project(tmp_path / "tiny", "seedance", backend_table(api)), state,
+                         "get", KEYS)
 
 
 def test_a_refused_face_fails_the_shot_and_says_what_to_do(tmp_path, state, api):
@@ -580,7 +494,7 @@ def test_a_refused_face_fails_the_shot_and_says_what_to_do(tmp_path, state, api)
     project = tiny_project(tmp_path / "tiny", "seedance", backend_table(api))
     state.faces.append("walks along the pier")
     r = filmc(project, "build", *TINY_BUILD, code=1)
-    error = report(project, "tiny")["clip.one.a1.take1"]["error"]
+    error = harness.report(project, "tiny")["clip.one.a1.take1"]["error"]
     assert "may contain real person" in error and "another backend" in error
     assert f"failed clip.one.a1.take1 (shot one/a1): {error}" in r.stderr
     assert state.requests["create"] == 1 and not state.created

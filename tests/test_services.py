@@ -151,13 +151,16 @@ def services() -> Iterator[Services]:
 
 
 def toml_value(v: Any) -> str:
-    """A TOML value: strings, numbers, booleans and inline tables are all filmc.toml needs."""
+    """A TOML value: strings, numbers, booleans, lists and inline tables are all filmc.toml
+    needs."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
         return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, Mapping):
         return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(v)

@@ -12,28 +12,23 @@ its clips by `veo`.  The CLI helpers here serve test_gemini_image.py too.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
-import json
-import os
-import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import adapter_harness as harness
 import pytest
 from conftest import copy_example
 from loopback import media, serve
 from loopback.google import SUPPORT_CODE, GoogleState, make_app
 from PIL import Image
-from test_build import marked, wait_gone
+from test_services_faults import accepted
 
 from filmc.backends.ffmpeg import probe
 from filmc.backends.protocol import (
@@ -48,18 +43,10 @@ from filmc.backends.protocol import (
 )
 from filmc.backends.veo import Veo
 from filmc.engine.journal import read_open
-from filmc.lang.steps import CHARACTER, FIRST_FRAME, KINDS, LAST_FRAME, Fields, StepId, Tags
+from filmc.lang.steps import CHARACTER, FIRST_FRAME, LAST_FRAME, StepId, Tags
 
 KEY = "AIzaCanary-veo-4f1d9b27c3e8a6d1"  # must never appear in a message
 MODEL = "veo-3.1-generate-preview"
-
-
-class Uploads:
-    def get(self, scope: str, digest: str) -> Any:
-        return None
-
-    def put(self, scope: str, digest: str, value: Any) -> None:
-        pass
 
 
 @pytest.fixture
@@ -76,26 +63,21 @@ def api(state: GoogleState) -> Iterator[str]:
 def adapter(base_url: str, root: Path, key: str = KEY, **settings: Any) -> Veo:
     return Veo(Setup(name="veo", settings={"base_url": base_url, "model": MODEL, **settings},
                      root=root, secret=lambda name: key if name == "api_key" else "",
-                     uploads=Uploads()))
+                     uploads=harness.Uploads()))
 
 
 def picture(tmp: Path, name: str, role: str, tags: Tags | None = None) -> Input:
-    body = media.png(96, 40, name)
     path = tmp / f"{name}.png"
-    path.write_bytes(body)
-    return Input(role=role, path=path, digest=hashlib.sha256(body).hexdigest(), media="image",
-                 step=f"keyframe.{name}", tags=tags or Tags())
+    path.write_bytes(media.png(96, 40, name))
+    return harness.image(path, role, f"keyframe.{name}", tags)
 
 
 def clip(tmp: Path, inputs: tuple[Input, ...] = (), **fields: Any) -> Request:
     fields = {"prompt": "The grey wolf lopes through the tall grass.", "width": 1920,
               "height": 804, "fps": Fraction(24), "duration": Fraction(5), "take": 1, **fields}
-    step = StepId.clip("hunt", "binocular_pov", "take1")
-    workdir = tmp / "work" / uuid.uuid4().hex
-    workdir.mkdir(parents=True)
-    return Request(step=step, key="0" * 64, backend="veo", fields=Fields(**fields), params={},
-                   inputs=inputs or (picture(tmp, "first", FIRST_FRAME),),
-                   outputs=KINDS["clip"].outputs, workdir=workdir)
+    return harness.request(StepId.clip("hunt", "binocular_pov", "take1"), "veo",
+                           tmp / "work" / uuid.uuid4().hex,
+                           inputs or (picture(tmp, "first", FIRST_FRAME),), **fields)
 
 
 async def make(a: Veo, req: Request) -> tuple[Handle, Done, Mapping[str, Any]]:
@@ -108,21 +90,11 @@ async def make(a: Veo, req: Request) -> tuple[Handle, Done, Mapping[str, Any]]:
 
 
 def run(a: Veo, job: Callable[[], Any]) -> Any:
-    async def go() -> Any:
-        try:
-            return await job()
-        finally:
-            await a.close()
-
-    return asyncio.run(go())
+    return harness.closing(a, job())
 
 
 def failure(a: Veo, job: Callable[[], Any]) -> ServiceError:
-    with pytest.raises(ServiceError) as info:
-        run(a, job)
-    e = info.value
-    assert KEY not in str(e) and KEY not in repr(e.args)
-    return e
+    return harness.raised(lambda: run(a, job), KEY)
 
 
 # -- clips ---------------------------------------------------------------------------------
@@ -337,39 +309,9 @@ def test_capabilities_and_settings_are_declared_honestly(tmp_path):
 
 # -- `filmc build`: the CLI, a killed build, the example film --------------------------------
 
-FILM = """\
-use std.camera
-use std.light
-
-film "Goog" {
-  aspect 2.4:1
-  size 192x80
-  fps 24
-  takes 1
-}
-
-character ANA "Ana" {
-  look "a tall woman in a red coat"
-}
-
-location PIER "Pier" {
-  look "a wooden pier over grey water"
-}
-
-scene one "Morning" EXT PIER DAWN {
-  shot a1 5s {
-    camera wide eye_level static
-    cast ANA
-    action "Ana walks along the pier."
-  }
-  shot b1 2s {
-    camera extreme_wide birds_eye crane_up
-    action "The kite rises over the water."
-  }
-}
-"""
-FAST = {"retries": 4, "backoff_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.05,
-        "timeout_s": 30}
+FILM = harness.film("Goog", harness.walks("5s"),
+                    harness.shot("b1", "2s", "extreme_wide birds_eye crane_up",
+                                 "The kite rises over the water."))
 
 
 @contextlib.contextmanager
@@ -383,48 +325,24 @@ def google() -> Iterator[tuple[GoogleState, str]]:
 
 def tables(base: str, steps: Mapping[str, str]) -> str:
     """filmc.toml tables for both Google backends at `base`, and `[steps]`."""
-    lines = ["[steps]", *(f'{k} = "{v}"' for k, v in steps.items()), ""]
-    for name, model, prices in (("gemini_image", "gemini-2.5-flash-image", "{ keyframe = 0.04 }"),
-                                ("veo", MODEL, "{ clip = { per_second = 0.4 } }")):
-        lines += [f"[backends.{name}]", f'type = "{name}"', 'api_key_env = "GEMINI_API_KEY"',
-                  f'model = "{model}"', f'base_url = "{base}"', "concurrency = 2",
-                  *(f"{k} = {json.dumps(v)}" for k, v in FAST.items()), f"prices = {prices}", ""]
-    return "\n".join(lines)
+    return harness.toml({"steps": steps, **{
+        f"backends.{name}": {"type": name, "api_key_env": "GEMINI_API_KEY", "model": model,
+                             "base_url": base, "concurrency": 2, **harness.fast(4),
+                             "prices": prices}
+        for name, model, prices in (("gemini_image", "gemini-2.5-flash-image",
+                                     {"keyframe": 0.04}),
+                                    ("veo", MODEL, {"clip": {"per_second": 0.4}}))}})
 
 
 def tiny(folder: Path, base: str, **steps: str) -> Path:
     """A two-shot film at 192x80; keyframes and clips where `steps` says."""
-    folder.mkdir(parents=True)
-    (folder / "goog.film").write_text(FILM, encoding="utf-8")
-    (folder / "filmc.toml").write_text(tables(base, steps), encoding="utf-8")
-    return folder
+    return harness.project(folder, "goog", FILM, tables(base, steps))
 
 
-def env_for(state: GoogleState | None, mark: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "GEMINI_API_KEY"}
-    env["NO_COLOR"] = "1"
-    if state is not None:
-        env["GEMINI_API_KEY"] = state.key
-    if mark is not None:
-        env["FILMC_TEST_MARK"] = mark
-    return env
-
-
-def filmc(project: Path, *args: str, state: GoogleState | None,
+def filmc(folder: Path, *args: str, state: GoogleState,
           code: int | None = 0) -> subprocess.CompletedProcess:
-    """`filmc ARGS` in the project folder, as a user runs it; it must exit with `code`."""
-    r = subprocess.run([sys.executable, "-m", "filmc", *args], cwd=project, env=env_for(state),
-                       capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in r.stderr, r.stderr
-    if code is not None:
-        assert r.returncode == code, r.stderr
-    return r
-
-
-def report(project: Path, film: str) -> dict[str, dict]:
-    """build/FILM/report.json's steps, by id."""
-    doc = json.loads((project / "build" / film / "report.json").read_text())
-    return {s["id"]: s for s in doc["steps"]}
+    """`filmc ARGS` in the project folder, with the loopback's key."""
+    return harness.filmc(folder, *args, keys={"GEMINI_API_KEY": state.key}, code=code)
 
 
 def test_kill_9_while_veo_runs_then_the_next_build_attaches(tmp_path):
@@ -433,30 +351,18 @@ def test_kill_9_while_veo_runs_then_the_next_build_attaches(tmp_path):
     with google() as (state, base):
         project = tiny(tmp_path / "goog", base, clip="veo")
         state.hold = True
-        mark = f"filmc-test-{uuid.uuid4()}"
-        proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--until", "clip",
-                                 "--select", "shot:a1", "goog.film"], cwd=project,
-                                env=env_for(state, mark), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        with harness.killed(project, "--until", "clip", "--select", "shot:a1", "goog.film",
+                    keys={"GEMINI_API_KEY": state.key}) as build:
+            build.wait_for(lambda: state.submits == 1 and state.requests["operations"] >= 1
+                           and accepted(project) >= 1, "the operation journaled and polled")
         journal = project / ".filmc" / "journal.log"
-        try:
-            deadline = time.monotonic() + 30
-            while not (state.submits == 1 and state.requests["operations"] >= 1
-                       and any(j.op == "accepted" for j in read_open(journal).values())):
-                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
-                time.sleep(0.02)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.communicate(timeout=30)
-        finally:
-            proc.kill()
-        assert wait_gone(mark), f"processes of the killed build are alive: {marked(mark)}"
         [job] = read_open(journal).values()
         assert job.handle.id in state.operations and job.step == "clip.one.a1.take1"
 
         state.hold = False
         filmc(project, "build", "--until", "clip", "--select", "shot:a1", "goog.film",
               state=state)
-        made = report(project, "goog")["clip.one.a1.take1"]
+        made = harness.report(project, "goog")["clip.one.a1.take1"]
         assert (made["status"], made["backend"], made["attached"]) == ("ran", "veo", True)
         assert made["outputs"][0] in state.made
         assert (state.submits, state.billed) == (1, 1) and not read_open(journal)
@@ -469,13 +375,13 @@ def test_the_example_film_is_made_with_gemini_keyframes_and_veo_clips(tmp_path):
     clip at Veo (4 s for a 3 s shot), which the shot step cuts to 3 s."""
     with google() as (state, base):
         project = copy_example(tmp_path / "wolfpack")
-        toml = project / "filmc.toml"
-        text = toml.read_text(encoding="utf-8")
+        config = project / "filmc.toml"
+        text = config.read_text(encoding="utf-8")
         assert 'keyframe = "openai"\n' in text
         text = text.replace('keyframe = "openai"\n', "")
         text = text.replace("[steps]\n", tables(base, {"keyframe": "gemini_image",
                                                        "clip": "veo"}) + "\n", 1)
-        toml.write_text(text, encoding="utf-8")
+        config.write_text(text, encoding="utf-8")
         select = ("--use-first", "--select", "shot:eyes_on_ridge", "film.film")
 
         r = filmc(project, "plan", *select, state=state, code=2)
@@ -489,7 +395,7 @@ def test_the_example_film_is_made_with_gemini_keyframes_and_veo_clips(tmp_path):
         assert "2 keyframe on gemini_image, 1 clip on veo" in said
 
         filmc(project, "build", *select, state=state)
-        steps = report(project, "wolfpack")
+        steps = harness.report(project, "wolfpack")
         ran = {i: s for i, s in steps.items() if s["status"] == "ran"}
         keyframes = {i for i in ran if i.startswith("keyframe.")}
         assert keyframes == {"keyframe.cub.eyes_on_ridge.gemini_image-1",

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...lang.steps import KINDS
-from ..http import Http
+from ..http import Http, unbilled
 from ..protocol import (
     RETRYABLE,
     Adapter,
@@ -349,8 +349,7 @@ class ComfyUI(Adapter):
             r.raise_for_status(f"upload `{item.path.name}`")
             data = r.json()
         except ServiceError as e:  # an upload costs nothing: it may always be sent again
-            raise ServiceError(e.kind, e.message, retry_after=e.retry_after, unbilled=True,
-                               status=e.status) from None
+            raise unbilled(e) from None
         name = str(data.get("name", filename)) if isinstance(data, dict) else filename
         subfolder = str(data.get("subfolder", UPLOAD_DIR)) if isinstance(data, dict) else ""
         return f"{subfolder}/{name}" if subfolder else name

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -37,6 +36,7 @@ from typing import Any
 import attrs
 
 from ...lang.steps import CHARACTER, FIRST_FRAME, LAST_FRAME, LOCATION, REFERENCE
+from ..inputs import key_seed
 from ..protocol import FailureKind, Input, Request, ServiceError, SettingProblem
 
 PATTERN = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
@@ -292,7 +292,7 @@ def values(flow: Workflow, request: Request, uploaded: Mapping[str, str]) -> dic
     for name in flow.placeholders & FIELDS.keys():
         value: Any
         if name == "seed":
-            value = f.seed if f.seed is not None else seed(request.key)
+            value = f.seed if f.seed is not None else key_seed(request.key)
         elif name == "frames":
             value = None if f.fps is None or f.duration is None else round(f.duration * f.fps)
         elif name in ("fps", "duration"):
@@ -306,14 +306,6 @@ def values(flow: Workflow, request: Request, uploaded: Mapping[str, str]) -> dic
                                f"`{request.step}` has no {name}", unbilled=True)
         out[name] = value
     return out
-
-
-def seed(key: str) -> int:
-    """A seed from the step's key: the same step, the same picture; each take its own."""
-    try:
-        return int(key[:8], 16)
-    except ValueError:
-        return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
 
 
 def fill(flow: Workflow, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,8 +26,6 @@ There is no API to cancel a task.
 from __future__ import annotations
 
 import asyncio
-import difflib
-import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -50,7 +48,9 @@ from ..protocol import (
     SettingProblem,
     Setup,
 )
-from .api import Tokens, accepted, classify, error_body, outcome, redact, task_of
+from ..results import downloaded, keep_as
+from ..settings import ENGINE, Problems, number, service_url
+from .api import Tokens, accepted, classify, error_body, outcome, task_of
 from .bodies import (
     CLIP_ROUTE,
     DURATIONS,
@@ -74,10 +74,9 @@ DOWNLOAD_TIMEOUT = 600.0
 
 CLIP_SETTINGS = frozenset({"model", "mode", "cfg_scale", "multi_image_model"})
 IMAGE_SETTINGS = frozenset({"image_model", "resolution"})
-ENGINE_SETTINGS = ("timeout_s", "retries", "backoff_s", "backoff_cap_s", "poll_interval_s")
-KNOWN = {"region", "base_url", *CLIP_SETTINGS, *IMAGE_SETTINGS, *ENGINE_SETTINGS}
-
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"))
+KNOWN = {"region", "base_url", *CLIP_SETTINGS, *IMAGE_SETTINGS, *ENGINE}
+# What Kling makes, by what its first bytes say: MP4 videos, PNG and JPEG images.
+KEPT = {"video": {"mp4": "mp4", "mov": "mp4"}, "image": {"png": "png", "jpg": "jpg"}}
 
 
 class Kling(Adapter):
@@ -175,18 +174,11 @@ class Kling(Adapter):
             doing = f"download the {name} of Kling's task {place.get('task', '')}".rstrip()
             # No token: Kling's file URLs are public (its CDN), and a token is a key.
             r = await self.http.request("GET", url, timeout=DOWNLOAD_TIMEOUT)
-            if r.status in (403, 404, 410):
-                raise r.error(doing, "the file's URL has expired or is gone",
-                              kind=FailureKind.EXPIRED)
-            r.raise_for_status(doing)
-            ext = _extension(r.body, name)
-            if ext is None:
-                raise ServiceError(FailureKind.FAILED,
-                                   f"cannot {doing}: {where(url)} sent {len(r.body)} bytes that "
-                                   f"are not {'an MP4 video' if name == 'video' else 'an image'}")
-            path = request.workdir / f"{name}{ext}"
-            await asyncio.to_thread(path.write_bytes, r.body)
-            files[name] = path
+            downloaded(r, doing, "the file's URL has expired or is gone")
+            media = "video" if name == "video" else "image"
+            files[name] = await asyncio.to_thread(
+                keep_as, r.body, request.workdir / name, where(url), doing, KEPT[media],
+                "an MP4 video" if media == "video" else "an image")
         return files
 
     async def close(self) -> None:
@@ -221,11 +213,8 @@ class Kling(Adapter):
         refused it (`query`: it asked for a task).  A failure to send is raised, and
         never carries a key."""
         token, sent_at = self.tokens.get(), time.monotonic()
-        try:
-            r = await self.http.request(method, url, headers={"Authorization": f"Bearer {token}"},
-                                        **kwargs)
-        except ServiceError as e:
-            raise redact(e, self.tokens.keys(), doing) from None
+        r = await self.http.send(method, url, doing, self.tokens.keys(), (),
+                                 headers={"Authorization": f"Bearer {token}"}, **kwargs)
         if not _refused(r):
             self.tokens.taken()
             return r, None
@@ -244,9 +233,7 @@ class Kling(Adapter):
 
 
 def base_url(settings: Mapping[str, Any]) -> str:
-    if settings.get("base_url"):
-        return str(settings["base_url"]).rstrip("/")
-    return REGIONS.get(str(settings.get("region") or DEFAULT_REGION), REGIONS[DEFAULT_REGION])
+    return service_url(settings, REGIONS, DEFAULT_REGION)
 
 
 def _refused(r: Response) -> bool:
@@ -261,47 +248,27 @@ def _output(handle: Handle) -> str:
     return KINDS[str(handle.data.get("kind", "clip"))].outputs[0].name
 
 
-def _extension(body: bytes, name: str) -> str | None:
-    if name == "video":
-        return ".mp4" if body[4:8] == b"ftyp" else None
-    return next((ext for sig, ext in _SIGNATURES if body.startswith(sig)), None)
-
-
 # -- settings -----------------------------------------------------------------------------
 
 
-def _number(value: Any, low: float, high: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
-
-
 def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
-    problems: list[SettingProblem] = []
-
-    def problem(setting: str, message: str, help: str | None = None,
-                warning: bool = False) -> None:
-        problems.append(SettingProblem(setting, message, help, warning))
-
+    problem = Problems()
     model = settings.get("model")
     if model is None:
         problem("model", "the `kling` adapter needs `model`: the video model clips are made with",
                 'e.g. `model = "kling-v2-1"`; Kling\'s documentation lists its models')
-    for name in ("model", "image_model", "multi_image_model", "base_url"):
-        if name in settings and (not isinstance(settings[name], str) or not settings[name]):
-            problem(name, f"`{name}` must be a non-empty string")
+    problem.strings(settings, ("model", "image_model", "multi_image_model", "base_url"))
     region = settings.get("region")
     if region is not None and region not in REGIONS:
         problem("region", f"`region` must be `international` or `china`, not `{region}`",
                 f"`international` is {REGIONS['international']}, `china` "
                 f"{REGIONS['china']}; an account's keys work in its own region only")
-    base = settings.get("base_url")
-    if isinstance(base, str) and base and not re.match(r"https?://[^/]", base):
-        problem("base_url", f"`base_url` must be an http(s) URL, not `{base}`",
-                "leave it out to use `region`")
+    problem.http_url(settings, "base_url", "leave it out to use `region`")
     if "mode" in settings and settings["mode"] not in ("std", "pro"):
         problem("mode", f"`mode` must be `std` or `pro`, not `{settings['mode']}`",
                 "`pro` makes better clips, and is needed for clips that end on a last frame")
     if "cfg_scale" in settings:
-        if not _number(settings["cfg_scale"], 0, 1):
+        if not number(settings["cfg_scale"], 0, 1):
             problem("cfg_scale", f"`cfg_scale` must be a number from 0 to 1, not "
                     f"`{settings['cfg_scale']}`")
         elif isinstance(model, str) and model.startswith("kling-v2"):
@@ -310,12 +277,8 @@ def _check(settings: Mapping[str, Any]) -> list[SettingProblem]:
     if "resolution" in settings and settings["resolution"] not in ("1k", "2k"):
         problem("resolution", f"`resolution` must be `1k` or `2k`, not "
                 f"`{settings['resolution']}`", "it sets the size of images without references")
-    if "timeout_s" in settings and not _number(settings["timeout_s"], 1, 7 * 86400):
+    if "timeout_s" in settings and not number(settings["timeout_s"], 1, 7 * 86400):
         problem("timeout_s", "`timeout_s` must be a number of seconds", "how long one job may "
                 "take before filmc leaves it for the next build; 3600 for clips by default")
-    for name in settings:
-        near = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=0.8)
-        if name not in KNOWN and near:
-            problem(name, f"the `kling` adapter has no setting `{name}`",
-                    f"did you mean `{near[0]}`?", warning=True)
-    return problems
+    problem.near_misses(settings, KNOWN, "kling")
+    return problem

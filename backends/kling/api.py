@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..http import Response, kind_of_status, retry_after, where
+from ..http import Response, kind_of_status, redact, retry_after, snippet, where
 from ..protocol import Done, FailureKind, Pending, ServiceError
 
 TOKEN_LIFETIME = 1800  # seconds, as Kling's documentation issues them
@@ -163,7 +163,7 @@ def classify(r: Response, doing: str, tokens: Tokens | None = None, token: str =
     request asked for a task, so "no such resource" means no such task."""
     err = error_body(r.body)
     code = err.get("code") if isinstance(err.get("code"), int) else None
-    said = str(err.get("message") or "").strip() or _snippet(r.body) or "no reason given"
+    said = str(err.get("message") or "").strip() or snippet(r.body) or "no reason given"
     request_id = f" (Kling's request id {err['request_id']})" if err.get("request_id") else ""
     kind, unbilled, advice = CODES.get(code, (None, False, "")) if code is not None else \
         (None, False, "")
@@ -185,25 +185,7 @@ def classify(r: Response, doing: str, tokens: Tokens | None = None, token: str =
     message = (f"cannot {doing}: Kling answered {shown}: {said}"
                + (f"; {advice}" if advice else "") + request_id)
     e = ServiceError(kind, message, retry_after=wait, unbilled=unbilled, status=r.status)
-    return redact(e, tokens.keys() if tokens is not None else ())
-
-
-def redact(e: ServiceError, secrets: tuple[str, ...], doing: str | None = None) -> ServiceError:
-    """`e` with every secret masked out of its message; said as `cannot {doing}: ...`."""
-    message = e.message
-    for s in secrets:
-        message = message.replace(s, "***")
-    if doing and not message.startswith("cannot "):
-        message = f"cannot {doing}: {message}"
-    if message == e.message:
-        return e
-    return ServiceError(e.kind, message, retry_after=e.retry_after, unbilled=e.unbilled,
-                        status=e.status)
-
-
-def _snippet(body: bytes, limit: int = 300) -> str:
-    text = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
-    return text if len(text) <= limit else text[:limit] + "…"
+    return redact(e, tokens.keys() if tokens is not None else (), shapes=())
 
 
 # -- task records ------------------------------------------------------------------------
@@ -216,7 +198,7 @@ def accepted(r: Response, doing: str) -> str:
     task = data.get("task_id") if isinstance(data, dict) else None
     if not task:
         raise ServiceError(FailureKind.TRANSIENT, f"cannot {doing}: {where(r.url)} answered "
-                           f"{r.status} without a task id ({_snippet(r.body)})",
+                           f"{r.status} without a task id ({snippet(r.body)})",
                            status=r.status)
     return str(task)
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from ...lang.steps import CHARACTER, FIRST_FRAME, LAST_FRAME, LOCATION, REFERENCE
 from ..fit import aspect_ratio, clip_length
+from ..inputs import enlarged
 from ..protocol import FailureKind, Input, Request, ServiceError
 
 CLIP_ROUTE = "videos/image2video"
@@ -149,14 +150,10 @@ def sendable(image: Input, doing: str) -> bytes:
                                    f"backend")
             if fmt in ("PNG", "JPEG") and min(w, h) >= MIN_SIDE and len(raw) <= MAX_BYTES:
                 return raw
-            scale = max(1.0, MIN_SIDE / min(w, h))
-            size = (max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale)))
-            picture = img.convert("RGB")
+            picture = enlarged(img, MIN_SIDE, round)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ServiceError(FailureKind.INVALID, f"cannot {doing}: `{image.step}` is not an "
                            f"image Kling can take ({e})") from None
-    if size != (w, h):
-        picture = picture.resize(size, Image.Resampling.LANCZOS)
     out = io.BytesIO()
     picture.save(out, "PNG")
     if out.tell() > MAX_BYTES:  # a huge frame: JPEG keeps it under Kling's 10 MB

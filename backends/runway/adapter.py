@@ -29,7 +29,6 @@ daily generation quota is spent, which stops the backend like an empty account.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
@@ -39,7 +38,8 @@ from typing import Any
 
 from ...lang.steps import FIRST_FRAME, KINDS, LAST_FRAME
 from ..fit import aspect_ratio, clip_length
-from ..http import Http, Response, where
+from ..http import Http, Response, masked, unbilled, where
+from ..inputs import Once, data_url, references
 from ..protocol import (
     Adapter,
     Capabilities,
@@ -54,7 +54,8 @@ from ..protocol import (
     SettingProblem,
     Setup,
 )
-from .answers import about_inputs, classify, extension, redact, task_failure
+from ..results import IMAGES, VIDEOS, downloaded, keep_as
+from .answers import about_inputs, classify, task_failure
 from .models import (
     CLIP_SETTINGS,
     DEFAULT_BASE_URL,
@@ -69,7 +70,6 @@ from .models import (
     model_of,
     ratio_size,
     ratios_of,
-    references,
     references_of,
     tag_all,
 )
@@ -95,7 +95,7 @@ class Runway(Adapter):
         super().__init__(setup)
         self.base_url = str(self.settings.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
         self.http = Http(setup.name, timeout=REQUEST_TIMEOUT)
-        self._uploading: dict[str, asyncio.Task[str]] = {}
+        self.uploads = Once()  # concurrent steps with the same image share one upload
 
     # -- what the class declares ----------------------------------------------------------
 
@@ -208,20 +208,13 @@ class Runway(Adapter):
             doing = f"download the output of `{request.step}`"
             # A signed URL: no key goes with it.
             r = await self.http.request("GET", url, timeout=600)
-            if r.status in (401, 403, 404, 410):
-                raise r.error(doing, "Runway's output URL has expired (they last 24 to 48 "
-                              "hours); the task is asked again for a fresh one",
-                              kind=FailureKind.EXPIRED)
-            r.raise_for_status(doing)
-            media = next(o.media for o in request.outputs if o.name == name)
-            ext = extension(r.body, media)
-            if ext is None:
-                what = "a video" if media == "video" else "an image"
-                raise ServiceError(FailureKind.FAILED, f"cannot {doing}: {where(url)} sent "
-                                   f"{len(r.body)} bytes that are not {what}")
-            path = request.workdir / f"{name}.{ext}"
-            await asyncio.to_thread(path.write_bytes, r.body)
-            files[name] = path
+            downloaded(r, doing, "Runway's output URL has expired (they last 24 to 48 hours); "
+                                 "the task is asked again for a fresh one",
+                       gone=(401, 403, 404, 410))
+            video = next(o.media for o in request.outputs if o.name == name) == "video"
+            files[name] = await asyncio.to_thread(
+                keep_as, r.body, request.workdir / name, where(url), doing,
+                VIDEOS if video else IMAGES, "a video" if video else "an image")
         return files
 
     async def cancel(self, handle: Handle) -> None:
@@ -231,8 +224,7 @@ class Runway(Adapter):
                              timeout=15)
 
     async def close(self) -> None:
-        for task in self._uploading.values():
-            task.cancel()
+        self.uploads.cancel()
         await self.http.close()
 
     # -- requests -------------------------------------------------------------------------
@@ -301,7 +293,7 @@ class Runway(Adapter):
         if size < UPLOAD_MIN:  # under the upload route's minimum: inline
             body = await asyncio.to_thread(item.path.read_bytes)
             mime = _MIME.get(item.path.suffix.lower(), "image/png")
-            return f"data:{mime};base64,{base64.b64encode(body).decode()}", False
+            return data_url(body, mime), False
         if size > UPLOAD_MAX:
             raise ServiceError(FailureKind.INVALID, f"the input `{item.path.name}` (from "
                                f"`{item.step}`) is {size >> 20} MB: Runway takes at most 200 MB")
@@ -310,12 +302,7 @@ class Runway(Adapter):
         if (isinstance(cached, dict) and isinstance(cached.get("uri"), str)
                 and time.time() - float(cached.get("at", 0)) < UPLOAD_REUSE_S):
             return str(cached["uri"]), True
-        task = self._uploading.get(item.digest)
-        if task is None:  # concurrent steps with the same image share one upload
-            task = asyncio.get_running_loop().create_task(self._upload(item))
-            self._uploading[item.digest] = task
-            task.add_done_callback(lambda _: self._uploading.pop(item.digest, None))
-        uri = await asyncio.shield(task)
+        uri = await self.uploads.once(item.digest, lambda: self._upload(item))
         self.setup.uploads.put(scope, item.digest, {"uri": uri, "at": time.time()})
         return uri, False
 
@@ -347,8 +334,7 @@ class Runway(Adapter):
                                            timeout=600)
             sent.raise_for_status(doing)
         except ServiceError as e:  # an upload costs nothing: it may always be sent again
-            raise ServiceError(e.kind, e.message, retry_after=e.retry_after, unbilled=True,
-                               status=e.status) from None
+            raise unbilled(e) from None
         return str(slot["runwayUri"])
 
     # -- HTTP -----------------------------------------------------------------------------
@@ -366,7 +352,7 @@ class Runway(Adapter):
             return await self.http.request(method, f"{self.base_url}{route}",
                                            headers=self._headers(), **kwargs)
         except ServiceError as e:
-            raise ServiceError(e.kind, f"cannot {doing}: {redact(e.message, self._key())}",
+            raise ServiceError(e.kind, f"cannot {doing}: {masked(e.message, self._key())}",
                                retry_after=e.retry_after, unbilled=e.unbilled,
                                status=e.status) from None
 

@@ -15,10 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..http import Response, kind_of_status, retry_after, where
+from ..http import Response, kind_of_status, masked, retry_after, snippet, where
 from ..protocol import FailureKind, ServiceError
-
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"))
 
 
 def reason(r: Response) -> str:
@@ -28,8 +26,7 @@ def reason(r: Response) -> str:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        text = r.body.decode("utf-8", errors="replace").strip().replace("\n", " ")
-        return (text[:300] + "…" if len(text) > 300 else text) or "no reason given"
+        return snippet(r.body) or "no reason given"
     said = str(data.get("error") or data.get("message") or "no reason given")
     issues = data.get("issues")
     if isinstance(issues, list):
@@ -69,7 +66,7 @@ def classify(r: Response, doing: str, key: str, submitting: bool) -> ServiceErro
         said += "; check `model` and `base_url`"
     elif status in (502, 503, 504):  # Runway sheds load: nothing was started
         kind, unbilled = FailureKind.TRANSIENT, True
-    return ServiceError(kind, redact(f"cannot {doing}: {where(r.url)} answered {status}: {said}",
+    return ServiceError(kind, masked(f"cannot {doing}: {where(r.url)} answered {status}: {said}",
                                      key),
                         retry_after=retry_after(r.headers), unbilled=unbilled, status=status)
 
@@ -102,20 +99,3 @@ def about_inputs(r: Response) -> bool:
     text = reason(r).lower()
     return any(w in text for w in ("promptimage", "referenceimages", "runway://", "asset",
                                    "uri"))
-
-
-def redact(message: str, key: str) -> str:
-    return message.replace(key, "***") if len(key) >= 4 else message
-
-
-def extension(body: bytes, media: str) -> str | None:
-    if media == "video":
-        if body[4:8] == b"ftyp":
-            return "mp4"
-        return "webm" if body[:4] == b"\x1a\x45\xdf\xa3" else None
-    for signature, ext in _SIGNATURES:
-        if body.startswith(signature):
-            return ext
-    return "webp" if body[:4] == b"RIFF" and body[8:12] == b"WEBP" else None
-
-

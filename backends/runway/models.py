@@ -15,15 +15,15 @@ last).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from ...lang.steps import CHARACTER, LOCATION, REFERENCE
-from ..protocol import Input, Request, SettingProblem
+from ...lang.steps import CHARACTER, LOCATION
+from ..protocol import Input, SettingProblem
+from ..settings import ENGINE, Problems, number
 
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 DEFAULT_CLIP_MODEL = "gen4_turbo"
@@ -66,9 +66,7 @@ IMAGE_MODELS = {
 CLIP_SETTINGS = frozenset({"model", "ratios", "durations", "public_figure_threshold"})
 IMAGE_SETTINGS = frozenset({"image_model", "image_ratios", "references",
                             "public_figure_threshold"})
-# The engine's own settings (engine/retry.py), read from the same table.
-ENGINE = frozenset({"retries", "backoff_s", "backoff_cap_s", "poll_interval_s", "timeout_s"})
-KNOWN = CLIP_SETTINGS | IMAGE_SETTINGS | ENGINE | {"base_url", "api_version"}
+KNOWN = CLIP_SETTINGS | IMAGE_SETTINGS | {*ENGINE, "base_url", "api_version"}
 
 
 # -- what a model takes ---------------------------------------------------------------------
@@ -114,15 +112,10 @@ def ratio_size(ratio: Any) -> tuple[int, int] | None:
 
 
 def _whole(value: Any, low: int = 1) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+    return number(value, low, whole=True)
 
 
 # -- prompts and references -----------------------------------------------------------------
-
-
-def references(request: Request) -> tuple[Input, ...]:
-    """The images a text_to_image request shows: characters, the location, the user's own."""
-    return request.of(CHARACTER) + request.of(LOCATION) + request.of(REFERENCE)
 
 
 def tag_all(refs: Sequence[Input]) -> list[str]:
@@ -178,20 +171,12 @@ def fit_prompt(text: str, limit: int) -> str:
     return text.rstrip()
 
 
-
 # -- settings -------------------------------------------------------------------------------
 
 
 def check(settings: Mapping[str, Any]) -> list[SettingProblem]:
-    problems: list[SettingProblem] = []
-
-    def problem(setting: str, message: str, help: str | None = None,
-                warning: bool = False) -> None:
-        problems.append(SettingProblem(setting, message, help, warning))
-
-    for name in ("model", "image_model", "base_url", "api_version"):
-        if name in settings and (not isinstance(settings[name], str) or not settings[name]):
-            problem(name, f"`{name}` must be a non-empty string")
+    problem = Problems()
+    problem.strings(settings, ("model", "image_model", "base_url", "api_version"))
     for name, table, kind in (("model", CLIP_MODELS, "clip"),
                               ("image_model", IMAGE_MODELS, "keyframe")):
         value = settings.get(name)
@@ -202,10 +187,8 @@ def check(settings: Mapping[str, Any]) -> list[SettingProblem]:
             problem(name, f"filmc does not know Runway's model `{value}`",
                     f"it knows {listed}; for another, set {extra} as its API reference says "
                     f"(filmc assumes a Gen-4 model's meanwhile)", warning=True)
-    base = settings.get("base_url")
-    if isinstance(base, str) and base and not re.match(r"https?://[^/]", base):
-        problem("base_url", f"`base_url` must be an http(s) URL, not `{base}`",
-                f"for Runway itself leave it out (it is `{DEFAULT_BASE_URL}`)")
+    problem.http_url(settings, "base_url",
+                     f"for Runway itself leave it out (it is `{DEFAULT_BASE_URL}`)")
     for name, kind in (("ratios", "clip"), ("image_ratios", "keyframe")):
         if name not in settings:
             continue
@@ -230,10 +213,5 @@ def check(settings: Mapping[str, Any]) -> list[SettingProblem]:
     threshold = settings.get("public_figure_threshold")
     if threshold is not None and threshold not in ("auto", "low"):
         problem("public_figure_threshold", "`public_figure_threshold` must be `auto` or `low`")
-    for name in settings:
-        near = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=0.8)
-        if name not in KNOWN and near:
-            problem(name, f"the `runway` adapter has no setting `{name}`",
-                    f"did you mean `{near[0]}`?", warning=True)
-    return problems
-
+    problem.near_misses(settings, KNOWN, "runway")
+    return problem

@@ -26,7 +26,6 @@ connection dropped unanswered.  `refuse` lists words whose prompts are refused.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
@@ -34,7 +33,6 @@ import itertools
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -42,6 +40,7 @@ from aiohttp import web
 from PIL import Image
 
 from . import media
+from .common import guarded, kept, lost
 
 IMAGE_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 IMAGE_SIZES = ("square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3",
@@ -123,23 +122,7 @@ class FalState:
 def make_app(state: FalState) -> web.Application:
     app = web.Application(client_max_size=64 << 20)
 
-    def api(route: str, handler: Callable[..., Any], auth: bool = True) -> Callable[..., Any]:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            state.requests[route] += 1
-            if auth and request.headers.get("Authorization") != f"Key {state.key}":
-                state.auth_failures += 1
-                return web.json_response({"detail": "Invalid Key Authorization header format"
-                                          if request.headers.get("Authorization") else
-                                          "No authorization header provided"}, status=401)
-            fault = state.faults.pop(0) if state.faults and auth else None
-            if fault is not None:
-                answer = await _fault(state, fault, request, route)
-                if answer is not None:
-                    return answer
-            return await handler(state, request)
-
-        return wrapped
-
+    api = guarded(state, "Key", _unauthorized, _fault)
     app.router.add_post("/storage/upload/initiate", api("initiate", _initiate))
     app.router.add_put("/upload/{name}", api("put", _put, auth=False))
     app.router.add_get("/files/{name}", api("file", _file, auth=False))
@@ -149,6 +132,12 @@ def make_app(state: FalState) -> web.Application:
     app.router.add_get("/{owner}/{app}/requests/{id}", api("result", _result))
     app.router.add_post("/{model:.+}", api("submit", _submit))
     return app
+
+
+def _unauthorized(request: web.Request) -> web.Response:
+    return web.json_response({"detail": "Invalid Key Authorization header format"
+                              if request.headers.get("Authorization") else
+                              "No authorization header provided"}, status=401)
 
 
 async def _fault(state: FalState, fault: tuple[Any, ...], request: web.Request,
@@ -163,14 +152,8 @@ async def _fault(state: FalState, fault: tuple[Any, ...], request: web.Request,
         return web.json_response({"detail": "User is locked. Reason: Exhausted balance. Top up "
                                             "your balance at fal.ai/dashboard/billing."},
                                  status=403)
-    if what == "reset":
-        if route == "submit":
-            await _submit(state, request)  # queued, and the answer lost
-        else:
-            await request.read()
-        assert request.transport is not None
-        request.transport.abort()
-        raise asyncio.CancelledError
+    if what == "reset":  # a submit queued all the same
+        await lost(request, _submit(state, request) if route == "submit" else None)
     raise ValueError(f"unknown loopback fault {fault!r}")
 
 
@@ -299,7 +282,7 @@ def _run(state: FalState, job: Job, origin: Any) -> tuple[int, dict[str, Any]]:
     else:
         w, h = _video_size(state, job.input.get("image_url"))
         seconds = int(job.input.get("duration", "5"))
-        body, kind = _mp4(w, h, seconds, f"{job.input.get('prompt')}"), "video/mp4"
+        body, kind = media.mp4_tagged(w, h, seconds, f"{job.input.get('prompt')}"), "video/mp4"
     out_id = f"{next(state._ids)}-{job.id[:8]}"
     state.outputs[out_id] = (body, kind, time.time())
     state.made.append(hashlib.sha256(body).hexdigest())
@@ -392,24 +375,8 @@ def _fit(ratio: float) -> tuple[int, int]:
     return max(2, round(LONG_SIDE * ratio / 2) * 2), LONG_SIDE
 
 
-_MP4: dict[tuple[int, int, int], bytes] = {}
-
-
-def _mp4(w: int, h: int, seconds: int, seed: str) -> bytes:
-    """A real MP4 of `seconds`, made by ffmpeg once per size and length; each clip its own
-    bytes (a `free` box naming its seed, which players skip), so each has its own digest."""
-    key = (w, h, seconds)
-    if key not in _MP4:
-        _MP4[key] = media.mp4(w, h, seconds, fps=24)
-    tag = hashlib.sha256(seed.encode()).digest()
-    return _MP4[key] + (8 + len(tag)).to_bytes(4, "big") + b"free" + tag
-
-
 async def _media(state: FalState, request: web.Request) -> web.Response:
-    found = state.outputs.get(request.match_info["id"])
-    if found is None or time.time() - found[2] >= state.media_ttl:
-        return web.Response(status=404, text="Not Found")
-    return web.Response(body=found[0], content_type=found[1])
+    return kept(state.outputs.get(request.match_info["id"]), state.media_ttl)
 
 
 # -- storage -----------------------------------------------------------------------------

@@ -29,8 +29,6 @@ unknown task with HTTP 404 instead of the `Task not found` status.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -46,6 +44,7 @@ from aiohttp import web
 from PIL import Image
 
 from . import media, run_forever
+from .common import command_line, hang_up, json_object, routed
 
 COMMON = {"prompt", "seed", "safety_tolerance", "output_format", "prompt_upsampling",
           "webhook_url", "webhook_secret"}
@@ -131,19 +130,14 @@ def family(model: str) -> Family | None:
 def make_app(state: FluxState) -> web.Application:
     app = web.Application(client_max_size=128 << 20)
 
-    def api(method: str, path: str, route: str, handler: Any) -> None:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            state.requests[route] += 1
-            if request.headers.get("x-key") != state.key:
-                state.auth_failures += 1
-                return web.json_response({"detail": "Not authenticated - Invalid Authentication"},
-                                         status=403)
-            try:
-                return await handler(state, request)
-            except _Refusal as e:
-                return e.response
+    async def serve(handler: Any, request: web.Request, route: str) -> web.StreamResponse:
+        if request.headers.get("x-key") != state.key:
+            state.auth_failures += 1
+            return web.json_response({"detail": "Not authenticated - Invalid Authentication"},
+                                     status=403)
+        return await handler(state, request)
 
-        app.router.add_route(method, path, wrapped)
+    api = routed(app, state, _Refusal, serve)
 
     api("GET", "/v1/get_result", "get_result", _get_result)
     api("POST", "/v1/{model}", "submit", _submit)
@@ -161,12 +155,8 @@ async def _submit(state: FluxState, request: web.Request) -> web.StreamResponse:
     if fam is None:
         raise _Refusal(404, "Not Found")
     state.submits += 1
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _Refusal(422, "Invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise _Refusal(422, "The body must be a JSON object")
+    body = await json_object(request, lambda m: _Refusal(422, m), "Invalid JSON body",
+                             "The body must be a JSON object")
     fault = state.faults.pop(0) if state.faults else None
     if fault is not None and fault[0] == "status":
         _, status, headers, payload = (*fault, None, None)[:4]
@@ -181,9 +171,7 @@ async def _submit(state: FluxState, request: web.Request) -> web.StreamResponse:
     state.tasks[task_id] = Task(task_id, model, body, w, h)
     state.created.append(body)
     if fault is not None and fault[0] == "reset":
-        assert request.transport is not None
-        request.transport.abort()
-        raise asyncio.CancelledError
+        hang_up(request)
     # As BFL's, the polling URL names the cluster that runs the task.
     polling = f"{request.url.origin()}/v1/get_result?id={task_id}&cluster=loop1"
     return web.json_response({"id": task_id, "polling_url": polling,
@@ -310,11 +298,8 @@ async def _delivery(state: FluxState, request: web.Request) -> web.StreamRespons
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a loopback Black Forest Labs API server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8192)
-    parser.add_argument("--key", default="bfl-loopback", help="the API key it accepts")
-    args = parser.parse_args()
+    args = command_line("a loopback Black Forest Labs API server", 8192,
+                        "bfl-loopback").parse_args()
     run_forever(make_app(FluxState(key=args.key)), args.host, args.port)
 
 

@@ -39,7 +39,6 @@ while `hold` is set; its video is kept `file_ttl` seconds.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
@@ -56,6 +55,7 @@ from aiohttp import web
 from PIL import Image
 
 from . import media, run_forever
+from .common import command_line, counted, hang_up, json_object
 
 IMAGE_MODELS = {"gemini-2.5-flash-image": 3, "gemini-3-pro-image-preview": 14,
                 "gemini-3.1-flash-image-preview": 14}  # model → reference images it takes
@@ -154,17 +154,12 @@ def make_app(state: GoogleState) -> web.Application:
     """The API under /v1beta; the storage host that `redirect_files` sends downloads to."""
     app = web.Application(client_max_size=256 << 20)
 
-    async def counted(route: str, handler: Any, request: web.Request) -> web.StreamResponse:
-        state.requests[route] += 1
-        state.request_times.append(time.monotonic())
-        state.in_flight += 1
-        state.max_in_flight = max(state.max_in_flight, state.in_flight)
-        try:
-            return await _serve(state, route, handler, request)
-        except _Refusal as e:
-            return e.response
-        finally:
-            state.in_flight -= 1
+    async def served(route: str, handler: Any, request: web.Request) -> web.StreamResponse:
+        with counted(state, route):
+            try:
+                return await _serve(state, route, handler, request)
+            except _Refusal as e:
+                return e.response
 
     async def models(request: web.Request) -> web.StreamResponse:
         model, _, action = request.match_info["spec"].partition(":")
@@ -175,13 +170,13 @@ def make_app(state: GoogleState) -> web.Application:
         async def call(state: GoogleState, request: web.Request) -> web.StreamResponse:
             return await handler(state, request, model)
 
-        return await counted(action, call, request)
+        return await served(action, call, request)
 
     async def operations(request: web.Request) -> web.StreamResponse:
-        return await counted("operations", _operation, request)
+        return await served("operations", _operation, request)
 
     async def files(request: web.Request) -> web.StreamResponse:
-        return await counted("files", _file, request)
+        return await served("files", _file, request)
 
     async def storage(request: web.Request) -> web.StreamResponse:
         state.requests["storage"] += 1
@@ -246,29 +241,11 @@ async def _fault(state: GoogleState, fault: tuple[Any, ...], request: web.Reques
             return web.json_response(body, status=code, headers=headers)
         return web.Response(status=code, body=body, headers=headers)
     if what == "quota":
-        return status(429, "You exceeded your current quota, please check your plan and "
-                      "billing details. For more information on this error, head to: "
-                      "https://ai.google.dev/gemini-api/docs/rate-limits.", details=[
-                          {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                           "violations": [{
-                               "quotaMetric": "generativelanguage.googleapis.com/"
-                                              "generate_requests_per_model_per_day",
-                               "quotaId": "GenerateRequestsPerDayPerProjectPerModel",
-                               "quotaDimensions": {"location": "global"}, "quotaValue": "10"}]},
-                          {"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                           "retryDelay": "52000s"}])
+        return _exhausted("generate_requests_per_model_per_day",
+                          "GenerateRequestsPerDayPerProjectPerModel", "10", "52000s")
     if what == "rate":
-        return status(429, "You exceeded your current quota, please check your plan and "
-                      "billing details. For more information on this error, head to: "
-                      "https://ai.google.dev/gemini-api/docs/rate-limits.", details=[
-                          {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                           "violations": [{
-                               "quotaMetric": "generativelanguage.googleapis.com/"
-                                              "generate_requests_per_model",
-                               "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
-                               "quotaDimensions": {"location": "global"}, "quotaValue": "2"}]},
-                          {"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                           "retryDelay": f"{fault[1]}s"}])
+        return _exhausted("generate_requests_per_model",
+                          "GenerateRequestsPerMinutePerProjectPerModel", "2", f"{fault[1]}s")
     if what == "bad_key":
         return _bad_key(request.headers.get("x-goog-api-key", ""), echo=True)
     if what == "reset":
@@ -276,9 +253,7 @@ async def _fault(state: GoogleState, fault: tuple[Any, ...], request: web.Reques
         state.billed += 1  # the service may have made (and charged for) it
         if route == "predictLongRunning":
             state.submits += 1
-        assert request.transport is not None
-        request.transport.abort()
-        raise asyncio.CancelledError  # no answer: the handler ends with the connection
+        hang_up(request)
     if what == "corrupt":
         await request.read()
         state.billed += 1
@@ -294,14 +269,21 @@ async def _fault(state: GoogleState, fault: tuple[Any, ...], request: web.Reques
     raise ValueError(f"unknown loopback fault {fault!r}")
 
 
+def _exhausted(metric: str, quota: str, value: str, delay: str) -> web.Response:
+    """A 429 RESOURCE_EXHAUSTED for `quota`, to be asked again after `delay`."""
+    return status(429, "You exceeded your current quota, please check your plan and billing "
+                  "details. For more information on this error, head to: "
+                  "https://ai.google.dev/gemini-api/docs/rate-limits.", details=[
+                      {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                       "violations": [{"quotaMetric": f"generativelanguage.googleapis.com/{metric}",
+                                       "quotaId": quota, "quotaDimensions": {"location": "global"},
+                                       "quotaValue": value}]},
+                      {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}])
+
+
 async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise invalid("Invalid JSON payload received. Unexpected token.") from None
-    if not isinstance(body, dict):
-        raise invalid("Invalid JSON payload received. Expected an object.")
-    return body
+    return await json_object(request, invalid, "Invalid JSON payload received. Unexpected token.",
+                             "Invalid JSON payload received. Expected an object.")
 
 
 def _decode_image(data: Any, mime: Any, where: str) -> bytes:
@@ -570,11 +552,7 @@ async def _file(state: GoogleState, request: web.Request) -> web.StreamResponse:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a loopback Gemini API server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8191)
-    parser.add_argument("--key", default="AIza-loopback", help="the API key it accepts")
-    args = parser.parse_args()
+    args = command_line("a loopback Gemini API server", 8191, "AIza-loopback").parse_args()
     run_forever(make_app(GoogleState(key=args.key)), args.host, args.port)
 
 

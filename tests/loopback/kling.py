@@ -36,7 +36,6 @@ serves until killed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
@@ -53,6 +52,7 @@ from aiohttp import web
 from PIL import Image
 
 from . import media, run_forever
+from .common import command_line, hang_up, json_object
 
 VIDEO_MODELS = ("kling-v1", "kling-v1-5", "kling-v1-6", "kling-v2-master", "kling-v2-1",
                 "kling-v2-1-master", "kling-v2-5-turbo", "kling-v2-6")
@@ -232,23 +232,14 @@ async def _fault(faults: list[Any], request: web.Request) -> str | None:
     raise ValueError(f"unknown loopback fault {fault!r}")
 
 
-def _drop(request: web.Request) -> None:
-    assert request.transport is not None
-    request.transport.abort()
-    raise asyncio.CancelledError  # no answer: the handler ends with the connection
-
-
 # -- submitting --------------------------------------------------------------------------
 
 
 async def _submit(state: KlingState, route: str, request: web.Request) -> web.StreamResponse:
     state.posts[route] += 1
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _Answer(400, 1200, "Invalid request parameters: the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise _Answer(400, 1200, "Invalid request parameters: the body is not an object")
+    body = await json_object(request, lambda m: _Answer(400, 1200, m),
+                             "Invalid request parameters: the body is not JSON",
+                             "Invalid request parameters: the body is not an object")
     then = await _fault(state.submit_faults, request)
     w, h, shown = _validate(state, route, body)
     state.bodies.append({"route": route, **shown})
@@ -261,7 +252,7 @@ async def _submit(state: KlingState, route: str, request: web.Request) -> web.St
     state.created.append(task.id)
     state.in_flight += 1
     if then == "reset":
-        _drop(request)
+        hang_up(request)
     return answer(200, 0, "SUCCEED", data=_record(task, brief=True))
 
 
@@ -406,7 +397,7 @@ async def _query(state: KlingState, route: str, request: web.Request) -> web.Str
                       f"{tid or external}")
     record = await _advance(state, task, request)
     if then == "reset":
-        _drop(request)
+        hang_up(request)
     return answer(200, 0, "SUCCEED", data=record)
 
 
@@ -466,9 +457,7 @@ def _record(task: Task, brief: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a loopback Kling API server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8191)
+    parser = command_line("a loopback Kling API server", 8191)
     parser.add_argument("--access-key", default="ak-loopback")
     parser.add_argument("--secret-key", default="sk-loopback")
     parser.add_argument("--latency", type=float, default=5.0, help="seconds a task takes")

@@ -43,6 +43,26 @@ def mp4(width: int, height: int, seconds: float, fps: int = 24, seed: str = "") 
         return out.read_bytes()
 
 
+@functools.lru_cache(maxsize=32)
+def mp4_once(width: int, height: int, seconds: int, seed: str) -> bytes:
+    """`mp4`, made once for each size, length and seed: a server asked for the same clip
+    again serves it at once."""
+    return mp4(width, height, seconds, seed=seed)
+
+
+_PLAIN: dict[tuple[int, int, int], bytes] = {}
+
+
+def mp4_tagged(width: int, height: int, seconds: int, seed: str) -> bytes:
+    """A real MP4 of `seconds`, made by ffmpeg once per size and length; each clip its own
+    bytes (a `free` box naming its seed, which players skip), so each has its own digest."""
+    key = (width, height, seconds)
+    if key not in _PLAIN:
+        _PLAIN[key] = mp4(width, height, seconds, fps=24)
+    tag = hashlib.sha256(seed.encode()).digest()
+    return _PLAIN[key] + (8 + len(tag)).to_bytes(4, "big") + b"free" + tag
+
+
 def wav(seconds: float, rate: int = 24000) -> bytes:
     """A real 16-bit mono WAV of `seconds` (a quiet tone)."""
     n = int(seconds * rate)

@@ -29,13 +29,11 @@ download URL lives.  `corrupt`: the video is an HTML page.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
 import contextlib
 import functools
-import hashlib
 import io
 import itertools
 import time
@@ -46,7 +44,8 @@ import attrs
 from aiohttp import web
 from PIL import Image
 
-from . import media, run_forever
+from . import run_forever
+from .common import command_line, hang_up, json_object, keep_clip, routed, signed_file
 
 HAILUO = ("MiniMax-Hailuo-2.3", "MiniMax-Hailuo-2.3-Fast", "MiniMax-Hailuo-02")
 MODELS = (*HAILUO, "T2V-01-Director", "T2V-01", "I2V-01-Director", "I2V-01-live", "I2V-01",
@@ -121,15 +120,8 @@ def _ok(**fields: Any) -> web.Response:
 def make_app(state: MiniMaxState) -> web.Application:
     app = web.Application(client_max_size=64 << 20)
 
-    def api(method: str, path: str, route: str, handler: Any) -> None:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            state.requests[route] += 1
-            try:
-                return await _serve(state, handler, request)
-            except _Answer as e:
-                return e.response
-
-        app.router.add_route(method, path, wrapped)
+    api = routed(app, state, _Answer,
+                 lambda handler, request, route: _serve(state, handler, request))
 
     api("POST", "/v1/video_generation", "create", _create)
     api("GET", "/v1/query/video_generation", "query", _query)
@@ -160,9 +152,7 @@ async def _serve(state: MiniMaxState, handler: Any, request: web.Request) -> web
     if fault is not None and fault[0] == "reset":
         with contextlib.suppress(_Answer):
             await handler(state, request)  # made (and paid for) all the same
-        assert request.transport is not None
-        request.transport.abort()
-        raise asyncio.CancelledError
+        hang_up(request)
     if fault is not None:
         raise ValueError(f"unknown loopback fault {fault!r}")
     return await handler(state, request)
@@ -189,12 +179,9 @@ def _frame(url: Any, name: str) -> tuple[int, int]:
 
 
 async def _create(state: MiniMaxState, request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _Answer(2013, "invalid params, the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise _Answer(2013, "invalid params, the body is not a JSON object")
+    body = await json_object(request, lambda m: _Answer(2013, m),
+                             "invalid params, the body is not JSON",
+                             "invalid params, the body is not a JSON object")
     state.received.append(body)
     for name in body:
         if name not in FIELDS:
@@ -265,16 +252,8 @@ async def _query(state: MiniMaxState, request: web.Request) -> web.Response:
 
 def _make_video(state: MiniMaxState, task: Task) -> int:
     file_id = int(task.id) + 70000
-    body = b"<html><body>404 Not Found</body></html>" if state.corrupt else \
-        _mp4(task.size[0], task.size[1], task.seconds, task.prompt)
-    state.files[file_id] = (body, time.time())
-    state.made.append(hashlib.sha256(body).hexdigest())
+    keep_clip(state, file_id, task, b"<html><body>404 Not Found</body></html>")
     return file_id
-
-
-@functools.lru_cache(maxsize=32)
-def _mp4(width: int, height: int, seconds: int, seed: str) -> bytes:
-    return media.mp4(width, height, seconds, seed=seed)
 
 
 async def _retrieve(state: MiniMaxState, request: web.Request) -> web.Response:
@@ -299,21 +278,11 @@ async def _download(state: MiniMaxState, request: web.Request) -> web.Response:
         expires = float(request.query.get("Expires", "0"))
     except ValueError:
         found, expires = None, 0.0
-    if found is None:
-        return web.Response(status=404, text="<Error><Code>NoSuchKey</Code></Error>",
-                            content_type="application/xml")
-    if time.time() >= expires:
-        return web.Response(status=403, text="<Error><Code>AccessDenied</Code><Message>Request "
-                            "has expired</Message></Error>", content_type="application/xml")
-    return web.Response(body=found[0], content_type="video/mp4")
+    return signed_file(found and found[0], expired=time.time() >= expires)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a loopback MiniMax video API server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8192)
-    parser.add_argument("--key", default="mm-loopback", help="the API key it accepts")
-    args = parser.parse_args()
+    args = command_line("a loopback MiniMax video API server", 8192, "mm-loopback").parse_args()
     run_forever(make_app(MiniMaxState(key=args.key)), args.host, args.port)
 
 

@@ -26,7 +26,6 @@ the connection unanswered, ("corrupt",) a 200 whose base64 is not an image,
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -42,6 +41,7 @@ from aiohttp import web
 from PIL import Image
 
 from . import media, run_forever
+from .common import command_line, counted, hang_up, json_object
 
 # The sizes each model family makes, as the API lists them in its 400 answer.
 GPT_IMAGE_SIZES = ("1024x1024", "1024x1536", "1536x1024", "auto")
@@ -109,16 +109,11 @@ def make_app(state: OpenAIState, prefix: str = "/v1") -> web.Application:
 
     def api(route: str, handler: Any) -> None:
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            state.requests[route] += 1
-            state.request_times.append(time.monotonic())
-            state.in_flight += 1
-            state.max_in_flight = max(state.max_in_flight, state.in_flight)
-            try:
-                return await _serve(state, route, handler, request)
-            except _Refusal as e:
-                return e.response
-            finally:
-                state.in_flight -= 1
+            with counted(state, route):
+                try:
+                    return await _serve(state, route, handler, request)
+                except _Refusal as e:
+                    return e.response
 
         app.router.add_post(f"{prefix.rstrip('/')}/{route}", wrapped)
 
@@ -192,9 +187,7 @@ async def _fault(state: OpenAIState, fault: tuple[Any, ...],
     if what == "reset":
         await request.read()
         state.billed += 1  # the service may have made (and charged for) it
-        assert request.transport is not None
-        request.transport.abort()
-        raise asyncio.CancelledError  # no answer: the handler ends with the connection
+        hang_up(request)
     if what == "corrupt":
         await request.read()
         state.billed += 1
@@ -217,6 +210,12 @@ def _moderate(state: OpenAIState, text: str) -> None:
 
 
 # -- images ------------------------------------------------------------------------------
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    return await json_object(request, lambda m: _Refusal(400, m),
+                             "We could not parse the JSON body of your request.",
+                             "The body of your request must be a JSON object.")
 
 
 def _sizes(model: str) -> tuple[str, ...]:
@@ -269,12 +268,7 @@ def _check_image_fields(fields: dict[str, Any], known: set[str]) -> tuple[str, i
 
 
 async def _generations(state: OpenAIState, request: web.Request) -> web.Response:
-    try:
-        fields = await request.json()
-    except ValueError:
-        raise _Refusal(400, "We could not parse the JSON body of your request.") from None
-    if not isinstance(fields, dict):
-        raise _Refusal(400, "The body of your request must be a JSON object.")
+    fields = await _json(request)
     state.received_bodies.append(fields)
     model, w, h, fmt = _check_image_fields(fields, _GENERATION_FIELDS)
     _moderate(state, fields["prompt"])
@@ -362,12 +356,7 @@ def _image(w: int, h: int, seed: str, fmt: str) -> bytes:
 
 
 async def _speech(state: OpenAIState, request: web.Request) -> web.Response:
-    try:
-        fields = await request.json()
-    except ValueError:
-        raise _Refusal(400, "We could not parse the JSON body of your request.") from None
-    if not isinstance(fields, dict):
-        raise _Refusal(400, "The body of your request must be a JSON object.")
+    fields = await _json(request)
     state.received_bodies.append(fields)
     for name in fields:
         if name not in _SPEECH_FIELDS:
@@ -405,10 +394,7 @@ async def _speech(state: OpenAIState, request: web.Request) -> web.Response:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a loopback OpenAI API server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8190)
-    parser.add_argument("--key", default="sk-loopback", help="the API key it accepts")
+    parser = command_line("a loopback OpenAI API server", 8190, "sk-loopback")
     parser.add_argument("--urls", action="store_true", help="answer image URLs, not base64")
     args = parser.parse_args()
     run_forever(make_app(OpenAIState(key=args.key, use_urls=args.urls)), args.host, args.port)

@@ -33,7 +33,6 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +40,7 @@ import attrs
 from aiohttp import web
 
 from . import media
+from .common import guarded, kept, lost
 from .fal import Field, Model, fetch_image
 
 ASPECTS = ("match_input_image", "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9")
@@ -118,22 +118,8 @@ def problem(status: int, title: str, detail: str, **more: Any) -> web.Response:
 def make_app(state: ReplicateState) -> web.Application:
     app = web.Application(client_max_size=64 << 20)
 
-    def api(route: str, handler: Callable[..., Any], auth: bool = True) -> Callable[..., Any]:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            state.requests[route] += 1
-            if auth and request.headers.get("Authorization") != f"Bearer {state.key}":
-                state.auth_failures += 1
-                return problem(401, "Unauthenticated", "You did not pass a valid "
-                                                       "authentication token")
-            fault = state.faults.pop(0) if state.faults and auth else None
-            if fault is not None:
-                answer = await _fault(state, fault, request, route)
-                if answer is not None:
-                    return answer
-            return await handler(state, request)
-
-        return wrapped
-
+    api = guarded(state, "Bearer", lambda request: problem(
+        401, "Unauthenticated", "You did not pass a valid authentication token"), _fault)
     app.router.add_post("/v1/models/{owner}/{name}/predictions", api("create", _create))
     app.router.add_post("/v1/predictions", api("create", _create))
     app.router.add_get("/v1/predictions/{id}", api("get", _get))
@@ -157,14 +143,8 @@ async def _fault(state: ReplicateState, fault: tuple[Any, ...], request: web.Req
             {"detail": f"Request was throttled. Expected available in {seconds} second.",
              "status": 429, "retry_after": seconds}, status=429,
             headers={"Retry-After": str(seconds)})
-    if what == "reset":
-        if route == "create":
-            await _create(state, request)  # made, and the answer lost
-        else:
-            await request.read()
-        assert request.transport is not None
-        request.transport.abort()
-        raise asyncio.CancelledError
+    if what == "reset":  # a prediction made all the same
+        await lost(request, _create(state, request) if route == "create" else None)
     raise ValueError(f"unknown loopback fault {fault!r}")
 
 
@@ -297,8 +277,8 @@ def _make(state: ReplicateState, p: Prediction, origin: Any) -> Any:
         frames = p.input.get("num_frames")
         seconds = int(p.input.get("duration", 5)) if frames is None else max(
             1, round(frames / p.input.get("fps", 16)))
-        body, kind, name = _mp4(*size, seconds, str(p.input.get("prompt"))), "video/mp4", \
-            "output.mp4"
+        body = media.mp4_tagged(*size, seconds, str(p.input.get("prompt")))
+        kind, name = "video/mp4", "output.mp4"
     out_id = f"{next(state._ids)}{p.id[:10]}"
     state.outputs[out_id] = (body, kind, time.time())
     state.made.append(hashlib.sha256(body).hexdigest())
@@ -310,12 +290,6 @@ def _fit(ratio: float) -> tuple[int, int]:
     if ratio >= 1:
         return LONG_SIDE, max(2, round(LONG_SIDE / ratio / 2) * 2)
     return max(2, round(LONG_SIDE * ratio / 2) * 2), LONG_SIDE
-
-
-def _mp4(w: int, h: int, seconds: int, seed: str) -> bytes:
-    from .fal import _mp4 as made
-
-    return made(w, h, seconds, seed)
 
 
 def _iso(offset: float) -> str:
@@ -339,10 +313,7 @@ async def _cancel(state: ReplicateState, request: web.Request) -> web.Response:
 
 
 async def _delivery(state: ReplicateState, request: web.Request) -> web.Response:
-    found = state.outputs.get(request.match_info["id"])
-    if found is None or time.time() - found[2] >= state.output_ttl:
-        return web.Response(status=404, text="Not Found")
-    return web.Response(body=found[0], content_type=found[1])
+    return kept(state.outputs.get(request.match_info["id"]), state.output_ttl)
 
 
 # -- files -------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ Faults (`faults`, one taken per submit, after the checks of the key):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
@@ -48,6 +47,7 @@ import attrs
 from aiohttp import web
 
 from . import media, run_forever
+from .common import command_line, hang_up, json_object, routed
 
 VERSION = "2024-11-06"
 GEN4_CLIP = ("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672")
@@ -138,26 +138,20 @@ def _invalid(path: str, message: str) -> _Refusal:
 def make_app(state: RunwayState) -> web.Application:
     app = web.Application(client_max_size=256 << 20)
 
-    def api(method: str, path: str, route: str, handler: Any) -> None:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            state.requests[route] += 1
-            auth = request.headers.get("Authorization", "")
-            if auth != f"Bearer {state.key}":
-                state.auth_failures += 1
-                return web.json_response({"error": "Incorrect API key provided."}, status=401)
-            version = request.headers.get("X-Runway-Version")
-            if version != VERSION:
-                return web.json_response({"error": "The X-Runway-Version header is required "
-                                          f"and must be a supported version (`{VERSION}`); "
-                                          f"got {version!r}."}, status=400)
-            if state.latency:
-                await asyncio.sleep(state.latency)
-            try:
-                return await handler(state, request)
-            except _Refusal as e:
-                return e.response
+    async def serve(handler: Any, request: web.Request, route: str) -> web.StreamResponse:
+        if request.headers.get("Authorization", "") != f"Bearer {state.key}":
+            state.auth_failures += 1
+            return web.json_response({"error": "Incorrect API key provided."}, status=401)
+        version = request.headers.get("X-Runway-Version")
+        if version != VERSION:
+            return web.json_response({"error": "The X-Runway-Version header is required and "
+                                      f"must be a supported version (`{VERSION}`); got "
+                                      f"{version!r}."}, status=400)
+        if state.latency:
+            await asyncio.sleep(state.latency)
+        return await handler(state, request)
 
-        app.router.add_route(method, path, wrapped)
+    api = routed(app, state, _Refusal, serve)
 
     api("POST", "/v1/image_to_video", "image_to_video", _image_to_video)
     api("POST", "/v1/text_to_image", "text_to_image", _text_to_image)
@@ -182,12 +176,9 @@ def make_app(state: RunwayState) -> web.Application:
 
 async def _submit(state: RunwayState, request: web.Request, check: Any) -> web.StreamResponse:
     state.submits += 1
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _Refusal(400, "Request body must be valid JSON.") from None
-    if not isinstance(body, dict):
-        raise _Refusal(400, "Request body must be a JSON object.")
+    body = await json_object(request, lambda m: _Refusal(400, m),
+                             "Request body must be valid JSON.",
+                             "Request body must be a JSON object.")
     fault = state.faults.pop(0) if state.faults else None
     if fault is not None and fault[0] == "status":
         _, status, headers, payload = (*fault, None, None)[:4]
@@ -208,9 +199,7 @@ async def _submit(state: RunwayState, request: web.Request, check: Any) -> web.S
     prompt = str(body.get("promptText", ""))
     task.failure = next((f for word, f in state.fail.items() if word in prompt), None)
     if fault is not None and fault[0] == "reset":
-        assert request.transport is not None
-        request.transport.abort()
-        raise asyncio.CancelledError
+        hang_up(request)
     return web.json_response({"id": task.id})
 
 
@@ -477,11 +466,7 @@ async def _organization(state: RunwayState, request: web.Request) -> web.StreamR
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a loopback Runway API server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8191)
-    parser.add_argument("--key", default="key_loopback", help="the API key it accepts")
-    args = parser.parse_args()
+    args = command_line("a loopback Runway API server", 8191, "key_loopback").parse_args()
     run_forever(make_app(RunwayState(key=args.key)), args.host, args.port)
 
 

@@ -33,7 +33,6 @@ seconds a video URL lives.  `corrupt`: the video is an HTML page.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
@@ -53,6 +52,7 @@ from aiohttp import web
 from PIL import Image
 
 from . import media, run_forever
+from .common import command_line, hang_up, json_object, keep_clip, routed, signed_file
 
 RATIOS = {"16:9": 16 / 9, "4:3": 4 / 3, "1:1": 1.0, "3:4": 3 / 4, "9:16": 9 / 16, "21:9": 21 / 9}
 # Pixels of each resolution and ratio (Seedance 1.0 models).
@@ -143,20 +143,12 @@ def make_app(state: SeedanceState, prefix: str = "/api/v3") -> web.Application:
     app = web.Application(client_max_size=64 << 20)
     prefix = prefix.rstrip("/")
 
-    def api(method: str, path: str, route: str, handler: Any) -> None:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            state.requests[route] += 1
-            try:
-                return await _serve(state, route, handler, request)
-            except _Refusal as e:
-                return e.response
-
-        app.router.add_route(method, prefix + path, wrapped)
-
-    api("POST", "/contents/generations/tasks", "create", _create)
-    api("GET", "/contents/generations/tasks/{id}", "get", _get)
-    api("DELETE", "/contents/generations/tasks/{id}", "delete", _delete)
-    api("POST", "/images/generations", "images", _images)
+    api = routed(app, state, _Refusal,
+                 lambda handler, request, route: _serve(state, route, handler, request))
+    api("POST", f"{prefix}/contents/generations/tasks", "create", _create)
+    api("GET", f"{prefix}/contents/generations/tasks/{{id}}", "get", _get)
+    api("DELETE", f"{prefix}/contents/generations/tasks/{{id}}", "delete", _delete)
+    api("POST", f"{prefix}/images/generations", "images", _images)
     app.router.add_get("/tos/{id}.mp4", functools.partial(_download, state))
     return app
 
@@ -177,21 +169,16 @@ async def _serve(state: SeedanceState, route: str, handler: Any,
     if fault is not None and fault[0] == "reset":
         with contextlib.suppress(_Refusal):
             await handler(state, request)  # made (and paid for) all the same
-        assert request.transport is not None
-        request.transport.abort()
-        raise asyncio.CancelledError
+        hang_up(request)
     if fault is not None:
         raise ValueError(f"unknown loopback fault {fault!r}")
     return await handler(state, request)
 
 
 async def _body(state: SeedanceState, request: web.Request, known: set[str]) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _Refusal(400, "InvalidParameter", "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise _Refusal(400, "InvalidParameter", "The request body must be a JSON object.")
+    body = await json_object(request, lambda m: _Refusal(400, "InvalidParameter", m),
+                             "The request body is not valid JSON.",
+                             "The request body must be a JSON object.")
     state.received.append(body)
     for name in body:
         if name not in known:
@@ -363,29 +350,15 @@ async def _delete(state: SeedanceState, request: web.Request) -> web.Response:
 
 def _make_video(state: SeedanceState, task: Task) -> str:
     file_id = f"{task.id}-{secrets.token_hex(4)}"
-    body = b"<html><body>502 Bad Gateway</body></html>" if state.corrupt else \
-        _mp4(task.size[0], task.size[1], task.seconds, task.prompt)
-    state.files[file_id] = (body, time.time())
-    state.made.append(hashlib.sha256(body).hexdigest())
+    keep_clip(state, file_id, task, b"<html><body>502 Bad Gateway</body></html>")
     return file_id
-
-
-@functools.lru_cache(maxsize=32)
-def _mp4(width: int, height: int, seconds: int, seed: str) -> bytes:
-    return media.mp4(width, height, seconds, seed=seed)
 
 
 async def _download(state: SeedanceState, request: web.Request) -> web.Response:
     state.requests["download"] += 1
     found = state.files.get(request.match_info["id"])
-    if found is None:
-        return web.Response(status=404, text="<Error><Code>NoSuchKey</Code></Error>",
-                            content_type="application/xml")
-    body, made = found
-    if time.time() - made >= state.url_ttl:
-        return web.Response(status=403, text="<Error><Code>AccessDenied</Code><Message>Request "
-                            "has expired</Message></Error>", content_type="application/xml")
-    return web.Response(body=body, content_type="video/mp4")
+    return signed_file(found and found[0],
+                       expired=found is not None and time.time() - found[1] >= state.url_ttl)
 
 
 # -- images ------------------------------------------------------------------------------------
@@ -438,11 +411,8 @@ def _image_size(size: Any) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a loopback Ark (Seedance, Seedream) server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8191)
-    parser.add_argument("--key", default="ark-loopback", help="the API key it accepts")
-    args = parser.parse_args()
+    args = command_line("a loopback Ark (Seedance, Seedream) server", 8191,
+                        "ark-loopback").parse_args()
     run_forever(make_app(SeedanceState(key=args.key)), args.host, args.port)
 
 
