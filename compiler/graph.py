@@ -210,7 +210,7 @@ class _Builder:
         ctx = {"character": {"look": c.look}, "outfit": "", "style": list(self.film.style.words)}
         return self.add(sid, self.choose("sheet"), characters=chars, template=("sheet", ctx),
                         fields=Fields(width=self.film.width, height=self.film.height),
-                        params={"panel": {"character": c.id, "outfit": None}})
+                        params={"panel": {"character": c.id, "outfit": None, **_kind(c)}})
 
     def outfit_sheet(self, c: ir.Character, outfit: ir.Outfit) -> str:
         """`sheet.CHEN.winter`: the outfit's own images, or generated from the character's
@@ -226,7 +226,7 @@ class _Builder:
         face = InputRef(self.face_sheet(c), S.CHARACTER, Tags(c.id))
         return self.add(sid, self.choose("sheet"), characters=chars, template=("sheet", ctx),
                         fields=Fields(width=self.film.width, height=self.film.height),
-                        params={"panel": {"character": c.id, "outfit": outfit.name}},
+                        params={"panel": {"character": c.id, "outfit": outfit.name, **_kind(c)}},
                         inputs=(face,))
 
     def plate(self, loc_id: str, time: str | None) -> str:
@@ -299,6 +299,7 @@ class _Builder:
         chars = self._cast_ids(shot)
         refs: tuple[InputRef, ...] = ()
         cast_ctx = []
+        insets: dict[str, str | None] = {}  # the animatic shows the user's own images
         for m in shot.cast:
             framing = shot.framed(m.character)
             refs += self.sheets(m, framing)
@@ -306,6 +307,10 @@ class _Builder:
                 continue  # heard, not seen
             c = self._chars[m.character]
             o = c.outfit(m.outfit)
+            for r in self.sheets(m, framing):  # the outfit's images before the character's own
+                shown = c.outfit(r.tags.outfit) if r.tags.outfit else c
+                if shown is not None and shown.refs:
+                    insets[c.id] = r.tags.outfit
             face = framing in ("face", "figure")
             cast_ctx.append({"id": c.id, "framing": framing, "look": c.look if face else "",
                              "outfit": o.look if o else ""})
@@ -319,12 +324,22 @@ class _Builder:
                   "location": self._location_ctx(loc, shot.time) if loc else None,
                   "camera": list(shot.camera.look.words), "light": list(shot.light.words),
                   "style": list(shot.style.words)}
-        base = {"camera": dict(shot.camera.look.params), "light": dict(shot.light.params),
-                "style": dict(shot.style.params),
-                "cast": [c["id"] for c in cast_ctx],
-                "framing": {c["id"]: c["framing"] for c in cast_ctx if c["framing"] != "figure"},
-                "panel": {"scene": shot.scene, "shot": shot.id, "location": shot.location,
-                          "time": shot.time, "action": shot.action}}
+        # What only the animatic draws (the prompts say it in words): animals and creatures,
+        # the user's images of the cast, and the location's, as the panel's background.
+        panel: dict[str, Any] = {"scene": shot.scene, "shot": shot.id, "location": shot.location,
+                                 "time": shot.time, "action": shot.action}
+        if loc is not None and (loc.refs or any(t.refs for t in loc.times if t.time == shot.time)):
+            panel["backdrop"] = True
+        base: dict[str, Any] = {
+            "camera": dict(shot.camera.look.params), "light": dict(shot.light.params),
+            "style": dict(shot.style.params), "cast": [c["id"] for c in cast_ctx],
+            "framing": {c["id"]: c["framing"] for c in cast_ctx if c["framing"] != "figure"},
+            "panel": panel}
+        kinds = {c["id"]: self._chars[c["id"]].kind for c in cast_ctx}
+        if any(k != "person" for k in kinds.values()):
+            base["kind"] = {cid: k for cid, k in kinds.items() if k != "person"}
+        if insets:
+            base["insets"] = insets
         made: dict[str, str] = {}
         for backend, count in shot.candidates:
             assert backend is not None
@@ -454,14 +469,17 @@ class _Builder:
             panels.append(InputRef(panel, S.PANEL, Tags(label=f"{shot.scene}/{shot.id}")))
             prev_clip, prev_panel, prev_waits = clip, panel, clip_waits
             for line in shot.lines:
-                lines.append([t + line.start, t + line.end, line.text])
+                lines.append([t + line.start, t + line.end, line.text, line.speaker])
             rows.append([shot.scene, shot.id, shot.duration])
             t += shot.duration
         size = Fields(width=film.width, height=film.height, fps=film.fps)
-        subs = self.add(StepId("subtitles"), self.choose("subtitles"), params={"lines": lines})
-        # The film carries the subtitles as a track (or burnt into the picture).
+        subs = self.add(StepId("subtitles"), self.choose("subtitles"),
+                        params={"lines": lines, "end": t})
+        # The film carries the subtitles as a track tagged with the film's language (or
+        # burnt into the picture).
         self.add(StepId("film"), self.choose("film"), fields=size,
-                 params={"chapters": chapters, "burn_subtitles": self.burn_subtitles},
+                 params={"chapters": chapters, "burn_subtitles": self.burn_subtitles,
+                         **({"language": film.language} if film.language else {})},
                  inputs=(*shot_refs, InputRef(subs, S.SUBTITLES)))
         self.add(StepId("timeline"), self.choose("timeline"), fields=size,
                  params={"shots": rows})
@@ -485,6 +503,11 @@ def _waiting(choice: Choice, address: str, paid: bool | None = None) -> str | No
 
 
 _NO_TAGS = Tags()
+
+
+def _kind(c: ir.Character) -> dict[str, str]:
+    """A sheet's panel parameter for an animal or a creature (none for a person)."""
+    return {} if c.kind == "person" else {"kind": c.kind}
 
 
 def _shown(tags: Tags) -> dict[str, Any]:

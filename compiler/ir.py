@@ -66,6 +66,7 @@ class Character:
     refs: tuple[RefFile, ...]
     outfits: tuple[Outfit, ...]
     tags: tuple[str, ...] = attrs.field(default=(), eq=False)
+    kind: str = "person"  # person, animal or creature: how the animatic draws them
 
     def outfit(self, name: str | None) -> Outfit | None:
         return next((o for o in self.outfits if o.name == name), None)

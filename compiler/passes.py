@@ -66,7 +66,7 @@ def lower_entities(st: State) -> State:
                 outfits.append(ir.Outfit(name, look, _refs(body, f.path.parent, root)))
         chars.append(ir.Character(cid, decl.name.value if decl.name else cid, _text(decl.items, "look"),
                                   _text(decl.items, "voice"), _refs(decl.items, f.path.parent, root),
-                                  tuple(outfits), _tags(decl.items)))
+                                  tuple(outfits), _tags(decl.items), _kind(decl.items)))
     locs = []
     for lid, (place, f) in sym.locations.items():
         times = tuple(
@@ -93,7 +93,7 @@ def lower_scenes(st: State) -> State:
     number = 0
     for scene, _f in st.project.scenes:
         loc_id = scene.slug.location.text if scene.slug else None
-        time = scene.slug.time.text if scene.slug and scene.slug.time else None
+        time = scene.slug.time_of_day if scene.slug else None  # `黄昏` is DUSK
         loc_decl = st.checked.symbols.locations.get(loc_id or "", (None, None))[0]
         loc_items = loc_decl.items if loc_decl else ()
         at_items = _at_items(loc_items, time)
@@ -235,6 +235,12 @@ def _text(items, key: str) -> str:
 
 def _all_text(items, key: str) -> list[str]:
     return [_str_value(a.values[0]) for a in ast.attrs_of(items) if a.key.text == key and a.values]
+
+
+def _kind(items) -> str:
+    """A character's `kind` (person, animal, creature); a person when not given."""
+    v = _first(ast.find_attr(items, "kind"))
+    return v.text if isinstance(v, ast.Name) else "person"
 
 
 def _tags(items) -> tuple[str, ...]:

@@ -36,11 +36,13 @@ counts as "no price" and is left out of the sum (except on a backend of type
 `local`, which is free whatever its table says), and a running job costs
 nothing more.
 
-Time: deliberately rough.  Each step to run takes a typical time, by step kind
-and backend adapter type (`TYPICAL_SECONDS`: the built-in `local` backend renders
-an animatic in well under a second a frame; a remote service takes ~10 s an image
-and ~1 min a clip); each backend runs min(its concurrency, [build] concurrency)
-steps at once; backends are counted one after another, since a build's stages
+Time: rough.  Each step to run takes what steps of its kind took on its backend
+in earlier builds (`History.durations`: the median of the most recent seconds the
+store recorded, from holding the backend's slot to storing the outputs), else a
+typical time by step kind and backend adapter type (`TYPICAL_SECONDS`: the
+built-in `local` backend renders an animatic in well under a second a frame; a
+remote service takes ~10 s an image and ~1 min a clip); each backend runs
+min(its concurrency, [build] concurrency) steps at once; backends are counted one after another, since a build's stages
 (references → keyframes → clips → shots → film) mostly wait on each other.
 
 Rendering, grouped like the film: references (sheets, plates), then each scene
@@ -126,6 +128,8 @@ class History(Protocol):
 
     def fallbacks(self, keys: Iterable[str]) -> dict[str, dict]: ...
 
+    def durations(self) -> Mapping[tuple[str, str], float]: ...
+
 
 class NoHistory:
     """A project never built."""
@@ -146,6 +150,9 @@ class NoHistory:
         return set()
 
     def fallbacks(self, keys: Iterable[str]) -> dict[str, dict]:
+        return {}
+
+    def durations(self) -> Mapping[tuple[str, str], float]:
         return {}
 
 
@@ -323,6 +330,7 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
 
     # Steps a fallback backend made in an earlier build (kept under their own key).
     made_by = history.fallbacks(s.key for s in steps if s.fallback is not None)
+    took = history.durations()
     fell_back: list[tuple[str, str, str, str, float]] = []
     planned: list[PlannedStep] = []
     work: dict[str, float] = {}
@@ -373,7 +381,7 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
             unpriced += 1
         else:
             cost += price
-        secs = _typical(backends, seconds, s.kind, s.backend)
+        secs = took.get((s.backend, s.kind)) or _typical(backends, seconds, s.kind, s.backend)
         work[s.backend] = work.get(s.backend, 0.0) + secs
         planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, status, reasons,
                                    price, secs))

@@ -358,7 +358,7 @@ def _base(index: Index, atom: Atom, warnings: list) -> set[str] | frozenset[str]
             warnings.append(_warn(atom, f"no {noun} matches `{value}`", table))
             return set()
         raise SelectorError(f"unknown {noun} `{value}`", atom.position,
-                            did_you_mean(value, table) or f"no {noun} in the graph is named so",
+                            name_hint(value, table) or f"no {noun} in the graph is named so",
                             source=atom.source, length=len(value))
     if len(names) == 1:
         return table[next(iter(names))]
@@ -375,12 +375,27 @@ def _bare_method(index: Index, atom: Atom) -> str:
             return method
     everything = [*(i for i in index.ids if "." not in i), *index.by_shot, *index.by_scene,
                   *index.by_char]
-    hint = did_you_mean(value, everything)
+    hint = name_hint(value, everything)
     if hint is None and value in KINDS:
         hint = f"did you mean `kind:{value}`?"
     raise SelectorError(f"`{value}` is no step, shot, scene or character", atom.position,
                         hint or "use a method to say what it is: `shot:`, `scene:`, "
                         "`character:`, `kind:`, `id:`", source=atom.source, length=len(value))
+
+
+def name_hint(value: str, names: Iterable[str]) -> str | None:
+    """The names `value` may mean: those it begins (`作坊` → `作坊白天`), else those it is
+    part of, else the nearest by spelling."""
+    names = sorted(set(names))
+    low = value.casefold()
+    for found in ([n for n in names if n.casefold().startswith(low)],
+                  [n for n in names if low in n.casefold()]):
+        if len(found) == 1:
+            return f"did you mean `{found[0]}`?"
+        if found:
+            more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+            return "did you mean one of " + ", ".join(f"`{n}`" for n in found[:5]) + f"?{more}"
+    return did_you_mean(value, names)
 
 
 def _glob(pattern: str, names: Iterable[str]) -> set[str]:
@@ -389,6 +404,6 @@ def _glob(pattern: str, names: Iterable[str]) -> set[str]:
 
 
 def _warn(atom: Atom, message: str, names: Iterable[str]) -> SelectorWarning:
-    hint = None if _GLOB.search(atom.value) else did_you_mean(atom.value, names)
+    hint = None if _GLOB.search(atom.value) else name_hint(atom.value, names)
     return SelectorWarning(message + " (selects nothing)", atom.source, atom.position,
                            len(atom.value), hint)

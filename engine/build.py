@@ -4,9 +4,10 @@
 
 Under the project lock: open the store and the project's state, read the job
 journal, refuse what cannot start (unset keys, `--max-cost`), run the steps
-(engine/executor.py), lay out what was made (engine/layout.py), write
-`report.json`, and remember the stat manifest for the no-op fast path when the
-whole build succeeded.  Every failure of the disk or the store comes back as a
+(engine/executor.py), lay out what was made (engine/layout.py: what an earlier
+build made and this one did not goes to `stale/`), write `report.json`, and
+remember the stat manifest for the no-op fast path when the whole build
+succeeded.  Every failure of the disk or the store comes back as a
 `StoreError` naming the place and what to do.
 """
 
@@ -80,8 +81,10 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         # unbuilt by it, yet the review page shows them) and writes the static review
         # page: `--until keyframe` is how candidates are made to be reviewed.
         cards = review.contact_sheet(program, store)
-        folder = materialize(program, store, outcomes, full=full,
-                             extra=review.media(program, store, cards))
+        laid = materialize(program, store, outcomes, full=full,
+                           extra=review.media(program, store, cards),
+                           cause=_cause(options, executor.interrupted))
+        folder = laid.folder
         try:
             review.write_static(program, store, folder / "review", cards)
         except OSError as e:
@@ -90,7 +93,8 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         bug = executor.bug
         report = make_report(program.title, program.currency, outcomes, time.time() - started,
                              interrupted=executor.interrupted, jobs_running=running,
-                             bug=next((o.traceback for o in outcomes if o.traceback), None))
+                             bug=next((o.traceback for o in outcomes if o.traceback), None),
+                             stale=laid.stale)
         write_report(report, folder)
         # A build with shots awaiting picks is not finished: the next one looks again.
         ok = not (executor.interrupted or bug or report["counts"].get("failed")
@@ -107,6 +111,17 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
             except OSError as e:
                 raise disk_error(f"write `{noop.path_of(root)}`", e, state.path) from None
     return BuildResult(outcomes, report, folder, executor.interrupted, bug, running)
+
+
+def _cause(options: Options, interrupted: bool) -> str:
+    """Why a build made less than the whole film, as the stale outputs' reason says it."""
+    if interrupted:
+        return "this build was interrupted"
+    if options.until is not None:
+        return f"this build stopped at `{options.until}` steps (--until {options.until})"
+    if options.selection is not None:
+        return "this build made only what --select chose"
+    return ""
 
 
 def _created(found: T | None) -> T:

@@ -356,7 +356,7 @@ class Executor:
         if action is None or not found:
             # Remembered under its key, as if made here (a teammate's pick, a user's take).
             self.store.record_action(step.key, [out.as_dict()],
-                                     {"kind": step.kind, "pinned": True,
+                                     {**_names(step), "kind": step.kind, "pinned": True,
                                       **({"provided": True} if step.backend is None else {})})
         return self._outcome(step, status, outputs=(out,))
 
@@ -369,7 +369,7 @@ class Executor:
             if step.backend is None:
                 outputs = [await self._provide(f) for f in step.files]
                 self.store.record_action(step.key, [o.as_dict() for o in outputs],
-                                         {"kind": step.kind, "provided": True})
+                                         {**_names(step), "kind": step.kind, "provided": True})
                 return self._outcome(step, "provided", outputs=tuple(outputs))
             job = self.journal.open_jobs.get(step.key)
             if job is not None and step.fallback is not None and job.backend == step.fallback:
@@ -425,6 +425,7 @@ class Executor:
         try:
             if info.runs_here:
                 async with self.jobs, self._local_slot(info):
+                    started = time.perf_counter()  # the step's time: not its wait for a slot
                     workdir = self._workdir()
                     request = await self._request(step, inputs, workdir, info.name)
                     adapter = self._adapter(info)
@@ -441,6 +442,7 @@ class Executor:
                 # not make 2,000 folders, nor pass --max-cost before the steps ahead of
                 # them were billed.
                 async with service.slot():
+                    started = time.perf_counter()  # what `plan` learns a step takes
                     if not paid and self.opt.max_cost is not None and \
                             self.spent + self._reserved + (price or 0.0) > self.opt.max_cost + 1e-9:
                         return self._outcome(
@@ -497,7 +499,8 @@ class Executor:
                                  backend=info.name)
         seconds = time.perf_counter() - started
         self.store.record_action(step.key, [s.as_dict() for s in stored],
-                                 {"backend": info.name, "type": info.type, "kind": step.kind,
+                                 {**_names(step), "backend": info.name, "type": info.type,
+                                  "kind": step.kind,
                                   "seconds": round(seconds, 3), "cost": cost,
                                   "cost_source": source, "estimate": price,
                                   **({"fallback": dict(fallback)} if fallback else {})})
@@ -630,3 +633,9 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _names(step: Any) -> dict[str, str]:
+    """What a stored action is called, for people (`filmc gc` lists what it forgets);
+    never part of a key."""
+    return {"step": str(step.id), **({"shot": f"{step.scene}/{step.shot}"} if step.shot else {})}

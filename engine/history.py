@@ -51,6 +51,10 @@ class History:
                             "cost": action.meta.get("cost")}
         return out
 
+    def durations(self) -> dict[tuple[str, str], float]:
+        """(backend, step kind) → the median seconds of its most recent steps run."""
+        return self.store.durations() if self.store is not None else {}
+
     def running(self) -> set[str]:
         """Keys of jobs a service accepted (a job an earlier build was still submitting may
         be submitted again, and is priced as new)."""

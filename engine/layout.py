@@ -8,6 +8,8 @@
                  storyboard.png, storyboard-2.png...   the contact sheets, page by page
                  timeline.json                 the cut, naming each shot's file
                  report.json                   what the build did (engine/report.py)
+                 stale/film.mp4 ...            results of an earlier build that this one
+                                               did not make (`--until`, `--select`, a failure)
 
 Everything but the timeline and the report is a hard link to a store object (a
 copy across disks), replaced atomically, so a reader sees the old file or the
@@ -24,6 +26,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import attrs
+
+from ..lang.steps import Addressed
 from .db import disk_error
 from .store import Store
 
@@ -70,13 +75,35 @@ def places(outcome: Any, numbers: dict[tuple[str, str], int]) -> list[tuple[str,
     return []
 
 
+# The outputs that stand for a build's result: an old one of these left in place could
+# be taken for this build's (film.mp4 above all), so one this build did not make is
+# moved aside to stale/ and named in the summary and report.json.  (What the review
+# page shows, the store's candidates for the current sources, is laid out as `extra`.)
+RESULT_KINDS = ("film", "subtitles", "timeline", "storyboard", "shot", "keyframe", "clip")
+FOLDERS = ("shots", "keyframes", "clips")
+STALE = "stale"
+
+
+@attrs.frozen
+class Laid:
+    folder: Path
+    # {"path", "why", "moved_to"}: outputs an earlier build made that are not this one's
+    stale: tuple[dict[str, str], ...] = ()
+
+
 def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
-                extra: Iterable[tuple[str, str]] = ()) -> Path:
+                extra: Iterable[tuple[str, str]] = (), cause: str = "") -> Laid:
     """Lay out the outputs of the steps that succeeded, and `extra` (path, digest) files
-    (the candidates the review page links, built or not by this build); with `full` (a
-    build of the whole film), remove the files of shots and takes that no longer exist."""
+    (the candidates the review page links, built or not by this build).
+
+    The result files (RESULT_KINDS) are this build's or are moved to `stale/` (see
+    `set_aside`): one whose step this build did not run is laid out from the store when
+    the store holds it under the current key, else it is stale.  With `full` (a build of
+    the whole film), files that no step of the film makes any more are removed.  `cause`
+    says why this build made less than the whole film ("it stopped at `keyframe`")."""
     out = film_dir(program.root, program.name)
     numbers = {(s.scene, s.id): s.number for s in program.shots}
+    outcomes = list(outcomes)
     wanted: dict[Path, str] = {}
     timeline: str | None = None
     for o in outcomes:
@@ -86,26 +113,154 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
             timeline = o.outputs[0].digest
         for rel, digest in places(o, numbers):
             wanted[out / rel] = digest
+    # What this build did not run but the store holds for the current sources is current.
+    owners = _result_steps(program, numbers)
+    done = {o.id for o in outcomes if o.status in ("ran", "cached", "provided")}
+    todo: dict[str, list[Any]] = {}  # key → its steps (twin shots share one)
+    for step, _rel in owners.values():
+        if step.id not in done:
+            todo.setdefault(step.key, []).append(step)
+    current = set(done)
+    for key, action in store.get_actions(todo).items():
+        stored = tuple(_Out(d["digest"], d.get("ext", "")) for d in action.outputs)
+        if not stored or not all(store.objects.exists(s.digest) for s in stored):
+            continue
+        for step in todo[key]:
+            made = _Made(step.sid, stored)
+            current.add(made.id)
+            if made.kind == "timeline":
+                timeline = stored[0].digest
+            for rel, digest in places(made, numbers):
+                wanted[out / rel] = digest
     for rel, digest in extra:
         wanted.setdefault(out / rel, digest)
+    if timeline is not None:
+        wanted[out / "timeline.json"] = timeline
     try:
         for path, digest in wanted.items():
-            _place(store.objects.path(digest), path)
+            if path.name != "timeline.json" or path.parent != out:
+                _place(store.objects.path(digest), path)
         if timeline is not None:
             _write_timeline(store.objects.path(timeline), out / "timeline.json")
-        if full:
-            for sub in ("shots", "keyframes", "clips"):
-                folder = out / sub
-                if folder.is_dir():
-                    for f in folder.iterdir():
-                        if f not in wanted:
-                            f.unlink()
-            for f in out.glob("storyboard*.png"):
-                if f not in wanted:
-                    f.unlink()
+        stale = set_aside(out, set(wanted), owners, current, outcomes, cause, full)
     except OSError as e:
         raise disk_error(f"lay out the build in `{out}`", e, out) from None
-    return out
+    return Laid(out, tuple(stale))
+
+
+@attrs.frozen
+class _Out:
+    digest: str
+    ext: str
+
+
+@attrs.frozen
+class _Made(Addressed):
+    """A step's outputs as the store holds them, shaped like an outcome for `places`."""
+
+    sid: Any
+    outputs: tuple[_Out, ...]
+
+
+def _result_steps(program: Any, numbers: dict[tuple[str, str], int]) -> dict[str, tuple[Any, Any]]:
+    """step id → (step, its path under build/<film>/, or a pattern for the storyboard)."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for _n, data in program.graph.nodes(data=True):
+        step = data["step"]
+        if step.kind not in RESULT_KINDS:
+            continue
+        n = numbers.get((step.scene, step.shot), 0)
+        if step.kind == "shot":
+            rel: Any = shot_file(n, step.scene, step.shot)
+        elif step.kind in ("keyframe", "clip"):  # named without the extension a service picks
+            name = keyframe_file if step.kind == "keyframe" else clip_file
+            rel = _stem(name(n, step.scene, step.shot, step.sid.candidate))
+        else:
+            rel = {"film": "film.mp4", "subtitles": "film.srt", "timeline": "timeline.json",
+                   "storyboard": "storyboard*"}[step.kind]
+        found[step.id] = (step, rel)
+    return found
+
+
+def _results(out: Path) -> list[Path]:
+    """The result files under `out` (or under its stale/): film, subtitles, timeline,
+    storyboard pages and shots."""
+    files = [f for f in out.glob("film.*") if f.is_file()]
+    files += [f for f in out.glob("storyboard*") if f.is_file()]
+    if (out / "timeline.json").is_file():
+        files.append(out / "timeline.json")
+    for sub in FOLDERS:
+        if (out / sub).is_dir():
+            files += [f for f in (out / sub).iterdir() if f.is_file()]
+    return files
+
+
+def _stem(rel: str) -> str:
+    return rel.rsplit(".", 1)[0]
+
+
+def set_aside(out: Path, wanted: set[Path], owners: dict[str, tuple[Any, Any]],
+              current: set[str], outcomes: list[Any], cause: str,
+              full: bool) -> list[dict[str, str]]:
+    """Move each result file this build did not lay out to `stale/` (same relative path),
+    and return what is stale and why, sorted by path.  A file in `stale/` whose place now
+    holds this build's output goes, and so does one that its step, laid out (`current`),
+    no longer makes (a storyboard page fewer); with `full`, so does one that no step of
+    the film makes (a shot taken out of the film), in either place."""
+    by_path = {pattern: step_id for step_id, (_step, pattern) in owners.items()}
+    status = {o.id: o for o in outcomes}
+    failed = next((o.id for o in outcomes if o.status == "failed"), None)
+
+    def owner(rel: str) -> str | None:
+        if rel.startswith("storyboard"):
+            return by_path.get("storyboard*")
+        if rel.startswith(("keyframes/", "clips/")):
+            return by_path.get(_stem(rel))
+        return by_path.get(rel) or (by_path.get("film.mp4") if rel.startswith("film.")
+                                    and rel != "film.srt" else None)
+
+    def why(rel: str, sid: str | None) -> str:
+        o = status.get(sid) if sid else None
+        if sid is None:
+            return f"{rel} is from an earlier build: it is not in the film any more"
+        if o is not None and o.status == "failed":
+            because = f"`{sid}` failed"
+        elif o is not None and o.status == "waiting":
+            because = f"`{sid}` waits for a pick"
+        elif o is not None and o.status == "skipped":
+            because = (f"`{failed}` failed, so this build did not make `{sid}`" if failed
+                       else f"this build did not make `{sid}` ({o.error})")
+        else:
+            because = cause or f"this build did not make `{sid}`"
+        return f"{rel} is from an earlier build: {because}"
+
+    aside = out / STALE
+    stale: list[dict[str, str]] = []
+    for f in _results(out):
+        if f in wanted:
+            continue
+        rel = f.relative_to(out).as_posix()
+        sid = owner(rel)
+        if sid in current or (full and sid is None):
+            f.unlink()
+            continue
+        dest = aside / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(f, dest)
+    if aside.is_dir():
+        for f in _results(aside):
+            rel = f.relative_to(aside).as_posix()
+            sid = owner(rel)
+            if out / rel in wanted or sid in current or (full and sid is None):
+                f.unlink()
+                continue
+            stale.append({"path": rel, "why": why(rel, sid), "moved_to": f"{STALE}/{rel}"})
+        for d in sorted((p for p in aside.rglob("*") if p.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            aside.rmdir()
+    return sorted(stale, key=lambda s: ("/" in s["path"], s["path"]))
 
 
 def _write_timeline(obj: Path, dest: Path) -> None:

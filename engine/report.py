@@ -9,6 +9,10 @@
      "fell_back": [{"id", "shot", "from", "to", "refused", "cost", "status"}],
                                          steps a fallback backend made (now, or before)
      "bug": null | "Traceback ...",
+     "stale": [{"path": "film.mp4", "moved_to": "stale/film.mp4",
+                "why": "film.mp4 is from an earlier build: this build stopped at ..."}],
+                                         results an earlier build made and this one did
+                                         not (engine/layout.py moved them to stale/)
      "steps": [{"id", "kind", "backend", "scene", "shot", "status", "seconds", "error",
                 "outputs", "cost", "cost_source", "estimate", "attached", "traceback",
                 "fallback": null | {"from", "refused"}}]}
@@ -23,7 +27,7 @@ count in `spent_before`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,8 @@ MAX_COST = "--max-cost"
 
 def make_report(title: str, currency: str, outcomes: Sequence[Any], seconds: float, *,
                 interrupted: bool = False, jobs_running: int = 0,
-                bug: str | None = None) -> dict[str, Any]:
+                bug: str | None = None,
+                stale: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -57,6 +62,7 @@ def make_report(title: str, currency: str, outcomes: Sequence[Any], seconds: flo
                        "refused": o.fallback.get("refused", ""), "cost": o.cost,
                        "status": o.status} for o in outcomes if o.fallback],
         "bug": bug,
+        "stale": [dict(s) for s in stale],
         "steps": [{"id": o.id, "kind": o.kind, "backend": o.backend, "scene": o.scene,
                    "shot": o.shot, "status": o.status, "seconds": round(o.seconds, 3),
                    "error": o.error, "outputs": [s.digest for s in o.outputs],

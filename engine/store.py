@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import statistics
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -43,6 +44,7 @@ INDEX = "index.db"
 SCHEMA_VERSION = 3
 INDEX_BATCH = 256  # actions indexed per transaction at most
 INDEX_EVERY = 0.5  # seconds an action waits to be indexed at most
+DURATION_SAMPLES = 50  # the latest steps of a backend and kind whose median `plan` uses
 
 _SCHEMA = """
 CREATE TABLE actions (key TEXT PRIMARY KEY, outputs TEXT NOT NULL, meta TEXT NOT NULL,
@@ -178,6 +180,21 @@ class Store(Database):
                 q = f"SELECT key FROM actions WHERE key IN ({','.join('?' * len(chunk))})"
                 found.update(row[0] for row in db.execute(q, chunk))
         return found
+
+    def durations(self, recent: int = DURATION_SAMPLES) -> dict[tuple[str, str], float]:
+        """(backend, step kind) → the median of the seconds its `recent` latest steps
+        took (what `plan` estimates time from)."""
+        self.flush_index()
+        samples: dict[tuple[str, str], list[float]] = {}
+        with self.sql() as db:
+            for backend, kind, secs in db.execute(
+                    "SELECT json_extract(meta, '$.backend'), json_extract(meta, '$.kind'), "
+                    "json_extract(meta, '$.seconds') FROM actions "
+                    "WHERE json_extract(meta, '$.seconds') IS NOT NULL ORDER BY created DESC"):
+                got = samples.setdefault((str(backend), str(kind)), [])
+                if len(got) < recent and isinstance(secs, (int, float)):
+                    got.append(float(secs))
+        return {k: statistics.median(v) for k, v in samples.items() if v}
 
     def record_action(self, key: str, outputs: list[dict], meta: dict) -> None:
         """A finished step: appended to the log (its record from now on: a build killed a

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import add_build_options, build_options, compile_or_report, fail
+from .common import FILE_HELP, add_build_options, build_options, compile_or_report, fail
 
 
 def add_parsers(sub: Any) -> None:
@@ -29,7 +29,7 @@ def add_parsers(sub: Any) -> None:
                                    "(what `filmc plan` lists), then lay out build/<film>/. "
                                    "Exit 0 on success, 1 if a step failed or the film has "
                                    "errors, 130 when interrupted.")
-    b.add_argument("file", type=Path, metavar="FILE")
+    b.add_argument("file", nargs="?", type=Path, metavar="FILE", help=FILE_HELP)
     add_build_options(b, "it is built with what it needs")
     b.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 2,
                    help="steps running at once on this machine (default: the cores); "
@@ -50,14 +50,16 @@ def add_parsers(sub: Any) -> None:
                        description="Forget cached steps whose keys are in no current build of "
                                    "the film (as configured, or --offline) and delete the "
                                    "objects no remaining step names.")
-    g.add_argument("file", type=Path, metavar="FILE")
-    g.add_argument("--dry-run", "-n", action="store_true", help="list what would go; delete nothing")
+    g.add_argument("file", nargs="?", type=Path, metavar="FILE", help=FILE_HELP)
+    g.add_argument("--dry-run", "-n", action="store_true",
+                   help="list the steps it would forget and the objects it would delete; "
+                        "change nothing")
     g.set_defaults(run=_gc)
 
     c = sub.add_parser("clean", help="remove the build outputs (the store keeps its cache)",
                        description="Remove build/<film>/. Generated steps stay cached in the "
                                    "store; `filmc gc` removes what no film needs any more.")
-    c.add_argument("file", type=Path, metavar="FILE")
+    c.add_argument("file", nargs="?", type=Path, metavar="FILE", help=FILE_HELP)
     c.set_defaults(run=_clean)
 
 
@@ -175,11 +177,28 @@ def _summary(report: dict, out: Path, running: int) -> None:
         print(f"  {running} paid job{'s' if running != 1 else ''} still running at the "
               f"service; the next build picks {'them' if running != 1 else 'it'} up",
               file=sys.stderr)
+    _stale(report.get("stale", []), out)
     # The film, when this build made it or found it made (not a film left by an older one).
     film = out / "film.mp4"
     made = any(s["id"] == "film" and s["status"] in ("ran", "cached") for s in report["steps"])
     if made and film.exists() and not failed and not report["interrupted"]:
         print(film)
+
+
+def _stale(stale: list[dict], out: Path) -> None:
+    """What an earlier build made and this one did not, moved aside to stale/: each by
+    name, but past the first three of a folder (shots/, keyframes/, clips/) counted."""
+    shown: dict[str, int] = {}
+    for s in stale:
+        folder = s["path"].split("/")[0] if "/" in s["path"] else ""
+        shown[folder] = shown.get(folder, 0) + 1
+        if not folder or shown[folder] <= 3:
+            print(f"  {s['why']}; moved to {out / s['moved_to']}", file=sys.stderr)
+    for folder, n in shown.items():
+        if folder and n > 3:
+            print(f"  and {n - 3} more in {folder}/ from an earlier build, moved to "
+                  f"{out / 'stale' / folder} (report.json lists them under `stale`)",
+                  file=sys.stderr)
 
 
 def _clean(args: argparse.Namespace) -> int:
@@ -230,18 +249,62 @@ def _gc(args: argparse.Namespace) -> int:
                 print("nothing stored yet", file=sys.stderr)
                 return 0
             with store:
+                named = _actions(store, keep)  # read before collect forgets them
                 forgotten, deleted = store.collect(keep, dry_run=args.dry_run, pinned=pinned)
     except StoreError as e:
         print(e.render(), file=sys.stderr)
         return 1
-    size = sum(n for _d, n in deleted)
-    verb = "would delete" if args.dry_run else "deleted"
-    if args.dry_run:
-        for digest, n in deleted:
-            print(f"{digest}  {_bytes(n)}")
-    print(f"{verb} {len(deleted)} objects ({_bytes(size)}) and forgot {len(forgotten)} "
-          f"cached steps in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    _gc_report(forgotten, deleted, named, args.dry_run, time.perf_counter() - started)
     return 0
+
+
+def _gc_report(forgotten: list[str], deleted: list[tuple[str, int]], named: dict[str, Any],
+               dry_run: bool, seconds: float) -> None:
+    """What gc forgot, by step and shot, each with the bytes it frees; then the objects no
+    step named; then one line of totals."""
+    sizes = dict(deleted)
+    shots: dict[str, int] = {}
+    freed_by_steps: set[str] = set()
+    rows = []
+    for key in forgotten:
+        action = named.get(key)
+        meta = action.meta if action is not None else {}
+        digests = [o["digest"] for o in (action.outputs if action is not None else ())
+                   if isinstance(o, dict) and o.get("digest") in sizes]
+        freed_by_steps |= set(digests)
+        size = sum(sizes[d] for d in digests)
+        what = meta.get("kind", "step") + (f" on {meta['backend']}" if meta.get("backend") else "")
+        rows.append((meta.get("step") or f"(unnamed {what}, key {key[:12]})", what, size))
+        if meta.get("shot"):
+            shots[meta["shot"]] = shots.get(meta["shot"], 0) + 1
+    verb = "would forget" if dry_run else "forgot"
+    if rows:
+        width = max(len(r[0]) for r in rows)
+        for name, what, size in sorted(rows):
+            print(f"{verb} {name:<{width}}  {what}" + (f", {_bytes(size)}" if size else ""))
+    orphans = [(d, n) for d, n in deleted if d not in freed_by_steps]
+    for digest, n in orphans:
+        print(f"{'would delete' if dry_run else 'deleted'} {digest}  {_bytes(n)}  "
+              f"(an object no step names)")
+    if shots:
+        named_shots = sorted(shots)
+        listed = ", ".join(named_shots[:8]) + (f" and {len(shots) - 8} more"
+                                               if len(shots) > 8 else "")
+        print(f"  in {len(shots)} shot{'s' if len(shots) != 1 else ''}: {listed}",
+              file=sys.stderr)
+    total = sum(n for _d, n in deleted)
+    print(f"{verb} {len(forgotten)} cached step{'s' if len(forgotten) != 1 else ''}, "
+          f"{'would delete' if dry_run else 'deleted'} {len(deleted)} "
+          f"object{'s' if len(deleted) != 1 else ''} ({_bytes(total)}) in {seconds:.1f}s"
+          + ("; a dry run: nothing changed" if dry_run else ""), file=sys.stderr)
+
+
+def _actions(store: Any, keep: set[str]) -> dict[str, Any]:
+    """The stored actions that no current build uses, by key: their names and outputs."""
+    store.flush_index()
+    with store.sql() as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM actions") if k not in keep]
+    return store.get_actions(keys)
 
 
 def _bytes(n: float) -> str:

@@ -2,8 +2,11 @@
 
 Every user-facing failure is a diagnostic; a Python traceback appears only for
 a bug, and only with `--debug` (otherwise a one-line "internal error" asks for
-a report).  Exit codes: 0 clean, 1 errors (or warnings with `--strict`), 2
-usage errors (argparse's convention).
+a report).  Exit codes: 0 clean, 1 errors (or warnings with `--strict`), 64 a
+usage error (sysexits' EX_USAGE: never 2, which `filmc plan` uses for "work to do").
+
+A command that takes a FILE and is given none uses the project's film, found as
+cargo finds `Cargo.toml` (filmc/project.py); `check` and `fmt` take folders too.
 """
 
 from __future__ import annotations
@@ -16,12 +19,24 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
+from .common import USAGE_ERROR
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 64 (argparse's own 2 is `plan`'s "work to do")
+    and says where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"error: {message}\n  = help: `{self.prog} --help` lists "
+                               f"the arguments and options\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="filmc", description="A compiler and build system for films made with generative AI.")
     p.add_argument("--version", action="version", version=f"filmc {__version__}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
@@ -31,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check .film files and print a summary of each film",
                        description="Parse and check films: names, attributes, values and files. "
                                    "Exit 0 when clean, 1 on errors (or on warnings with --strict).")
-    c.add_argument("files", nargs="+", metavar="FILE", type=Path, help="a film's main .film file")
+    c.add_argument("files", nargs="*", metavar="FILE", type=Path,
+                   help="a film's main .film file, or a folder: the films under it (default: "
+                        "the project's film, in or above the current folder)")
     c.add_argument("--strict", action="store_true", help="fail on warnings too")
     c.add_argument("--format", choices=("text", "json"), default="text",
                    help="how to print diagnostics (json: one array on stdout)")
@@ -41,14 +58,19 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fmt", help="format .film files in the one canonical layout",
                        description="Rewrite .film files in the canonical layout, keeping comments.")
-    f.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    f.add_argument("files", nargs="*", metavar="FILE", type=Path,
+                   help="a .film file, or a folder: every .film file under it, outside "
+                        "build/ and .filmc/ (default: the project folder)")
     f.add_argument("--check", action="store_true",
                    help="change nothing; exit 1 and name the files that would change")
+    f.add_argument("--diff", action="store_true",
+                   help="show each change as a unified diff (with --check: change nothing)")
     f.add_argument("--format", choices=("text", "json"), default="text")
     f.set_defaults(run=_fmt)
 
-    from . import build_cmd, compile_cmds, pick_cmds
+    from . import build_cmd, compile_cmds, init_cmd, pick_cmds
 
+    init_cmd.add_parsers(sub)
     compile_cmds.add_parsers(sub)
     build_cmd.add_parsers(sub)
     pick_cmds.add_parsers(sub)
@@ -72,7 +94,21 @@ def entry() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from .common import fail
+    from .project import NoFilm, find_film
+
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own name, not by `filmc`'s
+        command = " ".join(filter(None, (args.command, getattr(args, "take_command", None))))
+        print(f"error: unrecognized arguments: {' '.join(extra)}\n  = help: `filmc {command} "
+              f"--help` lists its arguments and options", file=sys.stderr)
+        return USAGE_ERROR
+    if getattr(args, "file", False) is None:
+        try:  # no FILE: the project's film, in or above the current folder
+            args.file = find_film()
+        except NoFilm as e:
+            return fail(e.message, e.hint)
     # A compile allocates a few hundred thousand long-lived objects; the default GC
     # thresholds rescan them all dozens of times (a third of compile time on a feature).
     gc.set_threshold(100_000, 50, 100)
@@ -97,21 +133,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .common import report
+    from .common import fail, report
     from .compiler.lock import lock_path
     from .compiler.pipeline import compile_film
     from .lang.diagnostics import Diagnostics
     from .lang.loader import Loader
+    from .project import NoFilm, film_files, find_film, is_main
 
     diags = Diagnostics()
     loader = Loader(diags)
     summaries: list[str] = []
     started = time.perf_counter()
-    for file in args.files:
+    try:
+        given: list[Path] = args.files or [find_film()]
+    except NoFilm as e:
+        return fail(e.message, e.hint)
+    # A folder: the films under it, then any .film file none of them loads.
+    queue: list[tuple[Path, bool]] = []
+    for arg in given:
+        if arg.is_dir():
+            files = film_files(arg)
+            if not files:
+                return fail(f"no `.film` files in `{arg}`",
+                            "name a film's main file, or a folder that holds one")
+            mains = {f for f in files if is_main(f)}
+            queue += [(f, False) for f in files if f in mains]
+            queue += [(f, True) for f in files if f not in mains]
+        else:
+            queue.append((arg, False))
+    loaded: set[str] = set()
+    in_films: dict = {}  # a film's main file → its diagnostics, for the parts checked in it
+    for file, only_if_unloaded in queue:
+        if only_if_unloaded and os.path.abspath(file) in loaded:
+            continue
+        if not is_main(file) and _check_part(file, diags, loader, summaries, in_films):
+            continue  # a part, checked in the film that names it
         # With a lock, compile to the graph: a pick is stale when its candidate's key moved.
         until = "graph" if lock_path(file).is_file() else "check"
+        errors = len(diags.errors)
         result = compile_film(file, until=until, diags=diags, loader=loader)
-        if result.checked is not None:
+        if result.project is not None:
+            loaded |= {str(f.path) for f in result.project.files}
+        # No counts or runtime from a film with errors: they would be computed from broken input.
+        if result.checked is not None and len(diags.errors) == errors:
             summaries.append(result.checked.summary.line(result.project.main.display))
     if args.timings:
         total = time.perf_counter() - started
@@ -121,16 +185,60 @@ def _check(args: argparse.Namespace) -> int:
     return report(diags, loader.sources, args.format, args.strict, summaries)
 
 
+def _check_part(file: Path, diags, loader, summaries: list[str], in_films: dict) -> bool:
+    """`filmc check scenes/02.film`: a file with no `film` header that a film names as a
+    part (or `use`s) is checked in that film, and only its own diagnostics are shown.
+    False when no film names it (it is then checked on its own)."""
+    from .compiler.pipeline import compile_film
+    from .lang.diagnostics import Diagnostics
+    from .lang.loader import Loader, display_path, films_including
+
+    mains = films_including(file)
+    shown = display_path(Path(os.path.normpath(Path.cwd() / file)))
+    if len(mains) > 1:
+        names = " or ".join(f"`filmc check {display_path(m)}`" for m in mains)
+        diags.error("F0411", f"`{shown}` is in {len(mains)} films: which one to check it in?",
+                    None, help=f"check it in its film: {names}")
+        return True
+    if not mains:
+        return False
+    if mains[0] not in in_films:
+        own = Diagnostics()
+        result = compile_film(mains[0], until="check", diags=own,
+                              loader=Loader(own, loader.sources))
+        in_films[mains[0]] = (own, result)
+    own, result = in_films[mains[0]]
+    mine = [d for d in own if d.span is not None and d.span.file == shown]
+    diags.extend(mine)
+    elsewhere = len(own.errors) - sum(d.severity == "error" for d in mine)
+    main = os.path.relpath(mains[0])
+    line = f"{shown}: checked as part of `{main}`"
+    if result.checked is not None and result.checked.summary.title is not None:
+        line += f' ("{result.checked.summary.title}")'
+    if elsewhere:
+        line += (f"; the film has {elsewhere} more error{'s' if elsewhere != 1 else ''} in "
+                 f"other files (`filmc check {main}`)")
+    summaries.append(line)
+    return True
+
+
 def _fmt(args: argparse.Namespace) -> int:
+    from .common import fail
     from .lang.diagnostics import Diagnostics, Sources, print_diagnostics
     from .lang.fmt import format_text
+    from .project import NoFilm, film_files, find_film
 
     diags = Diagnostics()
     sources = Sources()
     changed: list[str] = []
-    for file in args.files:
-        try:
-            text = file.read_text(encoding="utf-8")
+    try:  # no FILE: every .film file of the project folder
+        given: list[Path] = args.files or [_project_folder(find_film())]
+    except NoFilm as e:
+        return fail(e.message, e.hint)
+    files = [f for arg in given for f in (film_files(arg) if arg.is_dir() else [arg])]
+    for file in files:
+        try:  # bytes, then decode: reading text would hide the CRLFs `fmt` normalises
+            text = file.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror
             diags.error("F0401", f"cannot read `{file}`: {reason}", None)
@@ -141,19 +249,44 @@ def _fmt(args: argparse.Namespace) -> int:
         if out is None or out == text:
             continue
         changed.append(display)
+        if args.diff:
+            sys.stdout.writelines(_diff(text, out, display))
         if not args.check:
             _write_atomic(file, out)
     print_diagnostics(diags.sorted(), sources, args.format,
                       sys.stdout if args.format == "json" else None)
     if args.check:
         for name in changed:
-            print(f"would reformat {name}")
+            print(f"would reformat {name}", file=sys.stderr if args.diff else sys.stdout)
     elif changed:
         for name in changed:
-            print(f"formatted {name}")
+            print(f"formatted {name}", file=sys.stderr if args.diff else sys.stdout)
     if diags.errors:
         return 1
     return 1 if (args.check and changed) else 0
+
+
+def _project_folder(main: Path) -> Path:
+    """The folder whose .film files are the project's: the one with filmc.toml, else the
+    main file's own."""
+    from .lang.paths import find_root
+
+    root = find_root(main.resolve())
+    return Path(os.path.relpath(root))
+
+
+def _diff(old: str, new: str, name: str) -> list[str]:
+    """A unified diff, `a/NAME` to `b/NAME` as git shows it; a line ending that changed
+    shows as `\\r` at the end of the old line."""
+    import difflib
+
+    before = [line.replace("\r", "\\r") + "\n" for line in old.split("\n")]
+    after = [line + "\n" for line in new.split("\n")]
+    if before and before[-1] == "\n":
+        before.pop()
+    if after and after[-1] == "\n":
+        after.pop()
+    return list(difflib.unified_diff(before, after, f"a/{name}", f"b/{name}"))
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -18,12 +18,18 @@ SELECT_HELP = ("dbt-style selection: scene:NAME shot:GLOB character:NAME kind:KI
 OFFLINE_HELP = ("render every step with the built-in `local` backend: an animatic, with no "
                 "network and no keys, whatever filmc.toml and the shots choose")
 UNTIL_HELP = "stop before the more expensive stages (keyframe < clip < shot < film)"
+FILE_HELP = ("FILE defaults to the project's film: the main .film file in the nearest "
+             "folder, from here up, that holds filmc.toml (else in this folder)")
 FORCE_HELP = "regenerate these steps even when cached (a selector, as for --select)"
 
 
-def fail(message: str, help: str | None = None) -> int:
+USAGE_ERROR = 64  # sysexits.h EX_USAGE: never 2, which `filmc plan` uses for "work to do"
+
+
+def fail(message: str, help: str | None = None, code: int = 1) -> int:
+    """Print an error (and what to do) the one way every command does; the exit code."""
     print(f"error: {message}" + (f"\n  = help: {help}" if help else ""), file=sys.stderr)
-    return 1
+    return code
 
 
 def report(diags: Any, sources: Any, fmt: str = "text", strict: bool = False,
@@ -38,8 +44,10 @@ def report(diags: Any, sources: Any, fmt: str = "text", strict: bool = False,
         print_diagnostics(items, sources, "json", sys.stdout)
     else:
         print_diagnostics(items, sources)
+        sys.stderr.flush()  # the summary comes after the diagnostics, even in one pipe
         for line in summaries:
             print(line)
+        sys.stdout.flush()
         if items:
             print(count(errors, warnings), file=sys.stderr)
     return 1 if errors or (strict and warnings) else 0

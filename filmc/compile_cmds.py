@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    FILE_HELP,
     SELECT_HELP,
     add_build_options,
     build_options,
@@ -30,7 +31,7 @@ def add_parsers(sub: Any) -> None:
                                     "then steps by kind and backend, estimated cost and time, "
                                     "and the environment variables the backends need. Exit 0 "
                                     "when nothing would run, 2 when something would, 1 on error.")
-    pl.add_argument("file", type=Path, metavar="FILE")
+    pl.add_argument("file", nargs="?", type=Path, metavar="FILE", help=FILE_HELP)
     add_build_options(pl, "what a build of it runs: it and what it needs")
     pl.add_argument("--json", action="store_true", help="print the plan as JSON for tools")
     pl.add_argument("--verbose", "-v", action="store_true",
@@ -39,17 +40,19 @@ def add_parsers(sub: Any) -> None:
 
     g = sub.add_parser("graph", help="print the step graph (Graphviz dot or JSON)",
                        description="Compile a film and print its generation step graph.")
-    g.add_argument("file", type=Path, metavar="FILE")
+    g.add_argument("file", nargs="?", type=Path, metavar="FILE", help=FILE_HELP)
     g.add_argument("--format", choices=("dot", "json"), default="dot")
     g.add_argument("--select", "-s", action="append", default=[], metavar="SELECTOR",
                    help=SELECT_HELP)
     g.set_defaults(run=_graph)
 
     e = sub.add_parser("explain", help="show every step of a shot: prompts, parameters, keys",
-                       description="Show every step of one shot: its rendered prompt, "
-                                   "parameters, inputs and content key.")
+                       description="Show every step of one shot (or of every shot of a "
+                                   "scene): its rendered prompt, parameters, inputs and "
+                                   "content key.")
     e.add_argument("args", nargs="+", metavar="[FILE] SHOT",
-                   help="the shot id; FILE defaults to the one film in the current folder")
+                   help="a shot id, `SCENE/SHOT` (as plan and explain print it) or a scene "
+                        "id; " + FILE_HELP)
     e.add_argument("--json", action="store_true", help="print JSON for tools")
     e.set_defaults(run=_explain)
 
@@ -148,39 +151,88 @@ def to_dot(graph, order: list[str], edges: list[tuple[str, str]], title: str) ->
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .common import count
+    from .common import USAGE_ERROR, fail
+    from .project import NoFilm, find_film
 
     if len(args.args) > 2:
-        print("filmc explain: give the shot id, optionally after the film file", file=sys.stderr)
-        return 2
-    shot_id = args.args[-1]
-    file = Path(args.args[0]) if len(args.args) == 2 else _find_film()
-    if file is None:
-        print("filmc explain: no film here: name the film file, `filmc explain FILE SHOT`",
-              file=sys.stderr)
-        return 1
+        return fail("`filmc explain` takes one shot (or scene), optionally after the film file",
+                    "`filmc explain [FILE] SHOT`, `filmc explain [FILE] SCENE/SHOT` or "
+                    "`filmc explain [FILE] SCENE`", USAGE_ERROR)
+    name = args.args[-1]
+    try:
+        file = Path(args.args[0]) if len(args.args) == 2 else find_film()
+    except NoFilm as e:
+        return fail(e.message, e.hint)
     result = compile_or_report(file)
     if result is None:
         return 1
-    graph = result.graph
-    steps = [graph.nodes[n]["step"] for n in graph.nodes if graph.nodes[n]["shot"] == shot_id]
-    if not steps:
-        from .lang.diagnostics import did_you_mean
-
-        shots = [s.id for s in result.film.shots]
-        hint = did_you_mean(shot_id, shots)
-        print(f"error: no shot `{shot_id}` in {file}" + (f"\n  = help: {hint}" if hint else ""),
-              file=sys.stderr)
-        print(count(1, 0), file=sys.stderr)
+    shots = _shots_named(result.film, name)
+    if isinstance(shots, str):
+        print(shots, file=sys.stderr)
         return 1
+    graph = result.graph
+    wanted = {(s.scene, s.id) for s in shots}
+    steps = [graph.nodes[n]["step"] for n in graph.nodes
+             if (graph.nodes[n]["step"].scene, graph.nodes[n]["shot"]) in wanted]
     refs = sorted({i.step for s in steps for i in s.inputs if graph.nodes[i.step]["shot"] is None})
-    steps = [graph.nodes[r]["step"] for r in refs] + steps
     if args.json:
-        json.dump([_step_json(s) for s in steps], sys.stdout, ensure_ascii=False, indent=1,
+        everything = [graph.nodes[r]["step"] for r in refs] + steps
+        json.dump([_step_json(s) for s in everything], sys.stdout, ensure_ascii=False, indent=1,
                   default=str)
         sys.stdout.write("\n")
         return 0
-    shot = next(s for s in result.film.shots if s.id == shot_id)
+    if len(shots) > 1:
+        scene = next(s for s in result.film.scenes if s.id == shots[0].scene)
+        total = sum(float(s.duration) for s in shots)
+        print(f"scene {scene.id} \"{scene.title}\": {len(shots)} shots, {total:g}s")
+        for r in refs:
+            print()
+            print(_describe(graph.nodes[r]["step"]))
+    for i, shot in enumerate(shots):
+        if i or len(shots) > 1:
+            print()
+        own = [s for s in steps if s.scene == shot.scene and s.shot == shot.id]
+        shared = [] if len(shots) > 1 else [graph.nodes[r]["step"] for r in refs]
+        _explain_shot(graph, shot, shared + own)
+    return 0
+
+
+def _shots_named(film: Any, name: str) -> list[Any] | str:
+    """The shots `name` means: `SCENE/SHOT`, a shot id, or a scene id (its every shot);
+    else the error to print, with a suggestion."""
+    from .common import count
+    from .compiler.select import name_hint as did_you_mean
+
+    shots = [s for sc in film.scenes for s in sc.shots]
+    scene_ids = [sc.id for sc in film.scenes]
+    if "/" in name:
+        scene, _, shot = name.partition("/")
+        found = [s for s in shots if s.scene == scene and s.id == shot]
+        if found:
+            return found
+        if scene not in scene_ids:
+            hint = did_you_mean(scene, scene_ids)
+            what = f"no scene `{scene}`"
+        else:
+            hint = did_you_mean(shot, [s.id for s in shots if s.scene == scene])
+            what = f"no shot `{shot}` in scene `{scene}`"
+        return f"error: {what}" + (f"\n  = help: {hint}" if hint else "") + "\n" + count(1, 0)
+    found = [s for s in shots if s.id == name]
+    if len(found) == 1:
+        return found
+    if len(found) > 1:
+        named = ", ".join(f"`{s.scene}/{s.id}`" for s in found)
+        return (f"error: `{name}` is a shot of {len(found)} scenes: {named}\n"
+                f"  = help: name one as SCENE/SHOT, such as `{found[0].scene}/{name}`\n"
+                + count(1, 0))
+    if name in scene_ids:
+        return [s for s in shots if s.scene == name]
+    hint = did_you_mean(name, [s.id for s in shots] + scene_ids)
+    return (f"error: no shot or scene `{name}`" + (f"\n  = help: {hint}" if hint else "")
+            + "\n" + count(1, 0))
+
+
+def _explain_shot(graph: Any, shot: Any, steps: list[Any]) -> None:
     cast = ", ".join(m.character + (f"({m.outfit})" if m.outfit else "") for m in shot.cast)
     n = sum(k for _b, k in shot.candidates)
     spread = ", ".join(f"{b} {k}" for b, k in shot.candidates)
@@ -197,7 +249,6 @@ def _explain(args: argparse.Namespace) -> int:
     for step in steps:
         print()
         print(_describe(step))
-    return 0
 
 
 def _step_json(step: Any) -> dict:
@@ -237,13 +288,3 @@ def _show(v) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_show(x) for x in v) + "]"
     return "-" if v is None else str(v)
-
-
-def _find_film() -> Path | None:
-    """The film in the current folder: `film.film`, else the one file with a `film` header."""
-    here = Path.cwd()
-    if (here / "film.film").is_file():
-        return here / "film.film"
-    found = [p for p in sorted(here.glob("*.film"))
-             if any(line.startswith("film ") for line in p.read_text(errors="replace").splitlines())]
-    return found[0] if len(found) == 1 else None

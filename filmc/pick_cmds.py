@@ -25,7 +25,7 @@ def add_parsers(sub: Any) -> None:
                     "the digest of its output. A candidate is named as `filmc lock` lists it "
                     "(`openai-2`, `retouch-1`) or by its number. Commit film.lock.")
     p.add_argument("args", nargs="+", metavar="[FILE] SHOT [CANDIDATE]",
-                   help="FILE defaults to the one film in the current folder")
+                   help="FILE defaults to the project's film, in or above the current folder")
     p.add_argument("--clip", metavar="TAKE", help="also pick this clip take (`take2`, `2`)")
     p.add_argument("--clear", action="store_true",
                    help="forget the shot's picks (with --clip: only the clip's)")
@@ -72,18 +72,6 @@ def add_parsers(sub: Any) -> None:
 # --- finding the film -----------------------------------------------------------------------
 
 
-def film_file(given: Path | None) -> Path | None:
-    """The film a command is about: the file given, else the one `.film` file of the
-    current folder that no other file names (its main file)."""
-    if given is not None:
-        return given
-    for name in ("film.film", "main.film"):
-        if Path(name).is_file():
-            return Path(name)
-    found = sorted(Path(".").glob("*.film"))
-    return found[0] if len(found) == 1 else None
-
-
 def _split(args: list[str]) -> tuple[Path | None, list[str]]:
     """An optional leading FILE (a `.film` path), and the other positional values."""
     if args and args[0].endswith(".film"):
@@ -104,11 +92,17 @@ def _store(program: Any, create: bool = False) -> Iterator[Any]:
 
 
 def _which(file: Path | None) -> Path | None:
-    """The film's main file, or None after saying that there is no telling which."""
-    path = film_file(file)
-    if path is None:
-        fail("which film?", "name its main .film file, or run in the folder that holds it")
-    return path
+    """The film's main file: the one given, else the project's (filmc/project.py); None
+    after saying why there is none."""
+    from .project import NoFilm, find_film
+
+    if file is not None:
+        return file
+    try:
+        return find_film()
+    except NoFilm as e:
+        fail(e.message, e.hint)
+        return None
 
 
 def _compiled(file: Path | None, offline: bool = False) -> Any:
@@ -155,7 +149,7 @@ def _pick(args: argparse.Namespace) -> int:
             if args.clip is not None:
                 first = program
                 if name is not None:  # the clip takes are made from the new pick: compile again
-                    again = compile_film(film_file(file) or Path(), offline=False)
+                    again = compile_film(_which(file) or Path(), offline=False)
                     if not again.ok or again.graph is None:  # it compiled a moment ago
                         restore(first, shot.shot, before)
                         report(again.diags, again.sources)
@@ -244,7 +238,8 @@ def _take_add(args: argparse.Namespace) -> int:
 
     file, rest = _split(args.args)
     if len(rest) != 2:
-        return fail("usage: filmc take add [FILM] SHOT FILE [--from CANDIDATE] [--pick]")
+        return fail("usage: filmc take add [FILM] SHOT FILE [--from CANDIDATE] [--pick]",
+                    "`filmc take add --help` explains each")
     shot_name, media = rest[0], Path(rest[1])
     result = _compiled(file)
     if result is None:

@@ -180,14 +180,30 @@ class Preset:
     close: Span = _span()
 
 
+# Chinese scene headings (`外 院子 黄昏`): the setting and time words a Chinese
+# screenplay uses, and what they mean (traditional forms too).
+CHINESE_SETTINGS = {"内": "INT", "內": "INT", "外": "EXT", "内外": "INT/EXT", "內外": "INT/EXT",
+                    "内景": "INT", "內景": "INT", "外景": "EXT", "内外景": "INT/EXT",
+                    "內外景": "INT/EXT"}
+CHINESE_TIMES = {"日": "DAY", "夜": "NIGHT", "黄昏": "DUSK", "黃昏": "DUSK", "黎明": "DAWN"}
+
+
 @attrs.frozen(slots=True)
 class Slug:
-    """The scene heading: `EXT STEPPE DUSK`."""
+    """The scene heading: `EXT STEPPE DUSK`, or `外 院子 黄昏`."""
 
     setting: str  # "INT", "EXT" or "INT/EXT"
     location: Name
     time: Name | None
     span: Span = _span()
+    written: str | None = None  # the setting as written when it is Chinese (`外`), for fmt
+
+    @property
+    def time_of_day(self) -> str | None:
+        """The time as the compiler reads it: `黄昏` is `DUSK`."""
+        if self.time is None:
+            return None
+        return CHINESE_TIMES.get(self.time.text, self.time.text)
 
 
 @attrs.frozen(slots=True)

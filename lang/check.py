@@ -17,12 +17,14 @@ from pathlib import Path
 import attrs
 
 from . import ast, literals, schema
-from .diagnostics import Diagnostics, Label, did_you_mean, suggest
+from .diagnostics import Diagnostics, Label, did_you_mean, simplified, suggest
 from .literals import BadLiteral
 from .loader import Project, SourceFile, display_path
+from .paths import PathProblem, check_name, check_target
 
 DEFAULT_FPS = Fraction(24)
 MAX_CANDIDATES = 32  # keyframe candidates a shot asks of one backend
+MAX_TAKES = 16  # clips a shot makes from its picked keyframe
 WORDS_PER_SECOND = 2.5  # a normal speaking rate in English (150 words a minute)
 CJK_PER_SECOND = 4.5  # characters a second for Chinese and Japanese
 
@@ -183,12 +185,14 @@ class _Checker:
         if fps is not None and len(fps.values) == 1 and isinstance(fps.values[0], ast.Literal):
             try:
                 v = literals.number(fps.values[0].text)
-                if not 1 <= v <= 240:
-                    raise BadLiteral(f"{fps.values[0].text} frames per second is out of range",
-                                     "films run at 1 to 240 fps; 24 is the cinema standard")
+            except BadLiteral:
+                v = None  # the attribute's own check reports it
+            if v is not None and not 1 <= v <= 240:
+                self.diags.error("F0303", f"{fps.values[0].text} frames per second is out of range",
+                                 fps.values[0].span,
+                                 help="films run at 1 to 240 fps; 24 is the cinema standard")
+            elif v is not None:
                 self.fps = v
-            except BadLiteral as e:
-                self.diags.error("F0303", e.message, fps.values[0].span, help=e.help)
         aspect = ast.find_attr(film.items, "aspect")
         size = ast.find_attr(film.items, "size")
         if aspect and size and len(aspect.values) == 1 and len(size.values) == 1:
@@ -228,10 +232,12 @@ class _Checker:
                                  or "declare it with `location ID \"Name\" {`")
             if scene.slug.time is not None:
                 t = scene.slug.time
-                if t.text not in schema.TIMES_OF_DAY:
+                if scene.slug.time_of_day not in schema.TIMES_OF_DAY:
                     self.diags.error("F0223", f"unknown time of day `{t.text}`", t.span,
-                                     help=did_you_mean(t.text, schema.TIMES_OF_DAY)
-                                     or "times of day are " + ", ".join(schema.TIMES_OF_DAY))
+                                     help=did_you_mean(t.text, (*schema.TIMES_OF_DAY,
+                                                                *ast.CHINESE_TIMES))
+                                     or "times of day are " + ", ".join(schema.TIMES_OF_DAY)
+                                     + " (in Chinese " + "、".join(ast.CHINESE_TIMES) + ")")
         self._items(scene.items, "scene", None)
         self._candidates(scene.items)
         default = self._duration_default(scene.items) or film_duration
@@ -270,7 +276,7 @@ class _Checker:
         for a in ast.attrs_of(items):
             if a.key.text != "candidates" or not a.values:
                 continue
-            name = a.values[1].text if len(a.values) > 1 else ""  # type: ignore[union-attr]
+            name = ast.value_text(a.values[1]) if len(a.values) > 1 else ""
             if name in seen:
                 what = f"`{name}`" if name else "the keyframe backend"
                 self.diags.error("F0226", f"two `candidates` lines for {what}", a.span,
@@ -333,6 +339,18 @@ class _Checker:
                                  help="the next shot continues this one already: remove one of "
                                       "the two lines")
 
+    def _id_named(self, text: str) -> str | None:
+        """The id of the character whose display name is `text` (`林梅` → `MEI`), if one is:
+        the same name, or the same in traditional or simplified characters."""
+        want = simplified(text).casefold()
+        if any(simplified(cid).casefold() == want for cid in self.sym.characters):
+            return None  # the id itself, misspelt: did-you-mean says so
+        for cid, (c, _f) in self.sym.characters.items():
+            if c.name is not None and (c.name.value == text
+                                       or simplified(c.name.value).casefold() == want):
+                return cid
+        return None
+
     def _dialogue(self, shot: ast.Shot, cast: ast.Attr | None, seconds: Fraction | None) -> None:
         in_cast = set()
         if cast is not None:
@@ -342,9 +360,12 @@ class _Checker:
         for line in lines:
             who = line.speaker.text
             if who not in self.sym.characters:
+                by_name = self._id_named(who)
                 self.diags.error("F0201", f"unknown character `{who}`", line.speaker.span,
-                                 "not a declared character",
-                                 help=did_you_mean(who, self.sym.characters)
+                                 f"the name of `{by_name}`, not its id" if by_name
+                                 else "not a declared character",
+                                 help=f"a speaker is written by id: `{by_name}: \"...\"`"
+                                 if by_name else did_you_mean(who, self.sym.characters)
                                  or "declare it with `character ID \"Name\" {`")
             elif who not in in_cast and not _off_screen(line.paren):
                 self.diags.warning(
@@ -420,6 +441,13 @@ class _Checker:
         types = [t.rstrip("+?*") for t in sig]
         lo = len(types) - (1 if optional else 0)
         hi = None if many else len(types)
+        if types == ["string"] and len(values) > 1 and not any(isinstance(v, ast.Str)
+                                                               for v in values):
+            words = _rejoin(values)
+            self.diags.error("F0302", f"`{key}` takes a quoted string", values[0].span.to(
+                values[-1].span), "unquoted words",
+                             help=f'put the words in double quotes: `{key} "{words}"`')
+            return
         if len(values) < lo or (hi is not None and len(values) > hi):
             doc = schema.BLOCKS[ctx].attrs.get(key) or schema.BLOCKS[ctx].blocks.get(key)
             span = values[hi].span.to(values[-1].span) if hi is not None and len(values) > hi \
@@ -476,6 +504,10 @@ class _Checker:
             if key == "takes" and parsed < 1:
                 raise _Bad(f"`takes {v.text}`: a shot needs at least one take", v.span,
                            help="write `takes 1` or more", code="F0304")
+            if key == "takes" and parsed > MAX_TAKES:
+                raise _Bad(f"`takes {v.text}`: at most {MAX_TAKES} takes a shot", v.span,
+                           help=f"write `takes {MAX_TAKES}` or fewer; each take is a paid video "
+                                "generation", code="F0304")
             if key == "candidates" and not 1 <= parsed <= MAX_CANDIDATES:
                 raise _Bad(f"`candidates {v.text}`: from 1 to {MAX_CANDIDATES} a backend",
                            v.span, help="write `candidates 1` or more; leave a backend out by "
@@ -504,7 +536,7 @@ class _Checker:
             return
         enums = {"step": schema.STEP_KINDS, "motion": schema.MOTIONS, "slot": schema.CAMERA_SLOTS,
                  "time": schema.TIMES_OF_DAY, "direction": schema.KEY_DIRECTIONS,
-                 "framing": schema.FRAMINGS, "previous": ("previous",), "next": ("next",)}
+                 "framing": schema.FRAMINGS, "being": schema.BEINGS, "previous": ("previous",), "next": ("next",)}
         if t in enums:
             choices = enums[t]
             if not isinstance(v, ast.Name) or v.text not in choices:
@@ -584,6 +616,11 @@ class _Checker:
             raise _Bad("a cast lists character ids", v.span, "not a character",
                        help="write `cast CHEN(winter), WOLF`")
         if name.text not in self.sym.characters:
+            by_name = self._id_named(name.text)
+            if by_name:
+                raise _Bad(f"unknown character `{name.text}`", name.span,
+                           f"the name of `{by_name}`, not its id",
+                           help=f"a cast lists characters by id: `{by_name}`", code="F0201")
             raise _Bad(f"unknown character `{name.text}`", name.span, "not a declared character",
                        help=did_you_mean(name.text, self.sym.characters)
                        or "declare it with `character ID \"Name\" {`", code="F0201")
@@ -627,6 +664,10 @@ class _Checker:
             raise _Bad(f"reference path `{rel}` is absolute", v.span,
                        "absolute paths break on every other machine",
                        help="write the path relative to this file", code="F0403")
+        try:
+            check_name(rel, "reference")
+        except PathProblem as e:
+            raise _Bad(e.message, v.span, e.label, help=e.help, code=e.code) from None
         path = Path(os.path.normpath(base / rel))
         root = self.project.root
         try:
@@ -636,6 +677,10 @@ class _Checker:
                        "outside the project folder",
                        help="copy the image into the project folder: the main film file's folder, "
                             "or the folder that holds `filmc.toml`", code="F0404") from None
+        try:
+            check_target(path, root, rel, "reference")
+        except PathProblem as e:
+            raise _Bad(e.message, v.span, e.label, help=e.help, code=e.code) from None
         if not path.is_file():
             if path.parent.is_dir():
                 near = suggest(path.name, [p.name for p in path.parent.iterdir()])
@@ -721,7 +766,7 @@ _TYPE_WORDS = {
     "camera": "camera presets", "light": "light presets", "style": "style presets",
     "cast": "characters", "tag": "tags", "step": "step kind", "motion": "camera motion",
     "slot": "camera slot", "time": "time of day", "direction": "key direction",
-    "framing": "framing", "previous": "`previous`", "next": "`next`",
+    "framing": "framing", "being": "character kind", "previous": "`previous`", "next": "`next`",
 }
 
 
@@ -749,6 +794,23 @@ def _expect_words(types: list[str]) -> str:
             word = f"{k} {word.split(' ', 1)[1]}s"
         words.append(word)
     return " and ".join(words)
+
+
+def _rejoin(values) -> str:
+    """Unquoted words as the text they were, as near as their columns tell: a gap of one
+    column is a space (between Chinese words, the `，` that split them), wider a comma."""
+    out = ""
+    prev = None
+    for v in values:
+        text: str = v.name.text if isinstance(v, ast.Ref) else v.value if isinstance(v, ast.Str) \
+            else v.text
+        if prev is not None:
+            gap = v.span.col - prev.span.end_col if v.span.line == prev.span.line else 1
+            out += ("，" if out[-1] > "\u2e80" and text[:1] > "\u2e80" else " ") if gap <= 1 \
+                else ", "
+        out += text
+        prev = v
+    return out
 
 
 def _off_screen(paren: str | None) -> bool:

@@ -8,9 +8,11 @@ a `Sources` map keeps for every file a run read.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
@@ -127,18 +129,48 @@ def edit_distance(a: str, b: str, limit: int) -> int:
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
-    """The nearest candidate: same letters ignoring case, else within 1 edit for
-    short names (up to 4 characters) or 2 for longer ones."""
+    """The nearest candidate: same letters ignoring case (and, for Chinese, traditional
+    or simplified), else within 1 edit for short names (up to 4 characters) or 2 for
+    longer ones.  Remembered: a file that repeats one wrong name 5,000 times pays once."""
+    return _suggest(name, tuple(candidates))
+
+
+@functools.lru_cache(maxsize=4096)
+def _suggest(name: str, candidates: tuple[str, ...]) -> str | None:
     limit = 1 if len(name) <= 4 else 2
     best: tuple[int, str] | None = None
-    lowered = name.lower()
+    han = _has_han(name)
+    lowered = simplified(name.lower()) if han else name.lower()
     for cand in candidates:
         if cand == name:
             continue
-        d = 0 if cand.lower() == lowered else edit_distance(lowered, cand.lower(), limit)
+        other = simplified(cand.lower()) if han and _has_han(cand) else cand.lower()
+        d = 0 if other == lowered else edit_distance(lowered, other, limit)
         if d <= limit and (best is None or (d, cand) < best):
             best = (d, cand)
     return best[1] if best else None
+
+
+def _has_han(s: str) -> bool:
+    return any("\u2e80" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff" or c >= "\U00020000"
+               for c in s)
+
+
+_t2s = None
+
+
+def simplified(s: str) -> str:
+    """Chinese text in simplified characters (`爺爺` → `爷爷`), by OpenCC's tables.
+
+    Loaded on first use (about 0.1 s), so a run without a Chinese near-miss never pays."""
+    global _t2s
+    if not _has_han(s):
+        return s
+    if _t2s is None:
+        import opencc
+
+        _t2s = opencc.OpenCC("t2s")
+    return _t2s.convert(s)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
@@ -198,10 +230,39 @@ def _display_width(s: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
 
 
+# What one run prints stays readable (and linear in the input) whatever the input: a long
+# source line is shown as a window around the first mark on it, long messages are cut,
+# and past a few diagnostics on one line (or many in one file) the rest are counted, not
+# printed.  `--format json` lists every diagnostic in full.
+MAX_SHOWN_LINE = 120  # characters of a source line shown around its first mark
+MAX_MESSAGE = 300  # characters of a message, label or help
+MAX_SAME = 3  # errors of one code printed for one source line
+MAX_PER_LINE = 20  # diagnostics printed for one source line
+MAX_PER_FILE = 100  # diagnostics printed for one file
+
+
+# A control character in a shown source line (a NUL byte) is printed as its picture: `␀`.
+_CONTROL_PICTURES = {c: 0x2400 + c for c in range(32)} | {0x7F: 0x2421}
+
+
+def _cap(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _window(text: str, col: int) -> tuple[str, int, int]:
+    """The part of a long line shown around column `col` (1-based): its text (a cut marked
+    `…`), and the 0-based slice `text[lo:hi]` it shows."""
+    if len(text) <= MAX_SHOWN_LINE:
+        return text, 0, len(text)
+    lo = max(0, min(col - 1 - MAX_SHOWN_LINE // 3, len(text) - MAX_SHOWN_LINE))
+    hi = lo + MAX_SHOWN_LINE
+    return ("…" if lo else "") + text[lo:hi] + ("…" if hi < len(text) else ""), lo, hi
+
+
 def render_text(diag: Diagnostic, sources: Sources, color: bool = False) -> str:
     st = _Style(color)
     sev_color = "1;31" if diag.severity == ERROR else "1;33"
-    out = [st(sev_color, f"{diag.severity}[{diag.code}]") + st("1", f": {diag.message}")]
+    out = [st(sev_color, f"{diag.severity}[{diag.code}]") + st("1", f": {_cap(diag.message)}")]
     spans = [s for s in [diag.span] + [lb.span for lb in diag.labels] if s is not None]
     width = max((len(str(s.line)) for s in spans), default=1)
     pad = " " * width
@@ -213,8 +274,9 @@ def render_text(diag: Diagnostic, sources: Sources, color: bool = False) -> str:
         first = diag.span.file
         snippets.sort(key=lambda s: (s[0].file != first, s[0].file, s[0].line, s[0].col))
         out.append(f"{pad} {st(blue, '|')}")
-        last_file, last_line = diag.span.file, 0
+        last_file, last_line, lo, hi = diag.span.file, 0, 0, 0
         for span, message, mark, mcol in snippets:
+            message = _cap(message)
             if span.file != last_file:
                 out.append(f"{pad}{st(blue, ':::')} {span}")
                 out.append(f"{pad} {st(blue, '|')}")
@@ -225,23 +287,58 @@ def render_text(diag: Diagnostic, sources: Sources, color: bool = False) -> str:
                     out.append(f"{pad} {st(blue, '=')} {message} ({span})")
                 continue
             if span.line != last_line:  # marks on one line share its source text
-                out.append(st(blue, f"{span.line:>{width}} |") + f" {text.expandtabs(4)}")
+                shown, lo, hi = _window(text, span.col)
+                shown = shown.expandtabs(4).translate(_CONTROL_PICTURES)
+                out.append(st(blue, f"{span.line:>{width}} |") + f" {shown}")
                 last_line = span.line
-            start = _display_width(text[: span.col - 1].expandtabs(4))
-            end_col = span.end_col if span.end_line == span.line else len(text) + 1
-            n = max(1, _display_width(text[span.col - 1 : end_col - 1].expandtabs(4)))
+            col = min(max(span.col - 1, lo), hi)
+            end_col = span.end_col - 1 if span.end_line == span.line else len(text)
+            end_col = min(max(end_col, col), hi)
+            start = (1 if lo else 0) + _display_width(text[lo:col].expandtabs(4))
+            n = max(1, _display_width(text[col:end_col].expandtabs(4)))
             under = " " * start + st(mcol, mark * n + (f" {message}" if message else ""))
             out.append(f"{pad} {st(blue, '|')} {under}")
         out.append(f"{pad} {st(blue, '|')}")
     for note in diag.notes:
-        out.append(f"{pad} {st(blue, '=')} {st('1', 'note')}: {note}")
+        out.append(f"{pad} {st(blue, '=')} {st('1', 'note')}: {_cap(note)}")
     if diag.help:
-        out.append(f"{pad} {st(blue, '=')} {st('1', 'help')}: {diag.help}")
+        out.append(f"{pad} {st(blue, '=')} {st('1', 'help')}: {_cap(diag.help)}")
     return "\n".join(out)
 
 
 def render_all(diags: Sequence[Diagnostic], sources: Sources, color: bool = False) -> str:
-    return "\n\n".join(render_text(d, sources, color) for d in diags)
+    """Every diagnostic as text, but at most MAX_SAME errors of one code and MAX_PER_LINE
+    diagnostics in all for one source line, and MAX_PER_FILE for one file: the rest are
+    counted after the last one shown.  (A line of 2,000 unknown names is 2,000 errors of
+    one code; the warnings of what backends cannot honour for one shot are several
+    warnings on its line, each worth reading.)"""
+    blocks: list[str] = []
+    shown: Counter = Counter()
+    hidden: Counter = Counter()
+    last: dict[tuple, int] = {}  # (file, line) or (file,) → index of its last block shown
+    for d in diags:
+        file = d.span.file if d.span else ""
+        line_key = (file, d.span.line) if d.span else None
+        same = (*line_key, d.code) if line_key is not None and d.severity == "error" else None
+        if line_key is not None and (shown[line_key] >= MAX_PER_LINE
+                                     or (same is not None and shown[same] >= MAX_SAME)):
+            hidden[line_key] += 1
+            continue
+        if file and shown[(file,)] >= MAX_PER_FILE:
+            hidden[(file,)] += 1
+            continue
+        blocks.append(render_text(d, sources, color))
+        if same is not None:
+            shown[same] += 1
+        for key in (line_key, (file,)):
+            if key is not None:
+                shown[key] += 1
+                last[key] = len(blocks) - 1
+    for key, n in hidden.items():
+        where = "on this line" if len(key) == 2 else f"in `{key[0]}`"
+        more = "diagnostic" if n == 1 else "diagnostics"
+        blocks[last[key]] += f"\n... and {n} more {more} {where} (`--format json` lists them all)"
+    return "\n\n".join(blocks)
 
 
 def render_json(diags: Sequence[Diagnostic]) -> str:

@@ -44,11 +44,37 @@ def format_text(text: str, file: str, diags: Diagnostics) -> str | None:
 
     A file with syntax errors is never rewritten: what failed to parse would be lost.
     """
-    before = len(diags.errors)
-    module = parse(text, file, diags)
-    if len(diags.errors) > before:
+    own = Diagnostics()
+    module = parse(text, file, own)
+    # Full-width punctuation (W0101) is what formatting rewrites: no warning for it here.
+    diags.extend(d for d in own if d.code != "W0101")
+    if own.errors:
+        return None
+    deepest = _deepest(module)
+    if deepest is not None:
+        diags.error("F0120", f"blocks nested more than {MAX_NESTING} deep", deepest,
+                    "this block is too deep to format",
+                    help="a film nests a few blocks at most (scene, shot, a block inside); "
+                         "close the blocks that were meant to end earlier")
         return None
     return format_module(module)
+
+
+MAX_NESTING = 50  # blocks inside blocks that `fmt` formats (a film uses three or four)
+
+
+def _deepest(module: ast.Module) -> ast.Span | None:
+    """The span of the first block nested past MAX_NESTING, found without recursion."""
+    stack: list[tuple[object, int]] = [(d, 1) for d in module.decls]
+    while stack:
+        node, depth = stack.pop()
+        items = getattr(node, "items", None)
+        if not items:
+            continue
+        if depth > MAX_NESTING:
+            return getattr(node, "span", None)
+        stack.extend((item, depth + 1) for item in items)
+    return None
 
 
 # --- what goes between values ------------------------------------------------------
@@ -162,7 +188,8 @@ class _Printer:
             slug = ""
             if decl.slug is not None:
                 s = decl.slug
-                slug = " ".join([s.setting, s.location.text] + ([s.time.text] if s.time else []))
+                slug = " ".join([s.written or s.setting, s.location.text]
+                                + ([s.time.text] if s.time else []))
             head, spec = _header("scene", decl.id.text, title, slug), "scene"
         self._block(head, decl, "", spec)
 

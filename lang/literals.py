@@ -13,6 +13,12 @@ from fractions import Fraction
 
 import attrs
 
+from .paths import shown
+
+MAX_DIGITS = 12  # in one number: more is a typo, and would be slow to compute with
+MAX_SECONDS = 3600  # one duration (a shot, a default): an hour
+MAX_INT_DIGITS = 19  # a whole number (a seed goes up to 2^63-1)
+
 
 class BadLiteral(ValueError):
     def __init__(self, message: str, help: str | None = None) -> None:
@@ -49,14 +55,29 @@ _COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _DURATION_HELP = "write seconds (`4s`, `1.5s`), milliseconds (`500ms`), a timecode (`0:04`) or frames (`96f`)"
 
 
+def _s(text: str) -> str:
+    return shown(text, 40)
+
+
+def _digits(text: str, limit: int = MAX_DIGITS) -> None:
+    """Refuse a number with more than `limit` digits in a row before reading it."""
+    run = 0
+    for c in text:
+        run = run + 1 if c.isdecimal() else 0
+        if run > limit:
+            raise BadLiteral(f"`{_s(text)}` has a number too large",
+                             f"numbers in a film have at most {limit} digits")
+
+
 def duration(text: str) -> Duration:
+    _digits(text)
     m = _DUR_UNIT.fullmatch(text)
     if m:
         value = Fraction(m.group(1))
         unit = m.group(2)
         if unit == "f":
             if value.denominator != 1:
-                raise BadLiteral(f"`{text}` is not a whole number of frames", _DURATION_HELP)
+                raise BadLiteral(f"`{_s(text)}` is not a whole number of frames", _DURATION_HELP)
             d = Duration(frames=int(value))
         else:
             d = Duration(seconds=value / 1000 if unit == "ms" else value)
@@ -65,23 +86,27 @@ def duration(text: str) -> Duration:
         if not m:
             hint = _DURATION_HELP
             if _NUMBER.fullmatch(text):
-                hint = f"add a unit: `{text}s` for seconds or `{text}f` for frames"
-            raise BadLiteral(f"`{text}` is not a duration", hint)
+                hint = f"add a unit: `{_s(text)}s` for seconds or `{_s(text)}f` for frames"
+            raise BadLiteral(f"`{_s(text)}` is not a duration", hint)
         hours = int(m.group(1) or 0)
         minutes = int(m.group(2))
         seconds = Fraction(m.group(3))
         if seconds >= 60 or (m.group(1) and minutes >= 60):
-            raise BadLiteral(f"`{text}` is not a valid timecode", "write minutes:seconds like `1:05`")
+            raise BadLiteral(f"`{_s(text)}` is not a valid timecode", "write minutes:seconds like `1:05`")
         d = Duration(seconds=hours * 3600 + minutes * 60 + seconds)
     if (d.seconds if d.seconds is not None else d.frames) == 0:
-        raise BadLiteral(f"duration `{text}` is zero", "a duration must be longer than zero")
+        raise BadLiteral(f"duration `{_s(text)}` is zero", "a duration must be longer than zero")
+    if (d.seconds if d.seconds is not None else Fraction(d.frames or 0, 240)) > MAX_SECONDS:
+        raise BadLiteral(f"duration `{_s(text)}` is too long",
+                         "a duration goes up to an hour: `1:00:00`, `3600s`")
     return d
 
 
 def size(text: str) -> tuple[int, int]:
+    _digits(text)
     m = _SIZE.fullmatch(text)
     if not m:
-        raise BadLiteral(f"`{text}` is not a frame size", "write width x height in pixels: `1920x1080`")
+        raise BadLiteral(f"`{_s(text)}` is not a frame size", "write width x height in pixels: `1920x1080`")
     w, h = int(m.group(1)), int(m.group(2))
     for what, v in (("width", w), ("height", h)):
         if not 16 <= v <= 8192:
@@ -93,43 +118,47 @@ def size(text: str) -> tuple[int, int]:
 
 
 def ratio(text: str) -> Fraction:
+    _digits(text)
     m = _RATIO.fullmatch(text)
     if not m:
-        raise BadLiteral(f"`{text}` is not an aspect ratio", "write width:height, like `2.39:1` or `16:9`")
+        raise BadLiteral(f"`{_s(text)}` is not an aspect ratio", "write width:height, like `2.39:1` or `16:9`")
     a, b = Fraction(m.group(1)), Fraction(m.group(2))
     if a == 0 or b == 0:
-        raise BadLiteral(f"aspect ratio `{text}` has a zero side", "both sides must be greater than zero")
+        raise BadLiteral(f"aspect ratio `{_s(text)}` has a zero side", "both sides must be greater than zero")
     r = a / b
     if not Fraction(1, 10) <= r <= 10:
-        raise BadLiteral(f"aspect ratio `{text}` is out of range", "ratios go from 1:10 to 10:1")
+        raise BadLiteral(f"aspect ratio `{_s(text)}` is out of range", "ratios go from 1:10 to 10:1")
     return r
 
 
 def lens(text: str) -> Fraction:
+    _digits(text)
     m = _LENS.fullmatch(text)
     if not m:
-        raise BadLiteral(f"`{text}` is not a lens", "write the focal length in millimetres: `35mm`")
+        raise BadLiteral(f"`{_s(text)}` is not a lens", "write the focal length in millimetres: `35mm`")
     v = Fraction(m.group(1))
     if not 1 <= v <= 2000:
-        raise BadLiteral(f"lens `{text}` is out of range", "focal lengths go from 1mm to 2000mm")
+        raise BadLiteral(f"lens `{_s(text)}` is out of range", "focal lengths go from 1mm to 2000mm")
     return v
 
 
 def integer(text: str) -> int:
+    _digits(text, MAX_INT_DIGITS)
     if not _INT.fullmatch(text):
-        raise BadLiteral(f"`{text}` is not a whole number")
+        raise BadLiteral(f"`{_s(text)}` is not a whole number")
     return int(text)
 
 
 def number(text: str) -> Fraction:
+    _digits(text)
     if not _NUMBER.fullmatch(text):
-        raise BadLiteral(f"`{text}` is not a number", "write a plain number such as `24`, `0.85` or `-12`")
+        raise BadLiteral(f"`{_s(text)}` is not a number", "write a plain number such as `24`, `0.85` or `-12`")
     return Fraction(text)
 
 
 def color(text: str) -> tuple[int, int, int]:
     if not _COLOR.fullmatch(text):
-        raise BadLiteral(f"`{text}` is not a colour", "write `#rrggbb` in hexadecimal, like `#f4a259`")
+        raise BadLiteral(f"`{_s(text)}` is not a colour", "write `#rrggbb` in hexadecimal, like `#f4a259`")
     h = text[1:]
     if len(h) == 3:
         h = "".join(c * 2 for c in h)

@@ -17,6 +17,7 @@ Rules (docs/language.md says the same to users):
 from __future__ import annotations
 
 import os
+import stat
 import time
 from importlib import resources
 from pathlib import Path
@@ -26,7 +27,7 @@ import attrs
 from . import ast
 from .diagnostics import Diagnostics, Label, Sources, did_you_mean
 from .parser import parse
-from .paths import find_root
+from .paths import CONFIG_FILE, MAX_FILE_BYTES, PathProblem, check_name, check_target, find_root
 
 STD_PREFIX = "std"
 STD_DISPLAY = "<std>"
@@ -94,6 +95,16 @@ class Loader:
     def _read_uncached(self, path: Path, display: str, at: ast.Span | None) -> ast.Module | None:
         module: ast.Module | None = None
         try:
+            st = path.stat()
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
+                problem = (f"is larger than {MAX_FILE_BYTES >> 20} MB" if stat.S_ISREG(st.st_mode)
+                           else "is not a regular file (a device, FIFO or socket)")
+                self.diags.error("F0401", f"`{display}` {problem}", at,
+                                 help="a film is made of ordinary text files of a reasonable size")
+                self._parsed[path] = None
+                return None
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             self.diags.error("F0407", f"`{display}` is not UTF-8 text", at,
@@ -149,12 +160,22 @@ class Loader:
                              "absolute paths break on every other machine",
                              help="write the path relative to this file")
             return None
+        try:
+            check_name(rel, what)
+        except PathProblem as e:
+            self.diags.error(e.code, e.message, at, e.label, help=e.help)
+            return None
         path = Path(os.path.normpath(base / rel))
         if not _inside(path, root):
             self.diags.error("F0404", f"{what} path `{rel}` leaves the project folder", at,
                              f"this resolves outside `{display_path(root)}`",
                              help="keep every file of a film inside its project folder "
                                   "(a `filmc.toml` marks a larger project folder)")
+            return None
+        try:
+            check_target(path, root, rel, what)
+        except PathProblem as e:
+            self.diags.error(e.code, e.message, at, e.label, help=e.help)
             return None
         return path
 
@@ -263,6 +284,65 @@ class Loader:
         if path in loaded or module is None:
             return
         self._visit(SourceFile(path, display, module, "std"), files, loaded, [path], path.parent)
+
+
+# --- which film a part belongs to ---------------------------------------------------
+
+_SKIP_DIRS = frozenset({"build", ".filmc", ".git"})
+MAX_FILM_FILES = 2000  # .film files a search for a part's film reads, at most
+
+
+def films_including(part: Path) -> list[Path]:
+    """The main files of the films that name `part` as a `part` (or `use` it).
+
+    What an editor's "check this file" needs: a part checked alone lacks the film's
+    characters and presets.  The film's main file lies inside its project folder
+    and the part inside that folder too, so the search reads the `.film` files of
+    the nearest folder above `part` that holds `filmc.toml` (and the folders below
+    it), else of each folder from the part's own up to a `.git` folder or the top."""
+    part = Path(os.path.normpath(Path.cwd() / part))
+    candidates: list[Path] = []
+    ancestors = list(part.parents)
+    toml = next((d for d in ancestors if (d / CONFIG_FILE).is_file()), None)
+    if toml is not None:
+        for dirpath, dirnames, filenames in os.walk(toml):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+            candidates += [Path(dirpath) / n for n in sorted(filenames) if n.endswith(".film")]
+            if len(candidates) > MAX_FILM_FILES:
+                break
+    else:
+        for d in ancestors:
+            try:
+                candidates += sorted(p for p in d.glob("*.film") if p.is_file())
+            except OSError:
+                break
+            if (d / ".git").exists():
+                break
+    found = []
+    for main in candidates[:MAX_FILM_FILES]:
+        if main != part and part in _named_by(main):
+            found.append(main)
+    return found
+
+
+def _named_by(main: Path) -> set[Path]:
+    """The files a main file's `film` block names as parts, and the files it `use`s."""
+    try:
+        if not stat.S_ISREG(main.stat().st_mode):  # a FIFO or a device would block the read
+            return set()
+        with main.open(encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)
+    except OSError:
+        return set()
+    if "part" not in text and "use" not in text:  # names no other file: no need to parse
+        return set()
+    module = parse(text, str(main), Diagnostics())
+    names = [d.target for d in module.decls if isinstance(d, ast.Use) and d.is_file]
+    for d in module.decls:
+        if isinstance(d, ast.Film):
+            names += [a.values[0].value for a in ast.attrs_of(d.items) if a.key.text == "part"
+                      and len(a.values) == 1 and isinstance(a.values[0], ast.Str)]
+    return {Path(os.path.normpath(main.parent / n)) for n in names if n and "\0" not in n}
 
 
 def _inside(path: Path, root: Path) -> bool:

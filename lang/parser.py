@@ -36,11 +36,13 @@ KEYWORDS = {
     "scene": "SCENE",
     "shot": "SHOT",
 }
-SETTINGS = {"INT": "INT", "EXT": "EXT", "INT/EXT": "INT/EXT", "I/E": "INT/EXT"}
+SETTINGS = {"INT": "INT", "EXT": "EXT", "INT/EXT": "INT/EXT", "I/E": "INT/EXT",
+            **ast.CHINESE_SETTINGS}
 
 _SCAN = re.compile(
     r"""
     (?P<WS>[ \t]+)
+  | (?P<FWSPACE>[\u3000][ \t\u3000]*)
   | (?P<NL>(?://[^\n]*)?(?:\r?\n[ \t]*(?://[^\n]*)?)+)
   | (?P<STRING>"(?:[^"\\\n]|\\[^\n])*")
   | (?P<OPENSTR>"(?:[^"\\\n]|\\[^\n])*\\?)
@@ -49,14 +51,29 @@ _SCAN = re.compile(
   | (?P<LITERAL>[+-]?\d[\w.:]*)
   | (?P<COLOR>\#\w*)
   | (?P<PUNCT>[{}():,.])
+  | (?P<FWSTRING>“[^”\n]*”)
+  | (?P<FWPUNCT>[｛｝（）：，、])
   | (?P<BAD>.)
     """,
     re.VERBOSE,
 )
-_PAREN = re.compile(r"\([^()\n]*\)")
+# `4 sec`, `2 seconds`, `96 frames`, `3 秒`: a duration written as two words.
+_UNIT_WORDS = {"s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s", "秒": "s",
+               "秒钟": "s", "ms": "ms", "f": "f", "frame": "f", "frames": "f", "帧": "f"}
+_SPACED_UNIT = re.compile(r"(\d+(?:\.\d+)?)[ \t]+(" + "|".join(
+    sorted(_UNIT_WORDS, key=len, reverse=True)) + r")(?!\w)")
+_HEAD_WORDS = re.compile(r"(\w+)(?:[ \t]+(\w+))?")
+_OPENS_BLOCK = re.compile(r"[^\n]*[{｛][ \t]*(?://[^\n]*?)?\r?$", re.MULTILINE)  # a line ending in `{`
+_PAREN = re.compile(r"[(（][^()（）\n]*[)）]")
 _COMMENT = re.compile(r"//[^\n]*")
 _PUNCT = {"{": "LBRACE", "}": "RBRACE", "(": "LPAR", ")": "RPAR", ":": "COLON",
           ",": "COMMA", ".": "DOT"}
+# What a Chinese input method types in syntax positions, read as the ASCII it stands
+# for (with a warning: `filmc fmt` writes the ASCII).  Inside a quoted string nothing
+# is rewritten; the text between `“` and `”` is kept as written (no escapes).
+FULL_WIDTH = {"｛": "{", "｝": "}", "（": "(", "）": ")", "：": ":", "，": ",", "、": ",",
+              "“": '"', "”": '"', "\u3000": " "}
+_FULL_WIDTH_LABELS = 4  # lines a full-width warning points at besides its first
 
 
 class _Context:
@@ -67,12 +84,52 @@ class _Context:
         self.diags = diags
         self.comments: list[ast.Comment] = []
         self.braces: list[Token] = []  # open `{` tokens, innermost last
+        # For each `{` (by its offset): where the first word of its line (`shot a 3s {`) is.
+        self.brace_heads: dict[int, tuple[int, int]] = {}  # offset, column of the line's first word
+        self.text = ""
+        # The first `{` that a `}` seemed, by its indentation, not to close; and the outer
+        # `{` it seemed to close instead.
+        self.misplaced: tuple[Token, Token] | None = None
         self.popped: Token | None = None  # the `{` the last `}` closed
         self.error_lines: set[int] = set()
+        self.full_width: dict[int, list[tuple[int, str]]] = {}  # line → (column, character)
         # Error recovery: the scanner drops the rest of the line, and the block
         # it opens, then ends the line (closing blocks whose `}` it dropped).
         self.skip = False
         self.skip_depth = 0
+
+    def head_words(self, brace: Token) -> tuple[str, str]:
+        """The first two words of the line a `{` ends (`shot`, `a`), for messages."""
+        head = self.brace_heads.get(brace.start_pos or 0)
+        m = _HEAD_WORDS.match(self.text, head[0]) if head else None
+        return (m.group(1), m.group(2) or "") if m else ("", "")
+
+    def note_full_width(self, line: int, col: int, ch: str) -> None:
+        if line not in self.error_lines:
+            self.full_width.setdefault(line, []).append((col, ch))
+
+    def warn_full_width(self) -> None:
+        """One warning per file that uses full-width punctuation as syntax: at its first
+        line, with the next few lines labelled (a scene typed with a Chinese input method
+        would otherwise warn on every line)."""
+        lines = [(line, found) for line, found in self.full_width.items()
+                 if line not in self.error_lines]
+        if not lines:
+            return
+        chars = list(dict.fromkeys(ch for _l, found in lines for _c, ch in found))
+        shown = ", ".join(f"`{ch}` as `{FULL_WIDTH[ch]}`" if ch != "\u3000"
+                          else "full-width spaces as spaces" for ch in chars)
+        (line, found), rest = lines[0], lines[1:]
+        col = found[0][0]
+        labels = [Label(ast.Span(self.file, ln, f[0][0], ln, f[0][0] + 1), "and here")
+                  for ln, f in rest[:_FULL_WIDTH_LABELS]]
+        more = len(rest) - _FULL_WIDTH_LABELS
+        self.diags.warning(
+            "W0101", f"full-width punctuation read as ASCII: {shown}",
+            ast.Span(self.file, line, col, line, col + 1), "full-width",
+            labels=labels, notes=[f"and on {more} more line{'s' if more > 1 else ''}"]
+            if more > 0 else [],
+            help="`filmc fmt` rewrites it in ASCII; text inside quotes stays as written")
 
     def span(self, tok: Token) -> ast.Span:
         # The scanner gives every token its positions (Lark types them as optional).
@@ -97,6 +154,8 @@ class FilmScanner(Lexer):
         lc = lexer_state.line_ctr  # the position survives Lark resuming after an error
         pos, line, line_start, n = lc.char_pos, lc.line, lc.line_start_pos, len(text)
         code_line = 0  # the last line a token other than a newline was on
+        first_pos = first_col = 0  # where the current line's first token is
+        ctx.text = text
         while pos < n:
             m = scan(text, pos)
             assert m is not None  # the last alternative matches any character
@@ -107,6 +166,17 @@ class FilmScanner(Lexer):
             if kind == "WS":
                 pos = end
                 continue
+            if kind == "FWSPACE":
+                ctx.note_full_width(line, col, value[0])
+                pos = end
+                continue
+            if kind == "FWSTRING":
+                ctx.note_full_width(line, col, value[0])
+                ctx.note_full_width(line, col + len(value) - 1, value[-1])
+                kind, value = "STRING", _requote(value[1:-1])
+            elif kind == "FWPUNCT":
+                ctx.note_full_width(line, col, value)
+                kind, value = "PUNCT", FULL_WIDTH[value]
             if kind == "NL":
                 if "//" in value:
                     self._comments(value, line, col, line == code_line, ctx)
@@ -124,6 +194,14 @@ class FilmScanner(Lexer):
                 yield tok
                 continue
             typ = kind
+            if code_line != line:
+                first_pos, first_col = pos, col
+                if ctx.braces and not ctx.skip:
+                    if kind == "NAME" and value in KEYWORDS and _OPENS_BLOCK.match(text, end):
+                        at = Token("NAME", value, pos, line, col, line, col + end - pos, end)
+                        yield from self._close_unclosed(value, at, ctx)
+                    elif value == "}" and len(ctx.braces) > 1:
+                        self._note_by_indent(col, ctx)
             if kind == "NAME":
                 accepts = states[parser_state.position]
                 kw = KEYWORDS.get(value)
@@ -136,12 +214,25 @@ class FilmScanner(Lexer):
                         value += "."
             elif kind == "SLASHED":
                 typ = "SETTING"
+            elif kind == "LITERAL" and not ctx.skip:
+                um = _SPACED_UNIT.match(text, pos)
+                if um:  # `4 sec`: one error, and read as the `4s` it means
+                    unit = _UNIT_WORDS[um.group(2)]
+                    value, end = um.group(1) + unit, um.end()
+                    ctx.error_lines.add(line)
+                    ctx.diags.error(
+                        "F0106", f"`{um.group()}` is not a duration",
+                        ast.Span(ctx.file, line, col, line, col + end - pos),
+                        "a number and its unit are one word",
+                        help=f"write `{value}`")
             elif kind == "PUNCT":
                 typ = _PUNCT[value]
                 if value == "(" and "PAREN" in states[parser_state.position]:
                     pm = _PAREN.match(text, pos)
                     if pm:
-                        typ, value, end = "PAREN", pm.group(), pm.end()
+                        typ, value, end = "PAREN", "(" + pm.group()[1:-1] + ")", pm.end()
+                        if pm.group()[-1] != ")":
+                            ctx.note_full_width(line, col + len(value) - 1, pm.group()[-1])
                 elif value == "{":
                     pass
             elif kind == "OPENSTR":
@@ -178,11 +269,54 @@ class FilmScanner(Lexer):
             tok = Token(typ, value, pos, line, col, line, col + (end - pos), end)  # type: ignore[arg-type]
             if typ == "LBRACE":
                 ctx.braces.append(tok)
+                ctx.brace_heads[pos] = (first_pos, first_col)
             elif typ == "RBRACE":
                 ctx.popped = ctx.braces.pop() if ctx.braces else None
             pos = lc.char_pos = end
             code_line = line
             yield tok
+
+    @staticmethod
+    def _close_unclosed(keyword: str, at: Token, ctx: _Context) -> Iterator[Token]:
+        """A declaration keyword starts a line inside a block that cannot hold it: the
+        block's `}` is missing.  Name that block's `{` once, and close it (and what it
+        holds) here, so that what follows parses as written instead of cascading."""
+        # Heads are read from the outermost block in, and only as far as needed: a file
+        # with thousands of unclosed blocks must not cost a pass over all of them a line.
+        braces = ctx.braces
+        if keyword == "shot":
+            first = next((i for i, b in enumerate(braces) if ctx.head_words(b)[0] == "shot"),
+                         None)
+            if not first or ctx.head_words(braces[first - 1])[0] != "scene":
+                return
+            close = len(braces) - first
+        elif keyword in _DECL_KEYWORDS:
+            close = len(braces)
+        else:
+            return
+        # The block that lacks its `}`: the outermost one closed here (a shot, a scene...).
+        brace = braces[-close]
+        what = _block_name(ctx.head_words(brace))
+        ctx.diags.error("F0104", f"{what} is never closed", ctx.span(brace),
+                        "this `{` has no matching `}`",
+                        labels=[Label(ctx.span(at), f"`{keyword}` cannot be inside it")],
+                        help=f"add a `}}` on a line of its own where {what} ends")
+        for _ in range(close):
+            ctx.braces.pop()
+            yield Token("RBRACE", "}", at.start_pos, at.line, at.column, at.line, at.column,
+                        at.start_pos)
+            yield Token("_NL", "\n", at.start_pos, at.line, at.column, at.line, at.column,
+                        at.start_pos)
+        ctx.popped = None
+
+    @staticmethod
+    def _note_by_indent(col: int, ctx: _Context) -> None:
+        """A `}` that lines up with the outer block's first line, not the inner one's: if
+        the file ends with a block open, the writer's indentation says it is the inner one."""
+        inner = ctx.brace_heads.get(ctx.braces[-1].start_pos or 0)
+        outer = ctx.brace_heads.get(ctx.braces[-2].start_pos or 0)
+        if inner and outer and outer[1] == col < inner[1] and ctx.misplaced is None:
+            ctx.misplaced = (ctx.braces[-1], ctx.braces[-2])
 
     @staticmethod
     def _end_skip(nl: Token, ctx: _Context) -> Iterator[Token]:
@@ -205,6 +339,20 @@ class FilmScanner(Lexer):
             c_col = (col + m.start()) if nls == 0 else (m.start() - before.rfind("\n"))
             span = ast.Span(ctx.file, c_line, c_col, c_line, c_col + len(m.group()))
             ctx.comments.append(ast.Comment(m.group()[2:].rstrip(), nls == 0 and after_code, span))
+
+
+def _block_name(words: tuple[str, str]) -> str:
+    """`shot `a``, `scene `s``, else `this block`, from the first words of its line."""
+    if words[0] == "film":
+        return "the `film` block"
+    if words[0] in KEYWORDS and words[1]:
+        return f"{words[0]} `{words[1]}`"
+    return "this block"
+
+
+def _requote(inner: str) -> str:
+    """A full-width quoted text as an ASCII string token, its contents kept literally."""
+    return '"' + inner.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _bad_char_help(ch: str) -> str:
@@ -357,7 +505,8 @@ class _Builder(Transformer):
         loc = self._name(children[1])
         time = self._name(children[2]) if len(children) == 3 else None
         end = time.span if time else loc.span
-        return ast.Slug(norm, loc, time, self.ctx.span(setting).to(end))
+        written = str(setting) if str(setting) in ast.CHINESE_SETTINGS else None
+        return ast.Slug(norm, loc, time, self.ctx.span(setting).to(end), written)
 
     def scene(self, children) -> ast.Scene:
         kw, ident = children[0], children[1]
@@ -393,7 +542,7 @@ _TERMS = {
     "LITERAL": "a number, duration or size",
     "COLOR": "a colour (`#rrggbb`)",
     "PAREN": "a parenthetical like `(quietly)`",
-    "SETTING": "`INT`, `EXT` or `INT/EXT`",
+    "SETTING": "`INT`, `EXT` or `INT/EXT` (`内`, `外` or `内外`)",
     "LBRACE": "`{`",
     "RBRACE": "`}`",
     "LPAR": "`(`",
@@ -440,9 +589,12 @@ def _syntax_error(ctx: _Context, e: UnexpectedToken, unmatched: bool) -> None:
     if tok.type == "$END":
         if ctx.braces:
             brace = ctx.braces[-1]
-            ctx.diags.error("F0104", "this block is never closed", ctx.span(brace),
+            if ctx.misplaced is not None and any(b is ctx.misplaced[1] for b in ctx.braces):
+                brace = ctx.misplaced[0]  # that `}` closed the outer block after all
+            what = _block_name(ctx.head_words(brace))
+            ctx.diags.error("F0104", f"{what} is never closed", ctx.span(brace),
                             "this `{` has no matching `}`",
-                            help="add a `}` on a line of its own where the block ends")
+                            help=f"add a `}}` on a line of its own where {what} ends")
         else:
             ctx.diags.error("F0101", f"unexpected end of file, expected {_expected(exp)}",
                             None if tok.line is None else ctx.span(tok))
@@ -540,6 +692,7 @@ def parse(text: str, file: str, diags: Diagnostics) -> ast.Module:
         p.parser.lexer.ctx = ctx
         p.options.transformer.ctx = ctx  # type: ignore[union-attr]
         decls = _run(p, text, ctx)
+    ctx.warn_full_width()
     return ast.Module(file, tuple(decls), tuple(ctx.comments))
 
 
@@ -604,7 +757,7 @@ def _close_open_blocks(e: UnexpectedToken) -> bool:
         acc = ip.accepts()
         if "$END" in acc:
             return True
-        for typ, val in (("_NL", "\n"), ("RBRACE", "}")):
+        for typ, val in (("RBRACE", "}"), ("_NL", "\n")):
             if typ in acc:
                 ip.feed_token(Token(typ, val, 0, e.token.line or 1, 1, e.token.line or 1, 2, 0))
                 break

@@ -1,7 +1,10 @@
-"""The project folder, found without importing the parser (the no-op build needs it fast)."""
+"""The project folder, found without importing the parser (the no-op build needs it fast),
+and the one rule for what a path written in a film may name."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 CONFIG_FILE = "filmc.toml"
@@ -19,3 +22,71 @@ def film_name(main: Path, root: Path) -> str:
     """A film's name, as its outputs are named (`build/<name>/`): the project folder's
     name for a main file called `film.film`, else the main file's stem."""
     return root.name if main.stem == "film" else main.stem
+
+
+# --- paths written in a film: `use "..."`, `part "..."`, `ref "..."` -----------------------
+
+MAX_NAME_BYTES = 255  # one file or folder name (the limit of common file systems)
+MAX_PATH_BYTES = 1024  # a whole path as written
+MAX_FILE_BYTES = 16 << 20  # one .film file (a 3,000-shot film is about 1 MB in all)
+
+
+class PathProblem(Exception):
+    """Why a path written in a film cannot name a project file: a diagnostic's parts."""
+
+    def __init__(self, code: str, message: str, label: str = "", help: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.label, self.help = code, message, label, help
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """`text` for a message: control characters escaped, cut to `limit` characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_name(rel: str, what: str) -> None:
+    """Raise `PathProblem` when `rel` cannot be a file name at all: a control character
+    (a NUL byte included) or a name longer than file systems allow."""
+    if any(not c.isprintable() for c in rel):
+        raise PathProblem("F0401", f"{what} path `{shown(rel)}` holds a control character",
+                          "not a file name", help="remove it: file names are printable text")
+    encoded = rel.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_PATH_BYTES or any(
+            len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in rel.split("/")):
+        raise PathProblem("F0401", f"{what} path `{shown(rel)}` is too long", "too long",
+                          help=f"names of files and folders go up to {MAX_NAME_BYTES} bytes, "
+                               f"a path up to {MAX_PATH_BYTES}")
+
+
+def check_target(path: Path, root: Path, rel: str, what: str) -> None:
+    """Raise `PathProblem` unless `path` (normalised, inside `root`) stays inside the project
+    once every link on the way is followed, and is a regular file or missing (a missing file
+    is the caller's to report, with its own hint): never a folder, a FIFO or a device."""
+    real = Path(os.path.realpath(path))
+    if not _within(real, Path(os.path.realpath(root))):
+        raise PathProblem("F0404", f"{what} path `{shown(rel)}` leads out of the project folder "
+                          "through a link", "a link to a file outside the project",
+                          help="copy the file into the project folder instead of linking to it")
+    try:
+        mode = real.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise PathProblem("F0401", f"cannot read `{shown(rel)}`: "
+                          f"{(e.strerror or str(e)).lower()}") from None
+    if stat.S_ISDIR(mode):
+        raise PathProblem("F0401", f"`{shown(rel)}` is a folder, not a file", "a folder",
+                          help="name a file inside it")
+    if not stat.S_ISREG(mode):
+        raise PathProblem("F0401", f"`{shown(rel)}` is not a regular file",
+                          "a device, FIFO or socket",
+                          help="name an ordinary file inside the project folder")
+
+
+def _within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True

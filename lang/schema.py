@@ -23,6 +23,7 @@ same attributes.  A value type is one of:
     slot        a camera slot (see CAMERA_SLOTS)
     time        a time of day (see TIMES_OF_DAY)
     framing     what of a character is in frame (see FRAMINGS)
+    being       what a character is (see BEINGS)
     previous    the word `previous` (the shot before, in film order)
     next        the word `next` (the shot after, in film order)
 
@@ -86,6 +87,9 @@ KEY_DIRECTIONS = ("left", "right", "front", "back", "top")
 # What of a character a shot shows (`framing CHEN hands`): the prompt and the references
 # the keyframe gets follow it (compiler/graph.py).
 FRAMINGS = ("face", "figure", "hands", "back", "silhouette", "voice")
+# What a character is (`kind animal`): the animatic draws a person, a four-legged animal
+# or a creature; the prompts do not change (the look says what it is).
+BEINGS = ("person", "animal", "creature")
 # Parentheticals that mean the speaker is not in frame: no "not in the cast" warning.
 OFF_SCREEN = ("V.O.", "O.S.", "O.C.", "VO", "OS", "OC", "voice-over", "off screen", "off-screen")
 
@@ -157,6 +161,7 @@ _CHARACTER_ATTRS = {
         _a("look", "string", "how the character looks: the words every prompt showing them uses"),
         _a("ref", "path", "a reference image of the character", repeat=True),
         _a("voice", "string", "how the character sounds, for speech generation"),
+        _a("kind", "being", "what the character is: `person` (the default), `animal` or `creature`"),
         _a("outfit", "name string", "a named outfit: `outfit winter \"sheepskin coat\"`", repeat=True),
         _a("tags", "tag+", "free tags"),
         _a("note", "string", "a note for people", repeat=True),

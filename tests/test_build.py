@@ -30,6 +30,7 @@ use std.camera
 use std.light
 
 film "Tiny" {
+  language "en"
   aspect 2.4:1
   size 192x80
   fps 24
@@ -153,6 +154,7 @@ def test_the_film_is_the_sum_of_its_shots(built: Path) -> None:
 
 
 def test_subtitles_follow_the_dialogue(built: Path) -> None:
+    """(Their reading rules, with longer lines and two speakers: tests/test_subtitles.py.)"""
     from filmc.compiler.pipeline import compile_film
 
     film = compile_film(built / "tiny.film", offline=True).film
@@ -174,7 +176,9 @@ def test_subtitles_follow_the_dialogue(built: Path) -> None:
     for (number, times, text), (start, end, words) in zip(blocks, expected, strict=True):
         assert number.isdigit()
         a, b = times.split(" --> ")
-        assert abs(secs(a) - start) < 0.002 and abs(secs(b) - end) < 0.002 and text == words
+        # Each short line stays on screen as long as it is said, and at least a second.
+        assert abs(secs(a) - start) < 0.002 and text == words
+        assert abs(secs(b) - max(end, start + 1.0)) < 0.002
 
 
 def test_nothing_changed_nothing_runs(project: Path) -> None:
@@ -337,6 +341,104 @@ def test_a_failing_step_is_reported_and_the_rest_finish(project: Path) -> None:
     assert steps["keyframe.two.b2.flaky-1"] == "failed"
     assert steps["shot.two.b2"] == "skipped" and steps["film"] == "skipped"
     assert steps["shot.three.c1"] in ("ran", "cached")  # the others finish
+    # The film from the build before is not this one's: it is set aside, and said so.
+    out = project / "build" / "tiny"
+    why = "`keyframe.two.b2.flaky-1` failed, so this build did not make"
+    assert f"film.mp4 is from an earlier build: {why} `film`; moved to {out}/stale/film.mp4" \
+        in r.stderr
+    assert not (out / "film.mp4").exists() and (out / "stale" / "film.mp4").is_file()
+    assert str(out / "film.mp4") not in r.stdout
+    stale = {s["path"]: s for s in report(project)["stale"]}
+    assert set(stale) == {"film.mp4", "shots/004_two_b2.mp4", "clips/004_two_b2_take1.mp4",
+                          "storyboard.png"}
+    # A candidate of a backend the shot no longer uses is not the film's any more: gone.
+    assert not (out / "keyframes" / "004_two_b2_local-1.png").exists()
+    assert stale["shots/004_two_b2.mp4"]["moved_to"] == "stale/shots/004_two_b2.mp4"
+    assert (out / "shots" / "003_two_b1.mp4").is_file()  # what this build made stays
+
+
+def stale(project: Path) -> dict[str, str]:
+    return {s["path"]: s["why"] for s in report(project)["stale"]}
+
+
+def test_until_sets_aside_the_outputs_it_did_not_make(project: Path) -> None:
+    """`--until keyframe` after an edit: the old film, shot and clip are not this build's
+    result; with nothing edited, the film is current and stays where it is."""
+    out = project / "build" / "tiny"
+    r = filmc("build", "--offline", "--until", "keyframe", "tiny.film", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert stale(project) == {} and (out / "film.mp4").is_file() and "stale" not in r.stderr
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("Ana walks along", "Ana runs along"))
+    r = filmc("build", "--offline", "--until", "keyframe", "tiny.film", cwd=project)
+    assert r.returncode == 0, r.stderr
+    because = "this build stopped at `keyframe` steps (--until keyframe)"
+    assert stale(project) == {
+        "film.mp4": f"film.mp4 is from an earlier build: {because}",
+        "clips/001_one_a1_take1.mp4": f"clips/001_one_a1_take1.mp4 is from an earlier build: "
+                                      f"{because}",
+        "shots/001_one_a1.mp4": f"shots/001_one_a1.mp4 is from an earlier build: {because}"}
+    assert f"film.mp4 is from an earlier build: {because}; moved to {out}/stale/film.mp4" \
+        in r.stderr
+    assert not (out / "film.mp4").exists() and not (out / "shots" / "001_one_a1.mp4").exists()
+    assert (out / "stale" / "film.mp4").is_file() and (out / "shots" / "002_one_a2.mp4").is_file()
+    assert (out / "film.srt").is_file() and (out / "timeline.json").is_file()  # still current
+    # Building again to the same stage is a no-op that leaves them aside; the whole film
+    # clears them.
+    r = filmc("build", "--offline", "--until", "keyframe", "tiny.film", cwd=project)
+    assert "up to date" in r.stderr and not (out / "film.mp4").exists()
+    r = filmc("build", "--offline", "tiny.film", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert stale(project) == {} and not (out / "stale").exists()
+    assert r.stdout.strip() == str(out / "film.mp4")
+
+
+def test_select_sets_aside_the_film_it_did_not_make(project: Path) -> None:
+    out = project / "build" / "tiny"
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("camera medium high_angle pan_left",
+                                             "camera medium high_angle pan_right"))
+    r = filmc("build", "--offline", "--select", "+shot:b1", "tiny.film", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert "shot.two.b1" in ran(project)
+    because = "is from an earlier build: this build made only what --select chose"
+    # b1's panel changed too, so the storyboard page that shows it is not this build's.
+    assert stale(project) == {"film.mp4": f"film.mp4 {because}",
+                              "storyboard.png": f"storyboard.png {because}"}
+    assert (out / "shots" / "003_two_b1.mp4").is_file()  # made by this build: in place
+    assert (out / "stale" / "film.mp4").is_file() and not (out / "film.mp4").exists()
+    assert "film.mp4" not in r.stdout
+
+
+def test_the_plan_estimates_time_from_what_steps_took(project: Path) -> None:
+    """`plan` times each step by the median of what its backend and kind took before: here
+    the store says a clip took 100 s and a keyframe 10 s (the typical figures for the
+    local backend are 1 s and less); shots have no recorded time: the typical figure."""
+    from filmc.compiler.pipeline import compile_film
+    from filmc.compiler.plan import TYPICAL_SECONDS, duration
+
+    log = project / ".filmc" / "actions.log"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    for r in records:
+        meta = r.get("meta", {})
+        if "seconds" in meta:
+            meta["seconds"] = 100.0 if meta["kind"] == "clip" else 10.0
+            if meta["kind"] == "shot":
+                del meta["seconds"]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    (project / ".filmc" / "index.db").unlink()  # rebuilt from the log
+    force = ["--force", "shot:a1", "--force", "shot:b2"]
+    r = filmc("plan", "--offline", "--json", *force, "tiny.film", cwd=project)
+    assert r.returncode == 2, r.stderr
+    plan = json.loads(r.stdout)
+    forced = [s["kind"] for s in plan["steps"] if s["status"] == "forced"]
+    assert sorted(forced) == ["clip", "clip", "keyframe", "keyframe", "shot", "shot"]
+    program = compile_film(project / "tiny.film", offline=True).program()
+    slots = min(program.backends["local"].config.concurrency, program.concurrency)
+    expected = (2 * 100 + 2 * 10 + 2 * TYPICAL_SECONDS["local"]["shot"]) / slots
+    assert plan["summary"]["seconds"] == pytest.approx(expected, abs=0.01)
+    r = filmc("plan", "--offline", *force, "tiny.film", cwd=project)
+    assert f"time {duration(expected)}." in r.stdout, r.stdout
 
 
 def test_a_bug_is_a_bug_with_its_traceback(project: Path) -> None:
@@ -423,7 +525,7 @@ def test_the_film_carries_its_subtitles_and_can_burn_them(built: Path, tmp_path:
     film = built / "build" / "tiny" / "film.mp4"
     info = subprocess.run([_ffmpeg(), "-hide_banner", "-i", str(film)], capture_output=True,
                           text=True).stderr
-    assert "Subtitle: mov_text" in info  # a soft track a player can switch on
+    assert "(eng): Subtitle: mov_text" in info  # a soft track, in the film's language
 
     burnt = tmp_path / "burnt"
     shutil.copytree(built, burnt, symlinks=True)

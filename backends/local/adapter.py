@@ -6,7 +6,8 @@ draws a storyboard panel with Pillow or runs ffmpeg, in the work folder.
 
 What decides its output, and so enters its steps' keys: every request field,
 the animatic parameters (`params`: framing, palette, camera move, labels),
-`RENDERER` (bumped when a drawing or encoding changes), the ffmpeg it runs
+`RENDERER` (bumped when a drawing or encoding changes) and `DRAWING` (the same for
+one kind), the ffmpeg it runs
 (its version line) for media steps, and the panel font's content for stills.
 """
 
@@ -25,7 +26,11 @@ from typing import Any, ClassVar
 from ...lang.steps import FIELD_NAMES, KINDS
 from ..protocol import Adapter, BackendError, Capabilities, Done, Handle, Request, Setup
 
-RENDERER = "2"  # the animatic's drawing and encoding: bump when output changes
+RENDERER = "2"  # the animatic's drawing and encoding: bump when every kind's output changes
+# One kind's drawing, bumped when only its output changes, so that the others keep their keys
+# (3: location pictures as backgrounds, animals and creatures, reference insets, voices that
+# follow their description, sheets named after their character).
+DRAWING = {"sheet": "3", "plate": "3", "keyframe": "3", "speech": "3"}
 PANEL_KINDS = frozenset({"sheet", "plate", "keyframe", "storyboard", "film"})
 FFMPEG_KINDS = frozenset({"clip", "lastframe", "shot", "film"})
 
@@ -81,6 +86,8 @@ class LocalBackend(Adapter):
     @classmethod
     def key_extra(cls, kind: str, settings: Mapping[str, Any]) -> Mapping[str, Any]:
         extra = {}
+        if kind in DRAWING:
+            extra["drawing"] = DRAWING[kind]
         if kind in FFMPEG_KINDS:
             extra["ffmpeg"] = ffmpeg_version()
         if kind in PANEL_KINDS:
@@ -108,7 +115,8 @@ class LocalBackend(Adapter):
         spec = {**request.fields.as_dict(), **request.params}
         answer = await self._pool.call({
             "kind": request.kind, "spec": spec, "prompt": request.fields.prompt,
-            "inputs": [[i.role, str(i.path), i.tags.label] for i in request.inputs],
+            "inputs": [[i.role, str(i.path), i.tags.label, i.tags.character, i.tags.outfit]
+                       for i in request.inputs],
             "workdir": str(request.workdir)})
         if "error" in answer:
             error = answer["error"]

@@ -2,7 +2,10 @@
 
 Each character is a labelled figure in its own colour, sized by the shot's scale
 (specks on the land in a wide shot, a face filling the frame in an extreme
-close-up), standing on the horizon or seen from overhead.
+close-up), standing on the horizon or seen from overhead. A character the shot's
+`kind` parameter calls an animal is drawn on four legs, half a person's height
+and twice as long as tall, facing the way the pose turns its head; a creature as
+a horned, three-eyed body on six legs waving two tentacles.
 
 A shot asks for several candidates (keyframes a user compares and picks from), and
 offline every one is drawn here; they must look like alternatives a storyboard
@@ -318,6 +321,113 @@ def _figure_overhead(pen: _Pen, cx: float, cy: float, size: float, colour: RGB, 
     pen.poly(_ellipse(cx, cy, size * 0.18, size * 0.18, 48), mix(colour, WHITE, 0.35), edge, lw)
 
 
+# ---------------------------------------------------------------- animals and creatures
+
+# A four-legged animal seen from the side, in units of its height (ear tips at 1), x toward
+# its head, y up from the ground: the body, the chest, the neck, the head and the muzzle.
+_BEAST_HEIGHT = 0.5  # of a standing person's: a wolf, a dog, a deer to the shoulder
+_BEAST_REACH = (0.9, 1.15)  # how far it spreads behind and ahead of its centre, in heights
+_BEAST_EYE = (0.8, 0.9)
+
+
+def _animal(pen: _Pen, cx: float, ground: float, size: float, colour: RGB, rim: RGB | None,
+            eyes: bool, pose: Pose = STANDING) -> None:
+    """A four-legged animal `size` px tall (to its ear tips), standing on `ground`, facing
+    the way the pose turns its head, its legs in a stride that the pose's lean sets."""
+    face = 1.0 if pose.turn >= 0 else -1.0
+    edge = rim or mix(colour, INK, 0.55)
+    pale = mix(colour, WHITE, 0.35)
+    lw = max(1, min(round(size * 0.02), round(pen.cy * 0.012)))
+
+    def at(pts: Sequence[Point]) -> list[Point]:
+        return [(cx + face * x * size, ground - y * size) for x, y in pts]
+
+    stride = 0.06 + abs(pose.lean) / 8.0 * 0.08
+    for x, swing, dark in ((-0.42, -stride, True), (0.36, stride, True),
+                           (-0.32, stride, False), (0.46, -stride, False)):
+        fill = mix(colour, INK, 0.25) if dark else colour  # the far legs in shadow
+        hock = (x - 0.08, 0.3) if x < 0 else (x + swing * 0.5, 0.28)
+        pen.poly(at(_limb((x, 0.58), hock, 0.14, 0.09)), fill, edge, lw)
+        pen.poly(at(_limb(hock, (x + swing, 0.0), 0.09, 0.07)), fill, edge, lw)
+    wag = math.radians(pose.tilt * 3)
+    tip = (-0.55 - 0.3 * math.cos(0.6 + wag), 0.66 - 0.3 * math.sin(0.6 + wag))
+    pen.poly(at(_limb((-0.52, 0.68), tip, 0.11, 0.04)), colour, edge, lw)
+    pen.poly(at(_ellipse(0.0, 0.63, 0.56, 0.2, 48)), colour, edge, lw)
+    pen.poly(at(_ellipse(0.38, 0.6, 0.2, 0.22, 32)), pale, edge, lw)
+    pen.poly(at(_limb((0.38, 0.66), (0.72, 0.86), 0.26, 0.18)), colour, edge, lw)
+    for dx in (-0.06, 0.04):  # the ears
+        pen.poly(at([(0.7 + dx, 0.92), (0.75 + dx, 1.0), (0.8 + dx, 0.9)]), colour, edge, lw)
+    pen.poly(at(_ellipse(0.78, 0.86, 0.16, 0.12, 40)), colour, edge, lw)
+    pen.poly(at([(0.86, 0.93), (1.12, 0.83), (1.12, 0.77), (0.84, 0.77)]), pale, edge, lw)
+    pen.poly(at(_ellipse(1.11, 0.83, 0.025, 0.025, 12)), INK)  # the nose
+    if eyes:
+        ex, ey = _BEAST_EYE
+        pen.poly(at(_ellipse(ex + 0.04, ey, 0.03, 0.018, 16)), WHITE, INK, max(1, lw // 2))
+        pen.poly(at(_ellipse(ex + 0.05, ey, 0.012, 0.012, 12)), INK)
+
+
+def _creature(pen: _Pen, cx: float, top: float, body: float, colour: RGB, rim: RGB | None,
+              eyes: bool, pose: Pose = STANDING) -> None:
+    """Something that is neither a person nor an animal, as tall as a person: a hunched
+    round body with horns and three eyes on six spindly legs, waving two tentacles as
+    the pose holds its arms."""
+    edge = rim or mix(colour, INK, 0.55)
+    pale = mix(colour, WHITE, 0.35)
+    lw = max(1, min(round(body * 0.01), round(pen.cy * 0.012)))
+    ground = top + body
+    cy = top + 0.42 * body
+    for i in range(6):  # legs, splayed like a spider's
+        side = -1 if i % 2 else 1
+        k = i // 2
+        knee = (cx + side * (0.3 + 0.08 * k) * body, cy + (0.12 + 0.06 * k) * body)
+        foot = (cx + side * (0.16 + 0.14 * k) * body, ground)
+        hip = (cx + side * 0.1 * body, cy + 0.18 * body)
+        pen.poly(_limb(hip, knee, 0.05 * body, 0.035 * body), mix(colour, INK, 0.2), edge, lw)
+        pen.poly(_limb(knee, foot, 0.035 * body, 0.015 * body), mix(colour, INK, 0.2), edge, lw)
+    for side, arm in ((-1, pose.left), (1, pose.right)):  # tentacles
+        a, b = math.radians(arm[0]), math.radians(arm[1])
+        s = (cx + side * 0.22 * body, cy - 0.05 * body)
+        e = (s[0] + side * math.sin(a) * 0.2 * body, s[1] + math.cos(a) * 0.2 * body)
+        t = (e[0] + side * math.sin(b) * 0.2 * body, e[1] + math.cos(b) * 0.2 * body)
+        pen.poly(_limb(s, e, 0.06 * body, 0.04 * body), colour, edge, lw)
+        pen.poly(_limb(e, t, 0.04 * body, 0.01 * body), colour, edge, lw)
+    hunch = _turned(_ellipse(cx, cy, 0.27 * body, 0.3 * body, 64), (cx, ground), pose.lean)
+    pen.poly(hunch, colour, edge, lw)
+    for side in (-1, 1):  # horns
+        pen.poly(_turned([(cx + side * 0.08 * body, top + 0.16 * body),
+                          (cx + side * 0.2 * body, top), (cx + side * 0.16 * body, top + 0.2 * body)],
+                         (cx, ground), pose.lean), pale, edge, lw)
+    pen.poly(_turned(_ellipse(cx, cy + 0.12 * body, 0.16 * body, 0.1 * body, 40), (cx, ground),
+                     pose.lean), pale)  # the belly
+    if eyes:
+        for dx in (-0.09, 0.0, 0.09):
+            ex, ey = cx + (dx + pose.turn * 0.03) * body, top + 0.3 * body
+            pen.poly(_turned(_ellipse(ex, ey, 0.035 * body, 0.035 * body, 24), (cx, ground),
+                             pose.lean), WHITE, INK, max(1, lw // 2))
+            pen.poly(_turned(_ellipse(ex + pose.turn * 0.012 * body, ey, 0.015 * body,
+                                      0.015 * body, 12), (cx, ground), pose.lean), INK)
+
+
+def _being_overhead(pen: _Pen, kind: str, cx: float, cy: float, size: float, colour: RGB,
+                    rim: RGB | None, angle: float = 0.0) -> None:
+    """An animal (a long body and a head in front) or a creature (a spiked disc) seen from
+    straight above; a person is `_figure_overhead`."""
+    edge = rim or mix(colour, INK, 0.55)
+    lw = max(1, round(size * 0.04))
+    if kind == "animal":
+        pen.poly(_turned(_ellipse(cx, cy, size * 0.6, size * 0.2, 48), (cx, cy), angle),
+                 colour, edge, lw)
+        a = math.radians(angle)
+        hx, hy = cx + math.cos(a) * size * 0.7, cy + math.sin(a) * size * 0.7
+        pen.poly(_ellipse(hx, hy, size * 0.16, size * 0.16, 32), mix(colour, WHITE, 0.35), edge, lw)
+        return
+    spikes = [(cx + math.cos(2 * math.pi * i / 18 + math.radians(angle)) * size * r,
+               cy + math.sin(2 * math.pi * i / 18 + math.radians(angle)) * size * r)
+              for i, r in ((i, 0.55 if i % 2 else 0.35) for i in range(18))]
+    pen.poly(spikes, colour, edge, lw)
+    pen.poly(_ellipse(cx, cy, size * 0.16, size * 0.16, 32), mix(colour, WHITE, 0.35), edge, lw)
+
+
 def _label(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, colour: RGB, size: int,
            w: int, h: int) -> None:
     f = font(size, text)
@@ -364,6 +474,7 @@ def _draw_cast(img: Image.Image, params: dict, horizon: float | None, roll: floa
     draw = ImageDraw.Draw(img)
     pen = _Pen(draw, w, h, roll)
     scale = max(0.01, _num(cam, "scale", 0.45))
+    kinds = {str(k): str(v) for k, v in (params.get("kind") or {}).items()}
     n = len(cast)
     label_size = max(14, round(h * 0.03))
     if horizon is None:
@@ -376,7 +487,11 @@ def _draw_cast(img: Image.Image, params: dict, horizon: float | None, roll: floa
             x = min(w - size * 0.6, max(size * 0.6, gx + o * math.cos(a)))
             y = min(h * 0.8, max(h * 0.15, gy + o * math.sin(a)))
             colour = character_colour(cid)
-            _figure_overhead(pen, x, y, size, colour, rim, sk.turn + sk.pose(i).lean * 6)
+            if kinds.get(cid, "person") == "person":
+                _figure_overhead(pen, x, y, size, colour, rim, sk.turn + sk.pose(i).lean * 6)
+            else:
+                _being_overhead(pen, kinds[cid], x, y, size, colour, rim,
+                                sk.turn + sk.pose(i).lean * 6)
             lx, ly = pen.xy((x, y + size * 0.3))
             _label(draw, lx, ly, cid, colour, label_size, w, h)
         return
@@ -392,8 +507,14 @@ def _draw_cast(img: Image.Image, params: dict, horizon: float | None, roll: floa
         top = eye_line - 0.5 * u
     spread = 1.0 if n == 1 else min(1.0, 0.35 + 0.65 * (1 - min(1.0, u * 0.9 / (w / n))))
     offsets = [(w * (i + 1) / (n + 1) - w / 2) * spread * sk.spacing for i in range(n)]
+    beast = body * _BEAST_HEIGHT  # an animal's height, to its ear tips
     if whole:  # all of each figure stays in the frame, hands and feet included
         extents = [(a * u, b * u) for a, b in (reach(sk.pose(i)) for i in range(n))]
+        for i, cid in enumerate(cast):
+            if kinds.get(cid) == "animal":
+                extents[i] = (_BEAST_REACH[1] * beast,) * 2
+            elif kinds.get(cid) == "creature":
+                extents[i] = (0.45 * body, 0.45 * body)
     else:  # a close framing keeps every face in the frame
         extents = [(0.45 * u, 0.45 * u)] * n
     xs = _place(offsets, extents, w * sk.centre, w * 0.02, w * 0.98)
@@ -405,11 +526,23 @@ def _draw_cast(img: Image.Image, params: dict, horizon: float | None, roll: floa
             pen.poly(_ellipse(x + dx, top + body, 0.9 * u + abs(dx) * 0.6, 0.18 * u, 32),
                      ground_shadow)
         colour = character_colour(cid)
+        kind = kinds.get(cid, "person")
         pose = sk.pose(i) if whole else _close(sk.pose(i))
-        _figure(pen, x, top, body, colour, rim, eyes=u > h * 0.12, pose=pose,
-                pivot=None if whole else top + 0.5 * u)
+        crown = top  # the top of the figure, for its label
+        if kind == "animal":  # on the same ground; framed closer, its eye on the eye line
+            face = 1.0 if pose.turn >= 0 else -1.0
+            ground = top + body if whole else top + 0.5 * u + _BEAST_EYE[1] * beast
+            ax = x if whole else x - face * _BEAST_EYE[0] * beast
+            _animal(pen, ax, ground, beast, colour, rim, eyes=beast * 0.12 > h * 0.02, pose=pose)
+            crown = ground - beast
+        elif kind == "creature":  # framed closer, its eyes on the eye line
+            ctop = top if whole else top + 0.5 * u - 0.3 * body
+            _creature(pen, x, ctop, body, colour, rim, eyes=body * 0.035 > h * 0.006, pose=pose)
+        else:
+            _figure(pen, x, top, body, colour, rim, eyes=u > h * 0.12, pose=pose,
+                    pivot=None if whole else top + 0.5 * u)
         if whole:
-            lx, ly = pen.xy((x, top - label_size * 1.8))
+            lx, ly = pen.xy((x, crown - label_size * 1.8))
         else:
             lx, ly = pen.xy((x, min(h * 0.8, top + 2.6 * u)))
         _label(draw, lx, ly, cid, colour, label_size, w, h)

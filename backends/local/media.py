@@ -20,10 +20,12 @@ core count).
   exact frame count, with each line's audio placed at its start time (AAC, 48 kHz,
   stereo). Every shot of a film is encoded with the same settings (`VIDEO_ARGS`),
   so the film step can join them without re-encoding.
-- `concat_film(shots, chapters, out, subtitles, burn)`: the shots joined by the
+- `concat_film(shots, chapters, out, subtitles, burn, language)`: the shots joined by the
   concat demuxer with stream copy, one chapter per scene, the subtitles as a soft
   track or burned in.
-- `write_srt(lines, out)`: SubRip subtitles, UTF-8.
+  The subtitle track carries the film's language (`language`, ISO 639-2).
+- `write_srt(lines, out)`: SubRip subtitles, UTF-8, from cues timed to be read
+  (subtitles.py).
 - `probe(path)`: what a user would check about a media file (see `ffmpeg.probe`).
 """
 
@@ -296,18 +298,61 @@ def _syllables(word: str) -> int:
     return max(1, min(groups, 5))
 
 
+# Who speaks, from the words of a character's `voice` (and the line's direction): a
+# base pitch (Hz) for a child, a woman, a man (checked in that order: a girl is a child).
+# English is matched by whole words, Chinese by characters.
+_WHO = (("child", 290.0, {"child", "boy", "girl", "kid", "baby", "toddler", "childlike"},
+         ("孩", "童", "娃")),
+        ("woman", 210.0, {"woman", "female", "lady", "mother", "grandmother", "feminine",
+                          "herdswoman", "she"}, ("女", "妈", "婆", "奶")),
+        ("man", 115.0, {"man", "male", "father", "grandfather", "masculine", "herdsman", "he"},
+         ("男", "爸", "爷", "父")))
+# Then what shifts it: (pitch factor, rate factor).
+_SHADES = ((0.92, 0.8, {"old", "elderly", "aged", "ancient"}, ("老",)),
+           (1.0, 1.05, {"young", "youthful"}, ("年轻",)),
+           (0.85, 1.0, {"deep", "low", "bass", "gravelly", "husky"}, ("低", "沉", "粗")),
+           (1.15, 1.0, {"high", "shrill", "squeaky", "piping", "bright"}, ("尖", "高")),
+           (1.0, 0.8, {"slow", "slowly", "drawling", "measured"}, ("慢",)),
+           (1.0, 1.2, {"fast", "quick", "brisk", "rapid", "hurried", "terse"}, ("快", "急")))
+
+
+def voice_of(voice: str, speaker: str) -> tuple[float, float]:
+    """The placeholder voice's pitch (Hz) and rate (1: normal) for a `voice` description.
+
+    A child's voice is higher than a woman's, a woman's than a man's; old, slow or deep
+    voices are slower or lower; a voice that says none of it gets a pitch from the
+    speaker's name (95-225 Hz).  Two speakers of one kind differ by a few percent, by
+    name.  Deterministic: the same words and name, the same voice."""
+    text = voice.lower()
+    words = set("".join(c if c.isascii() and c.isalpha() else " " for c in text).split())
+    digest = hashlib.sha256(speaker.encode()).digest()
+    f0 = next((base for _who, base, en, zh in _WHO
+               if words & en or any(z in text for z in zh)), None)
+    if f0 is None:
+        f0 = 95 + digest[0] / 255 * 130
+    else:
+        f0 *= 0.96 + digest[0] / 255 * 0.08
+    rate = 1.0
+    for pitch, pace, en, zh in _SHADES:
+        if words & en or any(z in text for z in zh):
+            f0, rate = f0 * pitch, rate * pace
+    return max(70.0, min(420.0, f0)), rate
+
+
 def render_speech(params: dict, out: Path) -> Path:
     """A WAV (48 kHz, mono, 16-bit) as long as it takes to say params["text"].
 
-    params: text, speaker, language.  The placeholder voice: a soft tone at a pitch
-    chosen by the speaker's name, with a bump per syllable and a gap between words.
+    params: text, speaker, language, voice.  The placeholder voice: a soft tone at the
+    pitch `voice_of` gives the voice description, with a bump per syllable and a gap
+    between words; a faster voice says each word in less of its time, with longer gaps
+    (the line keeps its length: its timing is the shot's).
     """
     text = str(params.get("text", ""))
     seconds = max(speaking_time(text), 0.25)
     n = round(seconds * SAMPLE_RATE)
     units = _units(text) or [1]
-    digest = hashlib.sha256(str(params.get("speaker", "")).encode()).digest()
-    f0 = 95 + digest[0] / 255 * 130  # 95-225 Hz: low to high voices
+    f0, rate = voice_of(str(params.get("voice") or ""), str(params.get("speaker", "")))
+    voiced = max(0.5, min(0.95, 0.85 / rate))  # of each word's time; the rest is a pause
     per_unit = n / len(units)
     samples = bytearray()
     phase = 0.0
@@ -315,9 +360,9 @@ def render_speech(params: dict, out: Path) -> Path:
         u = min(int(i / per_unit), len(units) - 1)
         pos = i / per_unit - u  # 0..1 within the word
         env = 0.0
-        if pos < 0.85:  # the last 15 % of each word is a pause
+        if pos < voiced:  # the rest of each word's time is a pause
             syl = units[u]
-            s = pos / 0.85 * syl
+            s = pos / voiced * syl
             env = math.sin(math.pi * (s - int(s))) ** 2
         pitch = f0 * (1.08 - 0.16 * i / n + 0.04 * math.sin(2 * math.pi * 3.1 * i / SAMPLE_RATE))
         phase += 2 * math.pi * pitch / SAMPLE_RATE
@@ -413,12 +458,14 @@ def _filter_path(path: Path) -> str:
 
 
 def concat_film(shots: Sequence[Path], chapters: Sequence[tuple[str, float]], out: Path,
-                subtitles: Path | None = None, burn: bool = False) -> Path:
+                subtitles: Path | None = None, burn: bool = False,
+                language: str | None = None) -> Path:
     """Join the shots into `out` (MP4) without re-encoding them.
 
     chapters: (title, start seconds) per scene, in order.  subtitles: an SRT file,
     added as a soft subtitle track, or drawn into the picture with `burn=True` (which
     re-encodes the video with the shots' own settings; audio is still copied).
+    language: the soft track's ISO 639-2 code ("zho", "eng"), which players show.
     """
     if not shots:
         raise MediaError("the film has no shots to join")
@@ -445,6 +492,8 @@ def concat_film(shots: Sequence[Path], chapters: Sequence[tuple[str, float]], ou
             args += ["-i", subtitles]
             maps += ["-map", "2:s"]
             codec = ["-c:v", "copy", "-c:a", "copy", "-c:s", "mov_text"]
+            if language:
+                codec += ["-metadata:s:s:0", f"language={language}"]
         else:
             codec = ["-c", "copy"]
         run([*args, *maps, *codec, "-fflags", "+bitexact", "-flags:v", "+bitexact",

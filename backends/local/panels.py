@@ -16,6 +16,12 @@ storyboard artist would block the shot:
   (the light grades the world, never the figures' colours);
 - the location has one landmark on its horizon (a peak, a lone tree, a mesa: its
   kind and size hashed from the location's id), so its shots and its plate agree;
+  a location with a picture of its own (`panel.backdrop`) is that picture instead,
+  fitted to the frame and graded by the light (`_backdrop`), in its plate and in
+  every panel set there;
+- a character declared an animal stands on four legs, a creature is no person
+  (`kind`: see figures.py); the user's own pictures of the cast (`insets`) are
+  small framed pictures in the top-left corner, labelled with the character;
 - a header names scene, shot, candidate, place and time; the action is written at
   the bottom, wrapped by words or, for CJK, by characters.
 
@@ -47,7 +53,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageOps
 
 from .draw import (
     CELL,
@@ -67,7 +73,7 @@ from .draw import (
     mix,
     wrap,
 )
-from .figures import _draw_cast, _figure, _Pen, sketch
+from .figures import _animal, _creature, _draw_cast, _figure, _label, _Pen, sketch
 from .fonts import font
 
 # ---------------------------------------------------------------- the world
@@ -201,7 +207,16 @@ def _world(params: dict, w: int, h: int, horizon: float | None, roll: float,
         if landmark is not None and not behind:
             _draw_landmark(d, landmark, horizon, roll, w, h, (sky, ground, key, shadow))
         img.paste(ground_img, (0, 0), mask)
-    # key light: a glow of the key colour from its side, shadow on the other
+    img = _lit(img, key, shadow, key_side, 45, 30)
+    img = _grain(_grade(img, params, contrast, brightness), params, rng)
+    return img.resize((w * CELL, h * CELL), Image.Resampling.NEAREST).crop((0, 0, fw, fh))
+
+
+def _lit(img: Image.Image, key: RGB, shadow: RGB, key_side: str, glow_pc: int,
+         shade_pc: int) -> Image.Image:
+    """The key light: a glow of the key colour from its side (`glow_pc` percent at its
+    strongest), the shadow's colour on the other (`shade_pc`)."""
+    w, h = img.size
     if key_side in ("left", "right", "top"):
         glow = _gradient((w, h), key_side)
     elif key_side == "back":  # behind the subject: the horizon / centre glows
@@ -210,11 +225,72 @@ def _world(params: dict, w: int, h: int, horizon: float | None, roll: float,
     else:  # front: flat, even
         glow = Image.new("L", (w, h), 110)
     img = Image.composite(Image.new("RGB", (w, h), key), img,
-                          glow.point([v * 45 // 100 for v in range(256)]))
-    img = Image.composite(Image.new("RGB", (w, h), shadow), img,
-                          ImageChops.invert(glow).point([v * 30 // 100 for v in range(256)]))
+                          glow.point([v * glow_pc // 100 for v in range(256)]))
+    return Image.composite(Image.new("RGB", (w, h), shadow), img,
+                           ImageChops.invert(glow).point([v * shade_pc // 100 for v in range(256)]))
+
+
+def _backdrop(params: dict, w: int, h: int, picture: Path, roll: float,
+              rng: random.Random) -> Image.Image | None:
+    """The location's own picture as the panel's background, in place of a drawn sky and
+    land: scaled to cover the frame (and turned with a canted camera, still covering it),
+    then lit and graded by the shot's light and style like the drawn world (the key
+    light's glow only when the light names its colours).  None if it cannot be read.
+
+    Painted in the drawn world's 3x3 px cells, grain included: a film of thousands of
+    panels deflates fast and small, and the picture looks of a piece with the drawing."""
+    try:
+        with Image.open(picture) as src:
+            src.draft("RGB", (w, h))
+            photo = src.convert("RGB")
+    except (OSError, ValueError):
+        return None
+    fw, fh = w, h
+    w, h = max(8, -(-w // CELL)), max(8, -(-h // CELL))
+    a = math.radians(abs(roll))
+    need_w, need_h = w * math.cos(a) + h * math.sin(a), w * math.sin(a) + h * math.cos(a)
+    k = max(need_w / photo.width, need_h / photo.height)
+    big = photo.resize((max(w, math.ceil(photo.width * k)), max(h, math.ceil(photo.height * k))),
+                       Image.Resampling.BILINEAR)
+    if roll:
+        big = big.rotate(roll, Image.Resampling.BILINEAR)
+    left, top = (big.width - w) // 2, (big.height - h) // 2
+    img = big.crop((left, top, left + w, top + h))
+    (_sky, _ground, key, shadow), contrast, brightness, key_side = _light(params)
+    if (params.get("light") or {}).get("palette"):
+        img = _lit(img, key, shadow, key_side, 25, 20)
     img = _grain(_grade(img, params, contrast, brightness), params, rng)
     return img.resize((w * CELL, h * CELL), Image.Resampling.NEAREST).crop((0, 0, fw, fh))
+
+
+def _insets(img: Image.Image, params: dict, sheets: dict[tuple[str | None, str | None], Path],
+            top: int) -> None:
+    """The user's own images of the cast (`insets`: character → outfit or None), small in
+    the top left corner under the header, each framed in the character's colour and
+    labelled with its id: what a service would be shown of them."""
+    w, h = img.size
+    th, pad = round(h * 0.2), max(3, round(h * 0.012))
+    size = max(12, round(h * 0.026))
+    draw = ImageDraw.Draw(img)
+    x = pad * 2
+    for cid, outfit in (params.get("insets") or {}).items():
+        path = sheets.get((str(cid), outfit))
+        if path is None:
+            continue
+        try:
+            with Image.open(path) as src:
+                photo = src.convert("RGB")
+        except (OSError, ValueError):
+            continue
+        tw = max(8, min(round(h * 0.36), round(photo.width * th / max(1, photo.height))))
+        if x + tw + pad * 2 > w:
+            break
+        colour = character_colour(str(cid))
+        y = top + pad * 2
+        draw.rectangle((x - pad, y - pad, x + tw + pad - 1, y + th + pad - 1), fill=colour)
+        img.paste(ImageOps.fit(photo, (tw, th), Image.Resampling.BILINEAR), (x, y))
+        _label(draw, x + tw / 2, y + th + pad * 2, str(cid), colour, size, w, h)
+        x += tw + pad * 4
 
 
 def _grade(img: Image.Image, params: dict, contrast: float, brightness: float) -> Image.Image:
@@ -361,9 +437,14 @@ def _caption(params: dict, info: dict) -> str:
 # ---------------------------------------------------------------- public API
 
 
-def render_keyframe(params: dict, prompt: str, refs: list[Path], out: Path) -> None:
+def render_keyframe(params: dict, prompt: str, refs: list[Path], out: Path,
+                    sheets: dict[tuple[str | None, str | None], Path] | None = None) -> None:
     """One storyboard panel for a keyframe step, at the film's size, as its candidate
-    sketches the shot (`figures.sketch`)."""
+    sketches the shot (`figures.sketch`).
+
+    `refs` is the location's plate: the background when the location has pictures of
+    its own (`panel.backdrop`); `sheets` the cast's sheets by (character, outfit), of
+    which `insets` names those to show."""
     w, h = _size(params)
     cam = params.get("camera") or {}
     sk = sketch(params)
@@ -374,20 +455,27 @@ def render_keyframe(params: dict, prompt: str, refs: list[Path], out: Path) -> N
     tilt = max(-89.0, min(89.0, _num(cam, "tilt", 0.0)))
     overhead = _num(cam, "overhead", 0.0) >= 0.5 or tilt <= -80
     horizon = None if overhead else h * (0.5 + 0.7 * math.sin(math.radians(tilt)) + sk.lift)
-    img = _world(params, w, h, horizon, roll, rng, _landmark(params, sk.landmark))
+    backdrop = None
+    if (params.get("panel") or {}).get("backdrop") and refs:
+        backdrop = _backdrop(params, w, h, refs[0], roll, rng)
+    img = backdrop or _world(params, w, h, horizon, roll, rng, _landmark(params, sk.landmark))
     _draw_cast(img, params, horizon, roll, sk)
     info = _panel_info(params, prompt)
     right = " — ".join(str(x) for x in (info.get("location"), info.get("time")) if x)
-    _header(img, _caption(params, info), right)
+    band = _header(img, _caption(params, info), right)
+    _insets(img, params, sheets or {}, band)
     _motion(ImageDraw.Draw(img), cam, w, h)
     _footer(img, str(info.get("action") or ""))
     _save(img, out)
 
 
 def _subject(params: dict, prompt: str) -> str:
-    for key in ("character", "id", "name"):
-        if params.get(key):
-            return str(params[key])
+    """Whose sheet this is: the character the step names (as the graph gives it, in
+    `panel`), else the first word of the prompt."""
+    panel = params.get("panel") or {}
+    for d, key in ((panel, "character"), (params, "character"), (params, "id"), (params, "name")):
+        if d.get(key):
+            return str(d[key])
     cast = params.get("cast") or []
     if cast:
         return str(cast[0])
@@ -396,7 +484,8 @@ def _subject(params: dict, prompt: str) -> str:
 
 
 def render_sheet(params: dict, prompt: str, refs: list[Path], out: Path) -> None:
-    """A character sheet card: the figure front and side in its colour, with its look."""
+    """A character sheet card: the figure front and side in its colour (an animal from
+    the side, a creature from the front: `panel.kind`), with its look."""
     w, h = _size(params, 1024, 1024)
     cid = _subject(params, prompt)
     colour = character_colour(cid)
@@ -407,23 +496,20 @@ def render_sheet(params: dict, prompt: str, refs: list[Path], out: Path) -> None
     band = _header(img, f"CHARACTER {cid}", str(params.get("outfit") or ""))
     body = (h - band) * 0.62
     top = band + h * 0.06
-    _figure(pen, w * 0.3, top, body, colour, None, eyes=True)
-    # the side view: a narrower body, the head turned
-    u = body / HEADS
-    side = w * 0.7
-    pen.poly([(side - 0.45 * u, top + 1.3 * u), (side + 0.4 * u, top + 1.3 * u),
-              (side + 0.35 * u, top + 4.0 * u), (side - 0.4 * u, top + 4.0 * u)],
-             colour, mix(colour, INK, 0.55), 2)
-    pen.poly([(side - 0.25 * u, top + 4.0 * u), (side + 0.25 * u, top + 4.0 * u),
-              (side + 0.2 * u, top + 7.5 * u), (side - 0.2 * u, top + 7.5 * u)],
-             colour, mix(colour, INK, 0.55), 2)
-    pen.poly(_ellipse(side + 0.05 * u, top + 0.55 * u, 0.42 * u, 0.52 * u, 64),
-             mix(colour, WHITE, 0.35), mix(colour, INK, 0.55), 2)
-    pen.poly([(side + 0.45 * u, top + 0.5 * u), (side + 0.6 * u, top + 0.68 * u),
-              (side + 0.42 * u, top + 0.7 * u)], mix(colour, WHITE, 0.35))
     lsize = max(14, round(h * 0.028))
-    _text(draw, (w * 0.3, top + body + lsize * 0.6), "FRONT", lsize, INK, "ma")
-    _text(draw, (side, top + body + lsize * 0.6), "SIDE", lsize, INK, "ma")
+    kind = str((params.get("panel") or {}).get("kind") or "person")
+    if kind == "animal":
+        size = min(body * 0.75, w * 0.42)
+        _animal(pen, w * 0.45, top + body, size, colour, None, True)
+        _text(draw, (w / 2, top + body + lsize * 0.6), "ANIMAL", lsize, INK, "ma")
+    elif kind == "creature":
+        _creature(pen, w / 2, top, body, colour, None, True)
+        _text(draw, (w / 2, top + body + lsize * 0.6), "CREATURE", lsize, INK, "ma")
+    else:
+        _figure(pen, w * 0.3, top, body, colour, None, eyes=True)
+        _side_view(pen, w * 0.7, top, body / HEADS, colour)
+        _text(draw, (w * 0.3, top + body + lsize * 0.6), "FRONT", lsize, INK, "ma")
+        _text(draw, (w * 0.7, top + body + lsize * 0.6), "SIDE", lsize, INK, "ma")
     swatch_y = top + body + lsize * 2.2
     draw.rectangle((w * 0.04, swatch_y, w * 0.04 + lsize * 2, swatch_y + lsize * 1.4),
                    fill=colour, outline=INK)
@@ -438,20 +524,33 @@ def render_sheet(params: dict, prompt: str, refs: list[Path], out: Path) -> None
     _save(img, out)
 
 
+def _side_view(pen: _Pen, side: float, top: float, u: float, colour: RGB) -> None:
+    """A person from the side, `u` px a head: a narrower body, the head turned."""
+    pen.poly([(side - 0.45 * u, top + 1.3 * u), (side + 0.4 * u, top + 1.3 * u),
+              (side + 0.35 * u, top + 4.0 * u), (side - 0.4 * u, top + 4.0 * u)],
+             colour, mix(colour, INK, 0.55), 2)
+    pen.poly([(side - 0.25 * u, top + 4.0 * u), (side + 0.25 * u, top + 4.0 * u),
+              (side + 0.2 * u, top + 7.5 * u), (side - 0.2 * u, top + 7.5 * u)],
+             colour, mix(colour, INK, 0.55), 2)
+    pen.poly(_ellipse(side + 0.05 * u, top + 0.55 * u, 0.42 * u, 0.52 * u, 64),
+             mix(colour, WHITE, 0.35), mix(colour, INK, 0.55), 2)
+    pen.poly([(side + 0.45 * u, top + 0.5 * u), (side + 0.6 * u, top + 0.68 * u),
+              (side + 0.42 * u, top + 0.7 * u)], mix(colour, WHITE, 0.35))
+
+
 def render_plate(params: dict, prompt: str, refs: list[Path], out: Path) -> None:
-    """The empty location in the light of its time of day, with its landmark and its
-    description."""
+    """The empty location in the light of its time of day: the location's own picture
+    (`refs`, the first that reads), fitted to the frame, bare, since it is the
+    background of the panels set there; else drawn with its landmark, its header and
+    its description."""
     w, h = _size(params)
     rng = random.Random(_seed(params))
+    picture = next((b for b in (_backdrop(params, w, h, ref, 0.0, rng) for ref in refs or [])
+                    if b is not None), None)
+    if picture is not None:
+        _save(picture, out)
+        return
     img = _world(params, w, h, h * 0.55, 0.0, rng, _landmark(params))
-    for ref in refs or []:  # the user's own plate, faded under the light, when given
-        try:
-            with Image.open(ref) as src:
-                photo = src.convert("RGB").resize((w, h), Image.Resampling.BILINEAR)
-            img = Image.blend(img, photo, 0.55)
-            break
-        except (OSError, ValueError):
-            continue
     info = _panel_info(params, prompt)
     where = " — ".join(str(x) for x in (info.get("location"), info.get("time")) if x)
     _header(img, "PLATE", where)

@@ -2,7 +2,8 @@
 
 `spec` is the step's request fields and parameters in one dict (width, height,
 fps, duration, seed, text, speaker, camera, light, panel, lines, chapters...);
-`inputs` are (role, path, label) triples in the request's order.  Stills go to
+`inputs` are (role, path, label, character, outfit) in the request's order: the
+last three say what the input shows (a panel's caption; whose sheet, in which outfit).  Stills go to
 `panels` (Pillow), media to `media` (ffmpeg).  Deterministic: the same step
 gives the same bytes.  Returns the files written, by declared output name.
 """
@@ -21,18 +22,22 @@ from ..protocol import BackendError
 
 def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]],
            workdir: str) -> dict[str, list[str]]:
-    from . import media, panels
+    from . import media, panels, subtitles
 
     out_dir = Path(workdir)
 
     def of(*roles: str) -> list[Path]:
-        return [Path(p) for role, p, _label in inputs if role in roles]
+        return [Path(i[1]) for i in inputs if i[0] in roles]
 
-    if kind in ("sheet", "plate", "keyframe"):
+    if kind == "keyframe":
         out = out_dir / "image.png"
-        fn = {"sheet": panels.render_sheet, "plate": panels.render_plate,
-              "keyframe": panels.render_keyframe}[kind]
-        fn(spec, prompt, of(S.CHARACTER, S.LOCATION, S.REFERENCE), out)
+        sheets = {(i[3], i[4]): Path(i[1]) for i in inputs if i[0] == S.CHARACTER}
+        panels.render_keyframe(spec, prompt, of(S.LOCATION), out, sheets)
+        return {"image": [str(out)]}
+    if kind in ("sheet", "plate"):
+        out = out_dir / "image.png"
+        fn = {"sheet": panels.render_sheet, "plate": panels.render_plate}[kind]
+        fn(spec, prompt, of(S.CHARACTER, S.REFERENCE), out)
         return {"image": [str(out)]}
     if kind == "clip":
         out = out_dir / "clip.mp4"
@@ -57,18 +62,21 @@ def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]]
         # A film with no dialogue has empty subtitles, which ffmpeg cannot read as a track.
         srt = [p for p in of(S.SUBTITLES) if os.path.getsize(p)]
         media.concat_film(of(S.SHOT), chapters, out, subtitles=srt[0] if srt else None,
-                          burn=bool(spec.get("burn_subtitles")))
+                          burn=bool(spec.get("burn_subtitles")),
+                          language=subtitles.mp4_language(spec.get("language")))
         return {"video": [str(out)]}
     if kind == "subtitles":
         out = out_dir / "film.srt"
-        media.write_srt([(float(a), float(b), text) for a, b, text in spec["lines"]], out)
+        # Timed to be read (subtitles.py): each line as (start, end, text, speaker).
+        lines = [(a, b, text, rest[0] if rest else "") for a, b, text, *rest in spec["lines"]]
+        media.write_srt(subtitles.cues(lines, spec.get("end")), out)
         return {"subtitles": [str(out)]}
     if kind == "timeline":
         out = out_dir / "timeline.json"
         write_timeline(spec, out)
         return {"timeline": [str(out)]}
     if kind == "storyboard":
-        labels = [label or Path(p).stem for role, p, label in inputs if role == S.PANEL]
+        labels = [i[2] or Path(i[1]).stem for i in inputs if i[0] == S.PANEL]
         pages = panels.render_storyboard(of(S.PANEL), labels, out_dir / "storyboard.png")
         return {"page": [str(p) for p in pages]}
     raise BackendError(f"the local backend cannot make `{kind}` steps")
