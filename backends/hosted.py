@@ -18,6 +18,7 @@ build however many steps send them (`once`); the key stays out of every message.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import binascii
@@ -46,7 +47,7 @@ from .results import Media, downloaded, sniff
 T = TypeVar("T")
 
 
-class HostedModel(Adapter):
+class HostedModel(Adapter, abc.ABC):
     """An adapter for a service that runs any model, mapped in filmc.toml: the mapping's
     declarations, the spec of a request's kind, the images of one build uploaded once,
     results downloaded and checked, and the key kept out of every message.  A subclass
@@ -152,8 +153,9 @@ class HostedModel(Adapter):
         """`upload()`, shared by the steps of this build that send the same image."""
         return await self.uploads.once(digest, upload)
 
+    @abc.abstractmethod
     async def call(self, method: str, url: str, doing: str, **kwargs: Any) -> Response:
-        raise NotImplementedError
+        """One request to the service, with its own auth (fal's `Key`, Replicate's bearer)."""
 
     def key(self) -> str:
         return self.setup.secret("api_key")
