@@ -3,14 +3,13 @@
 Every input is a project folder: a copy of the example film with one file replaced
 or mutated, sometimes with a link, a FIFO or a template added.  Each one runs in a
 forked child with a memory limit and a watchdog (so one runaway input is measured,
-not fatal) through everything `filmc check`, `filmc plan --offline` and `filmc fmt`
-do: load, check, read `filmc.toml`, build the step graph (rendering every prompt
-template), render the diagnostics as text and as JSON, and format the file the input
-changed (every `.film` file for an input that adds links or templates).  All four
-commands' work is done in one process, so an input's time and memory are an upper
-bound of what any one of those commands spends on it.  The
-parent records for each input whether it ended in a Python exception, how long it
-ran and the child's peak RSS.
+not fatal) through what each of `filmc check`, `filmc plan --offline` and `filmc fmt`
+does, each command in its own child as it is its own process: load and check (`check`);
+also read `filmc.toml` and build the step graph, rendering every prompt template
+(`plan`); format the file the input changed, or every `.film` file for an input that
+adds links or templates (`fmt`); each renders its diagnostics as text and as JSON.
+The parent records for each input whether a command ended in a Python exception, and
+the longest run and the largest peak RSS of its three commands.
 
 Kinds of input (`KINDS`): random bytes, random Unicode, token soup, mutations of
 the example (deletions, duplications, inserted braces, quotes, colons, NUL bytes,
@@ -244,75 +243,99 @@ def write_case(case: dict, folder: Path) -> Path:
     return folder / "film.film"
 
 
-def run_front_end(main: Path, format_files: list[str] | None = None) -> None:
-    """What `filmc check`, `filmc plan --offline` and `filmc fmt` do with a project, in
-    process; `fmt` on `format_files` (default: every `.film` file of the project)."""
+COMMANDS = ("check", "plan", "fmt")
+
+
+def run_front_end(main: Path, format_files: list[str] | None = None,
+                  command: str = "all") -> None:
+    """What `filmc check` (`command="check"`), `filmc plan --offline` ("plan") or `filmc
+    fmt` ("fmt") does with a project, in process, or all three ("all"); `fmt` on
+    `format_files` (default: every `.film` file of the project)."""
     from filmc.compiler.pipeline import compile_film
-    from filmc.lang.diagnostics import Diagnostics, render_all, render_json
+    from filmc.lang.diagnostics import Diagnostics, Sources, render_all, render_json
     from filmc.lang.fmt import format_text
 
-    result = compile_film(main, offline=True)
-    diags = result.diags.sorted()
-    render_all(diags, result.sources, color=True)
-    render_json(diags)
+    if command in ("check", "plan", "all"):
+        result = compile_film(main, offline=True, until="check" if command == "check" else "graph")
+        diags = result.diags.sorted()
+        render_all(diags, result.sources, color=True)
+        render_json(diags)
+    if command not in ("fmt", "all"):
+        return
     paths = ([main.parent / f for f in format_files] if format_files is not None
              else sorted(main.parent.rglob("*.film")))
+    sources = Sources()
     for p in paths:
         if p.is_file() and not p.is_symlink():
             try:
                 text = p.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 continue  # `filmc fmt` reports it as F0407 before formatting
+            sources.add(str(p), text)
             fdiags = Diagnostics()
-            format_text(text, p.name, fdiags)
-            render_all(fdiags.sorted(), result.sources)
+            format_text(text, str(p), fdiags)
+            render_all(fdiags.sorted(), sources)
 
 
 def run_isolated(case: dict, workdir: Path, watchdog_s: float = WATCHDOG_S,
-                 memory_mb: int = MEMORY_LIMIT_MB) -> dict:
-    """Run one input in a forked child; {"error", "seconds", "peak_mb", "killed"}."""
+                 memory_mb: int = MEMORY_LIMIT_MB, commands=COMMANDS) -> dict:
+    """Run one input through each command, each in its own forked child, as each is its
+    own `filmc` process: {"error", "seconds", "peak_mb", "killed", "command"}, the worst
+    of them (the first error, the slowest run, the largest peak)."""
     folder = Path(tempfile.mkdtemp(dir=workdir))
     try:
         main = write_case(case, folder)
-        r, w = os.pipe()
-        started = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os.close(r)
-            code = 0
-            try:
-                resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
-                os.chdir(folder)
-                run_front_end(main, case.get("format"))
-            except BaseException:
-                os.write(w, traceback.format_exc()[-4000:].encode(errors="replace"))
-                code = 1
-            os._exit(code)
-        os.close(w)
-        chunks, killed = [], False
-        deadline = started + watchdog_s
-        while True:
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                os.kill(pid, signal.SIGKILL)
-                killed = True
-                break
-            ready, _, _ = select.select([r], [], [], left)
-            if ready:
-                data = os.read(r, 65536)
-                if not data:
-                    break
-                chunks.append(data)
-        _, status, usage = os.wait4(pid, 0)
-        seconds = time.perf_counter() - started
-        os.close(r)
-        error = b"".join(chunks).decode(errors="replace") or None
-        if error is None and not killed and os.waitstatus_to_exitcode(status) != 0:
-            error = f"child died: status {status}"
-        return {"error": error, "seconds": seconds, "peak_mb": usage.ru_maxrss / 1024,
-                "killed": killed}
+        runs = [_run_child(main, folder, case.get("format"), c, watchdog_s, memory_mb)
+                for c in commands]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    slowest = max(runs, key=lambda r: r["seconds"])
+    errors = [f"{r['command']}: {r['error']}" for r in runs if r["error"]]
+    return {"error": errors[0] if errors else None, "seconds": slowest["seconds"],
+            "peak_mb": max(r["peak_mb"] for r in runs), "killed": any(r["killed"] for r in runs),
+            "command": slowest["command"]}
+
+
+def _run_child(main: Path, folder: Path, format_files: list[str] | None, command: str,
+               watchdog_s: float, memory_mb: int) -> dict:
+    """One command on one input in a forked child with a memory limit and a watchdog."""
+    r, w = os.pipe()
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(r)
+        code = 0
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+            os.chdir(folder)
+            run_front_end(main, format_files, command)
+        except BaseException:
+            os.write(w, traceback.format_exc()[-4000:].encode(errors="replace"))
+            code = 1
+        os._exit(code)
+    os.close(w)
+    chunks, killed = [], False
+    deadline = started + watchdog_s
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+            break
+        ready, _, _ = select.select([r], [], [], left)
+        if ready:
+            data = os.read(r, 65536)
+            if not data:
+                break
+            chunks.append(data)
+    _, status, usage = os.wait4(pid, 0)
+    seconds = time.perf_counter() - started
+    os.close(r)
+    error = b"".join(chunks).decode(errors="replace") or None
+    if error is None and not killed and os.waitstatus_to_exitcode(status) != 0:
+        error = f"child died: status {status}"
+    return {"error": error, "seconds": seconds, "peak_mb": usage.ru_maxrss / 1024,
+            "killed": killed, "command": command}
 
 
 def warm_up(workdir: Path) -> None:
@@ -356,7 +379,7 @@ def fuzz(n: int, seed: int, jobs: int = 2, out=sys.stdout) -> dict:
                         or res["peak_mb"] > GOAL_MB:
                     first = (res["error"] or ("killed by the watchdog" if res["killed"] else "slow")
                              ).strip().splitlines()[-1]
-                    print(f"  #{i} ({res['kind']}): {res['seconds']:.2f} s, "
+                    print(f"  #{i} ({res['kind']}, {res['command']}): {res['seconds']:.2f} s, "
                           f"{res['peak_mb']:.0f} MB: {first[:160]}", file=out, flush=True)
                 if len(results) % 500 == 0:
                     print(f"{len(results)} inputs, {time.perf_counter() - started:.0f} s",
@@ -401,11 +424,11 @@ def report(s: dict) -> str:
         "",
         f"- tracebacks = 0: {ok(not s['errors'])}; no run over {GOAL_SECONDS:.0f} s: "
         f"{ok(not s['slow'])}; peak ≤ {GOAL_MB} MB: {ok(not s['heavy'])}",
-        f"- each input runs in a child forked from a parent that has imported filmc and "
-        f"compiled the example once ({s['baseline_mb']:.0f} MB RSS), so the peak RSS of every "
-        "child starts there; the wall time includes the fork and writing the project folder",
+        f"- each command on each input runs in a child forked from a parent that has imported "
+        f"filmc and compiled the example once ({s['baseline_mb']:.0f} MB RSS), so the peak RSS "
+        "of every child starts there; a run's wall time includes the fork",
         f"- slowest input: #{s['slowest']['index']} ({s['slowest']['kind']}), "
-        f"{s['slowest']['seconds'] * 1000:.0f} ms",
+        f"{s['slowest']['seconds'] * 1000:.0f} ms in `filmc {s['slowest']['command']}`",
         "",
     ])
 

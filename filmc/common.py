@@ -35,11 +35,14 @@ def fail(message: str, help: str | None = None, code: int = 1) -> int:
 def report(diags: Any, sources: Any, fmt: str = "text", strict: bool = False,
            summaries: Sequence[str] = ()) -> int:
     """Print diagnostics (and summaries) the one way every command does; the exit code."""
-    from .lang.diagnostics import print_diagnostics
+    from .lang.diagnostics import ERROR, TOO_MANY, WARNING, print_diagnostics
 
     items = _dedupe(diags.sorted())
-    errors = sum(d.severity == "error" for d in items)
-    warnings = len(items) - errors
+    dropped = getattr(diags, "dropped", {})
+    errors = sum(d.severity == ERROR for d in items if d.code != TOO_MANY)
+    warnings = sum(d.severity == WARNING for d in items if d.code != TOO_MANY)
+    errors += sum(n for (_f, sev), n in dropped.items() if sev == ERROR)
+    warnings += sum(n for (_f, sev), n in dropped.items() if sev == WARNING)
     if fmt == "json":
         print_diagnostics(items, sources, "json", sys.stdout)
     else:

@@ -62,26 +62,60 @@ def _span_json(span: Span) -> dict:
     }
 
 
+KEEP_PER_FILE = 1000  # diagnostics kept for one file; the rest are only counted
+TOO_MANY = "F0100"  # the one diagnostic that stands for those counted
+
+
 class Diagnostics:
-    """An ordered collection that every stage appends to."""
+    """An ordered collection that every stage appends to.
+
+    It keeps at most KEEP_PER_FILE diagnostics for one file and counts the rest, so
+    that a file of 20,000 broken lines is answered in bounded memory: `sorted()` ends
+    that file's list with one F0100 saying how many more there were, and the counts
+    (`error_count`, `warning_count`) include them."""
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        self._kept: Counter = Counter()  # file → diagnostics kept
+        self.dropped: Counter = Counter()  # (file, severity) → diagnostics only counted
+
+    def add(self, d: Diagnostic) -> None:
+        file = d.span.file if d.span is not None else ""
+        if self._kept[file] >= KEEP_PER_FILE:
+            self.dropped[(file, d.severity)] += 1
+            return
+        self._kept[file] += 1
+        self.items.append(d)
 
     def error(self, code: str, message: str, span: Span | None, label: str = "", *,
               labels: Sequence[Label] = (), help: str | None = None,
               notes: Sequence[str] = ()) -> None:
-        self.items.append(Diagnostic(code, ERROR, message, span, label, tuple(labels), help,
-                                     tuple(notes)))
+        if self._full(span, ERROR):
+            return
+        self.add(Diagnostic(code, ERROR, message, span, label, tuple(labels), help,
+                            tuple(notes)))
 
     def warning(self, code: str, message: str, span: Span | None, label: str = "", *,
                 labels: Sequence[Label] = (), help: str | None = None,
                 notes: Sequence[str] = ()) -> None:
-        self.items.append(Diagnostic(code, WARNING, message, span, label, tuple(labels), help,
-                                     tuple(notes)))
+        if self._full(span, WARNING):
+            return
+        self.add(Diagnostic(code, WARNING, message, span, label, tuple(labels), help,
+                            tuple(notes)))
+
+    def _full(self, span: Span | None, severity: str) -> bool:
+        """Whether the span's file has all the diagnostics it keeps (this one is counted)."""
+        file = span.file if span is not None else ""
+        if self._kept[file] < KEEP_PER_FILE:
+            return False
+        self.dropped[(file, severity)] += 1
+        return True
 
     def extend(self, other: Iterable[Diagnostic]) -> None:
-        self.items.extend(other)
+        for d in other:
+            self.add(d)
+        if isinstance(other, Diagnostics):
+            self.dropped.update(other.dropped)
 
     def __iter__(self) -> Iterator[Diagnostic]:
         return iter(self.items)
@@ -97,12 +131,37 @@ class Diagnostics:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.items if d.severity == WARNING]
 
+    @property
+    def error_count(self) -> int:
+        """Every error found, those only counted included."""
+        dropped = sum(n for (_f, sev), n in self.dropped.items() if sev == ERROR)
+        return len(self.errors) + dropped
+
+    @property
+    def warning_count(self) -> int:
+        dropped = sum(n for (_f, sev), n in self.dropped.items() if sev == WARNING)
+        return len(self.warnings) + dropped
+
     def sorted(self) -> list[Diagnostic]:
-        """In source order (file, line, column), stable for equal positions."""
+        """In source order (file, line, column), stable for equal positions; each file
+        whose diagnostics were too many to keep ends with one F0100 that counts them."""
         def key(d: Diagnostic) -> tuple:
             s = d.span
             return (s.file, s.line, s.col) if s else ("", 0, 0)
-        return sorted(self.items, key=key)
+        out = sorted(self.items, key=key)
+        for file in sorted({f for f, _sev in self.dropped}):
+            errors, warnings = self.dropped[(file, ERROR)], self.dropped[(file, WARNING)]
+            parts = [f"{n:,} {word}{'s' if n != 1 else ''}"
+                     for n, word in ((errors, "error"), (warnings, "warning")) if n]
+            where = f"`{file}`" if file else "this run"
+            d = Diagnostic(TOO_MANY, ERROR if errors else WARNING,
+                           f"too many diagnostics: {' and '.join(parts)} more in {where} "
+                           f"were counted, not kept",
+                           None, help=f"fix the first ones: {KEEP_PER_FILE:,} a file are kept")
+            at = max((i for i, x in enumerate(out) if x.span is not None and x.span.file == file),
+                     default=len(out) - 1)
+            out.insert(at + 1, d)
+        return out
 
 
 # --- did you mean ------------------------------------------------------------------
@@ -337,7 +396,7 @@ def render_all(diags: Sequence[Diagnostic], sources: Sources, color: bool = Fals
     for key, n in hidden.items():
         where = "on this line" if len(key) == 2 else f"in `{key[0]}`"
         more = "diagnostic" if n == 1 else "diagnostics"
-        blocks[last[key]] += f"\n... and {n} more {more} {where} (`--format json` lists them all)"
+        blocks[last[key]] += f"\n... and {n} more {more} {where} (`--format json` lists them)"
     return "\n\n".join(blocks)
 
 

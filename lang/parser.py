@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from importlib import resources
 
@@ -66,6 +67,19 @@ _HEAD_WORDS = re.compile(r"(\w+)(?:[ \t]+(\w+))?")
 _OPENS_BLOCK = re.compile(r"[^\n]*[{｛][ \t]*(?://[^\n]*?)?\r?$", re.MULTILINE)  # a line ending in `{`
 _PAREN = re.compile(r"[(（][^()（）\n]*[)）]")
 _COMMENT = re.compile(r"//[^\n]*")
+# One value of an attribute line, for the scanner's fast path (`_value_run`).
+_RUN_VALUE = re.compile(
+    r"""
+    (?P<STRING>"(?:[^"\\\n]|\\[^\n])*")
+  | (?P<REF>(?P<RA>(?!\d)\w+)[ \t]*\([ \t]*(?P<RB>(?!\d)\w+)[ \t]*\))
+  | (?P<NAME>(?!\d)\w+)
+  | (?P<LITERAL>[+-]?\d[\w.:]*)
+  | (?P<COLOR>\#\w*)
+  | (?P<COMMA>,)
+    """,
+    re.VERBOSE,
+)
+_VALUE_KINDS = frozenset(("NAME", "STRING", "LITERAL", "COLOR"))
 _PUNCT = {"{": "LBRACE", "}": "RBRACE", "(": "LPAR", ")": "RPAR", ":": "COLON",
           ",": "COMMA", ".": "DOT"}
 # What a Chinese input method types in syntax positions, read as the ASCII it stands
@@ -74,6 +88,8 @@ _PUNCT = {"{": "LBRACE", "}": "RBRACE", "(": "LPAR", ")": "RPAR", ":": "COLON",
 FULL_WIDTH = {"｛": "{", "｝": "}", "（": "(", "）": ")", "：": ":", "，": ",", "、": ",",
               "“": '"', "”": '"', "\u3000": " "}
 _FULL_WIDTH_LABELS = 4  # lines a full-width warning points at besides its first
+MAX_VALUES = 256  # values of one attribute (a cast of 256 is a crowd: describe it)
+SYNTAX_ERROR_LIMIT = 500  # syntax errors in one file before the parser stops reading it
 
 
 class _Context:
@@ -86,6 +102,7 @@ class _Context:
         self.braces: list[Token] = []  # open `{` tokens, innermost last
         # For each `{` (by its offset): where the first word of its line (`shot a 3s {`) is.
         self.brace_heads: dict[int, tuple[int, int]] = {}  # offset, column of the line's first word
+        self._words: dict[int, tuple[str, str]] = {}  # `head_words`, by the `{`'s offset
         self.text = ""
         # The first `{` that a `}` seemed, by its indentation, not to close; and the outer
         # `{` it seemed to close instead.
@@ -97,12 +114,18 @@ class _Context:
         # it opens, then ends the line (closing blocks whose `}` it dropped).
         self.skip = False
         self.skip_depth = 0
+        self.runs: dict[int, tuple[ast.Value, ...]] = {}  # a VALUES token's offset → its values
+        self.stopped = False  # too many syntax errors: the rest of the file is not read
 
     def head_words(self, brace: Token) -> tuple[str, str]:
         """The first two words of the line a `{` ends (`shot`, `a`), for messages."""
-        head = self.brace_heads.get(brace.start_pos or 0)
-        m = _HEAD_WORDS.match(self.text, head[0]) if head else None
-        return (m.group(1), m.group(2) or "") if m else ("", "")
+        at = brace.start_pos or 0
+        words = self._words.get(at)
+        if words is None:
+            head = self.brace_heads.get(at)
+            m = _HEAD_WORDS.match(self.text, head[0]) if head else None
+            words = self._words[at] = (m.group(1), m.group(2) or "") if m else ("", "")
+        return words
 
     def note_full_width(self, line: int, col: int, ch: str) -> None:
         if line not in self.error_lines:
@@ -131,6 +154,25 @@ class _Context:
             if more > 0 else [],
             help="`filmc fmt` rewrites it in ASCII; text inside quotes stays as written")
 
+    def too_many_values(self, line: int, col: int) -> None:
+        """A line with more than MAX_VALUES values: the rest of it is skipped, unread."""
+        self.error_lines.add(line)
+        self.diags.error("F0108", f"more than {MAX_VALUES} values on one line",
+                         ast.Span(self.file, line, col, line, col + 1),
+                         "the rest of the line is not read",
+                         help="a line holds one attribute and its values: put text in one "
+                              "quoted string, and split a long list")
+        self.skip = True
+
+    def stop(self, line: int) -> None:
+        """Read no further: the file has SYNTAX_ERROR_LIMIT syntax errors (as clang stops
+        at its `-ferror-limit`), so that a file of 30,000 broken lines is answered at once."""
+        self.stopped = True
+        self.diags.error("F0107", f"too many syntax errors: stopped reading at line {line}",
+                         ast.Span(self.file, line, 1, line, 1), "not read from here",
+                         help=f"fix the first errors and check again ({SYNTAX_ERROR_LIMIT:,} "
+                              "a file are reported)")
+
     def span(self, tok: Token) -> ast.Span:
         # The scanner gives every token its positions (Lark types them as optional).
         return ast.Span(self.file, tok.line, tok.column, tok.end_line,  # type: ignore[arg-type]
@@ -154,8 +196,11 @@ class FilmScanner(Lexer):
         lc = lexer_state.line_ctr  # the position survives Lark resuming after an error
         pos, line, line_start, n = lc.char_pos, lc.line, lc.line_start_pos, len(text)
         code_line = 0  # the last line a token other than a newline was on
+        line_values = 0  # words, strings and numbers on the current line
         first_pos = first_col = 0  # where the current line's first token is
         ctx.text = text
+        if ctx.stopped:  # Lark resumes scanning after an error: stay stopped
+            return
         while pos < n:
             m = scan(text, pos)
             assert m is not None  # the last alternative matches any character
@@ -186,6 +231,9 @@ class FilmScanner(Lexer):
                 line_start = pos + value.rfind("\n") + 1
                 pos = lc.char_pos = end
                 lc.line, lc.line_start_pos = line, line_start
+                if len(ctx.diags) >= SYNTAX_ERROR_LIMIT:
+                    ctx.stop(line)
+                    return  # the parser sees the end of the file
                 if ctx.skip:
                     if ctx.skip_depth > 0:
                         continue
@@ -196,12 +244,23 @@ class FilmScanner(Lexer):
             typ = kind
             if code_line != line:
                 first_pos, first_col = pos, col
+                line_values = 0
                 if ctx.braces and not ctx.skip:
                     if kind == "NAME" and value in KEYWORDS and _OPENS_BLOCK.match(text, end):
                         at = Token("NAME", value, pos, line, col, line, col + end - pos, end)
                         yield from self._close_unclosed(value, at, ctx)
                     elif value == "}" and len(ctx.braces) > 1:
                         self._note_by_indent(col, ctx)
+            if (kind in _VALUE_KINDS and not ctx.skip
+                    and "VALUES" in states[parser_state.position]):
+                run = _value_run(text, pos, line, line_start, ctx)
+                if run is not None:  # the whole list of values as one token
+                    end, ctx.runs[pos] = run
+                    tok = Token("VALUES", text[pos:end], pos, line, col, line, col + end - pos, end)
+                    pos = lc.char_pos = end
+                    code_line = line
+                    yield tok
+                    continue
             if kind == "NAME":
                 accepts = states[parser_state.position]
                 kw = KEYWORDS.get(value)
@@ -259,6 +318,10 @@ class FilmScanner(Lexer):
                 if value == ";" and not ctx.skip:  # read as the line break it stands for
                     yield Token("_NL", ";", pos - 1, line, col, line, col + 1, pos)
                 continue
+            if typ in _VALUE_KINDS and not ctx.skip:
+                line_values += 1  # the attribute's name and MAX_VALUES values
+                if line_values > MAX_VALUES + 1:
+                    ctx.too_many_values(line, col)
             if ctx.skip:
                 if typ == "LBRACE":
                     ctx.skip_depth += 1
@@ -341,6 +404,69 @@ class FilmScanner(Lexer):
             ctx.comments.append(ast.Comment(m.group()[2:].rstrip(), nls == 0 and after_code, span))
 
 
+def _value_run(text: str, pos: int, line: int, line_start: int,
+               ctx: _Context) -> tuple[int, tuple[ast.Value, ...]] | None:
+    """An attribute's values read in one pass (`cast CHEN(winter), WOLF`): where they
+    end and their AST, when the line holds nothing but values up to its end or its
+    block's `{`.  Anything else (a stray character, full-width punctuation, `4 sec`, a
+    doubled comma, a string with escapes) returns None, and the scanner goes token by token, which says what is
+    wrong.  The parser then shifts one token for the whole list, not one a value."""
+    file = ctx.file
+    values: list[ast.Value] = []
+    last = pos  # the end of the last value
+    comma = False  # the last thing read was a comma
+    n = len(text)
+    while True:
+        q = last
+        while q < n and text[q] in " \t":
+            q += 1
+        c = text[q] if q < n else "\n"
+        if c == "\n" or c == "{" or text.startswith(("//", "\r\n"), q):
+            break
+        m = _RUN_VALUE.match(text, q)
+        if m is None:
+            return None
+        if len(values) == MAX_VALUES:  # the scanner reports the rest and skips it
+            ctx.too_many_values(line, q - line_start + 1)
+            return last, tuple(values)
+        kind = m.lastgroup
+        end = m.end()
+        col = q - line_start + 1
+        if kind == "COMMA":
+            if comma or not values:
+                return None
+            comma = True
+            last = end
+            continue
+        span = ast.Span(file, line, col, line, col + end - q)
+        value: ast.Value
+        if kind == "STRING":
+            raw = m.group()
+            if "\\" in raw:  # its escapes are read (and reported) token by token
+                return None
+            value = ast.Str(raw[1:-1], span)
+        elif kind == "REF":
+            a, b = m.start("RA"), m.start("RB")
+            name = ast.Name(m.group("RA"), ast.Span(file, line, col, line, col + m.end("RA") - a))
+            bcol = b - line_start + 1
+            arg = ast.Name(m.group("RB"), ast.Span(file, line, bcol, line, bcol + m.end("RB") - b))
+            value = ast.Ref(name, arg, name.span.to(arg.span))
+        elif kind == "NAME":
+            value = ast.Name(m.group(), span)
+        elif kind == "LITERAL":
+            if _SPACED_UNIT.match(text, q):
+                return None
+            value = ast.Literal(m.group(), span)
+        else:
+            value = ast.Color(m.group(), span)
+        values.append(value)
+        comma = False
+        last = end
+    if comma or not values:
+        return None
+    return last, tuple(values)
+
+
 def _block_name(words: tuple[str, str]) -> str:
     """`shot `a``, `scene `s``, else `this block`, from the first words of its line."""
     if words[0] == "film":
@@ -376,6 +502,31 @@ _ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 _ESC_RE = re.compile(r"\\(u\{[0-9A-Fa-f]{1,6}\}|.)")
 
 
+def _unquote(tok: Token, ctx: _Context) -> str:
+    """A string token's text, escapes read (an unknown one is an error)."""
+    raw = tok[1:-1]
+    if "\\" not in raw:
+        return raw
+
+    def repl(m: re.Match) -> str:
+        e = m.group(1)
+        if e in _ESC:
+            return _ESC[e]
+        if e.startswith("u{"):
+            cp = int(e[2:-1], 16)
+            if cp <= 0x10FFFF:
+                return chr(cp)
+        line = tok.line or 0
+        col = (tok.column or 0) + 1 + m.start()
+        ctx.diags.error(
+            "F0105", f"unknown escape `\\{e}` in a string",
+            ast.Span(ctx.file, line, col, line, col + 1 + len(e)),
+            help='escapes are `\\"`, `\\\\`, `\\n`, `\\t` and `\\u{hex}` such as `\\u{4E2D}`')
+        return e
+
+    return _ESC_RE.sub(repl, raw)
+
+
 class _Builder(Transformer):
     """Maps each grammar rule straight to its AST node, while parsing."""
 
@@ -404,29 +555,11 @@ class _Builder(Transformer):
         return ast.Str(self._unquote(tok), self.ctx.span(tok))
 
     def _unquote(self, tok: Token) -> str:
-        raw = tok[1:-1]
-        if "\\" not in raw:
-            return raw
-
-        def repl(m: re.Match) -> str:
-            e = m.group(1)
-            if e in _ESC:
-                return _ESC[e]
-            if e.startswith("u{"):
-                cp = int(e[2:-1], 16)
-                if cp <= 0x10FFFF:
-                    return chr(cp)
-            line = tok.line or 0
-            col = (tok.column or 0) + 1 + m.start()
-            self.ctx.diags.error(
-                "F0105", f"unknown escape `\\{e}` in a string",
-                ast.Span(self.ctx.file, line, col, line, col + 1 + len(e)),
-                help='escapes are `\\"`, `\\\\`, `\\n`, `\\t` and `\\u{hex}` such as `\\u{4E2D}`')
-            return e
-
-        return _ESC_RE.sub(repl, raw)
+        return _unquote(tok, self.ctx)
 
     def values(self, children) -> tuple[ast.Value, ...]:
+        if len(children) == 1 and isinstance(children[0], Token) and children[0].type == "VALUES":
+            return self.ctx.runs.pop(children[0].start_pos or 0)
         return tuple(self._to_value(c) for c in children if not (isinstance(c, Token) and c.type == "COMMA"))
 
     def ref(self, children) -> ast.Ref:
@@ -566,7 +699,7 @@ def _describe(tok: Token) -> str:
 
 
 def _expected(expected: set[str]) -> str:
-    exp = set(expected)
+    exp = set(expected) - {"VALUES"}
     kws = sorted(k for k in exp if k.lower() in KEYWORDS)
     if {"RBRACE", "NAME"} <= exp:
         what = ["an attribute line", "a dialogue line"]
@@ -584,8 +717,10 @@ def _expected(expected: set[str]) -> str:
 
 
 def _syntax_error(ctx: _Context, e: UnexpectedToken, unmatched: bool) -> None:
+    if ctx.stopped:
+        return  # the file was not read to its end: nothing more to say about it
     tok = e.token
-    exp = set(e.expected)
+    exp = set(e.expected) - {"VALUES"}  # the scanner's fast path, never a user's word
     if tok.type == "$END":
         if ctx.braces:
             brace = ctx.braces[-1]
@@ -680,8 +815,38 @@ def _cache_path(grammar: str) -> str | bool:
     return path
 
 
+_MEMO_BYTES = 64 << 20  # text the parses remembered hold at most (the newest kept)
+_memo: OrderedDict[tuple[str, str], tuple[ast.Module, tuple]] = OrderedDict()
+
+
 def parse(text: str, file: str, diags: Diagnostics) -> ast.Module:
-    """Parse one file's text; syntax errors go to `diags` and what parsed survives."""
+    """Parse one file's text; syntax errors go to `diags` and what parsed survives.
+
+    A process remembers its latest parses (the AST is immutable): `filmc fmt` after a
+    check, or a language server's next keystroke in another file, reads the same text
+    again and gets the same module and diagnostics without parsing it twice."""
+    key = (file, text)
+    with _lock:
+        hit = _memo.get(key)
+        if hit is not None:
+            _memo.move_to_end(key)
+    if hit is not None:
+        module, found = hit
+        diags.extend(found)
+        return module
+    own = Diagnostics()
+    module = _parse(text, file, own)
+    diags.extend(own)
+    with _lock:
+        _memo[key] = (module, tuple(own.items))
+        held = sum(len(t) for _f, t in _memo)
+        while held > _MEMO_BYTES and len(_memo) > 1:
+            (_f, old_text), _v = _memo.popitem(last=False)
+            held -= len(old_text)
+    return module
+
+
+def _parse(text: str, file: str, diags: Diagnostics) -> ast.Module:
     ctx = _Context(file, diags)
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -735,7 +900,7 @@ def _complete_line(e: UnexpectedToken) -> bool:
     ip = e.interactive_parser
     t = e.token
     for _ in range(16):
-        acc = ip.accepts()
+        acc = _accepts(ip)
         if "_NL" in acc:
             return True
         for typ, val in _FILLERS.items():
@@ -750,11 +915,27 @@ def _complete_line(e: UnexpectedToken) -> bool:
     return False
 
 
+_accepted: dict[tuple[int, ...], frozenset[str]] = {}
+
+
+def _accepts(ip) -> frozenset[str]:
+    """`ip.accepts()`, remembered: what the parser accepts next depends only on its stack
+    of states, and Lark finds it by trying every terminal on a copy of the parser (a file
+    of 2,000 broken lines would spend most of its parse there)."""
+    key = tuple(ip.parser_state.state_stack)
+    found = _accepted.get(key)
+    if found is None:
+        if len(_accepted) > 4096:
+            _accepted.clear()
+        found = _accepted[key] = frozenset(ip.accepts())
+    return found
+
+
 def _close_open_blocks(e: UnexpectedToken) -> bool:
     """At the end of a file with blocks open, feed `}` and newlines to finish them."""
     ip = e.interactive_parser
     for _ in range(64):
-        acc = ip.accepts()
+        acc = _accepts(ip)
         if "$END" in acc:
             return True
         for typ, val in (("RBRACE", "}"), ("_NL", "\n")):
