@@ -19,7 +19,6 @@ its path; the adapter receives it as an absolute path.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from ..backends.protocol import Adapter, Capabilities
 from ..backends.registry import NotInstalled, adapter_class
 from ..lang.ast import Span
 from ..lang.diagnostics import Diagnostics
+from ..lang.tree import current as current_tree
 from .config import LOCAL, BackendConfig, Config
 
 AdapterClass = type[Adapter]
@@ -112,7 +112,7 @@ def _describe(conf: BackendConfig, config: Config, root: Path,
             return None
         settings[setting] = str(found)
         files.append(found)
-        key_settings[setting] = {"file": hashlib.sha256(found.read_bytes()).hexdigest()}
+        key_settings[setting] = {"file": current_tree().digest(found)}
     for secret in cls.secrets:
         if secret not in conf.secret_envs:
             diags.error("F0513", f"backend `{conf.name}` needs `{secret}_env`: the name of the "
@@ -136,10 +136,11 @@ def _project_file(value: object, root: Path) -> Path | str:
     path = Path(value)
     if path.is_absolute():
         return f"`{value}` is absolute; write it relative to the project folder"
-    full = (root / path).resolve()
-    if not full.is_relative_to(root.resolve()):
+    tree = current_tree()
+    full = tree.realpath(root / path)
+    if not full.is_relative_to(tree.realpath(root)):
         return f"`{value}` leaves the project folder"
-    if not full.is_file():
+    if not tree.is_file(full):
         return f"no file `{value}` in the project folder"
     return full
 

@@ -39,6 +39,7 @@ from ..lang.ast import Span
 from ..lang.diagnostics import Diagnostics, Sources, did_you_mean, edit_distance
 from ..lang.loader import display_path
 from ..lang.steps import ASSIGNABLE as STEP_KINDS
+from ..lang.tree import current as current_tree
 from .tomlpos import error_message, error_span, line_col, scan_positions
 
 CONFIG_FILE = "filmc.toml"
@@ -197,11 +198,12 @@ def load_config(root: Path, diags: Diagnostics, sources: Sources | None = None, 
 
         installed = installed_adapters()
     path = root / CONFIG_FILE
-    if not path.is_file():
+    tree = current_tree()
+    if not tree.is_file(path):
         return Config()
     file = display_path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = tree.read_bytes(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         diags.error("F0501", f"cannot read `{file}`: {e}", Span(file, 1, 1, 1, 1))
         return Config(path)

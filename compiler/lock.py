@@ -41,6 +41,7 @@ import attrs
 from ..lang.ast import Span
 from ..lang.diagnostics import Diagnostics
 from ..lang.loader import display_path
+from ..lang.tree import current as current_tree
 from .tomlpos import error_message, error_span, line_col, scan_positions
 
 VERSION = 1
@@ -122,11 +123,12 @@ _NO_PICKS = ShotLock()
 def read_lock(path: Path, diags: Diagnostics, sources: object | None = None) -> Lock:
     """The lock at `path` (an empty one when there is none); each problem is an error at
     its line, and a malformed entry is left out."""
-    if not path.is_file():
+    tree = current_tree()
+    if not tree.is_file(path):
         return Lock(None)
     file = display_path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = tree.read_bytes(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         diags.error("F0801", f"cannot read `{file}`: {e}", Span(file, 1, 1, 1, 1),
                     help="restore it from git (`git checkout -- " + path.name + "`)")

@@ -7,7 +7,6 @@ front end reported nothing fatal); output is `ir.Film`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from fractions import Fraction
@@ -18,6 +17,7 @@ import attrs
 from ..lang import ast, literals, schema
 from ..lang.check import Checked, speaking_time
 from ..lang.loader import Project
+from ..lang.tree import current as current_tree
 from . import ir
 
 # (step kind, the shot's `backend` override or None) → backend name
@@ -313,9 +313,6 @@ def _lines(shot: ast.Shot):
             yield ir.Line(n, item.speaker.text, item.paren, item.text.value, Fraction(0), Fraction(0), None)
 
 
-_digests: dict[tuple[str, int, int, int, int], str] = {}
-
-
 def _refs(items, base: Path, root: Path) -> tuple[ir.RefFile, ...]:
     out = []
     for a in ast.attrs_of(items):
@@ -326,18 +323,9 @@ def _refs(items, base: Path, root: Path) -> tuple[ir.RefFile, ...]:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, memoised per (path, inode, size, mtime, ctime) within a
-    process.  The ctime matters: copying with `cp -p`, unpacking an archive or `touch -r`
-    can give new bytes of the same size the old mtime, never the old ctime."""
-    st = path.stat()
-    k = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if k not in _digests:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _digests[k] = h.hexdigest()
-    return _digests[k]
+    """sha256 of a file's bytes, from the source tree in use (lang/tree.py: memoised in
+    the working tree by the file's inode, size, mtime and ctime)."""
+    return current_tree().digest(path)
 
 
 # --- presets → looks ------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import Namespace
 
 from ..lang.paths import PathProblem, check_target
+from ..lang.tree import WORK
+from ..lang.tree import current as current_tree
 
 
 class TemplateError(Exception):
@@ -98,16 +100,18 @@ class Templates:
         for origin, folder in (("project", self.project_dir), ("std", self.std_dir)):
             path = folder / name
             display = f"templates/{name}" if origin == "project" else f"<std>/templates/{name}"
-            if origin == "project" and (path.exists() or path.is_symlink()):
+            tree = current_tree() if origin == "project" else WORK
+            if origin == "project" and tree.lexists(path):
                 try:  # a project's template is read like any file a film names
                     check_target(path, self.project_dir.parent, f"templates/{name}", "template")
                 except PathProblem as e:
                     raise TemplateError(e.message, display, 1, help=e.help) from None
-                if path.stat().st_size > MAX_TEMPLATE_BYTES:
+                entry = tree.entry(path)
+                if entry is not None and entry.size > MAX_TEMPLATE_BYTES:
                     raise TemplateError(f"template `{display}` is larger than "
                                         f"{MAX_TEMPLATE_BYTES >> 10} KB", display, 1)
-            if path.is_file():
-                source = path.read_text(encoding="utf-8")
+            if tree.is_file(path):
+                source = tree.read_bytes(path).decode("utf-8")
                 try:
                     compiled = self.env.from_string(source)
                 except jinja2.TemplateSyntaxError as e:

@@ -10,6 +10,7 @@ a summary for `filmc check` and the compiler.
 
 from __future__ import annotations
 
+import io
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +22,7 @@ from .diagnostics import Diagnostics, Label, did_you_mean, simplified, suggest
 from .literals import BadLiteral
 from .loader import Project, SourceFile, display_path
 from .paths import PathProblem, check_name, check_target
+from .tree import current as current_tree
 
 DEFAULT_FPS = Fraction(24)
 MAX_CANDIDATES = 32  # keyframe candidates a shot asks of one backend
@@ -681,9 +683,10 @@ class _Checker:
             check_target(path, root, rel, "reference")
         except PathProblem as e:
             raise _Bad(e.message, v.span, e.label, help=e.help, code=e.code) from None
-        if not path.is_file():
-            if path.parent.is_dir():
-                near = suggest(path.name, [p.name for p in path.parent.iterdir()])
+        tree = current_tree()
+        if not tree.is_file(path):
+            if tree.is_dir(path.parent):
+                near = suggest(path.name, tree.listdir(path.parent))
                 help = (f"did you mean `{os.path.join(os.path.dirname(rel), near)}`?" if near
                         else f"no file of that name in `{display_path(path.parent)}`")
             else:
@@ -707,7 +710,7 @@ class _Checker:
 
             problem = None
             try:
-                with Image.open(path) as im:
+                with Image.open(io.BytesIO(current_tree().read_bytes(path))) as im:
                     im.verify()
             except UnidentifiedImageError:
                 problem = "not an image format filmc can read"

@@ -28,6 +28,7 @@ from . import ast
 from .diagnostics import Diagnostics, Label, Sources, did_you_mean
 from .parser import parse
 from .paths import CONFIG_FILE, MAX_FILE_BYTES, PathProblem, check_name, check_target, find_root
+from .tree import current as current_tree
 
 STD_PREFIX = "std"
 STD_DISPLAY = "<std>"
@@ -59,11 +60,14 @@ class Project:
 
 
 def display_path(path: Path) -> str:
+    """How messages name a file: relative to the current folder when below it; in a
+    revision, `REV:path` (relative to the repository)."""
     try:
         rel = os.path.relpath(path)
     except ValueError:
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
+        rel = str(path)
+    shown = str(path) if rel.startswith("..") else rel
+    return current_tree().shown(path, shown)
 
 
 def std_modules() -> list[str]:
@@ -94,18 +98,23 @@ class Loader:
 
     def _read_uncached(self, path: Path, display: str, at: ast.Span | None) -> ast.Module | None:
         module: ast.Module | None = None
+        tree = current_tree()
         try:
-            st = path.stat()
-            if stat.S_ISDIR(st.st_mode):
+            entry = tree.entry(path)
+            if entry is None:
+                raise FileNotFoundError(2, "No such file or directory", str(path))
+            if entry.kind == "dir":
                 raise IsADirectoryError
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
-                problem = (f"is larger than {MAX_FILE_BYTES >> 20} MB" if stat.S_ISREG(st.st_mode)
+            if entry.kind != "file" or entry.size > MAX_FILE_BYTES:
+                problem = (f"is larger than {MAX_FILE_BYTES >> 20} MB" if entry.kind == "file"
                            else "is not a regular file (a device, FIFO or socket)")
                 self.diags.error("F0401", f"`{display}` {problem}", at,
                                  help="a film is made of ordinary text files of a reasonable size")
                 self._parsed[path] = None
                 return None
-            text = path.read_text(encoding="utf-8")
+            text = tree.read_bytes(path).decode("utf-8")
+            if "\r" in text:  # as `read_text` reads it: universal newlines
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
         except UnicodeDecodeError as e:
             self.diags.error("F0407", f"`{display}` is not UTF-8 text", at,
                              help=f"save the file as UTF-8 (byte {e.start} is not valid UTF-8)")
@@ -123,7 +132,7 @@ class Loader:
     @staticmethod
     def _missing_help(path: Path) -> str | None:
         try:
-            siblings = [p.name for p in path.parent.iterdir() if p.suffix == ".film"]
+            siblings = [n for n in current_tree().listdir(path.parent) if n.endswith(".film")]
         except OSError:
             return None
         guess = did_you_mean(path.name, siblings)

@@ -3,17 +3,19 @@ and the one rule for what a path written in a film may name."""
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 CONFIG_FILE = "filmc.toml"
 
 
 def find_root(main: Path) -> Path:
-    """The nearest folder above the main film file that holds `filmc.toml`, else its own."""
+    """The nearest folder above the main film file that holds `filmc.toml`, else its own
+    (in the source tree in use: the working tree or a revision)."""
+    from .tree import current
+
+    tree = current()
     for folder in [main.parent, *main.parent.parents]:
-        if (folder / CONFIG_FILE).is_file():
+        if tree.is_file(folder / CONFIG_FILE):
             return folder
     return main.parent
 
@@ -63,22 +65,25 @@ def check_target(path: Path, root: Path, rel: str, what: str) -> None:
     """Raise `PathProblem` unless `path` (normalised, inside `root`) stays inside the project
     once every link on the way is followed, and is a regular file or missing (a missing file
     is the caller's to report, with its own hint): never a folder, a FIFO or a device."""
-    real = Path(os.path.realpath(path))
-    if not _within(real, Path(os.path.realpath(root))):
+    from .tree import current
+
+    tree = current()
+    real = tree.realpath(path)
+    if not _within(real, tree.realpath(root)):
         raise PathProblem("F0404", f"{what} path `{shown(rel)}` leads out of the project folder "
                           "through a link", "a link to a file outside the project",
                           help="copy the file into the project folder instead of linking to it")
     try:
-        mode = real.stat().st_mode
-    except FileNotFoundError:
-        return
+        entry = tree.entry(real)
     except OSError as e:
         raise PathProblem("F0401", f"cannot read `{shown(rel)}`: "
                           f"{(e.strerror or str(e)).lower()}") from None
-    if stat.S_ISDIR(mode):
+    if entry is None:
+        return
+    if entry.kind == "dir":
         raise PathProblem("F0401", f"`{shown(rel)}` is a folder, not a file", "a folder",
                           help="name a file inside it")
-    if not stat.S_ISREG(mode):
+    if entry.kind != "file":
         raise PathProblem("F0401", f"`{shown(rel)}` is not a regular file",
                           "a device, FIFO or socket",
                           help="name an ordinary file inside the project folder")
