@@ -68,13 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--format", choices=("text", "json"), default="text")
     f.set_defaults(run=_fmt)
 
-    from . import build_cmd, compile_cmds, git_cmds, init_cmd, pick_cmds
+    from . import build_cmd, compile_cmds, git_cmds, init_cmd, lsp, pick_cmds
 
     init_cmd.add_parsers(sub)
     compile_cmds.add_parsers(sub)
     build_cmd.add_parsers(sub)
     pick_cmds.add_parsers(sub)
     git_cmds.add_parsers(sub)
+    lsp.add_parsers(sub)
     return p
 
 
