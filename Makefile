@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory typecheck
 	$(BIN)/filmc fmt --check $(shell find examples stdlib -name "*.film" -not -path "*/build/*")
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto  # pytest-xdist: one worker a CPU (the tests are hermetic)
 
 # mypy over the stages. The package `filmc` maps each top-level folder to a subpackage
 # (pyproject.toml), and mypy reads a folder tree: so it reads a tree of links.
