@@ -15,6 +15,8 @@ Layout (every key is described in docs/config.md):
     [steps]             step kind = backend name          (default: "local")
     [backends.NAME]     type, concurrency, prices, SETTING_env, other adapter settings
     [build]             concurrency, currency
+    [gc]                keep_commits
+    [sound]             loudness (the film's mix, LUFS)
 
 Secrets never live in the file, nor in a `Config`: a backend names the
 environment variable that holds each one (`api_key_env = "FAL_KEY"`) and
@@ -40,6 +42,7 @@ from ..lang.diagnostics import Diagnostics, Sources, did_you_mean, edit_distance
 from ..lang.loader import display_path
 from ..lang.steps import ASSIGNABLE as STEP_KINDS
 from ..lang.tree import current as current_tree
+from .sound import DEFAULT_LOUDNESS
 from .tomlpos import error_message, error_span, line_col, scan_positions
 
 CONFIG_FILE = "filmc.toml"
@@ -48,8 +51,12 @@ DEFAULT_BUILD_CONCURRENCY = 64  # jobs in flight at services, over all backends
 DEFAULT_BACKEND_CONCURRENCY = 4
 DEFAULT_CURRENCY = "USD"
 
-TOP_LEVEL = ("steps", "backends", "build")
+TOP_LEVEL = ("steps", "backends", "build", "gc", "sound")
+SOUND_KEYS = ("loudness",)
+LOUDNESS_RANGE = (-40.0, -5.0)  # LUFS: from quiet cinema stems to the loudest streaming
 BUILD_KEYS = ("concurrency", "currency", "store")
+GC_KEYS = ("keep_commits",)
+DEFAULT_KEEP_COMMITS = 10  # `filmc gc` keeps what this many latest commits need
 ANY_KIND = "*"  # `fallback = "runway"`: for every step kind both backends make
 BACKEND_KEYS = ("type", "concurrency", "rate", "prices", "fallback")  # reserved; the rest: settings
 PRICE_KEYS = ("per_output", "per_second")
@@ -133,6 +140,8 @@ class Config:
     currency: str = DEFAULT_CURRENCY
     store: str | None = None  # where the build store lives (default: .filmc in the project)
     locate: Locator | None = attrs.field(default=None, eq=False, repr=False)  # key → Span
+    keep_commits: int = DEFAULT_KEEP_COMMITS  # [gc] keep_commits
+    loudness: float = DEFAULT_LOUDNESS  # [sound] loudness: the film's mix, LUFS (EBU R128)
 
     def backend_for(self, step_kind: str, override: str | None = None) -> BackendConfig:
         """The backend serving `step_kind`: the shot's `backend STEP NAME` if given,
@@ -298,7 +307,37 @@ class _Checker:
             self.error("F0505", "`store` must be a folder path", ("build", "store"), value=True,
                        help='write `store = "/big/disk/filmc-store"`, or leave it out')
             store = None
-        return Config(path, steps, backends, concurrency, currency, store, self.locate)
+        keep_commits = self.gc(self.table(data, "gc", ()))
+        loudness = self.sound(self.table(data, "sound", ()))
+        return Config(path, steps, backends, concurrency, currency, store, self.locate,
+                      keep_commits, loudness)
+
+    def sound(self, sound: dict) -> float:
+        for key in sound:
+            if key not in SOUND_KEYS:
+                self.unknown("key", ("sound", key), SOUND_KEYS)
+        value = sound.get("loudness", DEFAULT_LOUDNESS)
+        lo, hi = LOUDNESS_RANGE
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi:
+            return float(value)
+        self.error("F0506", f"`loudness` must be a number of LUFS from {lo:g} to {hi:g}",
+                   ("sound", "loudness"), f"found {_show(value)}", value=True,
+                   help="the film's integrated loudness (EBU R128): `loudness = -23` for "
+                        "broadcast, `-14` for streaming services")
+        return DEFAULT_LOUDNESS
+
+    def gc(self, gc: dict) -> int:
+        for key in gc:
+            if key not in GC_KEYS:
+                self.unknown("key", ("gc", key), GC_KEYS)
+        value = gc.get("keep_commits", DEFAULT_KEEP_COMMITS)
+        if _is_int(value) and value >= 0:
+            return value
+        self.error("F0506", "`keep_commits` must be a whole number, zero or more",
+                   ("gc", "keep_commits"), f"found {_show(value)}", value=True,
+                   help="how many of the latest commits `filmc gc` keeps what they need, "
+                        "e.g. `keep_commits = 20` (0: the working tree only)")
+        return DEFAULT_KEEP_COMMITS
 
     def build(self, build: dict) -> tuple[int, str]:
         for key in build:

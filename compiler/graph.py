@@ -15,6 +15,7 @@ ids are the printed form of each step's `StepId` (lang/steps.py):
     shot.hunt.chen             the picked clip, conformed, with its audio
     film                       all shots joined
     subtitles timeline storyboard   the side outputs
+    export.otio export.edl ...      the exports (compiler/exports.py)
 
 Every node carries `kind`, `scene`, `shot`, `characters` (what selection reads)
 and `step`, a `Step`: its typed id, its request `fields` (prompt, seed,
@@ -46,8 +47,10 @@ from ..lang import steps as S
 from ..lang.steps import Addressed, Fields, InputRef, StepId, Tags
 from . import ir
 from .backends import BackendInfo
+from .exports import ExportSetup, add_exports
 from .keys import step_key
 from .lock import CONTINUES, LOCK_NAME, STALE, UNPICKED, Choice, Lock, ShotPicks, resolve
+from .sound import DEFAULT_LOUDNESS, add_sound
 from .templates import Templates
 
 
@@ -70,6 +73,14 @@ class Step(Addressed):
     # The backend that makes it if its own refuses the content (never in its key: the
     # step is the same piece of work, and its output is kept under the same key).
     fallback: str | None = None
+    # Inputs it uses when the store holds them and never makes (an export names the takes
+    # a pick passed over): their keys are in its key, whether they are held is checked
+    # when the build reaches it (engine/executor.py).
+    held: tuple[InputRef, ...] = ()
+    # Its output names files by absolute path (an export's media): the engine tells it
+    # where build/<film>/ is (`folder`), records that with its output, and a moved project
+    # makes it again.
+    located: bool = False
 
     @property
     def prompt(self) -> str:
@@ -101,6 +112,8 @@ class _Builder:
         self._locs = {loc.id: loc for loc in film.locations}
         self._backend_keys: dict[tuple[str, str], dict] = {}
         self.burn_subtitles = False
+        self.loudness = DEFAULT_LOUDNESS  # [sound] loudness: the film's mix target, LUFS
+        self.exports: ExportSetup | None = None  # None: a graph without the exports
         # (scene, shot, kind) → (the shot's backend, its fallback), for the shots that have one
         self._fallbacks: dict[tuple[str | None, str | None, str], tuple[str, str]] = {
             (scene.id, shot.id, kind): (shot.backend(kind), fb)
@@ -138,7 +151,8 @@ class _Builder:
             template: tuple[str, dict] | None = None, into: str = "prompt",
             fields: Fields = _NO_FIELDS, params: dict[str, Any] | None = None,
             inputs: tuple[InputRef, ...] = (), files: tuple[ir.RefFile, ...] = (),
-            pin: str | None = None, waits: str | None = None) -> str:
+            pin: str | None = None, waits: str | None = None,
+            held: tuple[InputRef, ...] = (), located: bool = False) -> str:
         """Add a step; `template` (name, context) renders the field named `into`."""
         id = str(sid)
         if id in self.keys:
@@ -168,6 +182,8 @@ class _Builder:
         # tell the service ("Image 1 shows CHEN (winter outfit)").
         material["inputs"] = [[k, i.role, _shown(i.tags)] for i, k in zip(inputs, input_keys)]
         material["files"] = [f.digest for f in files]
+        if held:
+            material["held"] = [[self.keys[i.step], i.role, _shown(i.tags)] for i in held]
         if backend is None and pin is not None:
             material["digest"] = pin  # a take the user added: it is its bytes
         key = step_key(material)
@@ -175,7 +191,8 @@ class _Builder:
                   "inputs": {i.step: k for i, k in zip(inputs, input_keys)},
                   "files": {f.path: f.digest for f in files}}
         step = Step(sid, backend, characters, tmpl_path, fields, params, inputs, files, key, record,
-                    pin, waits, None if backend is None else self.fallback(sid, backend))
+                    pin, waits, None if backend is None else self.fallback(sid, backend), held,
+                    located)
         self.keys[id] = key
         self.g.add_node(id, kind=sid.kind, scene=sid.scene, shot=sid.shot, characters=characters,
                         step=step)
@@ -477,13 +494,19 @@ class _Builder:
                         params={"lines": lines, "end": t})
         # The film carries the subtitles as a track tagged with the film's language (or
         # burnt into the picture).
+        # The film mixes its shots' dialogue with the music, ambience and effects
+        # (compiler/sound.py) to the loudness filmc.toml sets.
+        sound, placed = add_sound(self, film)
         self.add(StepId("film"), self.choose("film"), fields=size,
                  params={"chapters": chapters, "burn_subtitles": self.burn_subtitles,
+                         "sound": placed, "loudness": self.loudness,
                          **({"language": film.language} if film.language else {})},
-                 inputs=(*shot_refs, InputRef(subs, S.SUBTITLES)))
+                 inputs=(*shot_refs, InputRef(subs, S.SUBTITLES), *sound))
         self.add(StepId("timeline"), self.choose("timeline"), fields=size,
                  params={"shots": rows})
         self.add(StepId("storyboard"), self.choose("storyboard"), inputs=tuple(panels))
+        if self.exports is not None:
+            add_exports(self, picks, self.exports)
         if not nx.is_directed_acyclic_graph(self.g):
             cycle = [u for u, _ in nx.find_cycle(self.g)]
             raise GraphError("the step graph has a cycle: " + " --> ".join(cycle + cycle[:1]))
@@ -524,11 +547,15 @@ _TIME_WORDS = {"DAWN": "at dawn", "SUNRISE": "at sunrise", "MORNING": "in the mo
 
 def build_graph(film: ir.Film, templates: Templates, choose: Callable[[str], str],
                 infos: Mapping[str, BackendInfo], burn_subtitles: bool = False,
-                lock: Lock | None = None) -> nx.DiGraph:
+                lock: Lock | None = None, exports: ExportSetup | None = None,
+                loudness: float | None = None) -> nx.DiGraph:
     """The step graph of a film, every node keyed.  `choose(kind)`: the backend of the
     film-wide steps of `kind` (a shot's own steps name theirs in the IR); `lock`: the
-    film's picks (compiler/lock.py).  `graph.graph["picks"]` holds each shot's
-    `ShotPicks`."""
+    film's picks (compiler/lock.py); `exports`: where the exports' media lie (None: no
+    `export.*` steps).  `graph.graph["picks"]` holds each shot's `ShotPicks`."""
     builder = _Builder(film, templates, choose, infos, lock or Lock(None))
     builder.burn_subtitles = burn_subtitles
+    if loudness is not None:
+        builder.loudness = loudness
+    builder.exports = exports
     return builder.build()

@@ -163,6 +163,22 @@ class Scene:
 
 
 @attrs.frozen
+class Sound:
+    """A sound placed in the film (lang/cues.py): a music cue, a scene's ambience or an
+    effect, in film time.  `file`: a music cue given as a file of the project."""
+
+    kind: str  # music | ambience | effect
+    scene: str
+    shot: str | None  # the shot a music cue starts at or an effect is in; None: the scene's
+    index: int  # an effect's number within its shot (1-based); 0 otherwise
+    description: str
+    start: Fraction
+    end: Fraction
+    backend: str  # of the `music` or `sfx` step that makes it (a file cue: none is made)
+    file: RefFile | None = None
+
+
+@attrs.frozen
 class Film:
     title: str = attrs.field(eq=False)
     width: int
@@ -173,6 +189,7 @@ class Film:
     characters: tuple[Character, ...]
     locations: tuple[Location, ...]
     scenes: tuple[Scene, ...]
+    sound: tuple[Sound, ...] = ()
 
     @property
     def shots(self) -> tuple[Shot, ...]:

@@ -46,6 +46,7 @@ class State:
     characters: tuple[ir.Character, ...] = ()
     locations: tuple[ir.Location, ...] = ()
     scenes: tuple[ir.Scene, ...] = ()
+    sound: tuple[ir.Sound, ...] = ()
 
 
 # --- pass 1: characters and locations ---------------------------------------------------
@@ -192,11 +193,22 @@ def choose_backends(st: State) -> State:
     return attrs.evolve(st, scenes=tuple(scenes))
 
 
+# --- pass 5: music, ambience and effects in film time (compiler/sound.py) -------------------
+
+
+def place_sound(st: State) -> State:
+    from .sound import place_sound as place
+
+    locations = {lid: decl.items for lid, (decl, _f) in st.checked.symbols.locations.items()}
+    return attrs.evolve(st, sound=place(st.project, st.scenes, st.checked.fps, locations))
+
+
 PASSES: tuple[tuple[str, Callable[[State], State]], ...] = (
     ("entities", lower_entities),
     ("scenes", lower_scenes),
     ("dialogue", time_dialogue),
     ("backends", choose_backends),
+    ("sound", place_sound),
 )
 
 
@@ -215,7 +227,7 @@ def lower(project: Project, checked: Checked, choose: BackendChooser = default_c
     style = _look(st, "style", ast.find_attr(film.items, "style") if film else None)
     return ir.Film(film.title.value if film else project.main.display, w, h, checked.fps,
                    _str_value(_first(lang_attr)) or None, style, st.characters, st.locations,
-                   st.scenes)
+                   st.scenes, st.sound)
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -144,6 +144,7 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
         return out
     # The later stages import networkx, jinja2 and the adapters: `check` does without them.
     from .backends import describe
+    from .exports import ExportSetup
     from .graph import GraphError, build_graph
     from .lock import read_lock, stale_warnings
     from .passes import lower
@@ -176,9 +177,11 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
     out.lock = read_lock(lock_path(out.project.main.path), diags, loader.sources)
     if diags.errors:
         return out
+    exports = ExportSetup(config.currency)
     try:
         out.graph = build_graph(out.film, Templates(out.project.root), choose, out.backends,
-                                burn_subtitles=burn_subtitles, lock=out.lock)
+                                burn_subtitles=burn_subtitles, lock=out.lock, exports=exports,
+                                loudness=config.loudness)
     except TemplateError as e:
         diags.error("F0601", e.message, ast.Span(e.file, e.line, 1, e.line, 2), help=e.help)
         return out

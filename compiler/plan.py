@@ -96,7 +96,7 @@ RUNNING = "a paid job still running at the service: polled, not paid again"
 TYPICAL_SECONDS: Mapping[str, Mapping[str, float]] = {
     "local": {"sheet": 0.2, "plate": 0.2, "keyframe": 0.2, "clip": 1.0, "speech": 0.5,
               "shot": 1.0, "film": 5.0, "subtitles": 0.05, "timeline": 0.05,
-              "storyboard": 1.0},
+              "storyboard": 1.0, "export": 0.2},
     "comfyui": {"sheet": 20.0, "plate": 20.0, "keyframe": 20.0, "clip": 180.0},
     "remote": {"sheet": 10.0, "plate": 10.0, "keyframe": 10.0, "clip": 60.0, "speech": 5.0,
                "shot": 10.0, "film": 60.0},

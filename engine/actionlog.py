@@ -14,6 +14,7 @@ Lines:
 
     {"key": K, "outputs": [...], "meta": {...}, "t": 1767000000.0}
     {"forget": [K, ...], "t": ...}              `filmc gc` forgetting keys
+    {"used": [K, ...], "t": ...}                a build reusing keys (`gc --older-than`)
 
 A line cut short by a crash is skipped on reading; the next append starts on a
 new line.  Appends from two builds sharing a store interleave whole lines, and

@@ -2,8 +2,9 @@
 
     result = build(program, Options(...), events, wait=True, fast_key={...})
 
-Under the project lock: open the store and the project's state, read the job
-journal, refuse what cannot start (unset keys, `--max-cost`), run the steps
+Under the project lock: open the store and the project's state, record in
+the store what the project needs (engine/roots.py: a gc of another project
+sharing the store keeps it), read the job journal, refuse what cannot start (unset keys, `--max-cost`), run the steps
 (engine/executor.py), lay out what was made (engine/layout.py: what an earlier
 build made and this one did not goes to `stale/`), write `report.json`, and
 remember the stat manifest for the no-op fast path when the whole build
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from . import noop, review
+from . import noop, review, roots
 from .db import disk_error
 from .executor import AdapterFactory, BuildError, Events, Executor, Options, Outcome
 from .journal import NAME as JOURNAL
@@ -50,11 +51,17 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
           adapters: AdapterFactory | None = None) -> BuildResult:
     started = time.time()
     root = Path(program.root)
-    with project_lock(state_dir(root), wait), \
-            _created(Store.open(location(root, program.store), create=True)) as store, \
+    where = location(root, program.store)
+    # The store's lock, shared with the builds of other projects using it: a gc waits.
+    with project_lock(state_dir(root), wait), roots.store_lock(where, "build", shared=True), \
+            _created(Store.open(where, create=True)) as store, \
             _created(State.open(root, create=True)) as state:
         for note in store.notes:
             events.note(note)
+        # Who uses the store and what they need, before any step runs: `filmc gc` of
+        # another project sharing the store keeps it (engine/roots.py).
+        roots.record_build(store.path, program)
+        store.made_by = roots.made_by(program)
         try:
             journal = Journal(state.path / JOURNAL, store.actions_present, store.log.sync)
         except OSError as e:
@@ -69,6 +76,9 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
                             f"this build does not make; they stay recorded for the build "
                             f"that needs them")
             outcomes = asyncio.run(executor.run())
+            # What this build reused, for `filmc gc --older-than`.
+            store.touch(program.graph._node[o.id]["step"].key for o in outcomes
+                        if o.status in ("cached", "provided"))
             running = sum(1 for j in journal.open_jobs.values() if j.op == "accepted")
         finally:
             try:

@@ -52,6 +52,7 @@ from ..backends.protocol import (
 )
 from ..compiler.config import ConfigError, secret
 from ..compiler.plan import decide, estimate, money
+from ..lang.files import film_dir
 from ..lang.steps import KINDS, Addressed, StepId
 from . import verify
 from .db import StoreError, disk_error
@@ -264,6 +265,10 @@ class Executor:
             except Exception:  # a bug there: reported once, by that step
                 return self._done(self._outcome(step, "skipped",
                                                 error=f"input {i} failed (internal error)"))
+        for ref in step.held:  # made by this build too: named once it is there
+            if ref.step in self._tasks:
+                with contextlib.suppress(Exception):
+                    await self._tasks[ref.step]
         if node in self.decision.waiting:
             return self._done(self._outcome(step, "waiting", error=step.waits or next(
                 (f"made from {o.id}, which waits" for o in inputs.values()
@@ -321,6 +326,9 @@ class Executor:
                 trusted = await asyncio.to_thread(self.store.objects.verify, o.digest)
             if not trusted:
                 return None  # missing or damaged: make it again
+        facts = self._facts(step)
+        if any(action.meta.get(k) != v for k, v in facts.items()):
+            return None  # the store or the project's folder moved under it: make it again
         status = "provided" if step.backend is None else "cached"
         fallback = action.meta.get("fallback")  # made by a fallback backend, when it was
         return self._outcome(step, status, outputs=outputs, fallback=fallback,
@@ -474,7 +482,8 @@ class Executor:
 
     async def _request(self, step: Any, inputs: dict[str, Outcome], workdir: Path,
                        backend: str) -> Request:
-        return Request(step.sid, step.key, backend, step.fields, step.params,
+        params = {**step.params, "folder": self._folder()} if step.located else step.params
+        return Request(step.sid, step.key, backend, step.fields, params,
                        await self._inputs(step, inputs, workdir), KINDS[step.kind].outputs,
                        workdir)
 
@@ -499,8 +508,9 @@ class Executor:
                                  backend=info.name)
         seconds = time.perf_counter() - started
         self.store.record_action(step.key, [s.as_dict() for s in stored],
-                                 {**_names(step), "backend": info.name, "type": info.type,
-                                  "kind": step.kind,
+                                 {**_names(step), **self._facts(step), "backend": info.name,
+                                  "type": info.type, "kind": step.kind,
+                                  "remote": not info.runs_here,  # a service: money, maybe
                                   "seconds": round(seconds, 3), "cost": cost,
                                   "cost_source": source, "estimate": price,
                                   **({"fallback": dict(fallback)} if fallback else {})})
@@ -527,7 +537,8 @@ class Executor:
         extension, with the part each plays."""
         out: list[Input] = []
         n = 0
-        if step.inputs or step.files:
+        held = self._held(step)
+        if step.inputs or step.files or held:
             (workdir / "in").mkdir()
         for ref in step.inputs:
             outcome = inputs[ref.step]
@@ -538,6 +549,12 @@ class Executor:
                 os.symlink(self.store.objects.path(o.digest), link)
                 out.append(Input(ref.role, link, o.digest, media.get(o.output, "image"), ref.step,
                                  ref.tags))
+        for ref, o in held:  # what the step names when the store holds it
+            n += 1
+            link = workdir / "in" / f"{n:03d}-{ref.role}{o.ext}"
+            os.symlink(self.store.objects.path(o.digest), link)
+            out.append(Input(ref.role, link, o.digest, KINDS[self._step(ref.step).kind]
+                             .outputs[0].media, ref.step, ref.tags))
         for f in step.files:  # the user's own images of a generated sheet or plate
             stored = await self._provide(f)
             n += 1
@@ -545,6 +562,38 @@ class Executor:
             os.symlink(self.store.objects.path(stored.digest), link)
             out.append(Input("reference", link, stored.digest, "image", f.path))
         return tuple(out)
+
+    def _held(self, step: Any) -> list[tuple[Any, Stored]]:
+        """Of the steps `step` holds (names, never makes), those the store holds intact:
+        (the reference, its first output)."""
+        if not step.held:
+            return []
+        keys = {self._step(r.step).key for r in step.held}
+        actions = self.store.get_actions(keys)
+        out = []
+        for ref in step.held:
+            action = actions.get(self._step(ref.step).key)
+            if action is None or not action.outputs:
+                continue
+            o = action.outputs[0]
+            if self.store.objects.exists(o["digest"]):
+                out.append((ref, Stored(o["output"], o["digest"], o.get("ext", ""))))
+        return out
+
+    def _facts(self, step: Any) -> dict[str, Any]:
+        """What a step's output depends on besides its key, recorded with it and checked
+        when it is reused: the outputs of the steps it holds, the project's folder (for a
+        step whose output names files by absolute path)."""
+        out: dict[str, Any] = {}
+        if step.held:
+            out["held"] = {ref.step: o.digest for ref, o in self._held(step)}
+        if step.located:
+            out["folder"] = self._folder()
+        return out
+
+    def _folder(self) -> str:
+        """build/<film>/, absolute: where a located step's files lie."""
+        return str(film_dir(Path(self.program.root).resolve(), self.program.name))
 
     # -- backends ------------------------------------------------------------------------------
 

@@ -2,18 +2,22 @@
 
     build/<film>/film.mp4                      the film, with chapters and subtitles
                  film.srt                      the dialogue, timed
-                 shots/001_hunt_steppe.mp4     each shot, numbered in film order
-                 keyframes/001_hunt_steppe_openai-2.png   each keyframe candidate built
-                 clips/001_hunt_steppe_take1.mp4          each clip take built
+                 film.dialogue.wav ...         the stems: dialogue, music, effects
+                 shots/steppe.mp4              each shot, by its id
+                 keyframes/steppe.openai-2.png each keyframe candidate built
+                 clips/steppe.take1.mp4        each clip take built
+                 dialogue/steppe.1.wav         each line of dialogue, as audio
                  storyboard.png, storyboard-2.png...   the contact sheets, page by page
                  timeline.json                 the cut, naming each shot's file
+                 export/film.otio ...          the exports (compiler/exports.py)
                  report.json                   what the build did (engine/report.py)
                  stale/film.mp4 ...            results of an earlier build that this one
                                                did not make (`--until`, `--select`, a failure)
 
-Everything but the timeline and the report is a hard link to a store object (a
-copy across disks), replaced atomically, so a reader sees the old file or the
-new one.  Later exports (OpenTimelineIO, EDL) take their paths from here too.
+The names are lang/files.py's: stable, so that reordering shots renames nothing
+an editor linked to.  Everything but the timeline and the report is a hard link
+to a store object (a copy across disks), replaced atomically, so a reader sees
+the old file or the new one.
 """
 
 from __future__ import annotations
@@ -28,50 +32,49 @@ from typing import Any
 
 import attrs
 
+from ..lang.files import (
+    EXPORT_FOLDER,
+    clip_file,
+    export_file,
+    film_dir,
+    keyframe_file,
+    shot_file,
+    speech_file,
+    stem,
+)
+from ..lang.steps import FILM_STEMS as STEMS
 from ..lang.steps import Addressed
 from .db import disk_error
 from .store import Store
 
-
-def film_dir(root: Path, name: str) -> Path:
-    return Path(root) / "build" / name
-
-
-def shot_file(number: int, scene: str, shot: str) -> str:
-    return f"shots/{number:03d}_{scene}_{shot}.mp4"
-
-
-def keyframe_file(number: int, scene: str, shot: str, candidate: str, ext: str = ".png") -> str:
-    return f"keyframes/{number:03d}_{scene}_{shot}_{candidate}{ext or '.png'}"
-
-
-def clip_file(number: int, scene: str, shot: str, take: str, ext: str = ".mp4") -> str:
-    return f"clips/{number:03d}_{scene}_{shot}_{take}{ext or '.mp4'}"
+__all__ = ["clip_file", "film_dir", "keyframe_file", "shot_file", "speech_file"]
 
 
 def storyboard_file(page: int, ext: str = ".png") -> str:
     return f"storyboard{'' if page == 1 else f'-{page}'}{ext or '.png'}"
 
 
-def places(outcome: Any, numbers: dict[tuple[str, str], int]) -> list[tuple[str, str]]:
+def places(outcome: Any) -> list[tuple[str, str]]:
     """(path under build/<film>/, object digest) for what a person looks for in a step's
-    outputs (the candidates and takes to pick from, the shots, the film); steps that are
-    only means to an end (speech, sheets, last frames) have none."""
+    outputs (the candidates and takes to pick from, the shots, the dialogue, the film,
+    the exports); steps that are only means to an end (sheets, last frames) have none."""
     kind, out = outcome.kind, outcome.outputs
-    if kind == "film":
-        return [("film" + (out[0].ext or ".mp4"), out[0].digest)]
+    if kind == "film":  # and its stems beside it: film.dialogue.wav, film.music.wav, ...
+        return [("film" + (out[0].ext or ".mp4"), out[0].digest),
+                *((f"film.{name}{o.ext or '.wav'}", o.digest) for name, o in zip(STEMS, out[1:]))]
     if kind == "subtitles":
         return [("film.srt", out[0].digest)]
     if kind == "storyboard":
         return [(storyboard_file(i, o.ext), o.digest) for i, o in enumerate(out, 1)]
     if kind == "shot":
-        return [(shot_file(numbers[(outcome.scene, outcome.shot)], outcome.scene, outcome.shot),
-                 out[0].digest)]
+        return [(shot_file(outcome.shot), out[0].digest)]
     if kind in ("keyframe", "clip"):
-        n = numbers[(outcome.scene, outcome.shot)]
         name = keyframe_file if kind == "keyframe" else clip_file
-        return [(name(n, outcome.scene, outcome.shot, outcome.sid.candidate, out[0].ext),
-                 out[0].digest)]
+        return [(name(outcome.shot, outcome.sid.candidate, out[0].ext), out[0].digest)]
+    if kind == "speech":
+        return [(speech_file(outcome.shot, outcome.sid.line, out[0].ext), out[0].digest)]
+    if kind == "export":
+        return [(export_file(outcome.sid.subject), out[0].digest)]
     return []
 
 
@@ -79,8 +82,9 @@ def places(outcome: Any, numbers: dict[tuple[str, str], int]) -> list[tuple[str,
 # be taken for this build's (film.mp4 above all), so one this build did not make is
 # moved aside to stale/ and named in the summary and report.json.  (What the review
 # page shows, the store's candidates for the current sources, is laid out as `extra`.)
-RESULT_KINDS = ("film", "subtitles", "timeline", "storyboard", "shot", "keyframe", "clip")
-FOLDERS = ("shots", "keyframes", "clips")
+RESULT_KINDS = ("film", "subtitles", "timeline", "storyboard", "shot", "keyframe", "clip",
+                "speech", "export")
+FOLDERS = ("shots", "keyframes", "clips", "dialogue", EXPORT_FOLDER)
 STALE = "stale"
 
 
@@ -102,7 +106,6 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
     the whole film), files that no step of the film makes any more are removed.  `cause`
     says why this build made less than the whole film ("it stopped at `keyframe`")."""
     out = film_dir(program.root, program.name)
-    numbers = {(s.scene, s.id): s.number for s in program.shots}
     outcomes = list(outcomes)
     wanted: dict[Path, str] = {}
     timeline: str | None = None
@@ -111,26 +114,29 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
             continue
         if o.kind == "timeline":
             timeline = o.outputs[0].digest
-        for rel, digest in places(o, numbers):
+        for rel, digest in places(o):
             wanted[out / rel] = digest
     # What this build did not run but the store holds for the current sources is current.
-    owners = _result_steps(program, numbers)
+    owners = _result_steps(program)
     done = {o.id for o in outcomes if o.status in ("ran", "cached", "provided")}
     todo: dict[str, list[Any]] = {}  # key → its steps (twin shots share one)
     for step, _rel in owners.values():
         if step.id not in done:
             todo.setdefault(step.key, []).append(step)
     current = set(done)
+    here = str(film_dir(Path(program.root).resolve(), program.name))
     for key, action in store.get_actions(todo).items():
         stored = tuple(_Out(d["digest"], d.get("ext", "")) for d in action.outputs)
         if not stored or not all(store.objects.exists(s.digest) for s in stored):
             continue
+        if action.meta.get("folder", here) != here:
+            continue  # an export made where the project was before: it names old paths
         for step in todo[key]:
             made = _Made(step.sid, stored)
             current.add(made.id)
             if made.kind == "timeline":
                 timeline = stored[0].digest
-            for rel, digest in places(made, numbers):
+            for rel, digest in places(made):
                 wanted[out / rel] = digest
     for rel, digest in extra:
         wanted.setdefault(out / rel, digest)
@@ -162,19 +168,22 @@ class _Made(Addressed):
     outputs: tuple[_Out, ...]
 
 
-def _result_steps(program: Any, numbers: dict[tuple[str, str], int]) -> dict[str, tuple[Any, Any]]:
+def _result_steps(program: Any) -> dict[str, tuple[Any, Any]]:
     """step id → (step, its path under build/<film>/, or a pattern for the storyboard)."""
     found: dict[str, tuple[Any, Any]] = {}
     for _n, data in program.graph.nodes(data=True):
         step = data["step"]
         if step.kind not in RESULT_KINDS:
             continue
-        n = numbers.get((step.scene, step.shot), 0)
         if step.kind == "shot":
-            rel: Any = shot_file(n, step.scene, step.shot)
+            rel: Any = shot_file(step.shot)
         elif step.kind in ("keyframe", "clip"):  # named without the extension a service picks
             name = keyframe_file if step.kind == "keyframe" else clip_file
-            rel = _stem(name(n, step.scene, step.shot, step.sid.candidate))
+            rel = stem(name(step.shot, step.sid.candidate))
+        elif step.kind == "speech":
+            rel = stem(speech_file(step.shot, step.sid.line))
+        elif step.kind == "export":
+            rel = export_file(step.sid.subject)
         else:
             rel = {"film": "film.mp4", "subtitles": "film.srt", "timeline": "timeline.json",
                    "storyboard": "storyboard*"}[step.kind]
@@ -195,10 +204,6 @@ def _results(out: Path) -> list[Path]:
     return files
 
 
-def _stem(rel: str) -> str:
-    return rel.rsplit(".", 1)[0]
-
-
 def set_aside(out: Path, wanted: set[Path], owners: dict[str, tuple[Any, Any]],
               current: set[str], outcomes: list[Any], cause: str,
               full: bool) -> list[dict[str, str]]:
@@ -214,8 +219,8 @@ def set_aside(out: Path, wanted: set[Path], owners: dict[str, tuple[Any, Any]],
     def owner(rel: str) -> str | None:
         if rel.startswith("storyboard"):
             return by_path.get("storyboard*")
-        if rel.startswith(("keyframes/", "clips/")):
-            return by_path.get(_stem(rel))
+        if rel.startswith(("keyframes/", "clips/", "dialogue/")):
+            return by_path.get(stem(rel))
         return by_path.get(rel) or (by_path.get("film.mp4") if rel.startswith("film.")
                                     and rel != "film.srt" else None)
 
@@ -267,7 +272,7 @@ def _write_timeline(obj: Path, dest: Path) -> None:
     """The timeline step's cut, with each shot's file as laid out here."""
     doc = json.loads(obj.read_text(encoding="utf-8"))
     for clip in doc.get("clips", []):
-        clip["file"] = shot_file(clip["number"], clip["scene"], clip["shot"])
+        clip["file"] = shot_file(clip["shot"])
     write_atomic(dest, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
 
 

@@ -43,7 +43,7 @@ from ..compiler.lock import (
 )
 from ..lang.diagnostics import Diagnostics, did_you_mean
 from ..lang.steps import KINDS, StepId
-from . import verify
+from . import roots, verify
 from .db import disk_error
 from .state import state_dir
 from .store import Store
@@ -246,10 +246,21 @@ def add_take(program: Any, store: Store, shot: ShotPicks, file: Path,
         raise PickError(f"`{file.name}` is not a usable {output.media}: "
                         f"{e.message.replace('the service sent ', '')}",
                         "export it again (PNG or JPEG for images, H.264 MP4 for clips)") from None
-    try:
-        digest = store.objects.put(file)
-    except OSError as e:
-        raise disk_error(f"store `{file}`", e, store.path) from None
+    # Named by no action until a build uses it: the project's record in the store keeps it
+    # from a gc of another project sharing the store, and the lock (written under the
+    # store's lock, which a gc waits for) from this project's own (engine/roots.py).
+    with roots.store_lock(store.path, "take add", shared=True):
+        try:
+            digest = store.objects.put(file)
+        except OSError as e:
+            raise disk_error(f"store `{file}`", e, store.path) from None
+        roots.record_take(store.path, program, [digest])
+        return _list_take(program, shot, kind, digest, file, source)
+
+
+def _list_take(program: Any, shot: ShotPicks, kind: str, digest: str, file: Path,
+               source: str | None) -> Take:
+    """List a stored take in the lock (`retouch-N` or `import-N`); the take."""
     prefix = RETOUCHED if source else IMPORTED
     made: list[Take] = []
 

@@ -1,7 +1,7 @@
 """The review page: every shot with its candidates side by side, as data and as HTML.
 
     cards = contact_sheet(program, store)     # one Card a shot, in film order
-    media(program, store)                     # [("keyframes/001_hunt_chen_openai-2.png", digest)…]
+    media(program, store)                     # [("keyframes/chen.openai-2.png", digest)…]
     write_static(program, store, build/<film>/review)
     render(program, cards, served=True, filter="unpicked", page=2, link=...)
 
@@ -165,8 +165,7 @@ def _candidate(info: Any, choice: Choice, name: str, step: Any, store: Store | N
     if digest is not None and (store is None or not os.path.isfile(store.objects.path(digest))):
         digest = None  # recorded, but its object is gone (removed by hand, or another store)
     where = keyframe_file if kind == KEYFRAME else clip_file
-    return Candidate(name, kind, origin, step.fields.seed, digest, ext,
-                     where(info.number, info.scene, info.id, name, ext),
+    return Candidate(name, kind, origin, step.fields.seed, digest, ext, where(info.id, name, ext),
                      choice.status == PICKED and name == choice.used, name == choice.used,
                      step.waits is not None)
 

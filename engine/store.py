@@ -7,6 +7,7 @@ filmc.toml, move it; see `location`):
     objects/       outputs, read-only, named by their sha256 (engine/objects.py)
     actions.log    every finished step: key → outputs, cost (engine/actionlog.py)
     index.db       SQLite (WAL): the log indexed, and the objects' verified signatures
+    projects/      which projects use the store, and what each needs (engine/roots.py)
     tmp/           files being written
 
     with Store.open(path, create=True) as store:
@@ -28,7 +29,7 @@ import os
 import sqlite3
 import statistics
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,32 @@ CREATE TABLE object_stats (digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
                            mode INTEGER NOT NULL);
 CREATE TABLE meta (name TEXT PRIMARY KEY, value);
 """
+# When a build last reused each action (`filmc gc --older-than`): from the log's `used` lines.
+# Created where missing, so an index of an earlier filmc gains it without a rebuild.
+_USED = "CREATE TABLE IF NOT EXISTS used (key TEXT PRIMARY KEY, t REAL NOT NULL)"
+TOUCH_EVERY = 3600.0  # seconds: a reuse is logged when the last one recorded is older
 
 
 @attrs.frozen
 class Action:
     key: str
     outputs: tuple[dict, ...]  # {"output": name, "digest": d, "ext": ".png"}, declared order
-    meta: dict  # backend, type, kind, seconds, cost, cost_source
+    meta: dict  # backend, type, kind, seconds, cost, cost_source, remote, project, film
+
+
+@attrs.frozen
+class Cached:
+    """One action as `filmc gc` weighs it: what it is, what it names, when it was last of use."""
+
+    key: str
+    outputs: tuple[dict, ...]
+    meta: dict
+    created: float  # when it was recorded
+    used: float  # when a build last reused it (at least `created`)
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        return tuple(o["digest"] for o in self.outputs if isinstance(o, dict) and "digest" in o)
 
 
 class Store(Database):
@@ -77,6 +97,10 @@ class Store(Database):
         self.notes: list[str] = []  # what opening the store had to repair
         self._unindexed = 0  # actions logged since the index last caught up
         self._indexed_at = time.monotonic()
+        # Which project's build records actions (`{"project": root, "film": name}`, merged
+        # into each action's meta): what `filmc gc` of another project sharing the store
+        # reads to know whose steps it would forget.
+        self.made_by: dict[str, str] = {}
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -119,6 +143,7 @@ class Store(Database):
         another build sharing the store appended — with the objects' fresh signatures, in
         one transaction; the offset advances over exactly what was read."""
         with self.transaction() as db:
+            db.execute(_USED)
             row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
             offset = int(row[0]) if row else 0
             if self.log.size() < offset:  # shorter than the index remembers: replaced
@@ -137,8 +162,15 @@ class Store(Database):
     def _apply(db: sqlite3.Connection, record: dict) -> int:
         if "forget" in record:
             for chunk in chunks(record["forget"]):
-                db.execute(f"DELETE FROM actions WHERE key IN ({','.join('?' * len(chunk))})",
-                           chunk)
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM actions WHERE key IN ({marks})", chunk)
+                db.execute(f"DELETE FROM used WHERE key IN ({marks})", chunk)
+            return 0
+        if isinstance(record.get("used"), list):
+            t = record.get("t") or time.time()
+            db.executemany("INSERT INTO used VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                           "SET t = max(t, excluded.t)",
+                           [(k, t) for k in record["used"] if isinstance(k, str)])
             return 0
         if "key" in record and isinstance(record.get("outputs"), list):
             db.execute("INSERT OR REPLACE INTO actions VALUES (?, ?, ?, ?)",
@@ -201,7 +233,8 @@ class Store(Database):
         moment later keeps it), then indexed, with the objects' signatures, in batches of
         one transaction (the index catches up with the log when the store next opens).
         Its objects must already be in place."""
-        record = {"key": key, "outputs": outputs, "meta": meta, "t": time.time()}
+        record = {"key": key, "outputs": outputs, "meta": {**meta, **self.made_by},
+                  "t": time.time()}
         try:
             self.log.append([record])
         except OSError as e:
@@ -210,6 +243,39 @@ class Store(Database):
         if self._unindexed >= INDEX_BATCH or \
                 time.monotonic() - self._indexed_at > INDEX_EVERY:
             self.flush_index()
+
+    def touch(self, keys: Iterable[str]) -> int:
+        """Remember that a build reused these actions now (`filmc gc --older-than` keeps
+        what was of use lately): one log line for those whose last recorded use (or
+        record) is older than TOUCH_EVERY, so that a build a minute does not grow the
+        log.  How many were logged."""
+        self.flush_index()
+        now = time.time()
+        stale: list[str] = []
+        with self.sql() as db:
+            for chunk in chunks(set(keys)):
+                marks = ",".join("?" * len(chunk))
+                stale += [k for k, last in db.execute(
+                    f"SELECT a.key, max(a.created, coalesce(u.t, 0)) FROM actions a "
+                    f"LEFT JOIN used u ON u.key = a.key WHERE a.key IN ({marks})", chunk)
+                    if last < now - TOUCH_EVERY]
+        if stale:
+            try:
+                self.log.append([{"used": sorted(stale)}])
+            except OSError as e:
+                raise disk_error(f"write `{self.log.path}`", e, self.path) from None
+            self._catch_up()
+        return len(stale)
+
+    def inventory(self) -> list[Cached]:
+        """Every action the store holds, with when it was recorded and last reused."""
+        self.flush_index()
+        with self.sql() as db:
+            rows = db.execute("SELECT a.key, a.outputs, a.meta, a.created, "
+                              "max(a.created, coalesce(u.t, 0)) FROM actions a "
+                              "LEFT JOIN used u ON u.key = a.key").fetchall()
+        return [Cached(k, tuple(_load(o, self.db_path)), _load(m, self.db_path), created, used)
+                for k, o, m, created, used in rows]
 
     def flush_index(self) -> None:
         """Bring the index up to the log (and the objects' signatures up to date)."""
@@ -228,20 +294,26 @@ class Store(Database):
 
     # -- garbage collection -----------------------------------------------------------------
 
-    def collect(self, keep: set[str], dry_run: bool = False,
-                pinned: Iterable[str] = ()) -> tuple[list[str], list[tuple[str, int]]]:
-        """Forget every action whose key is not in `keep` and delete every object no kept
-        action names and `pinned` (film.lock's digests) does not hold: (forgotten keys,
-        [(deleted digest, bytes)]); `dry_run` touches nothing."""
+    def collect(self, keep: set[str] | frozenset[str], dry_run: bool = False,
+                pinned: Iterable[str] = (), since: float | None = None,
+                forget: Collection[str] | None = None,
+                ) -> tuple[list[str], list[tuple[str, int]]]:
+        """Forget every action whose key is not in `keep` (and, given `forget`, is in it)
+        and delete every object no remaining action names and `pinned` (film.lock's
+        digests) does not hold — and, given `since` (a time), whose file is older than
+        it: (forgotten keys, [(deleted digest, bytes)]); `dry_run` touches nothing."""
         self.flush_index()
         with self.sql() as db:
             rows = db.execute("SELECT key, outputs FROM actions").fetchall()
-        drop = [k for k, _o in rows if k not in keep]
-        live = {o["digest"] for k, outputs in rows if k in keep
+        drop = [k for k, _o in rows if k not in keep and (forget is None or k in forget)]
+        dropped = set(drop)
+        live = {o["digest"] for k, outputs in rows if k not in dropped
                 for o in _load(outputs, self.db_path) if isinstance(o, dict) and "digest" in o}
         live |= set(pinned)
         try:
             dead = [(d, n) for d, n in self.objects.all() if d not in live]
+            if since is not None:
+                dead = [(d, n) for d, n in dead if _mtime(self.objects.path(d)) < since]
         except OSError as e:
             raise disk_error(f"read `{self.objects.root}`", e, self.path) from None
         if dry_run:
@@ -326,6 +398,13 @@ def _set_aside(db_path: Path, why: str) -> str:
                 raise disk_error(f"move the damaged index `{p}` aside", e, db_path.parent) from None
     return f"the store index `{db_path}` could not be used ({why}); it was set aside and is " \
            f"rebuilt from {LOG_NAME}"
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _load(text: str, db_path: Path) -> Any:

@@ -1,4 +1,4 @@
-"""`filmc build`, `filmc gc`, `filmc clean`: the engine's commands.
+"""`filmc build`, `filmc clean` (and `filmc gc`, from gc_cmd.py): the engine's commands.
 
 `build` compiles the film, asks the engine (engine/build.py) to run what
 `filmc plan` would list with the same options, and prints a summary: what ran,
@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +45,9 @@ def add_parsers(sub: Any) -> None:
                    help="fail at once if another build of this project is running")
     b.set_defaults(run=_build)
 
-    g = sub.add_parser("gc", help="delete stored outputs that no current build of the film uses",
-                       description="Forget cached steps whose keys are in no current build of "
-                                   "the film (as configured, or --offline) and delete the "
-                                   "objects no remaining step names.")
-    g.add_argument("file", nargs="?", type=Path, metavar="FILE", help=FILE_HELP)
-    g.add_argument("--dry-run", "-n", action="store_true",
-                   help="list the steps it would forget and the objects it would delete; "
-                        "change nothing")
-    g.set_defaults(run=_gc)
+    from . import gc_cmd  # `filmc gc`: history, money and the other projects of a store
+
+    gc_cmd.add_parser(sub)
 
     c = sub.add_parser("clean", help="remove the build outputs (the store keeps its cache)",
                        description="Remove build/<film>/. Generated steps stay cached in the "
@@ -114,9 +107,18 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     except StoreError as e:
         print(e.render(), file=sys.stderr)
         return 1
+    ended = finished(done, args.debug)
+    if ended is not None:
+        return ended
+    return 1 if done.report["counts"].get("failed") else 0
+
+
+def finished(done: Any, debug: bool) -> int | None:
+    """After a build: its summary, then the exit code of a bug or an interruption (None
+    when it ran to its end).  `build` and `export` end the same way."""
     _summary(done.report, done.folder, done.jobs_running)
     if done.bug is not None:
-        if args.debug:
+        if debug:
             raise done.bug
         print(f"filmc: internal error ({type(done.bug).__name__}: {done.bug}); this is a bug in "
               f"filmc — please report it with {done.folder / 'report.json'}, which holds its "
@@ -129,7 +131,7 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
         print(f"filmc: interrupted; every finished step is kept in the store{running}",
               file=sys.stderr)
         return 130
-    return 1 if done.report["counts"].get("failed") else 0
+    return None
 
 
 _AWAITED = re.compile(r"awaiting a (?:new )?(?:keyframe|clip) pick for ([^\s:]+)")
@@ -219,97 +221,3 @@ def _clean(args: argparse.Namespace) -> int:
                         f"check the permissions of `{out.parent}`")
         print(f"removed {out}")
     return 0
-
-
-def _gc(args: argparse.Namespace) -> int:
-    from .engine.lock import project_lock
-    from .engine.state import state_dir
-    from .engine.store import Store, StoreError, location
-
-    keep: set[str] = set()
-    pinned: set[str] = set()
-    for offline in (False, True):
-        result = compile_or_report(args.file, offline=offline)
-        if result is None:
-            return 1
-        keep |= {d["step"].key for _n, d in result.graph.nodes(data=True)}
-        # Every output film.lock pins, stale picks included (a revert brings them back).
-        for entry in result.lock.shots.values():
-            for p in (entry.keyframe, entry.clip):
-                if p is not None:
-                    keep.add(p.key)
-                    pinned.add(p.digest)
-            pinned |= {t.digest for t in entry.takes}
-    root, configured = result.project.root, result.config.store
-    started = time.perf_counter()
-    try:
-        with project_lock(state_dir(root), wait=True):
-            store = Store.open(location(root, configured))
-            if store is None:
-                print("nothing stored yet", file=sys.stderr)
-                return 0
-            with store:
-                named = _actions(store, keep)  # read before collect forgets them
-                forgotten, deleted = store.collect(keep, dry_run=args.dry_run, pinned=pinned)
-    except StoreError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
-    _gc_report(forgotten, deleted, named, args.dry_run, time.perf_counter() - started)
-    return 0
-
-
-def _gc_report(forgotten: list[str], deleted: list[tuple[str, int]], named: dict[str, Any],
-               dry_run: bool, seconds: float) -> None:
-    """What gc forgot, by step and shot, each with the bytes it frees; then the objects no
-    step named; then one line of totals."""
-    sizes = dict(deleted)
-    shots: dict[str, int] = {}
-    freed_by_steps: set[str] = set()
-    rows = []
-    for key in forgotten:
-        action = named.get(key)
-        meta = action.meta if action is not None else {}
-        digests = [o["digest"] for o in (action.outputs if action is not None else ())
-                   if isinstance(o, dict) and o.get("digest") in sizes]
-        freed_by_steps |= set(digests)
-        size = sum(sizes[d] for d in digests)
-        what = meta.get("kind", "step") + (f" on {meta['backend']}" if meta.get("backend") else "")
-        rows.append((meta.get("step") or f"(unnamed {what}, key {key[:12]})", what, size))
-        if meta.get("shot"):
-            shots[meta["shot"]] = shots.get(meta["shot"], 0) + 1
-    verb = "would forget" if dry_run else "forgot"
-    if rows:
-        width = max(len(r[0]) for r in rows)
-        for name, what, size in sorted(rows):
-            print(f"{verb} {name:<{width}}  {what}" + (f", {_bytes(size)}" if size else ""))
-    orphans = [(d, n) for d, n in deleted if d not in freed_by_steps]
-    for digest, n in orphans:
-        print(f"{'would delete' if dry_run else 'deleted'} {digest}  {_bytes(n)}  "
-              f"(an object no step names)")
-    if shots:
-        named_shots = sorted(shots)
-        listed = ", ".join(named_shots[:8]) + (f" and {len(shots) - 8} more"
-                                               if len(shots) > 8 else "")
-        print(f"  in {len(shots)} shot{'s' if len(shots) != 1 else ''}: {listed}",
-              file=sys.stderr)
-    total = sum(n for _d, n in deleted)
-    print(f"{verb} {len(forgotten)} cached step{'s' if len(forgotten) != 1 else ''}, "
-          f"{'would delete' if dry_run else 'deleted'} {len(deleted)} "
-          f"object{'s' if len(deleted) != 1 else ''} ({_bytes(total)}) in {seconds:.1f}s"
-          + ("; a dry run: nothing changed" if dry_run else ""), file=sys.stderr)
-
-
-def _actions(store: Any, keep: set[str]) -> dict[str, Any]:
-    """The stored actions that no current build uses, by key: their names and outputs."""
-    store.flush_index()
-    with store.sql() as db:
-        keys = [k for (k,) in db.execute("SELECT key FROM actions") if k not in keep]
-    return store.get_actions(keys)
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"

@@ -12,7 +12,6 @@ cargo finds `Cargo.toml` (filmc/project.py); `check` and `fmt` take folders too.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import os
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .common import USAGE_ERROR
+from .common import USAGE_ERROR, write_atomic
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,15 +65,22 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--diff", action="store_true",
                    help="show each change as a unified diff (with --check: change nothing)")
     f.add_argument("--format", choices=("text", "json"), default="text")
+    f.add_argument("--stdout", action="store_true",
+                   help="print one file's formatted text (the file as it is when it does not "
+                        "parse) and change nothing: git's diff driver (`filmc git setup`)")
     f.set_defaults(run=_fmt)
 
-    from . import build_cmd, compile_cmds, git_cmds, init_cmd, lsp, pick_cmds
+    from . import build_cmd, compile_cmds, git_cmds, gitsetup_cmd, init_cmd, lsp, pick_cmds
 
     init_cmd.add_parsers(sub)
     compile_cmds.add_parsers(sub)
     build_cmd.add_parsers(sub)
     pick_cmds.add_parsers(sub)
+    gitsetup_cmd.add_parsers(sub)  # `filmc git setup`, `filmc git merge-lock`
     git_cmds.add_parsers(sub)
+    from . import interchange_cmds  # `export`, `import`
+
+    interchange_cmds.add_parsers(sub)
     lsp.add_parsers(sub)
     return p
 
@@ -230,6 +236,10 @@ def _fmt(args: argparse.Namespace) -> int:
     from .lang.fmt import format_text
     from .project import NoFilm, film_files, find_film
 
+    if args.stdout:  # git's textconv: one file, printed, never a failure for what it says
+        from .gitsetup_cmd import fmt_stdout
+
+        return fmt_stdout(args.files)
     diags = Diagnostics()
     sources = Sources()
     changed: list[str] = []
@@ -254,7 +264,7 @@ def _fmt(args: argparse.Namespace) -> int:
         if args.diff:
             sys.stdout.writelines(_diff(text, out, display))
         if not args.check:
-            _write_atomic(file, out)
+            write_atomic(file, out)
     print_diagnostics(diags.sorted(), sources, args.format,
                       sys.stdout if args.format == "json" else None)
     if args.check:
@@ -291,20 +301,3 @@ def _diff(old: str, new: str, name: str) -> list[str]:
     return list(difflib.unified_diff(before, after, f"a/{name}", f"b/{name}"))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace a file's contents so that a crash leaves the old or the new text, never half."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -132,3 +132,24 @@ def history(program: Any) -> Any:
     from .engine.history import open_history
 
     return open_history(program)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace a file's contents so that a crash leaves the old or the new text, never half
+    (a new file gets mode 644; an old one keeps its mode)."""
+    import contextlib
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -18,6 +18,7 @@ from pathlib import Path
 import attrs
 
 from . import ast, literals, schema
+from .cues import check_effects, check_music, music_starts
 from .diagnostics import Diagnostics, Label, did_you_mean, simplified, suggest
 from .literals import BadLiteral
 from .loader import Project, SourceFile, display_path
@@ -86,6 +87,7 @@ class _Checker:
         self.fps = DEFAULT_FPS
         self._std_presets: dict[str, dict[str, str]] | None = None
         self._image_ok: dict[Path, str | None] = {}
+        self._shot_seconds: dict[int, Fraction] = {}  # id(ast.Shot) → its length
 
     # -- pass 1: declarations ---------------------------------------------------------
 
@@ -108,9 +110,14 @@ class _Checker:
         self._preset_cycles()
         runtime = Fraction(0)
         shots = 0
+        cues: list[tuple[ast.Attr, Fraction]] = []  # music lines and where they start
         for scene, _f in self.project.scenes:
+            start = runtime
             runtime += self._scene(scene, film_duration)
+            cues += music_starts(scene, start,
+                                 lambda shot: self._shot_seconds.get(id(shot), Fraction(0)))
             shots += len(scene.shots)
+        check_music(cues, runtime, self.fps, self.diags, self._audio_file)
         self._continuity([shot for scene, _f in self.project.scenes for shot in scene.shots])
         summary = Summary(film.title.value if film else None, len(self.sym.characters),
                           len(self.sym.locations), len(self.project.scenes), shots, runtime)
@@ -269,6 +276,8 @@ class _Checker:
         self._candidates(shot.items)
         self._framing(shot, cast)
         self._dialogue(shot, cast, seconds)
+        check_effects(shot, seconds, self.fps, self.diags)
+        self._shot_seconds[id(shot)] = seconds or Fraction(0)
         return seconds or Fraction(0)
 
     def _candidates(self, items) -> None:
@@ -441,7 +450,7 @@ class _Checker:
         many = sig[-1][-1] in "+*"
         optional = sig[-1][-1] in "?*"
         types = [t.rstrip("+?*") for t in sig]
-        lo = len(types) - (1 if optional else 0)
+        lo = sum(1 for t in sig if t[-1] not in "?*") if optional else len(types)
         hi = None if many else len(types)
         if types == ["string"] and len(values) > 1 and not any(isinstance(v, ast.Str)
                                                                for v in values):
@@ -538,14 +547,16 @@ class _Checker:
             return
         enums = {"step": schema.STEP_KINDS, "motion": schema.MOTIONS, "slot": schema.CAMERA_SLOTS,
                  "time": schema.TIMES_OF_DAY, "direction": schema.KEY_DIRECTIONS,
-                 "framing": schema.FRAMINGS, "being": schema.BEINGS, "previous": ("previous",), "next": ("next",)}
+                 "framing": schema.FRAMINGS, "being": schema.BEINGS, "previous": ("previous",), "next": ("next",),
+                 "at": ("at",), "for": ("for",)}
         if t in enums:
             choices = enums[t]
             if not isinstance(v, ast.Name) or v.text not in choices:
                 text = ast.value_text(v)
                 if len(choices) == 1:
+                    example = {"at": ' "ice cracks" at 2.5s', "for": ' "tense drums" for 20s'}
                     raise _Bad(f"`{key}` takes the word `{choices[0]}`", v.span,
-                               help=f"write `{key} {choices[0]}`")
+                               help=f"write `{key}{example.get(t, ' ' + choices[0])}`")
                 raise _Bad(f"unknown {_TYPE_WORDS[t]} `{text}`", v.span,
                            help=did_you_mean(text, choices) or
                            f"{_TYPE_WORDS[t]}s are " + ", ".join(f"`{c}`" for c in choices))
@@ -655,7 +666,14 @@ class _Checker:
 
     # -- reference files -----------------------------------------------------------------------
 
-    def _ref_file(self, v: ast.Str) -> None:
+    def _audio_file(self, v: ast.Str) -> None:
+        """A music file: inside the project, and there (its content is ffmpeg's to read)."""
+        try:
+            self._ref_file(v, audio=True)
+        except _Bad as e:
+            self.diags.error(e.code, e.message, e.span, e.label, help=e.help)
+
+    def _ref_file(self, v: ast.Str, audio: bool = False) -> None:
         rel = v.value
         base = self._file_dir(v.span.file)
         if base is None:
@@ -691,8 +709,10 @@ class _Checker:
                         else f"no file of that name in `{display_path(path.parent)}`")
             else:
                 help = f"the folder `{display_path(path.parent)}` does not exist"
-            raise _Bad(f"reference image `{rel}` does not exist", v.span, "no such file",
-                       help=help, code="F0401")
+            raise _Bad(f"{'audio file' if audio else 'reference image'} `{rel}` does not exist",
+                       v.span, "no such file", help=help, code="F0401")
+        if audio:
+            return
         problem = self._image_problem(path)
         if problem:
             raise _Bad(f"reference `{rel}` is not a usable image: {problem}", v.span,
@@ -770,6 +790,7 @@ _TYPE_WORDS = {
     "cast": "characters", "tag": "tags", "step": "step kind", "motion": "camera motion",
     "slot": "camera slot", "time": "time of day", "direction": "key direction",
     "framing": "framing", "being": "character kind", "previous": "`previous`", "next": "`next`",
+    "at": "`at`", "for": "`for`",
 }
 
 

@@ -25,10 +25,13 @@ same attributes.  A value type is one of:
     framing     what of a character is in frame (see FRAMINGS)
     being       what a character is (see BEINGS)
     previous    the word `previous` (the shot before, in film order)
+    at          the word `at` (`sfx "ice cracks" at 2.5s`)
+    for         the word `for` (`music "tense drums" for 20s`)
     next        the word `next` (the shot after, in film order)
 
 `sig` lists the value types in order; a trailing `+` means one or more of the
-last type, `*` zero or more, `?` an optional last value.
+last type, `*` zero or more, `?` an optional value (only at the end: `for? duration?`
+takes both or neither, which the checker says when one comes alone).
 """
 
 from __future__ import annotations
@@ -132,6 +135,13 @@ _FILM_ATTRS = {
     ]
 }
 
+# Music: described for a generator, or a file of the project (a string ending in an
+# audio extension); from its scene's or shot's start to the next cue or the scene's end.
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
+_MUSIC_DOC = ("a music cue from here to the next cue or the scene's end, described "
+              "(`music \"sparse erhu, tense\"`) or a file (`music \"music/theme.wav\"`); "
+              "`for 20s` sets its length")
+
 _SHOT_ATTRS = {
     a.key: a
     for a in [
@@ -140,6 +150,9 @@ _SHOT_ATTRS = {
         _a("action", "string", "what happens in the shot, in screenplay prose"),
         _a("framing", "name framing",
            "what of a character is in frame: `framing CHEN hands`", repeat=True),
+        _a("sfx", "string at duration",
+           "a sound effect at a time inside the shot: `sfx \"ice cracks\" at 2.5s`", repeat=True),
+        _a("music", "string for? duration?", _MUSIC_DOC),
         _a("first_frame", "previous",
            "`first_frame previous`: the clip starts from the last frame of the shot before"),
         _a("last_frame", "next",
@@ -152,6 +165,8 @@ _SCENE_ATTRS = {
     for a in [
         _a("duration", "duration", "the default duration of this scene's shots"),
         _a("cast", "cast+", "the default cast of this scene's shots", comma=True),
+        _a("music", "string for? duration?", _MUSIC_DOC),
+        _a("ambience", "string", "the scene's background sound: `ambience \"wind over grass\"`"),
     ]
 }
 
@@ -183,6 +198,7 @@ _LOCATION_ATTRS = {
         _a("look", "string", "how the place looks"),
         _a("ref", "path", "a reference image of the place", repeat=True),
         _a("light", "light+", "the default light of scenes set here"),
+        _a("ambience", "string", "the background sound of scenes set here"),
         _a("tags", "tag+", "free tags"),
         _a("note", "string", "a note for people", repeat=True),
     ]

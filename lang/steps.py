@@ -48,6 +48,8 @@ class StepKind:
 UNTIL = ("keyframe", "clip", "shot", "film")
 
 _IMAGE = (Output("image", "image"),)
+# The film's stems, in the order of its `stems` output: laid out as film.dialogue.wav, ...
+FILM_STEMS = ("dialogue", "music", "effects")
 _VIDEO = (Output("video", "video"),)
 
 KINDS: dict[str, StepKind] = {k.name: k for k in (
@@ -63,15 +65,22 @@ KINDS: dict[str, StepKind] = {k.name: k for k in (
              "the last frame of a shot's picked clip, where the next shot's clip starts"),
     StepKind("speech", "clip", (Output("audio", "audio"),), True, "shot",
              "one line of dialogue as audio"),
+    StepKind("music", "clip", (Output("audio", "audio"),), True, "shot",
+             "one music cue as audio: described for a generator (a file cue is the file)"),
+    StepKind("sfx", "clip", (Output("audio", "audio"),), True, "shot",
+             "one sound effect, or a scene's ambience, as audio"),
     StepKind("shot", "shot", _VIDEO, True, "shot",
              "the chosen clip conformed to the film's size, rate and length, with its audio"),
-    StepKind("film", "film", _VIDEO, True, "film", "every shot joined, with chapters and subtitles"),
+    StepKind("film", "film", (*_VIDEO, Output("stems", "audio", many=True)), True, "film",
+             "every shot joined, with chapters and subtitles, and its sound mixed (with stems)"),
     StepKind("subtitles", "shot", (Output("subtitles", "text", empty=True),), False, "film",
              "the dialogue as SubRip subtitles"),
     StepKind("timeline", "shot", (Output("timeline", "text"),), False, "film",
              "the cut as data: each shot's place in the film"),
     StepKind("storyboard", "keyframe", (Output("page", "image", many=True),), False, "film",
              "contact sheets of the shots' picked keyframes (the first candidate until a pick)"),
+    StepKind("export", "shot", (Output("export", "text", empty=True),), False, "film",
+             "the cut for an editor or a spreadsheet: OpenTimelineIO, EDL, FCPXML, SRT, CSV"),
 )}
 
 # The kinds a user assigns a backend to, in stage order (`backend STEP NAME`, `[steps]`).
@@ -92,6 +101,8 @@ class StepId:
 
         sheet.CHEN.winter   plate.STEPPE.NIGHT   keyframe.hunt.chen.openai-2
         clip.hunt.chen.take2   lastframe.hunt.chen   speech.hunt.chen.1   shot.hunt.chen   film
+        music.hunt   music.hunt.chen   sfx.hunt.ambience   sfx.hunt.chen.1
+        export.otio
     """
 
     kind: str
@@ -100,7 +111,7 @@ class StepId:
     # the candidate (keyframe: `openai-2`, `import-1`) or take (clip: `take2`, `import-1`)
     candidate: str | None = None
     line: int | None = None  # the line of dialogue (speech), 1-based within its shot
-    subject: str | None = None  # the character (sheet) or location (plate)
+    subject: str | None = None  # the character (sheet), location (plate) or format (export)
     variant: str | None = None  # the outfit (sheet) or time of day (plate)
 
     @classmethod
@@ -128,8 +139,26 @@ class StepId:
         return cls("speech", scene, shot, line=line)
 
     @classmethod
+    def music(cls, scene: str, shot: str | None) -> StepId:
+        """music.hunt (the scene's cue), music.hunt.chen_watches (a cue from that shot)"""
+        return cls("music", scene, shot)
+
+    @classmethod
+    def ambience(cls, scene: str) -> StepId:
+        """sfx.hunt.ambience: a step of the scene, of no shot"""
+        return cls("sfx", scene, candidate="ambience")
+
+    @classmethod
+    def effect(cls, scene: str, shot: str, n: int) -> StepId:
+        return cls("sfx", scene, shot, line=n)
+
+    @classmethod
     def of_shot(cls, scene: str, shot: str) -> StepId:
         return cls("shot", scene, shot)
+
+    @classmethod
+    def export(cls, fmt: str) -> StepId:
+        return cls("export", subject=fmt)
 
     def __str__(self) -> str:
         parts: list[str] = [self.kind]
@@ -137,8 +166,8 @@ class StepId:
             parts.append(self.subject)
             if self.variant is not None:
                 parts.append(self.variant)
-        if self.scene is not None:
-            parts += [self.scene, self.shot or ""]
+        if self.scene is not None:  # a scene's own step (music.hunt) has no shot
+            parts += [self.scene] if self.shot is None else [self.scene, self.shot]
         if self.candidate is not None:
             parts.append(self.candidate)
         if self.line is not None:
@@ -206,11 +235,15 @@ LOCATION = "location"  # keyframe: the location plate at the shot's time of day
 SPEECH = "speech"  # shot: a line's audio, placed at `start`
 CLIP = "clip"  # shot: the picked clip; lastframe: the clip whose last frame it is
 SHOT = "shot"  # film: one conformed shot, in film order
+MUSIC = "music"  # film: a music cue, placed at `start` (film time) until `end`
+AMBIENCE = "ambience"  # film: a scene's background sound, from `start` to `end`
+EFFECT = "effect"  # film: a sound effect, at `start`
 SUBTITLES = "subtitles"  # film: the subtitle track
 PANEL = "panel"  # storyboard: a keyframe with its label
 REFERENCE = "reference"  # sheet, plate: the user's own images of the subject
+MEDIA = "media"  # export: a file the export names
 ROLES = (FIRST_FRAME, LAST_FRAME, CHARACTER, LOCATION, SPEECH, CLIP, SHOT, SUBTITLES, PANEL,
-         REFERENCE)
+         REFERENCE, MEDIA, MUSIC, AMBIENCE, EFFECT)
 
 
 @attrs.frozen

@@ -5,7 +5,6 @@ on the pixels and samples a user would see and hear."""
 
 from __future__ import annotations
 
-import math
 import statistics
 import wave
 from pathlib import Path
@@ -14,7 +13,7 @@ from conftest import copy_example
 from PIL import Image, ImageDraw, ImageOps
 from test_panels import H, W, colour_fraction, params
 
-from filmc.backends.local import media, panels
+from filmc.backends.local import media, panels, voice
 from filmc.compiler.pipeline import compile_film
 
 # ---------------------------------------------------------------- pixels
@@ -260,23 +259,14 @@ def test_a_childs_voice_is_higher_than_a_womans_and_hers_than_a_mans(tmp_path):
     zh = [pitch(say(tmp_path, n, v, text="我们赶到山脊")) for n, v in
           (("zh_child", "小女孩"), ("zh_woman", "中年女人"), ("zh_man", "男人，平静"))]
     assert zh[0] > 1.2 * zh[1] and zh[1] > 1.5 * zh[2]
-    # measured against what `voice_of` promises, within the line's rise and fall
-    assert math.isclose(man, media.voice_of("a man, calm", "X")[0], rel_tol=0.12)
 
 
-def test_voices_are_deterministic_and_a_slow_voice_fills_more_of_its_time(tmp_path):
+def test_voices_are_deterministic_and_a_slow_voice_takes_longer(tmp_path):
     a, b = say(tmp_path, "a", "old woman, slow"), say(tmp_path, "b", "old woman, slow")
     assert a.read_bytes() == b.read_bytes()
     # two men differ a little, by name
-    assert media.voice_of("man", "BATU")[0] != media.voice_of("man", "CHEN")[0]
-
-    def voiced(path: Path) -> float:
-        with wave.open(str(path)) as f:
-            raw = f.readframes(f.getnframes())
-        x = [int.from_bytes(raw[i:i + 2], "little", signed=True) for i in range(0, len(raw), 2)]
-        return sum(1 for v in x if abs(v) > 200) / len(x)
+    assert voice.choose("man", "BATU", "en", "") != voice.choose("man", "CHEN", "en", "")
 
     slow, fast = say(tmp_path, "slow", "man, slow"), say(tmp_path, "fast", "man, fast, terse")
     with wave.open(str(slow)) as s, wave.open(str(fast)) as f:
-        assert s.getnframes() == f.getnframes()  # the line keeps its time in the shot
-    assert voiced(slow) > voiced(fast) + 0.1
+        assert s.getnframes() > 1.3 * f.getnframes()  # eSpeak's real length, said slower

@@ -95,6 +95,7 @@ scene three "风筝" EXT PIER DUSK {
 }
 """
 SHOTS = {"a1": 2, "a2": 1.5, "b1": 2, "b2": 3, "c1": 2.5, "c2": 1}
+STEMS = ("film.dialogue.wav", "film.music.wav", "film.effects.wav")  # beside the film
 
 
 def filmc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -108,7 +109,10 @@ def report(project: Path) -> dict:
 
 
 def ran(project: Path) -> set[str]:
-    return {s["id"] for s in report(project)["steps"] if s["status"] == "ran"}
+    """The steps the last build ran, but the exports: they name every shot and the
+    project's folder, so they follow any edit or move (tests/test_export.py)."""
+    return {s["id"] for s in report(project)["steps"] if s["status"] == "ran"
+            and not s["id"].startswith("export.")}
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +143,8 @@ def test_the_film_is_the_sum_of_its_shots(built: Path) -> None:
     assert (film["width"], film["height"], film["fps"]) == (192, 80, "24")
     assert [c[0] for c in film["chapters"]] == ["Morning", "Noon", "风筝"]
     shots = sorted((out / "shots").iterdir())
-    assert [p.name for p in shots] == ["001_one_a1.mp4", "002_one_a2.mp4", "003_two_b1.mp4",
-                                       "004_two_b2.mp4", "005_three_c1.mp4", "006_three_c2.mp4"]
+    assert [p.name for p in shots] == ["a1.mp4", "a2.mp4", "b1.mp4", "b2.mp4", "c1.mp4",
+                                       "c2.mp4"]
     params = []
     for p, seconds in zip(shots, SHOTS.values()):
         info = probe(p)
@@ -148,8 +152,8 @@ def test_the_film_is_the_sum_of_its_shots(built: Path) -> None:
         params.append({k: v for k, v in info.items()
                        if k not in ("duration", "video_duration", "audio_duration", "frames")})
     assert all(p == params[0] for p in params), "every shot must be encoded identically"
-    assert (out / "keyframes" / "001_one_a1_local-1.png").is_file()
-    assert (out / "clips" / "001_one_a1_take1.mp4").is_file()
+    assert (out / "keyframes" / "a1.local-1.png").is_file()
+    assert (out / "clips" / "a1.take1.mp4").is_file()
     assert (out / "storyboard.png").is_file()
 
 
@@ -218,7 +222,7 @@ def test_a_damaged_object_is_detected_and_rebuilt(project: Path) -> None:
     r = filmc("build", "--offline", "tiny.film", cwd=project)
     assert r.returncode == 0, r.stderr
     assert "shot.two.b1" in ran(project)
-    assert probe(project / "build" / "tiny" / "shots" / "003_two_b1.mp4")["frames"] == 48
+    assert probe(project / "build" / "tiny" / "shots" / "b1.mp4")["frames"] == 48
 
 
 def test_kill_9_midway_loses_no_finished_step_and_leaves_no_process(project: Path) -> None:
@@ -349,12 +353,14 @@ def test_a_failing_step_is_reported_and_the_rest_finish(project: Path) -> None:
     assert not (out / "film.mp4").exists() and (out / "stale" / "film.mp4").is_file()
     assert str(out / "film.mp4") not in r.stdout
     stale = {s["path"]: s for s in report(project)["stale"]}
-    assert set(stale) == {"film.mp4", "shots/004_two_b2.mp4", "clips/004_two_b2_take1.mp4",
-                          "storyboard.png"}
+    # The exports name b2's steps too: the ones an earlier build made are not this one's.
+    assert set(stale) == {"film.mp4", "shots/b2.mp4", "clips/b2.take1.mp4",
+                          "storyboard.png", "export/film.otio", "export/film.edl",
+                          "export/film.fcpxml", *STEMS}
     # A candidate of a backend the shot no longer uses is not the film's any more: gone.
-    assert not (out / "keyframes" / "004_two_b2_local-1.png").exists()
-    assert stale["shots/004_two_b2.mp4"]["moved_to"] == "stale/shots/004_two_b2.mp4"
-    assert (out / "shots" / "003_two_b1.mp4").is_file()  # what this build made stays
+    assert not (out / "keyframes" / "b2.local-1.png").exists()
+    assert stale["shots/b2.mp4"]["moved_to"] == "stale/shots/b2.mp4"
+    assert (out / "shots" / "b1.mp4").is_file()  # what this build made stays
 
 
 def stale(project: Path) -> dict[str, str]:
@@ -367,7 +373,10 @@ def test_until_sets_aside_the_outputs_it_did_not_make(project: Path) -> None:
     out = project / "build" / "tiny"
     r = filmc("build", "--offline", "--until", "keyframe", "tiny.film", cwd=project)
     assert r.returncode == 0, r.stderr
-    assert stale(project) == {} and (out / "film.mp4").is_file() and "stale" not in r.stderr
+    # The copy lies elsewhere than the build that made it: the timelines, which name its
+    # files by absolute path, are that build's (tests/test_export.py); nothing else is.
+    timelines = [f"export/film.{f}" for f in ("otio", "edl", "fcpxml")]
+    assert set(stale(project)) == set(timelines) and (out / "film.mp4").is_file()
     path = project / "tiny.film"
     path.write_text(path.read_text().replace("Ana walks along", "Ana runs along"))
     r = filmc("build", "--offline", "--until", "keyframe", "tiny.film", cwd=project)
@@ -375,13 +384,14 @@ def test_until_sets_aside_the_outputs_it_did_not_make(project: Path) -> None:
     because = "this build stopped at `keyframe` steps (--until keyframe)"
     assert stale(project) == {
         "film.mp4": f"film.mp4 is from an earlier build: {because}",
-        "clips/001_one_a1_take1.mp4": f"clips/001_one_a1_take1.mp4 is from an earlier build: "
-                                      f"{because}",
-        "shots/001_one_a1.mp4": f"shots/001_one_a1.mp4 is from an earlier build: {because}"}
+        "clips/a1.take1.mp4": f"clips/a1.take1.mp4 is from an earlier build: {because}",
+        "shots/a1.mp4": f"shots/a1.mp4 is from an earlier build: {because}",
+        **{f: f"{f} is from an earlier build: {because}"
+           for f in (*timelines, "export/shots.csv", *STEMS)}}
     assert f"film.mp4 is from an earlier build: {because}; moved to {out}/stale/film.mp4" \
         in r.stderr
-    assert not (out / "film.mp4").exists() and not (out / "shots" / "001_one_a1.mp4").exists()
-    assert (out / "stale" / "film.mp4").is_file() and (out / "shots" / "002_one_a2.mp4").is_file()
+    assert not (out / "film.mp4").exists() and not (out / "shots" / "a1.mp4").exists()
+    assert (out / "stale" / "film.mp4").is_file() and (out / "shots" / "a2.mp4").is_file()
     assert (out / "film.srt").is_file() and (out / "timeline.json").is_file()  # still current
     # Building again to the same stage is a no-op that leaves them aside; the whole film
     # clears them.
@@ -404,8 +414,11 @@ def test_select_sets_aside_the_film_it_did_not_make(project: Path) -> None:
     because = "is from an earlier build: this build made only what --select chose"
     # b1's panel changed too, so the storyboard page that shows it is not this build's.
     assert stale(project) == {"film.mp4": f"film.mp4 {because}",
-                              "storyboard.png": f"storyboard.png {because}"}
-    assert (out / "shots" / "003_two_b1.mp4").is_file()  # made by this build: in place
+                              **{f: f"{f} {because}" for f in STEMS},
+                              "storyboard.png": f"storyboard.png {because}",
+                              **{f"export/{f}": f"export/{f} {because}" for f in (
+                                  "film.otio", "film.edl", "film.fcpxml", "shots.csv")}}
+    assert (out / "shots" / "b1.mp4").is_file()  # made by this build: in place
     assert (out / "stale" / "film.mp4").is_file() and not (out / "film.mp4").exists()
     assert "film.mp4" not in r.stdout
 
@@ -490,11 +503,12 @@ def test_gc_deletes_only_what_no_current_build_uses(project: Path) -> None:
                                              "camera insert eye_level zoom_out"))
     assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
     dry = filmc("gc", "--dry-run", "tiny.film", cwd=project)
-    # c2's old keyframe (its panel draws the move), clip and shot, the film, the storyboard
-    assert dry.returncode == 0 and "would delete 5 objects" in dry.stderr
-    assert len(dry.stdout.strip().split("\n")) == 5  # one line per object: digest and size
+    # c2's old keyframe (its panel draws the move), clip and shot, the film, the storyboard,
+    # and the exports that named them or listed the move (the timelines, the shot list)
+    assert dry.returncode == 0 and "would delete 9 objects" in dry.stderr
+    assert len(dry.stdout.strip().split("\n")) == 9  # one line per object: digest and size
     r = filmc("gc", "tiny.film", cwd=project)
-    assert "deleted 5 objects" in r.stderr and "forgot 5 cached steps" in r.stderr
+    assert "deleted 9 objects" in r.stderr and "forgot 9 cached steps" in r.stderr
     (project / ".filmc" / "noop.json").unlink()
     assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
     assert ran(project) == set()  # everything the film needs survived
@@ -625,4 +639,4 @@ def test_a_new_panel_font_is_not_a_no_op(project: Path, tmp_path: Path) -> None:
     assert to_run and {s.split(".")[0] for s in to_run} >= {"keyframe", "storyboard"}
     r = filmc("build", "--offline", "tiny.film", cwd=project, env=env)
     assert r.returncode == 0 and "up to date" not in r.stderr
-    assert ran(project) == to_run
+    assert ran(project) == {s for s in to_run if not s.startswith("export.")}

@@ -119,7 +119,9 @@ def test_chinese_presets_give_the_keys_of_the_english_ones(tmp_path: Path) -> No
     for side, names in (("zh", list(ALIASES)), ("en", list(ALIASES.values()))):
         c = compile_film(_alias_film(tmp_path / side, names))
         assert c.ok and c.graph is not None, [d.message for d in c.diags]
-        graphs.append({n: d["step"].key for n, d in c.graph.nodes(data=True)})
+        # (but the OpenTimelineIO export's, whose metadata names the presets as written)
+        graphs.append({n: d["step"].key for n, d in c.graph.nodes(data=True)
+                       if n != "export.otio"})
     zh, en = graphs
     assert len(zh) > len(ALIASES) and zh == en
 

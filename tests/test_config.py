@@ -273,6 +273,21 @@ def test_concurrency_must_be_a_positive_integer(tmp_path, monkeypatch):
     ]
 
 
+def test_gc_keep_commits(tmp_path, monkeypatch):
+    assert load(tmp_path, monkeypatch, None)[0].keep_commits == 10
+    config, diags = load(tmp_path, monkeypatch, "[gc]\nkeep_commits = 0\n")
+    assert list(diags) == [] and config.keep_commits == 0
+    text = '[gc]\nkeep_commits = -1\nkeep = 3\n'
+    config, diags = load(tmp_path, monkeypatch, text)
+    assert [(d.code, f"{d.span}", d.message, d.help) for d in diags.sorted()] == [
+        ("F0506", "filmc.toml:2:16", "`keep_commits` must be a whole number, zero or more",
+         "how many of the latest commits `filmc gc` keeps what they need, e.g. "
+         "`keep_commits = 20` (0: the working tree only)"),
+        ("F0502", "filmc.toml:3:1", "unknown key `keep`", "known: `keep_commits`"),
+    ]
+    assert config.keep_commits == 10
+
+
 def test_bad_prices(tmp_path, monkeypatch):
     text = ('[backends.fal.prices]\nkeyframe = -0.5\nclip = { per_second = "cheap" }\n'
             'sheet = "free"\nspeech = nan\nplate = {}\n')

@@ -63,7 +63,8 @@ def test_a_diagnostic_in_a_revision_names_rev_and_path(tmp_path: Path) -> None:
         result = compile_film(repo / "film.film", offline=True)
     [d] = result.diags.errors
     assert d.span is not None and d.span.file == "HEAD:scenes/01_hunt.film"
-    assert "HEAD:scenes/01_hunt.film:34:" in render_all([d], result.sources)
+    line = git(repo, "show", "HEAD:scenes/01_hunt.film").splitlines().index("    cast CHEN(wintr)")
+    assert f"HEAD:scenes/01_hunt.film:{line + 1}:" in render_all([d], result.sources)
 
 
 def test_links_in_a_revision_stay_inside_the_project(tmp_path: Path) -> None:

@@ -55,6 +55,8 @@ def graph_json(g: nx.DiGraph) -> dict:
 def test_graph_golden(name: str, bless: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # The animatic's keys hold this machine's ffmpeg version: the golden file must not.
     monkeypatch.setattr("filmc.backends.local.adapter.ffmpeg_version", lambda: "ffmpeg (test)")
+    # ...and the exports' keys the versions of OpenTimelineIO and its adapters installed.
+    monkeypatch.setattr("filmc.backends.local.interchange.versions", lambda: {"otio": "test"})
     g = compiled(EXAMPLES / name).graph
     compare(HERE / "golden_graph" / f"{name}.graph.json", to_json(graph_json(g)), bless)
 
@@ -75,6 +77,9 @@ def test_every_node_has_the_attribute_contract(wolfpack: Compiled) -> None:
         assert len(step.key) == 64 and int(step.key, 16) >= 0
         if d["kind"] in ("keyframe", "clip", "lastframe", "speech", "shot"):
             assert d["scene"] and d["shot"] and n.split(".")[1:3] == [d["scene"], d["shot"]]
+        elif d["kind"] in ("music", "sfx"):  # a scene's own (music.hunt) or a shot's
+            assert d["scene"] and n.split(".")[1] == d["scene"]
+            assert d["shot"] is None or n.split(".")[2] == d["shot"]
         else:
             assert d["scene"] is None and d["shot"] is None
 
@@ -146,7 +151,10 @@ def test_candidates_on_their_backends_and_takes_from_the_used_one(wolfpack: Comp
     assert shots["white_storm.blizzard_front"].candidates == (("openai", 3),)
     assert shots["white_storm.horses_panic"].candidates == (("comfyui", 6),)
     assert [i.step for i in g.nodes["film"]["step"].inputs] == [
-        *(f"shot.{s.scene}.{s.id}" for s in wolfpack.film.shots), "subtitles"]
+        *(f"shot.{s.scene}.{s.id}" for s in wolfpack.film.shots), "subtitles",
+        # the sound, in film order: each scene's ambience (from its location) and music
+        "sfx.hunt.ambience", "music.hunt", "sfx.yurt_talk.ambience", "sfx.cub.ambience",
+        "sfx.white_storm.ambience", "music.white_storm", "sfx.white_storm.ice_breaks.1"]
     assert [(i.step, i.role) for i in g.nodes["storyboard"]["step"].inputs] == [
         (f"keyframe.{s.scene}.{s.id}.{candidate_names(s)[0]}", S.PANEL)
         for s in wolfpack.film.shots]

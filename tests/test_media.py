@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from filmc.backends.ffmpeg import MediaError, ffmpeg_exe, probe, video_duration
+from filmc.backends.ffmpeg import MediaError, ffmpeg_exe, probe, run, video_duration
+from filmc.backends.local import voice
 from filmc.backends.local.media import (
     concat_film,
     conform_shot,
@@ -164,13 +165,22 @@ def test_clip_is_deterministic(keyframe, work):
 
 # -- speech and shots --------------------------------------------------------------
 
-@pytest.mark.parametrize("text", ["They're circling the herd.", "狼群在包围羊群。"])
-def test_speech_lasts_its_speaking_time(work, text):
-    out = render_speech({"text": text, "speaker": "CHEN", "language": "en"},
-                        work / f"speech_{len(text)}.wav")
+@pytest.mark.parametrize(("text", "language", "spoken"), [
+    ("They're circling the herd.", "en", "en-us"), ("狼群在包围羊群。", "zh", "cmn"),
+    ("狼群在包围羊群。", None, "cmn")])
+def test_speech_is_said_in_its_language_as_long_as_espeak_said_it(work, text, language, spoken):
+    params = {"text": text, "speaker": "CHEN", "language": language, "voice": "calm, low"}
+    out = render_speech(params, work / f"speech_{len(text)}_{language}.wav")
+    chosen = voice.choose("calm, low", "CHEN", language, text)
+    assert chosen.name.startswith(spoken + "+")
+    samples, rate = voice.speak(text, chosen)
     info = probe(out)
-    assert info["audio_duration"] == pytest.approx(speaking_time(text), abs=1e-4)
     assert info["sample_rate"] == 48000
+    assert info["audio_duration"] == pytest.approx(len(samples) / 2 / rate, abs=1e-3)
+    assert info["audio_duration"] > 0.5 * speaking_time(text)  # words, not a blip
+    loud = run(["-i", out, "-af", "volumedetect", "-f", "null", "-"], "measure",
+               loglevel="info").stderr.decode()
+    assert float(loud.split("max_volume:")[1].split()[0]) > -20  # said, not silent
 
 
 @pytest.fixture(scope="module")

@@ -203,7 +203,7 @@ def test_a_long_storyboard_has_pages_and_each_is_laid_out(tmp_path, monkeypatch)
     assert [p.name for p in pages] == ["storyboard.png", "storyboard-2.png"]
     outcome = Outcome(StepId("storyboard"), "local", "ran",
                       outputs=tuple(Stored("page", "a" * 63 + str(i), ".png") for i in range(3)))
-    assert [rel for rel, _d in places(outcome, {})] == ["storyboard.png", "storyboard-2.png",
+    assert [rel for rel, _d in places(outcome)] == ["storyboard.png", "storyboard-2.png",
                                                         "storyboard-3.png"]
 
 

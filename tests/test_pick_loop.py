@@ -262,7 +262,8 @@ def test_two_takes_from_a_picked_keyframe_of_four_cost_two_clips(
     assert runs["clip.one.b1.take1"] == CLIP_PRICE  # b1: nothing to pick, its clip runs
     assert first["summary"]["cost"] == pytest.approx(sum(runs.values()))
     assert first["summary"]["cost"] == pytest.approx(5 * KEYFRAME_PRICE + CLIP_PRICE)
-    assert first["summary"]["waiting"] == 4  # a1's two clips, its shot, the film
+    # a1's two clips, its shot, the film, and the timelines that name them
+    assert first["summary"]["waiting"] == 4 + 3
 
     # --use-first: the same plan, and a1's two clips from comfyui-1, priced.
     eager = run.plan("--use-first")
@@ -289,7 +290,7 @@ def test_two_takes_from_a_picked_keyframe_of_four_cost_two_clips(
     digests = {c: made[c]["outputs"][0] for c in candidates}
     assert len(set(digests.values())) == 4  # four different pictures to choose from
     picked = digests["keyframe.one.a1.comfyui-3"]
-    assert sha256(laid_out(run.project, "keyframes", "*_a1_comfyui-3.png")) == picked
+    assert sha256(laid_out(run.project, "keyframes", "a1.comfyui-3.png")) == picked
     waiting = run.plan()
     assert to_run(waiting) == {} and waiting["summary"]["cost"] == 0
 
@@ -332,7 +333,9 @@ def test_two_takes_from_a_picked_keyframe_of_four_cost_two_clips(
     assert run.explain("a1")["shot.one.a1"]["inputs"] == ["clip.one.a1.take2"]
     r = run("build", "picks.film")
     made = run.report()
-    assert {s for s, v in made.items() if v["status"] == "ran"} == {"shot.one.a1", "film"}
+    # (and the exports that show the pick: the timelines, the shot list)
+    assert {s for s, v in made.items() if v["status"] == "ran"} == {
+        "shot.one.a1", "film", "export.otio", "export.edl", "export.fcpxml", "export.csv"}
     assert r.stdout.strip().endswith("build/picks/film.mp4"), r.stderr
     assert len(services.comfy.submit_ids) == asked
     assert_paid_once(services)
@@ -429,7 +432,7 @@ def test_pick_retouch_commit_and_a_clone_builds_the_same_film_asking_nothing(
     # Retouch it elsewhere, add it back from openai-1 and pick it: the next clip starts
     # from exactly the retouched file.
     retouched = run.project / "retouched.png"
-    with Image.open(io.BytesIO(laid_out(run.project, "keyframes", "*_s1_openai-1.*"))) as img:
+    with Image.open(io.BytesIO(laid_out(run.project, "keyframes", "s1.openai-1.*"))) as img:
         fixed = img.convert("RGB")
     ImageDraw.Draw(fixed).rectangle((40, 40, 400, 300), fill=(250, 220, 30))
     fixed.save(retouched, format="PNG")
@@ -466,7 +469,12 @@ def test_pick_retouch_commit_and_a_clone_builds_the_same_film_asking_nothing(
     r = run("build", "picks.film", cwd=clone)
     assert (clone / "build" / "picks" / "film.mp4").read_bytes() == film
     assert r.stdout.strip().endswith("build/picks/film.mp4"), r.stderr
-    assert {v["status"] for v in run.report(clone).values()} == {"cached", "provided"}
+    # All from the store, but the timelines: they name this clone's files (made here, free).
+    cloned = run.report(clone)
+    assert {v["status"] for k, v in cloned.items() if not k.startswith("export.")} == {
+        "cached", "provided"}
+    assert {k for k, v in cloned.items() if v["status"] == "ran"} == {
+        "export.otio", "export.edl", "export.fcpxml"}
     r = run("lock", "--check", "picks.film", cwd=clone)
     assert "picks.lock: 1 shot: 1 picked, 0 unpicked, 0 stale, 0 with nothing to pick; 0 unknown" in r.stderr
     assert dict(heard) == asked, "the clone asked a service"

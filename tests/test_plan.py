@@ -132,7 +132,10 @@ def test_one_camera_edit_changes_that_shot_only(film: Path) -> None:
     shot = [n for n in c.graph if c.graph.nodes[n]["shot"] == "chen_watches"
             and c.graph.nodes[n]["kind"] in ("keyframe", "clip", "shot")]
     assert len(shot) == 4 + 2 + 1  # 4 candidates, 2 takes, the shot
-    assert changed == {*shot, "film", "storyboard"}
+    # The timelines name its steps and the shot list shows its camera: the subtitles stay.
+    exports = {"export.otio", "export.edl", "export.fcpxml", "export.csv"}
+    assert changed == {*shot, "film", "storyboard", *exports}
+    assert _status(p)["export.srt"] == "cached"
     assert p.to_run == len(changed)
     assert not [s for s in p.steps if s.status in ("new", "missing")]
     why = {s.id: s.reasons for s in p.steps}
@@ -291,7 +294,7 @@ def test_big_plans_stay_short(film: Path) -> None:
     c = _compile(film)
     p = plan(c, None)
     lines = render_plan(p).splitlines()
-    assert "+ scene hunt: 10 shots, 53 steps new  $1.00" in lines
+    assert "+ scene hunt: 10 shots, 55 steps new  $1.00" in lines  # its music and ambience too
     assert len(lines) < 30
     assert len(render_plan(p, verbose=True).splitlines()) > p.to_run
     with _history(film) as h:
@@ -304,8 +307,8 @@ def test_big_plans_stay_short(film: Path) -> None:
     # its candidates on services change with the plate they are given
     assert "  ~ shot hunt/chen_watches: 8 changed (input plate.STEPPE.DUSK, adapter.settings)" \
         "  $0.42" in lines
-    assert "  ~ film  (changed: adapter.settings, input shot.cub.batu_warns, input " \
-        "shot.cub.den_entrance, 27 more inputs) local" in lines  # 28 shots and the subtitles
+    assert "  ~ film  (changed: adapter.settings, input music.hunt, input " \
+        "music.white_storm, 34 more inputs) local" in lines  # 28 shots, subtitles, 7 sounds
     assert not re.search(r"^\s+~ keyframe\.", text, re.M)
 
 

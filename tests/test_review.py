@@ -181,14 +181,14 @@ def test_a_pick_leaves_the_other_candidates_on_the_page_and_on_disk(project: Pat
     out = project / "build" / "tiny"
     # the build made nothing of local-1 and local-3 now, yet the page still shows them
     for name in CANDIDATES["a1"][0]:
-        assert (out / "keyframes" / f"001_one_a1_{name}.png").is_file()
+        assert (out / "keyframes" / f"a1.{name}.png").is_file()
     cards = Cards((out / "review" / "index.html").read_text(encoding="utf-8"))
     assert cards.shots["a1"]["keyframe"] == CANDIDATES["a1"][0]
     assert cards.shots["a1"]["picked"] == ["keyframe:local-2"]
     for link in cards.links:
         assert (out / "review" / link).resolve().is_file(), link
     # the clips are made from the pick now: their poster is local-2
-    assert re.search(r'poster="\.\./keyframes/001_one_a1_local-2\.png"',
+    assert re.search(r'poster="\.\./keyframes/a1\.local-2\.png"',
                      (out / "review" / "index.html").read_text(encoding="utf-8"))
 
 
@@ -198,8 +198,8 @@ def test_your_own_takes_are_candidates_with_their_origin(project: Path) -> None:
     from filmc.engine.store import Store
 
     out = project / "build" / "tiny"
-    shutil.copy(out / "keyframes" / "001_one_a1_local-2.png", project / "fixed.png")
-    shutil.copy(out / "clips" / "003_three_c1_take1.mp4", project / "mine.mp4")
+    shutil.copy(out / "keyframes" / "a1.local-2.png", project / "fixed.png")
+    shutil.copy(out / "clips" / "c1.take1.mp4", project / "mine.mp4")
     for args in (("a1", "fixed.png", "--from", "local-2"), ("c1", "mine.mp4")):
         r = filmc("take", "add", "tiny.film", *args, cwd=project)
         assert r.returncode == 0, r.stderr
@@ -213,14 +213,14 @@ def test_your_own_takes_are_candidates_with_their_origin(project: Path) -> None:
     assert retouched.digest == sha256(project / "fixed.png") and retouched.ext == ".png"
     imported = cards["c1"].clips[-1]
     assert (imported.name, imported.origin, imported.file) == \
-        ("import-1", "imported", "clips/003_three_c1_import-1.mp4")
-    assert laid_out["keyframes/001_one_a1_retouch-1.png"] == retouched.digest
-    assert laid_out["clips/003_three_c1_import-1.mp4"] == imported.digest
+        ("import-1", "imported", "clips/c1.import-1.mp4")
+    assert laid_out["keyframes/a1.retouch-1.png"] == retouched.digest
+    assert laid_out["clips/c1.import-1.mp4"] == imported.digest
     # the others are as the build left them: each with its backend, seed and output
     first = cards["a1"].keyframes[0]
     assert (first.name, first.origin, first.seed, first.used, first.picked) == \
         ("local-1", "local", 1, True, False)
-    assert first.digest == sha256(out / "keyframes" / "001_one_a1_local-1.png")
+    assert first.digest == sha256(out / "keyframes" / "a1.local-1.png")
     assert cards["a1"].keyframe.status == "unpicked" and cards["a2"].clip.status == "single"
 
 
@@ -344,7 +344,7 @@ def test_a_posted_pick_writes_the_lock(server: Served) -> None:
     assert status == 200, answer
     assert answer["keyframe"] == {"status": "picked", "used": "local-3", "why": "",
                                   "pick": "local-3"}
-    digest = sha256(project / "build" / "tiny" / "keyframes" / "001_one_a1_local-3.png")
+    digest = sha256(project / "build" / "tiny" / "keyframes" / "a1.local-3.png")
     assert 'keyframe = { pick = "local-3", key = ' in lock_of(project)
     assert digest in lock_of(project)
     assert Cards(answer["cards"]["a1"]).shots["a1"]["picked"] == ["keyframe:local-3"]
@@ -542,5 +542,5 @@ def test_clicking_a_candidate_in_a_real_browser_picks_it(server: Served, browser
     asyncio.run(drive())
     assert 'pick = "local-3"' not in lock_of(project)
     entry = lock_of(project).split("[a1]")[1]
-    digest = sha256(project / "build" / "tiny" / "keyframes" / "001_one_a1_local-2.png")
+    digest = sha256(project / "build" / "tiny" / "keyframes" / "a1.local-2.png")
     assert 'pick = "local-2"' in entry and digest in entry

@@ -440,7 +440,7 @@ def example_through(tmp_path: Path, backend: str, tables: Mapping[str, Mapping[s
     made = harness.report(folder, "wolfpack")["clip.cub.eyes_on_ridge.take1"]
     assert (made["backend"], made["status"]) == (backend, "ran")
     assert made["outputs"][0] in state.made and len(state.created) == 1
-    [path] = (folder / "build" / "wolfpack" / "shots").glob("*_cub_eyes_on_ridge.mp4")
+    [path] = (folder / "build" / "wolfpack" / "shots").glob("eyes_on_ridge.mp4")
     shot = probe(path)
     assert (shot["width"], shot["height"]) == (1920, 804)
     assert shot["duration"] == pytest.approx(3, abs=1 / 24)

@@ -345,9 +345,9 @@ def test_a_film_made_by_two_services_is_their_work_and_is_paid_once(
     folder = project / "build" / "svc" / "keyframes"
     laid_out = {sha256(p.read_bytes()) for p in folder.iterdir()}
     assert comfy_files <= laid_out
-    with Image.open(folder / "001_one_a1_comfyui-1.png") as img:
+    with Image.open(folder / "a1.comfyui-1.png") as img:
         assert img.size == (192, 80)  # ComfyUI made it at the film's size
-    with Image.open(next(folder.glob("*_b2_openai-1.*"))) as img:
+    with Image.open(next(folder.glob("b2.openai-1.*"))) as img:
         assert img.size == (1536, 1024)  # OpenAI's nearest size: conformed by the shot step
 
     costs = {s["id"]: s["cost"] for s in before["steps"]}

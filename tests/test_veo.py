@@ -414,6 +414,6 @@ def test_the_example_film_is_made_with_gemini_keyframes_and_veo_clips(tmp_path):
         shot = probe(next((build / "shots").glob("*eyes_on_ridge*")))
         assert abs(shot["duration"] - 3) <= 1 / 24
         assert (shot["width"], shot["height"]) == (1920, 804)
-        with Image.open(next((build / "keyframes").glob("*eyes_on_ridge_gemini_image-1.*"))) as img:
+        with Image.open(next((build / "keyframes").glob("eyes_on_ridge.gemini_image-1.*"))) as img:
             assert img.size == (1536, 672)  # 21:9, the ratio nearest 2.39:1
 

@@ -29,10 +29,12 @@ from ..protocol import Adapter, BackendError, Capabilities, Done, Handle, Reques
 RENDERER = "2"  # the animatic's drawing and encoding: bump when every kind's output changes
 # One kind's drawing, bumped when only its output changes, so that the others keep their keys
 # (3: location pictures as backgrounds, animals and creatures, reference insets, voices that
-# follow their description, sheets named after their character).
-DRAWING = {"sheet": "3", "plate": "3", "keyframe": "3", "speech": "3"}
+# follow their description, sheets named after their character; speech 4: said by eSpeak NG;
+# film 2: its sound mixed, with stems).
+DRAWING = {"sheet": "3", "plate": "3", "keyframe": "3", "speech": "4", "film": "2",
+           "music": "1", "sfx": "1"}
 PANEL_KINDS = frozenset({"sheet", "plate", "keyframe", "storyboard", "film"})
-FFMPEG_KINDS = frozenset({"clip", "lastframe", "shot", "film"})
+FFMPEG_KINDS = frozenset({"clip", "lastframe", "shot", "film", "speech", "music", "sfx"})
 
 
 @functools.cache
@@ -85,13 +87,21 @@ class LocalBackend(Adapter):
 
     @classmethod
     def key_extra(cls, kind: str, settings: Mapping[str, Any]) -> Mapping[str, Any]:
-        extra = {}
+        extra: dict[str, Any] = {}
         if kind in DRAWING:
             extra["drawing"] = DRAWING[kind]
+        if kind == "speech":  # the voices are eSpeak NG's: a new version says lines anew
+            from .voice import engine_version
+
+            extra["espeak"] = engine_version()
         if kind in FFMPEG_KINDS:
             extra["ffmpeg"] = ffmpeg_version()
         if kind in PANEL_KINDS:
             extra["font"] = font_digest(os.environ.get("FILMC_PANEL_FONT") or None)
+        if kind == "export":  # the files are OpenTimelineIO's and its adapters' writing
+            from .interchange import versions
+
+            extra["packages"] = versions()
         return extra
 
     @classmethod
@@ -115,8 +125,8 @@ class LocalBackend(Adapter):
         spec = {**request.fields.as_dict(), **request.params}
         answer = await self._pool.call({
             "kind": request.kind, "spec": spec, "prompt": request.fields.prompt,
-            "inputs": [[i.role, str(i.path), i.tags.label, i.tags.character, i.tags.outfit]
-                       for i in request.inputs],
+            "inputs": [[i.role, str(i.path), i.tags.label, i.tags.character, i.tags.outfit,
+                        i.step] for i in request.inputs],
             "workdir": str(request.workdir)})
         if "error" in answer:
             error = answer["error"]

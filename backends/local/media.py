@@ -10,12 +10,9 @@ core count).
   the still (zoom → scale, pan/truck → sideways, tilt/crane → up/down, handheld →
   jitter, orbit → a drift that arcs in). H.264 in MP4, no audio.
 - `last_frame(clip, out)`: a clip's last frame as a PNG (`first_frame previous`).
-- `render_speech(params, out)`: a WAV (48 kHz, mono, 16-bit) as long as the line
-  takes to say (`speaking_time`: 2.5 words/s, 4.5 CJK characters/s). No offline
-  text-to-speech installs from PyPI without system libraries or separately
-  downloaded voice models, so the local backend makes a soft, speech-like
-  placeholder: a voiced tone whose pitch depends on the speaker, shaped into
-  syllables and words.
+- `render_speech(params, out)`: a WAV (48 kHz, mono, 16-bit) of the line said by
+  eSpeak NG offline (voice.py), in a voice that follows the character's `voice`
+  description and in the line's language; as long as eSpeak took to say it.
 - `conform_shot(clip, speech, params, out)`: the clip at the film's size, fps and
   exact frame count, with each line's audio placed at its start time (AAC, 48 kHz,
   stereo). Every shot of a film is encoded with the same settings (`VIDEO_ARGS`),
@@ -33,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import struct
 import tempfile
 import wave
 from collections.abc import Sequence
@@ -43,7 +39,8 @@ from pathlib import Path
 import ffmpeg  # ffmpeg-python: builds the filter graphs
 
 from filmc.backends.ffmpeg import MediaError, probe, run, video_duration
-from filmc.lang.check import speaking_time
+
+from . import voice
 
 __all__ = ["MediaError", "render_clip", "render_speech", "conform_shot", "concat_film",
            "write_srt", "probe", "VIDEO_ARGS", "AUDIO_ARGS", "SAMPLE_RATE"]
@@ -271,120 +268,53 @@ def last_frame(clip: Path, out: Path) -> Path:
 
 # -- speech ----------------------------------------------------------------------
 
-def _units(text: str) -> list[int]:
-    """Syllables per spoken unit: a word (vowel groups) or one CJK character (1)."""
-    units: list[int] = []
-    word = ""
-    for c in text + " ":
-        if "\u3040" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" or "\uf900" <= c <= "\ufaff":
-            if word:
-                units.append(_syllables(word))
-                word = ""
-            units.append(1)
-        elif c.isalnum() or c == "'":
-            word += c
-        elif word:
-            units.append(_syllables(word))
-            word = ""
-    return units
-
-
-def _syllables(word: str) -> int:
-    groups, prev = 0, False
-    for c in word.lower():
-        v = c in "aeiouyàáâäèéêëìíîïòóôöùúûü"
-        groups += v and not prev
-        prev = v
-    return max(1, min(groups, 5))
-
-
-# Who speaks, from the words of a character's `voice` (and the line's direction): a
-# base pitch (Hz) for a child, a woman, a man (checked in that order: a girl is a child).
-# English is matched by whole words, Chinese by characters.
-_WHO = (("child", 290.0, {"child", "boy", "girl", "kid", "baby", "toddler", "childlike"},
-         ("孩", "童", "娃")),
-        ("woman", 210.0, {"woman", "female", "lady", "mother", "grandmother", "feminine",
-                          "herdswoman", "she"}, ("女", "妈", "婆", "奶")),
-        ("man", 115.0, {"man", "male", "father", "grandfather", "masculine", "herdsman", "he"},
-         ("男", "爸", "爷", "父")))
-# Then what shifts it: (pitch factor, rate factor).
-_SHADES = ((0.92, 0.8, {"old", "elderly", "aged", "ancient"}, ("老",)),
-           (1.0, 1.05, {"young", "youthful"}, ("年轻",)),
-           (0.85, 1.0, {"deep", "low", "bass", "gravelly", "husky"}, ("低", "沉", "粗")),
-           (1.15, 1.0, {"high", "shrill", "squeaky", "piping", "bright"}, ("尖", "高")),
-           (1.0, 0.8, {"slow", "slowly", "drawling", "measured"}, ("慢",)),
-           (1.0, 1.2, {"fast", "quick", "brisk", "rapid", "hurried", "terse"}, ("快", "急")))
-
-
-def voice_of(voice: str, speaker: str) -> tuple[float, float]:
-    """The placeholder voice's pitch (Hz) and rate (1: normal) for a `voice` description.
-
-    A child's voice is higher than a woman's, a woman's than a man's; old, slow or deep
-    voices are slower or lower; a voice that says none of it gets a pitch from the
-    speaker's name (95-225 Hz).  Two speakers of one kind differ by a few percent, by
-    name.  Deterministic: the same words and name, the same voice."""
-    text = voice.lower()
-    words = set("".join(c if c.isascii() and c.isalpha() else " " for c in text).split())
-    digest = hashlib.sha256(speaker.encode()).digest()
-    f0 = next((base for _who, base, en, zh in _WHO
-               if words & en or any(z in text for z in zh)), None)
-    if f0 is None:
-        f0 = 95 + digest[0] / 255 * 130
-    else:
-        f0 *= 0.96 + digest[0] / 255 * 0.08
-    rate = 1.0
-    for pitch, pace, en, zh in _SHADES:
-        if words & en or any(z in text for z in zh):
-            f0, rate = f0 * pitch, rate * pace
-    return max(70.0, min(420.0, f0)), rate
-
-
 def render_speech(params: dict, out: Path) -> Path:
-    """A WAV (48 kHz, mono, 16-bit) as long as it takes to say params["text"].
+    """A WAV (48 kHz, mono, 16-bit) of params["text"] said by eSpeak NG (voice.py).
 
-    params: text, speaker, language, voice.  The placeholder voice: a soft tone at the
-    pitch `voice_of` gives the voice description, with a bump per syllable and a gap
-    between words; a faster voice says each word in less of its time, with longer gaps
-    (the line keeps its length: its timing is the shot's).
-    """
+    params: text, speaker, language, voice (the speaker's `voice` and the line's
+    direction).  The voice follows the description (`voice.choose`), the language is the
+    line's; the WAV is as long as eSpeak took to say it (at least 0.25 s), and the same
+    params give the same bytes."""
     text = str(params.get("text", ""))
-    seconds = max(speaking_time(text), 0.25)
-    n = round(seconds * SAMPLE_RATE)
-    units = _units(text) or [1]
-    f0, rate = voice_of(str(params.get("voice") or ""), str(params.get("speaker", "")))
-    voiced = max(0.5, min(0.95, 0.85 / rate))  # of each word's time; the rest is a pause
-    per_unit = n / len(units)
-    samples = bytearray()
-    phase = 0.0
-    for i in range(n):
-        u = min(int(i / per_unit), len(units) - 1)
-        pos = i / per_unit - u  # 0..1 within the word
-        env = 0.0
-        if pos < voiced:  # the rest of each word's time is a pause
-            syl = units[u]
-            s = pos / voiced * syl
-            env = math.sin(math.pi * (s - int(s))) ** 2
-        pitch = f0 * (1.08 - 0.16 * i / n + 0.04 * math.sin(2 * math.pi * 3.1 * i / SAMPLE_RATE))
-        phase += 2 * math.pi * pitch / SAMPLE_RATE
-        v = math.sin(phase) + 0.45 * math.sin(2 * phase) + 0.2 * math.sin(3 * phase)
-        samples += struct.pack("<h", int(3400 * env * v))
+    try:
+        chosen = voice.choose(str(params.get("voice") or ""), str(params.get("speaker") or ""),
+                              params.get("language"), text)
+        samples, rate = voice.speak(text, chosen)
+    except voice.VoiceError as e:
+        raise MediaError(str(e)) from e
+    samples += bytes(max(0, round(0.25 * rate) - len(samples) // 2) * 2)
     out = Path(out)
-    with wave.open(str(out), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(SAMPLE_RATE)
-        f.writeframes(bytes(samples))
+    with tempfile.TemporaryDirectory(prefix="filmc-speech-") as tmp:
+        raw = Path(tmp) / "espeak.wav"
+        with wave.open(str(raw), "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(2)
+            f.setframerate(rate)
+            f.writeframes(samples)
+        run(["-i", raw, "-af", f"aresample={SAMPLE_RATE}", "-ac", "1", "-c:a", "pcm_s16le",
+             *_BITEXACT, "-y", out], f"resample the speech `{out.name}`")
     return out
 
 
 # -- shot ------------------------------------------------------------------------
+
+def _seconds(wav: Path) -> Fraction:
+    """An audio file's length: a WAV's from its header."""
+    try:
+        with wave.open(str(wav)) as f:
+            return Fraction(f.getnframes(), f.getframerate())
+    except (OSError, wave.Error, EOFError):  # another backend's MP3 or FLAC: ask ffmpeg
+        return Fraction(str(probe(wav).get("audio_duration") or 0))
+
 
 def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) -> Path:
     """The clip at the film's size, fps and exact length, with its dialogue (MP4).
 
     params: width, height, fps, duration, lines [[start, end], ...] in seconds, one per
     file in `speech`.  A clip that is too short holds its last frame; one too long is
-    cut.  Each line starts at its start time and is cut at its end; silence elsewhere.
+    cut.  Each line starts at its start time and may run on past its end into the pause
+    before the next line (or the shot's end); one too long even for that is said faster
+    (up to twice as fast) and cut there.  Silence elsewhere.
     """
     w, h = _size(params)
     fps = fraction(params["fps"])
@@ -407,14 +337,21 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
         ("trim", (), {"end_frame": frames}), ("setpts", (f"N/({_fps_str(fps)})/TB",), {})])
     silence = ffmpeg.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi").audio
     mixed = [silence.filter("atrim", end_sample=body)]
-    for path, (start, end) in zip(speech, lines):
+    for i, (path, (start, end)) in enumerate(zip(speech, lines)):
         at = max(round(start * SAMPLE_RATE) - PRIMING, 0)
-        length = min(round(end * SAMPLE_RATE) - PRIMING, body) - at
+        # A line said longer than its time runs on into the pause after it, up to the next
+        # line or the shot's end; one that overflows even that is said faster to fit.
+        room = lines[i + 1][0] if i + 1 < len(lines) else Fraction(frames) / fps
+        length = min(round(max(end, min(start + _seconds(path), room)) * SAMPLE_RATE) - PRIMING,
+                     body) - at
         if length <= 0:
             continue
         fade = min(720, length)
+        tempo = _seconds(path) / max(room - start, Fraction(1, 100))
+        faster: list[Filter] = [("atempo", (f"{min(float(tempo), 2.0):.4f}",), {})] \
+            if tempo > 1 else []
         mixed.append(_chain(ffmpeg.input(str(path)).audio, [
-            ("aresample", (SAMPLE_RATE,), {}),
+            *faster, ("aresample", (SAMPLE_RATE,), {}),
             ("aformat", (), {"sample_fmts": "fltp", "channel_layouts": "stereo"}),
             ("asetpts", ("PTS-STARTPTS",), {}), ("atrim", (), {"end_sample": length}),
             ("afade", (), {"t": "out", "start_sample": length - fade, "nb_samples": fade}),

@@ -2,8 +2,9 @@
 
 `spec` is the step's request fields and parameters in one dict (width, height,
 fps, duration, seed, text, speaker, camera, light, panel, lines, chapters...);
-`inputs` are (role, path, label, character, outfit) in the request's order: the
-last three say what the input shows (a panel's caption; whose sheet, in which outfit).  Stills go to
+`inputs` are (role, path, label, character, outfit, step) in the request's order:
+label, character and outfit say what the input shows (a panel's caption; whose
+sheet, in which outfit), step is the id of the step whose output it is.  Stills go to
 `panels` (Pillow), media to `media` (ffmpeg).  Deterministic: the same step
 gives the same bytes.  Returns the files written, by declared output name.
 """
@@ -22,7 +23,7 @@ from ..protocol import BackendError
 
 def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]],
            workdir: str) -> dict[str, list[str]]:
-    from . import media, panels, subtitles
+    from . import media, panels, sound, subtitles
 
     out_dir = Path(workdir)
 
@@ -61,10 +62,34 @@ def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]]
         chapters = [(title, float(start)) for title, start in spec.get("chapters", [])]
         # A film with no dialogue has empty subtitles, which ffmpeg cannot read as a track.
         srt = [p for p in of(S.SUBTITLES) if os.path.getsize(p)]
-        media.concat_film(of(S.SHOT), chapters, out, subtitles=srt[0] if srt else None,
+        mixed = "loudness" in spec
+        joined = out_dir / "joined.mp4" if mixed else out
+        media.concat_film(of(S.SHOT), chapters, joined, subtitles=srt[0] if srt else None,
                           burn=bool(spec.get("burn_subtitles")),
                           language=subtitles.mp4_language(spec.get("language")))
-        return {"video": [str(out)]}
+        if not mixed:
+            return {"video": [str(out)]}
+        # The dialogue (the shots' audio) mixed with the music, ambience and effects.
+        from . import mix
+
+        by_step = {i[5]: Path(i[1]) for i in inputs if len(i) > 5}
+        cues = [mix.Cue(kind, by_step[step], float(start), float(end))
+                for step, kind, start, end in spec.get("sound", [])]
+        seconds = float(sum((media.video_duration(s) for s in of(S.SHOT)), Fraction(0)))
+        made = mix.mix_film(joined, seconds, cues, float(spec["loudness"]), out, out_dir)
+        joined.unlink()
+        return {"video": [str(out)], "stems": [str(made.stems[s]) for s in mix.STEMS]}
+    if kind == "music":
+        out = out_dir / "music.wav"
+        sound.render_music(prompt, float(spec["duration"]), out)
+        return {"audio": [str(out)]}
+    if kind == "sfx":
+        out = out_dir / "sfx.wav"
+        if spec.get("bed"):
+            sound.render_ambience(prompt, float(spec["duration"]), out)
+        else:
+            sound.render_effect(prompt, out)
+        return {"audio": [str(out)]}
     if kind == "subtitles":
         out = out_dir / "film.srt"
         # Timed to be read (subtitles.py): each line as (start, end, text, speaker).
@@ -79,6 +104,10 @@ def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]]
         labels = [i[2] or Path(i[1]).stem for i in inputs if i[0] == S.PANEL]
         pages = panels.render_storyboard(of(S.PANEL), labels, out_dir / "storyboard.png")
         return {"page": [str(p) for p in pages]}
+    if kind == "export":
+        from .interchange import write_export
+
+        return {"export": [str(write_export(spec, inputs, out_dir))]}
     raise BackendError(f"the local backend cannot make `{kind}` steps")
 
 
