@@ -249,7 +249,10 @@ class Served:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "filmc", "review", "--port", "0", "--offline", "tiny.film"],
             cwd=project, env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True,
+            # Ctrl-C as at a terminal, even when the tests run as a background job (whose
+            # SIGINT the shell ignores, and a child inherits that).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()))
         reader.start()
