@@ -154,11 +154,15 @@ class Http:
         try:
             async with self.session().request(method, url, json=json, data=data, headers=headers,
                                               params=params, **kwargs) as r:
-                body = await r.content.read(max_bytes + 1)
-                if len(body) > max_bytes:
-                    raise ServiceError(FailureKind.INVALID,
-                                       f"{where(url)} sent more than {max_bytes} bytes")
-                return Response(r.status, dict(r.headers), body, str(r.url))
+                # `read(n)` answers what has arrived so far: read to the end, bounded.
+                chunks, size = [], 0
+                async for chunk in r.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ServiceError(FailureKind.INVALID,
+                                           f"{where(url)} sent more than {max_bytes} bytes")
+                    chunks.append(chunk)
+                return Response(r.status, dict(r.headers), b"".join(chunks), str(r.url))
         except ServiceError:
             raise
         except aiohttp.ClientConnectorError as e:

@@ -202,7 +202,7 @@ def test_a_type_with_no_installed_adapter_is_an_error(tmp_path, monkeypatch):
     found = [(d.code, d.severity, f"{d.span}", d.message, d.help) for d in diags.sorted()]
     assert found[0][:4] == ("F0510", "error", "filmc.toml:1:11",
                             "no backend adapter of type `pika` is installed")
-    assert "installed: `comfyui`, `fal`, `flux`, `gemini_image`, `kling`, `local`, `minimax`, " \
+    assert "installed: `comfyui`, `elevenlabs`, `fal`, `flux`, `gemini_image`, `kling`, `local`, `minimax`, " \
            "`openai`, `replicate`, `runway`, `seedance`, `veo`" in found[0][4]
     assert "entry point" in found[0][4] and "--offline" in found[0][4]
     assert found[1][3:] == ("no backend adapter of type `comfyu` is installed",
