@@ -40,7 +40,7 @@ import attrs
 
 from ..lang import files
 from ..lang import steps as S
-from ..lang.steps import InputRef, StepId
+from ..lang.steps import FILM_STEMS, InputRef, StepId
 from . import ir
 from .lock import CONTINUES, PICKED, SINGLE, STALE, UNPICKED, ShotPicks
 from .pipeline import shot_info
@@ -240,7 +240,13 @@ class _Cut:
             place = shot_info(scene, scene.shots[0]).place
             scenes.append({"id": scene.id, "title": scene.title, "place": place,
                            "start": first, "frames": last[0] + last[1] - first})
+        stems: list[str] = []
+        if holds == _EVERY and film.shots:  # OTIO: the film's sound stems, as audio tracks
+            media(str(StepId("film")), True)
+            stems = list(FILM_STEMS)
+        last = self._frames[(film.shots[-1].scene, film.shots[-1].id)] if film.shots else (0, 0)
         doc = {"format": fmt, "title": film.title, "fps": _fraction(film.fps),
+               "stems": stems, "frames": last[0] + last[1],
                "width": film.width, "height": film.height, "language": film.language or "",
                "currency": self.setup.currency,
                "scenes": scenes, "shots": shots, "lines": lines}

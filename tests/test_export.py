@@ -137,8 +137,15 @@ def test_a_whole_build_lays_out_every_export(built: Path) -> None:
 
 def test_otio_every_shot_at_its_length_with_every_take_and_the_pick_active(built: Path) -> None:
     tl = timeline(built)
-    picture, dialogue = tl.tracks
+    picture, dialogue, *stems = tl.tracks
     assert picture.kind == otio.schema.TrackKind.Video and dialogue.kind == "Audio"
+    # The mix's stems, each one clip the film's length naming the file beside film.mp4.
+    assert [t.name for t in stems] == ["Dialogue stem", "Music stem", "Effects stem"]
+    for track, name in zip(stems, ("dialogue", "music", "effects")):
+        [clip] = list(track)
+        assert clip.duration().value == sum(FRAMES.values())
+        assert path_of(clip.media_reference.target_url) == built / OUT / f"film.{name}.wav"
+        assert path_of(clip.media_reference.target_url).is_file()
     clips = list(picture)
     assert [c.name for c in clips] == list(FRAMES)
     assert [c.duration().value for c in clips] == list(FRAMES.values())
@@ -336,7 +343,7 @@ def test_the_example_film_exports_to_every_format_and_each_loads_back(tmp_path: 
     assert len(rows) == 28 and rows[17]["shot"] == "小狼" and rows[3]["takes"] == "take1 take2"
     assert len(re.findall(r" --> ", (tmp_path / "film.srt").read_text(encoding="utf-8"))) == 12
     graph = compile_film(project / "film.film", offline=True).graph
-    ext = {"clip": ".mp4", "shot": ".mp4", "keyframe": ".png", "speech": ".wav"}
+    ext = {"clip": ".mp4", "shot": ".mp4", "keyframe": ".png", "speech": ".wav", "film": ".mp4"}
     for fmt in ("otio", "edl", "fcpxml"):
         step = graph.nodes[f"export.{fmt}"]["step"]
         spec = {**step.params, "folder": str(project / "build" / "wolfpack")}
@@ -354,3 +361,6 @@ def test_the_example_film_exports_to_every_format_and_each_loads_back(tmp_path: 
             assert clip.name == "chen_watches" and clip.active_media_reference_key == "take1"
             assert len(clip.media_references()) == 7  # 2 takes, 4 candidates, the shot
             assert [m.name for m in picture.markers][2] == "狼崽"
+            stems = [t for t in tl.tracks if t.name.endswith(" stem")]
+            assert [len(t) for t in stems] == [1, 1, 1]
+            assert all(t[0].duration().value == 2784 for t in stems)

@@ -196,8 +196,9 @@ def test_editing_an_effect_changes_exactly_its_step_and_the_film(tmp_path):
                     encoding="utf-8")
     after = keys()
     changed = {n for n in before if before[n] != after.get(n)}
-    assert changed == {"sfx.hunt.chen_watches.1", "film"}
+    # The OTIO export names the film's stems: it is made after the film, and again with it.
+    assert changed == {"sfx.hunt.chen_watches.1", "film", "export.otio"}
     (project / "filmc.toml").write_text((project / "filmc.toml").read_text(encoding="utf-8")
                                         + "\n[sound]\nloudness = -14\n", encoding="utf-8")
     louder = keys()
-    assert {n for n in after if after[n] != louder.get(n)} == {"film"}
+    assert {n for n in after if after[n] != louder.get(n)} == {"film", "export.otio"}

@@ -7,7 +7,8 @@
   frames; each clip's media references are its takes (`take1`, `import-1`…), its
   keyframe candidates (`keyframe:openai-2`…) and the conformed shot
   (`conformed`), with the take the film uses active.  An audio track `Dialogue`
-  of one clip a line, at the moment it is said.  A marker a scene on the video
+  of one clip a line, at the moment it is said, and one a stem of the mix
+  (`Dialogue stem`, `Music stem`, `Effects stem`).  A marker a scene on the video
   track.  Metadata under `filmc` on the timeline, each clip, each reference and
   each marker: scene, shot, camera, light, cast, prompt, backends, step keys,
   cost; each reference's step, key, backend and seed.
@@ -129,6 +130,18 @@ def build_timeline(spec: dict[str, Any], media: dict[str, str]) -> Any:
         picture.markers.append(marker)
     if spec["lines"]:
         timeline.tracks.append(_dialogue(spec["lines"], span, url))
+    if spec.get("stems") and "film" in media:  # the mix's stems, each the film's length
+        for name in spec["stems"]:
+            track = otio.schema.Track(name=f"{name.capitalize()} stem",
+                                      kind=otio.schema.TrackKind.Audio)
+            ref = otio.schema.ExternalReference(
+                target_url=(folder / f"film.{name}.wav").as_uri(),
+                available_range=span(0, spec["frames"]))
+            clip = otio.schema.Clip(name=f"film.{name}", media_reference=ref,
+                                    source_range=span(0, spec["frames"]))
+            clip.metadata["filmc"] = {"stem": name, "step": "film"}
+            track.append(clip)
+            timeline.tracks.append(track)
     return timeline
 
 
