@@ -81,9 +81,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     """Everything but the no-op check, whose imports stay out of the fast path."""
-    from .engine.build import BuildError, Options, build
-    from .engine.db import StoreError
-    from .progress import events_for
+    from .engine.build import Options
 
     result = compile_or_report(args.file, offline=args.offline, burn_subtitles=args.burn_subtitles)
     if result is None:
@@ -95,11 +93,27 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     options = Options(jobs=max(1, args.jobs), keep_going=args.keep_going, force=force,
                       until=until, selection=selection, max_cost=args.max_cost,
                       use_first=args.use_first)
-    events = events_for(args.quiet)
+    done = run_build(result, options, args.quiet, wait=not args.no_wait,
+                     fast_key=None if args.force else fast_key)
+    if isinstance(done, int):
+        return done
+    ended = finished(done, args.debug)
+    if ended is not None:
+        return ended
+    return 1 if done.report["counts"].get("failed") else 0
+
+
+def run_build(result: Any, options: Any, quiet: bool, **kw: Any) -> Any:
+    """Run a build with the progress display; what it did, or the exit code of a build
+    that could not start (its reason printed).  `build` and `export` run it the same way."""
+    from .engine.build import BuildError, build
+    from .engine.db import StoreError
+    from .progress import events_for
+
+    events = events_for(quiet)
     try:
         try:
-            done = build(result.program(), options, events, wait=not args.no_wait,
-                         fast_key=None if args.force else fast_key)
+            return build(result.program(), options, events, **kw)
         finally:
             events.close()
     except BuildError as e:
@@ -107,10 +121,6 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     except StoreError as e:
         print(e.render(), file=sys.stderr)
         return 1
-    ended = finished(done, args.debug)
-    if ended is not None:
-        return ended
-    return 1 if done.report["counts"].get("failed") else 0
 
 
 def finished(done: Any, debug: bool) -> int | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +63,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .build_cmd import finished
-    from .engine.build import BuildError, Options, build
-    from .engine.db import StoreError
+    from .build_cmd import finished, run_build
+    from .engine.build import Options
     from .lang.files import export_file
-    from .progress import events_for
 
     result = compile_or_report(args.file, offline=args.offline)
     if result is None:
@@ -76,17 +73,9 @@ def _export(args: argparse.Namespace) -> int:
     node = f"export.{args.format}"
     options = Options(jobs=max(1, args.jobs), selection=frozenset({node}),
                       use_first=args.use_first)
-    events = events_for(args.quiet)
-    try:
-        try:
-            done = build(result.program(), options, events)
-        finally:
-            events.close()
-    except BuildError as e:
-        return fail(e.message, e.hint)
-    except StoreError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
+    done = run_build(result, options, args.quiet)
+    if isinstance(done, int):
+        return done
     ended = finished(done, args.debug)
     if ended is not None:
         return ended

@@ -47,24 +47,24 @@ def music_starts(scene: ast.Scene, start: Fraction, seconds_of: Callable[[ast.Sh
     return found
 
 
-def cue_length(a: ast.Attr, fps: Fraction) -> Fraction | None:
-    """A music line's `for` length, or None when it has none (or a bad one, reported)."""
+def _third_duration(a: ast.Attr, fps: Fraction) -> Fraction | None:
+    """The duration written as a line's third value (`for 20s`, `at 2.5s`), or None."""
     if len(a.values) == 3 and isinstance(a.values[2], ast.Literal):
         try:
             return literals.duration(a.values[2].text).at(fps)
         except BadLiteral:
             return None
     return None
+
+
+def cue_length(a: ast.Attr, fps: Fraction) -> Fraction | None:
+    """A music line's `for` length, or None when it has none (or a bad one, reported)."""
+    return _third_duration(a, fps)
 
 
 def effect_time(a: ast.Attr, fps: Fraction) -> Fraction | None:
     """An `sfx` line's time inside its shot, or None when it is malformed (reported)."""
-    if len(a.values) == 3 and isinstance(a.values[2], ast.Literal):
-        try:
-            return literals.duration(a.values[2].text).at(fps)
-        except BadLiteral:
-            return None
-    return None
+    return _third_duration(a, fps)
 
 
 def check_music(cues: Sequence[tuple[ast.Attr, Fraction]], runtime: Fraction, fps: Fraction,
