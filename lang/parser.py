@@ -19,6 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 
 import lark
 from lark import Token, Transformer
@@ -792,31 +793,51 @@ def _get_parser() -> lark.Lark:
 def _cache_path(grammar: str) -> str | bool:
     """Lark's own grammar cache: loading the parse table takes ~4 ms, building it ~21 ms.
 
-    Lark unpickles the cache, so it must live where nobody else can write: a folder of
-    the user's own (`$XDG_CACHE_HOME/filmc`, else `~/.cache/filmc`), mode 0700, never a
-    predictable name in the shared temp folder.  Anything less safe means no cache."""
+    Lark unpickles the cache, so it lives in `user_cache()`, and a cache file another
+    user could write means no cache."""
     import hashlib
     import os
 
     digest = hashlib.sha256((grammar + lark.__version__).encode()).hexdigest()[:16]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "filmc")
-    path = os.path.join(folder, f"grammar-{digest}.lark-cache")
+    folder = user_cache()
+    if folder is None:
+        return False
+    path = folder / f"grammar-{digest}.lark-cache"
     try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        for p in (folder, path):
-            if p == path and not os.path.exists(p):
-                break
-            st = os.stat(p)
-            if st.st_uid != os.getuid() or st.st_mode & (0o077 if p == folder else 0o022):
-                return False  # another user could plant a pickle here
+        st = os.stat(path)
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return False  # another user could plant a pickle here
+    except FileNotFoundError:
+        pass
     except OSError:
         return False
-    return path
+    return str(path)
+
+
+def user_cache(sub: str | None = None) -> Path | None:
+    """filmc's folder in the user's cache (`$XDG_CACHE_HOME/filmc`, else
+    `~/.cache/filmc`), or a folder `sub` in it; None when it cannot be made safe.
+
+    What is kept there is unpickled (Lark's parse table, parses: lang/parsecache.py),
+    so it must be a folder of the user's own, mode 0700, never a predictable name in
+    the shared temp folder: a folder another user could write means no cache."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "filmc"
+    try:
+        for f in (folder, folder / sub) if sub else (folder,):
+            os.makedirs(f, mode=0o700, exist_ok=True)
+            st = os.stat(f)
+            if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                return None
+    except OSError:
+        return None
+    return folder / sub if sub else folder
 
 
 _MEMO_BYTES = 64 << 20  # text the parses remembered hold at most (the newest kept)
-_memo: OrderedDict[tuple[str, str], tuple[ast.Module, tuple]] = OrderedDict()
+_memo: OrderedDict[tuple[str, str], tuple[ast.Module, Diagnostics]] = OrderedDict()
 
 
 def parse(text: str, file: str, diags: Diagnostics) -> ast.Module:
@@ -824,25 +845,31 @@ def parse(text: str, file: str, diags: Diagnostics) -> ast.Module:
 
     A process remembers its latest parses (the AST is immutable): `filmc fmt` after a
     check, or a language server's next keystroke in another file, reads the same text
-    again and gets the same module and diagnostics without parsing it twice."""
+    again and gets the same module and diagnostics without parsing it twice.  Between
+    processes, the user's cache keeps the parses of large files (lang/parsecache.py):
+    after an edit, only the edited file is parsed again."""
+    from . import parsecache
+
     key = (file, text)
     with _lock:
         hit = _memo.get(key)
         if hit is not None:
             _memo.move_to_end(key)
-    if hit is not None:
-        module, found = hit
-        diags.extend(found)
-        return module
-    own = Diagnostics()
-    module = _parse(text, file, own)
-    diags.extend(own)
-    with _lock:
-        _memo[key] = (module, tuple(own.items))
-        held = sum(len(t) for _f, t in _memo)
-        while held > _MEMO_BYTES and len(_memo) > 1:
-            (_f, old_text), _v = _memo.popitem(last=False)
-            held -= len(old_text)
+    if hit is None:
+        hit = parsecache.load(file, text)
+        if hit is None:
+            own = Diagnostics()
+            module = _parse(text, file, own)
+            hit = (module, own)
+            parsecache.save(file, text, module, own)
+        with _lock:
+            _memo[key] = hit
+            held = sum(len(t) for _f, t in _memo)
+            while held > _MEMO_BYTES and len(_memo) > 1:
+                (_f, old_text), _v = _memo.popitem(last=False)
+                held -= len(old_text)
+    module, found = hit
+    diags.extend(found)
     return module
 
 
