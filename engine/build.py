@@ -15,6 +15,7 @@ succeeded.  Every failure of the disk or the store comes back as a
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -104,7 +105,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         report = make_report(program.title, program.currency, outcomes, time.time() - started,
                              interrupted=executor.interrupted, jobs_running=running,
                              bug=next((o.traceback for o in outcomes if o.traceback), None),
-                             stale=laid.stale)
+                             stale=laid.stale, cpu=_cpu(executor))
         write_report(report, folder)
         # A build with shots awaiting picks is not finished: the next one looks again.
         ok = not (executor.interrupted or bug or report["counts"].get("failed")
@@ -121,6 +122,19 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
             except OSError as e:
                 raise disk_error(f"write `{noop.path_of(root)}`", e, state.path) from None
     return BuildResult(outcomes, report, folder, executor.interrupted, bug, running)
+
+
+def _cpu(executor: Executor) -> dict[str, float]:
+    """CPU seconds: filmc's own (this process, from its start, and the local backend's
+    render workers: Python and Pillow) and the tools they ran (ffmpeg)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    own, tools = me.ru_utime + me.ru_stime, 0.0
+    for adapter in executor._adapters.values():
+        used = getattr(adapter, "cpu", None)
+        if callable(used):
+            workers, ran = used()
+            own, tools = own + workers, tools + ran
+    return {"filmc": round(own, 3), "tools": round(tools, 3)}
 
 
 def _cause(options: Options, interrupted: bool) -> str:

@@ -9,6 +9,10 @@
      "fell_back": [{"id", "shot", "from", "to", "refused", "cost", "status"}],
                                          steps a fallback backend made (now, or before)
      "bug": null | "Traceback ...",
+     "cpu": {"filmc": 41.2, "tools": 310.5},
+                                         CPU seconds of filmc's own processes (the build
+                                         and its render workers: Python, Pillow) and of
+                                         the programs they ran (ffmpeg)
      "stale": [{"path": "film.mp4", "moved_to": "stale/film.mp4",
                 "why": "film.mp4 is from an earlier build: this build stopped at ..."}],
                                          results an earlier build made and this one did
@@ -40,7 +44,8 @@ MAX_COST = "--max-cost"
 def make_report(title: str, currency: str, outcomes: Sequence[Any], seconds: float, *,
                 interrupted: bool = False, jobs_running: int = 0,
                 bug: str | None = None,
-                stale: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
+                stale: Sequence[Mapping[str, str]] = (),
+                cpu: Mapping[str, float] | None = None) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -62,6 +67,7 @@ def make_report(title: str, currency: str, outcomes: Sequence[Any], seconds: flo
                        "refused": o.fallback.get("refused", ""), "cost": o.cost,
                        "status": o.status} for o in outcomes if o.fallback],
         "bug": bug,
+        "cpu": dict(cpu) if cpu is not None else None,
         "stale": [dict(s) for s in stale],
         "steps": [{"id": o.id, "kind": o.kind, "backend": o.backend, "scene": o.scene,
                    "shot": o.shot, "status": o.status, "seconds": round(o.seconds, 3),

@@ -74,6 +74,7 @@ class LocalBackend(Adapter):
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
         self._pool: Any = None
+        self._cpu = (0.0, 0.0)  # CPU seconds of closed pools' workers: their own, ffmpeg's
 
     @classmethod
     def key_fields(cls, kind: str, settings: Mapping[str, Any]) -> frozenset[str]:
@@ -135,8 +136,14 @@ class LocalBackend(Adapter):
             raise BackendError(error["message"])
         return Done(answer["files"], cost=0.0)
 
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds its render workers used: (their own, the ffmpegs they ran)."""
+        now = self._pool.cpu() if self._pool is not None else (0.0, 0.0)
+        return (self._cpu[0] + now[0], self._cpu[1] + now[1])
+
     async def close(self) -> None:
         if self._pool is not None:
+            self._cpu = self.cpu()
             await self._pool.close()
             self._pool = None
 

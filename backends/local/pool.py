@@ -31,6 +31,7 @@ class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.errors = bytearray()  # the end of its stderr, for a worker that dies
+        self.cpu = (0.0, 0.0)  # CPU seconds (its own, its ffmpegs') by its latest answer
         self.reader = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
@@ -45,13 +46,16 @@ class Pool:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._slots = asyncio.Semaphore(self.size)
+        self._started: list[_Worker] = []  # every worker, for the CPU they used
 
     async def _start(self) -> _Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "filmc.backends.local.worker", str(os.getpid()),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=_LIMIT)
-        return _Worker(proc)
+        worker = _Worker(proc)
+        self._started.append(worker)
+        return worker
 
     async def call(self, job: dict[str, Any]) -> dict[str, Any]:
         async with self._slots:
@@ -85,7 +89,14 @@ class Pool:
             raise BackendError(f"the local renderer process exited (status {code})"
                                + (": " + " / ".join(said) if said else ""))
         answer: dict[str, Any] = json.loads(line)
+        own, tools = answer.pop("cpu", worker.cpu)
+        worker.cpu = (float(own), float(tools))
         return answer
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds the workers used, their own (Python, Pillow) and their ffmpegs',
+        as of each one's latest answer."""
+        return (sum(w.cpu[0] for w in self._started), sum(w.cpu[1] for w in self._started))
 
     def _kill(self, worker: _Worker) -> None:
         with contextlib.suppress(ProcessLookupError):

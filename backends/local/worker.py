@@ -4,7 +4,9 @@
 
 Reads one JSON request a line on stdin, renders it (`render.render`), answers
 one JSON line on stdout: `{"files": {output: [paths]}}` or `{"error": {"type":
-"media" | "backend" | "os" | "bug", "message", "traceback"}}`.
+"media" | "backend" | "os" | "bug", "message", "traceback"}}`, with `"cpu": [own,
+tools]`: the CPU seconds this process and the programs it ran (ffmpeg) have used
+so far, which the build reports (engine/report.py).
 
 A worker must never outlive the build that started it, however that build
 ends: it asks the kernel to kill it when its parent dies (PR_SET_PDEATHSIG),
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import resource
 import signal
 import sys
 import traceback
@@ -53,6 +56,13 @@ def decode(obj: dict) -> Any:
     return obj
 
 
+def cpu_used() -> list[float]:
+    """[this process, its finished children]: user + system CPU seconds so far."""
+    me, tools = resource.getrusage(resource.RUSAGE_SELF), \
+        resource.getrusage(resource.RUSAGE_CHILDREN)
+    return [round(me.ru_utime + me.ru_stime, 6), round(tools.ru_utime + tools.ru_stime, 6)]
+
+
 def main(parent: int) -> None:
     die_with_parent()
     if os.getppid() != parent:  # the build died before we could ask
@@ -79,6 +89,7 @@ def main(parent: int) -> None:
         except Exception as e:
             answer = {"error": {"type": "bug", "message": f"{type(e).__name__}: {e}",
                                 "traceback": traceback.format_exc()}}
+        answer["cpu"] = cpu_used()
         out.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
         out.flush()
 
