@@ -15,6 +15,7 @@ succeeded.  Every failure of the disk or the store comes back as a
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import time
 from pathlib import Path
@@ -76,6 +77,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
                 events.note(f"{len(others)} paid job(s) an earlier build started are for steps "
                             f"this build does not make; they stay recorded for the build "
                             f"that needs them")
+            prepared = process_age()
             outcomes = asyncio.run(executor.run())
             # What this build reused, for `filmc gc --older-than`.
             store.touch(program.graph._node[o.id]["step"].key for o in outcomes
@@ -105,7 +107,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         report = make_report(program.title, program.currency, outcomes, time.time() - started,
                              interrupted=executor.interrupted, jobs_running=running,
                              bug=next((o.traceback for o in outcomes if o.traceback), None),
-                             stale=laid.stale, cpu=_cpu(executor))
+                             stale=laid.stale, cpu=_cpu(executor), prepared=prepared)
         write_report(report, folder)
         # A build with shots awaiting picks is not finished: the next one looks again.
         ok = not (executor.interrupted or bug or report["counts"].get("failed")
@@ -122,6 +124,19 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
             except OSError as e:
                 raise disk_error(f"write `{noop.path_of(root)}`", e, state.path) from None
     return BuildResult(outcomes, report, folder, executor.interrupted, bug, running)
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: /proc), None where unknown: how long a
+    build took to be ready to run its first step (reading, compiling, the store)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            start = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/uptime", "rb") as f:
+            up = float(f.read().split()[0])
+        return max(0.0, round(up - start / os.sysconf("SC_CLK_TCK"), 3))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cpu(executor: Executor) -> dict[str, float]:

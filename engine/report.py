@@ -9,6 +9,7 @@
      "fell_back": [{"id", "shot", "from", "to", "refused", "cost", "status"}],
                                          steps a fallback backend made (now, or before)
      "bug": null | "Traceback ...",
+     "prepared": 0.41,                   seconds from filmc's start to the first step
      "cpu": {"filmc": 41.2, "tools": 310.5},
                                          CPU seconds of filmc's own processes (the build
                                          and its render workers: Python, Pillow) and of
@@ -45,7 +46,8 @@ def make_report(title: str, currency: str, outcomes: Sequence[Any], seconds: flo
                 interrupted: bool = False, jobs_running: int = 0,
                 bug: str | None = None,
                 stale: Sequence[Mapping[str, str]] = (),
-                cpu: Mapping[str, float] | None = None) -> dict[str, Any]:
+                cpu: Mapping[str, float] | None = None,
+                prepared: float | None = None) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -67,6 +69,7 @@ def make_report(title: str, currency: str, outcomes: Sequence[Any], seconds: flo
                        "refused": o.fallback.get("refused", ""), "cost": o.cost,
                        "status": o.status} for o in outcomes if o.fallback],
         "bug": bug,
+        "prepared": prepared,
         "cpu": dict(cpu) if cpu is not None else None,
         "stale": [dict(s) for s in stale],
         "steps": [{"id": o.id, "kind": o.kind, "backend": o.backend, "scene": o.scene,

@@ -1,0 +1,185 @@
+"""Benchmark issue 12 on the 3,000-shot film: an edit costs what it changes.
+
+    .venv/bin/python bench/bench_feature.py [--shots 3000] [--size 96x40] [--record]
+
+In one run, on the synthetic film of bench/make_film.py built offline at a small
+frame size (where encoding is trivial, so what is measured is filmc):
+
+- **P8** the first build, from an empty store: filmc's own CPU (the build process
+  and its render workers: Python, Pillow) ÷ the build's total CPU (theirs plus the
+  ffmpegs they ran), from the build report's `cpu` (engine/build.py), checked
+  against what the kernel counted for the whole process tree.  Goal ≤ 0.2.
+- **P6** the compile: a cold `filmc plan` (no parse cache) and, after a one-shot edit,
+  the time a build takes from its process's start to its first step (`prepared` in
+  the build report: reading, compiling, the store).  Goals: ≤ 1.5 s cold, ≤ 0.5 s
+  after the edit.  Python's start-up with filmc's imports is measured beside them.
+- **P2** one shot's camera changed, then `filmc build`: its wall time against that
+  shot's own steps (their run times in the same build's report) plus a `cat` of the
+  film's shot files.  Goals: ≤ 2 × that, and ≤ 3 s.
+
+The film and its store live in a temporary folder (or `--keep DIR`); the parse cache
+in a folder of the run's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_check import record  # noqa: E402
+from make_film import write_film  # noqa: E402
+
+BIN = Path(sys.executable).parent
+GOAL_P2_RATIO, GOAL_P2_S = 2.0, 3.0
+GOAL_P6_EDIT, GOAL_P6_COLD = 0.5, 1.5
+GOAL_P8 = 0.2
+MOVES = ("static", "pan_left", "pan_right", "whip_pan", "tilt_up", "tilt_down", "dolly_in",
+         "slow_push", "dolly_out", "dolly_zoom", "truck_left", "truck_right", "crane_up",
+         "crane_down", "zoom_in", "crash_zoom", "zoom_out", "handheld", "steadicam", "orbit",
+         "tracking", "drone_flyover", "推", "拉", "摇", "移", "跟", "升", "降")
+
+
+def cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,)
+        ) -> tuple[float, float]:
+    """(wall, CPU of the whole process tree) of one command, which must succeed."""
+    cpu, t = cpu_children(), time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if r.returncode not in ok:
+        sys.exit(f"`{' '.join(cmd)}` failed ({r.returncode}):\n{r.stdout[-2000:]}\n"
+                 f"{r.stderr[-4000:]}")
+    return wall, cpu_children() - cpu
+
+
+def report(project: Path) -> dict:
+    (found,) = (project / "build").glob("*/report.json")
+    return json.loads(found.read_text(encoding="utf-8"))
+
+
+def edit_camera(project: Path) -> tuple[str, str]:
+    """Change the camera of a shot in the middle of the film: (shot id, its new line)."""
+    files = sorted((project / "seq").glob("*.film"))
+    path = files[len(files) // 2]
+    text = path.read_text(encoding="utf-8")
+    shots = list(re.finditer(r"^  shot (\S+) [^\n]*\{\n    camera ([^\n]*)\n", text, re.M))
+    m = shots[len(shots) // 2]
+    words = m.group(2).split()
+    move = "dolly_in" if "dolly_in" not in words else "dolly_out"
+    words = [w for w in words if w not in MOVES]
+    line = "camera " + " ".join([*words, move])
+    start, end = m.span(2)
+    path.write_text(text[:start] + line[len("camera "):] + text[end:], encoding="utf-8")
+    return m.group(1), line
+
+
+def cat_seconds(files: list[Path], out: Path, runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        with open(out, "wb") as f:
+            subprocess.run(["cat", *map(str, files)], stdout=f, check=True)
+        times.append(time.perf_counter() - t)
+    out.unlink()
+    return statistics.median(times)
+
+
+def imports_seconds(env: dict[str, str], runs: int = 3) -> float:
+    code = "import filmc.cli, filmc.compiler.pipeline, filmc.engine.build, networkx, jinja2"
+    return statistics.median(run([sys.executable, "-c", code], Path.cwd(), env)[0]
+                             for _ in range(runs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shots", type=int, default=3000)
+    ap.add_argument("--size", default="96x40")
+    ap.add_argument("--keep", type=Path, help="build in this folder and keep it")
+    ap.add_argument("--record", action="store_true")
+    args = ap.parse_args()
+
+    base = args.keep or Path(tempfile.mkdtemp(prefix="filmc-feature-"))
+    project = base / "film"
+    if project.exists():
+        shutil.rmtree(project)
+    write_film(project, args.shots, seed=1, size=args.size)
+    cache = base / "cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILMC_")}
+    env |= {"XDG_CACHE_HOME": str(cache), "NO_COLOR": "1"}
+    filmc = str(BIN / "filmc")
+    load = os.getloadavg()[0]
+
+    # P6, cold: no parse cache, a new process, as a user's first `filmc plan`.
+    cold, _ = run([filmc, "check", "film.film"], project, env)
+    shutil.rmtree(cache, ignore_errors=True)
+    plan_cold, _ = run([filmc, "plan", "--offline", "film.film"], project, env, ok=(0, 2))
+    startup = imports_seconds(env)
+
+    # P8: the first build, from an empty store.
+    print(f"building {args.shots} shots at {args.size} from an empty store…", flush=True)
+    first_wall, first_cpu = run([filmc, "build", "--offline", "film.film"], project, env)
+    first = report(project)
+    own, tools = first["cpu"]["filmc"], first["cpu"]["tools"]
+    p8 = own / (own + tools)
+
+    # P2 and P6 after an edit: one shot's camera, then a build.
+    shot, line = edit_camera(project)
+    edit_wall, _ = run([filmc, "build", "--offline", "film.film"], project, env)
+    after = report(project)
+    ran = [s for s in after["steps"] if s["status"] == "ran"]
+    own_steps = sum(s["seconds"] for s in ran if s["shot"] == shot)
+    (film_dir,) = (project / "build").glob("*/shots")
+    cat = cat_seconds(sorted(film_dir.glob("*.mp4")), base / "cat.out")
+    p2 = edit_wall / (own_steps + cat)
+    prepared = after["prepared"]
+
+    rows = [
+        f"Film: {args.shots} shots at {args.size} (bench/make_film.py, seed 1); load average "
+        f"{load:.1f} at the start.",
+        "",
+        "| measure | figure | baseline (same run) | ratio | goal | |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+        f"| P8 first build: filmc's CPU ÷ all CPU | {own:.0f} s of {own + tools:.0f} s "
+        f"(kernel: {first_cpu:.0f} s; wall {first_wall:.0f} s) | ffmpeg {tools:.0f} s | "
+        f"{p8:.2f} | ≤ {GOAL_P8} | {'PASS' if p8 <= GOAL_P8 else 'MISS'} |",
+        f"| P6 cold: `filmc plan` (no parse cache) | {plan_cold:.2f} s | Python + imports "
+        f"{startup:.2f} s; `filmc check` {cold:.2f} s | | ≤ {GOAL_P6_COLD} s | "
+        f"{'PASS' if plan_cold <= GOAL_P6_COLD else 'MISS'} |",
+        f"| P6 after a one-shot edit: start → first step | {prepared:.2f} s | Python + "
+        f"imports {startup:.2f} s | | ≤ {GOAL_P6_EDIT} s | "
+        f"{'PASS' if prepared <= GOAL_P6_EDIT else 'MISS'} |",
+        f"| P2 one camera edit, rebuild | {edit_wall:.2f} s | shot's steps {own_steps:.2f} s "
+        f"+ cat {cat:.3f} s | {p2:.1f} | ≤ {GOAL_P2_RATIO} and ≤ {GOAL_P2_S} s | "
+        f"{'PASS' if p2 <= GOAL_P2_RATIO and edit_wall <= GOAL_P2_S else 'MISS'} |",
+        "",
+        f"The edit: `{shot}` → `{line}`. What the rebuild ran ({len(ran)} steps):",
+        "",
+        *[f"- `{s['id']}` {s['seconds']:.2f} s" for s in sorted(ran, key=lambda s: -s["seconds"])
+          [:12]],
+    ]
+    print("\n".join(rows))
+    if args.record:
+        record(f"Feature scale (issue 12: P2, P6, P8), {args.shots} shots", rows)
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
