@@ -50,6 +50,7 @@ from .backends import BackendInfo
 from .exports import ExportSetup, add_exports
 from .keys import step_key
 from .lock import CONTINUES, LOCK_NAME, STALE, UNPICKED, Choice, Lock, ShotPicks, resolve
+from .passes import time_lines
 from .sound import DEFAULT_LOUDNESS, add_sound
 from .templates import Templates
 
@@ -114,6 +115,10 @@ class _Builder:
         self.burn_subtitles = False
         self.loudness = DEFAULT_LOUDNESS  # [sound] loudness: the film's mix target, LUFS
         self.exports: ExportSetup | None = None  # None: a graph without the exports
+        # speech step keys → the lines' real lengths, where the store knows them (None: the
+        # estimates alone); how many lines were timed by them
+        self.said: Callable[[list[str]], Mapping[str, Fraction]] | None = None
+        self.retimed = 0
         # (scene, shot, kind) → (the shot's backend, its fallback), for the shots that have one
         self._fallbacks: dict[tuple[str | None, str | None, str], tuple[str, str]] = {
             (scene.id, shot.id, kind): (shot.backend(kind), fb)
@@ -391,21 +396,50 @@ class _Builder:
                 characters=self._cast_ids(shot), waits=waits)
         return self.choose_from(shot, "clip", made, self.user_takes(shot, "clip"), paid)
 
+    def speech(self, shot: ir.Shot, line: ir.Line) -> str:
+        """One line said: the speech template renders the voice and the line's direction."""
+        who = self._chars[line.speaker]
+        ctx = self._speech.setdefault((who.voice, line.paren), {"voice": who.voice,
+                                                                 "paren": line.paren or ""})
+        return self.add(StepId.speech(shot.scene, shot.id, line.index), shot.backend("speech"),
+                        template=("speech", ctx), into="voice",
+                        fields=Fields(text=line.text, speaker=line.speaker,
+                                      language=line.language), characters=self._cast_ids(shot))
+
+    def retime(self, said: Callable[[list[str]], Mapping[str, Fraction]]) -> None:
+        """Time the dialogue by the real length of the lines already said (`said`: speech
+        step key → seconds, from the store: engine/lengths.py); the others keep their
+        estimate.  A line's speech does not depend on its timing, so its key is known
+        before the shot's: the steps are keyed here, then taken out again, to be added in
+        film order with the rest."""
+        spoken = [(shot, line) for shot in self.film.shots for line in shot.lines]
+        if not spoken:
+            return
+        ids = [self.speech(shot, line) for shot, line in spoken]
+        keys = [self.keys[i] for i in ids]
+        for i in ids:
+            self.g.remove_node(i)
+            del self.keys[i]
+        known = said(keys)
+        lengths: dict[tuple[str, str], dict[int, Fraction]] = {}
+        for (shot, line), key in zip(spoken, keys):
+            if key in known:
+                lengths.setdefault((shot.scene, shot.id), {})[line.index] = known[key]
+        if not lengths:
+            return
+        self.film = attrs.evolve(self.film, scenes=tuple(
+            attrs.evolve(scene, shots=tuple(
+                time_lines(shot, lengths[(shot.scene, shot.id)])
+                if (shot.scene, shot.id) in lengths else shot for shot in scene.shots))
+            for scene in self.film.scenes))
+        self.retimed = len(known)
+
     def finish(self, shot: ir.Shot, clip: str, waits: str | None) -> str:
         """The shot: its picked clip conformed, with its dialogue."""
         film = self.film
         chars = self._cast_ids(shot)
-        speech = []
-        for line in shot.lines:
-            who = self._chars[line.speaker]
-            ctx = self._speech.setdefault((who.voice, line.paren), {"voice": who.voice,
-                                                                     "paren": line.paren or ""})
-            # The speech template renders the voice and the line's direction.
-            sid = self.add(StepId.speech(shot.scene, shot.id, line.index), shot.backend("speech"),
-                           template=("speech", ctx), into="voice",
-                           fields=Fields(text=line.text, speaker=line.speaker,
-                                         language=line.language), characters=chars)
-            speech.append(InputRef(sid, S.SPEECH, Tags(start=line.start, end=line.end)))
+        speech = [InputRef(self.speech(shot, line), S.SPEECH, Tags(start=line.start, end=line.end))
+                  for line in shot.lines]
         return self.add(StepId.of_shot(shot.scene, shot.id), shot.backend("shot"),
                         fields=Fields(width=film.width, height=film.height, fps=film.fps,
                                       duration=shot.duration),
@@ -415,6 +449,8 @@ class _Builder:
     # -- the film and the side outputs -------------------------------------------------------------
 
     def build(self) -> nx.DiGraph:
+        if self.said is not None:
+            self.retime(self.said)
         film = self.film
         shots = film.shots
         picks: dict[tuple[str, str], ShotPicks] = {}
@@ -511,6 +547,8 @@ class _Builder:
             cycle = [u for u, _ in nx.find_cycle(self.g)]
             raise GraphError("the step graph has a cycle: " + " --> ".join(cycle + cycle[:1]))
         self.g.graph["picks"] = picks
+        self.g.graph["film"] = self.film  # its dialogue timed by the lines said, where known
+        self.g.graph["retimed"] = self.retimed
         self.g.graph["lock"] = self.lock.path.name if self.lock.path is not None else LOCK_NAME
         return self.g
 
@@ -548,14 +586,19 @@ _TIME_WORDS = {"DAWN": "at dawn", "SUNRISE": "at sunrise", "MORNING": "in the mo
 def build_graph(film: ir.Film, templates: Templates, choose: Callable[[str], str],
                 infos: Mapping[str, BackendInfo], burn_subtitles: bool = False,
                 lock: Lock | None = None, exports: ExportSetup | None = None,
-                loudness: float | None = None) -> nx.DiGraph:
+                loudness: float | None = None,
+                said: Callable[[list[str]], Mapping[str, Fraction]] | None = None) -> nx.DiGraph:
     """The step graph of a film, every node keyed.  `choose(kind)`: the backend of the
     film-wide steps of `kind` (a shot's own steps name theirs in the IR); `lock`: the
     film's picks (compiler/lock.py); `exports`: where the exports' media lie (None: no
-    `export.*` steps).  `graph.graph["picks"]` holds each shot's `ShotPicks`."""
+    `export.*` steps); `said`: the real length of lines already said, by speech step key
+    (engine/lengths.py), which times the dialogue in their place of the estimates.
+    `graph.graph["picks"]` holds each shot's `ShotPicks`, `graph.graph["film"]` the film
+    as the graph times it."""
     builder = _Builder(film, templates, choose, infos, lock or Lock(None))
     builder.burn_subtitles = burn_subtitles
     if loudness is not None:
         builder.loudness = loudness
     builder.exports = exports
+    builder.said = said
     return builder.build()

@@ -8,7 +8,7 @@ front end reported nothing fatal); output is `ir.Film`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -140,32 +140,38 @@ def lower_scenes(st: State) -> State:
 
 
 def time_dialogue(st: State) -> State:
-    """Spread each shot's lines over it: equal pauses around lines said at a normal rate;
-    lines that cannot fit are squeezed to share the shot evenly."""
+    """Spread each shot's lines over it (`time_lines`), by the estimated speaking time."""
     scenes = []
     for scene in st.scenes:
         shots = []
         for shot in scene.shots:
-            if not shot.lines:
-                shots.append(shot)
-                continue
-            need = [Fraction(round(speaking_time(line.text) * 1000), 1000) or Fraction(1, 2)
-                    for line in shot.lines]
-            total = sum(need)
-            if total >= shot.duration:
-                need = [shot.duration * n / total for n in need]
-                gap = Fraction(0)
-            else:
-                gap = (shot.duration - total) / (len(need) + 1)
-            t = Fraction(0)
-            lines = []
-            for line, n in zip(shot.lines, need):
-                t += gap
-                lines.append(attrs.evolve(line, start=t, end=t + n, language=shot.language))
-                t += n
-            shots.append(attrs.evolve(shot, lines=tuple(lines)))
+            shots.append(time_lines(shot) if shot.lines else shot)
         scenes.append(attrs.evolve(scene, shots=tuple(shots)))
     return attrs.evolve(st, scenes=tuple(scenes))
+
+
+def time_lines(shot: ir.Shot, said: Mapping[int, Fraction] | None = None) -> ir.Shot:
+    """Spread a shot's lines over it: equal pauses around lines said at their length;
+    lines that cannot fit are squeezed to share the shot evenly.  A line's length is
+    `said[line.index]` where known (the real length of its speech, once made:
+    engine/lengths.py), else the estimate for its words."""
+    said = said or {}
+    need = [said.get(line.index)
+            or Fraction(round(speaking_time(line.text) * 1000), 1000) or Fraction(1, 2)
+            for line in shot.lines]
+    total = sum(need)
+    if total >= shot.duration:
+        need = [shot.duration * n / total for n in need]
+        gap = Fraction(0)
+    else:
+        gap = (shot.duration - total) / (len(need) + 1)
+    t = Fraction(0)
+    lines = []
+    for line, n in zip(shot.lines, need):
+        t += gap
+        lines.append(attrs.evolve(line, start=t, end=t + n, language=shot.language))
+        t += n
+    return attrs.evolve(shot, lines=tuple(lines))
 
 
 # --- pass 4: the backend of every step kind of every shot -------------------------------------

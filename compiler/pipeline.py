@@ -10,7 +10,7 @@ names and the project folder, nothing else of the compiler.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from .config import LOCAL, Config, load_config
 from .lock import lock_path
 
 STAGES = ("check", "ir", "graph")
+# (project root, `[build] store`) → a lookup of lines' lengths by speech step key, or None
+Said = Callable[[Path, str | None], Callable[[list[str]], Mapping[str, Fraction]] | None]
 
 
 @attrs.frozen
@@ -126,10 +128,13 @@ class Compiled:
 
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,
                  loader: Loader | None = None, offline: bool = False,
-                 burn_subtitles: bool = False) -> Compiled:
+                 burn_subtitles: bool = False, said: Said | None = None) -> Compiled:
     """`offline`: every step on the built-in `local` backend (the animatic), whatever
     filmc.toml and the shots say; keys follow, so the animatic never stands in for a
-    real service's output in the cache."""
+    real service's output in the cache.  `said(root, store)`: where the project's store
+    knows how long the lines already said are, a lookup by speech step key
+    (engine/lengths.py `lookup_for`), by which the graph times the dialogue; None (or a
+    lookup of None) keeps every line's estimate."""
     assert until in STAGES
     diags = diags if diags is not None else Diagnostics()
     loader = loader or Loader(diags)
@@ -181,13 +186,15 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
     try:
         out.graph = build_graph(out.film, Templates(out.project.root), choose, out.backends,
                                 burn_subtitles=burn_subtitles, lock=out.lock, exports=exports,
-                                loudness=config.loudness)
+                                loudness=config.loudness,
+                                said=said(out.project.root, config.store) if said else None)
     except TemplateError as e:
         diags.error("F0601", e.message, ast.Span(e.file, e.line, 1, e.line, 2), help=e.help)
         return out
     except GraphError as e:
         diags.error("F0602", str(e), None, help="this is a bug in filmc: please report it")
         return out
+    out.film = out.graph.graph["film"]  # its dialogue timed by what was said, where known
     check_capabilities(out.project, out.graph, out.backends, diags)
     stale_warnings(out.lock, out.graph.graph["picks"], shot_spans(out.project), diags,
                    offline=offline)

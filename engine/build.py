@@ -18,6 +18,7 @@ import asyncio
 import os
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,7 +51,10 @@ class BuildResult:
 
 def build(program: Any, options: Options, events: Events, *, wait: bool = True,
           fast_key: dict[str, Any] | None = None,
-          adapters: AdapterFactory | None = None) -> BuildResult:
+          adapters: AdapterFactory | None = None,
+          again: Callable[[], Any] | None = None) -> BuildResult:
+    """`again()`: the program compiled anew (None: it no longer compiles), which a build
+    that must say lines first asks for, to time the dialogue by them (`_say_first`)."""
     started = time.time()
     root = Path(program.root)
     where = location(root, program.store)
@@ -71,6 +75,12 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         try:
             executor = Executor(program, store, state, journal, options, events, adapters)
             executor.preflight()
+            said: list[Outcome] = []
+            used = [executor]  # every executor this build ran, for the CPU they used
+            if again is not None:
+                program, executor, said = _say_first(program, executor, again, store, state,
+                                                     journal, options, events, adapters)
+                used.append(executor)
             needed = {program.graph._node[n]["step"].key for n in executor.decision.nodes}
             others = [j for k, j in journal.open_jobs.items() if k not in needed]
             if others:
@@ -78,7 +88,8 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
                             f"this build does not make; they stay recorded for the build "
                             f"that needs them")
             prepared = process_age()
-            outcomes = asyncio.run(executor.run())
+            outcomes = said if executor.stopped_saying else \
+                _merged(said, asyncio.run(executor.run()))
             # What this build reused, for `filmc gc --older-than`.
             store.touch(program.graph._node[o.id]["step"].key for o in outcomes
                         if o.status in ("cached", "provided"))
@@ -107,7 +118,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         report = make_report(program.title, program.currency, outcomes, time.time() - started,
                              interrupted=executor.interrupted, jobs_running=running,
                              bug=next((o.traceback for o in outcomes if o.traceback), None),
-                             stale=laid.stale, cpu=_cpu(executor), prepared=prepared)
+                             stale=laid.stale, cpu=_cpu(used), prepared=prepared)
         write_report(report, folder)
         # A build with shots awaiting picks is not finished: the next one looks again.
         ok = not (executor.interrupted or bug or report["counts"].get("failed")
@@ -126,6 +137,50 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
     return BuildResult(outcomes, report, folder, executor.interrupted, bug, running)
 
 
+def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store: Store,
+               state: State, journal: Journal, options: Options, events: Events,
+               adapters: AdapterFactory | None) -> tuple[Any, Executor, list[Outcome]]:
+    """Say the lines this build would say, before anything made from their timing.
+
+    The compiler times a shot's dialogue by the real length of its lines where they have
+    been said (engine/lengths.py), and by an estimate until then.  A build that is about
+    to say lines therefore says them first, then compiles again, so that the shots, the
+    subtitles and the mix it makes are timed by the speech itself (and the next build
+    finds them current, instead of re-timing them).  Returns the program to build, its
+    executor and what saying the lines did; when saying failed or was interrupted, the
+    executor that said them, marked `stopped_saying`: the build ends there, as it would
+    have at a failed step, and never asks a service twice for a line in one build."""
+    node = program.graph._node
+    first = frozenset(n for n in executor.decision.run if node[n]["kind"] == "speech")
+    if not first:
+        return program, executor, []
+    events.note(f"saying {len(first)} line{'s' if len(first) != 1 else ''} of dialogue first, "
+                f"to time the shots by how long they are")
+    pre = Executor(program, store, state, journal,
+                   attrs.evolve(options, selection=first, until=None), events, adapters)
+    pre.preflight()
+    said = asyncio.run(pre.run())
+    if pre.interrupted or pre.bug or any(o.status != "ran" for o in said if o.id in first):
+        pre.stopped_saying = True
+        return program, pre, said
+    compiled = again()
+    if compiled is None:
+        raise BuildError("the film no longer compiles after its lines were said",
+                         "run `filmc check` and fix what it says (the lines are kept)")
+    spent = sum(o.cost or 0.0 for o in said if o.status == "ran" and not o.attached)
+    budget = None if options.max_cost is None else max(0.0, options.max_cost - spent)
+    executor = Executor(compiled, store, state, journal,
+                        attrs.evolve(options, max_cost=budget), events, adapters)
+    executor.preflight()
+    return compiled, executor, said
+
+
+def _merged(said: list[Outcome], outcomes: list[Outcome]) -> list[Outcome]:
+    """The build's outcomes, with the lines it said first as run (not cached)."""
+    ran = {o.id: o for o in said if o.status == "ran"}
+    return [ran.get(o.id, o) if o.status == "cached" else o for o in outcomes]
+
+
 def process_age() -> float | None:
     """Seconds since this process started (Linux: /proc), None where unknown: how long a
     build took to be ready to run its first step (reading, compiling, the store)."""
@@ -139,12 +194,12 @@ def process_age() -> float | None:
         return None
 
 
-def _cpu(executor: Executor) -> dict[str, float]:
+def _cpu(executors: list[Executor]) -> dict[str, float]:
     """CPU seconds: filmc's own (this process, from its start, and the local backend's
     render workers: Python and Pillow) and the tools they ran (ffmpeg)."""
     me = resource.getrusage(resource.RUSAGE_SELF)
     own, tools = me.ru_utime + me.ru_stime, 0.0
-    for adapter in executor._adapters.values():
+    for adapter in {id(a): a for e in executors for a in e._adapters.values()}.values():
         used = getattr(adapter, "cpu", None)
         if callable(used):
             workers, ran = used()

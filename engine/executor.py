@@ -57,6 +57,7 @@ from ..lang.steps import KINDS, Addressed, StepId
 from . import verify
 from .db import StoreError, disk_error
 from .journal import Journal
+from .lengths import measure
 from .remote import Service
 from .retry import Policy
 from .state import State
@@ -150,6 +151,7 @@ class Executor:
         self.stopped = False  # a failure without --keep-going: start nothing new
         self.interrupted = False
         self.bug: BaseException | None = None
+        self.stopped_saying = False  # the lines said first failed: the build ends (build.py)
         self.spent = 0.0
         self._reserved = 0.0
         self.decision = decide(self.graph, options.selection, options.until, options.force,
@@ -495,6 +497,9 @@ class Executor:
             found = verify.collect(KINDS[step.kind].outputs, files, workdir)
             check = not info.runs_here
             loop = asyncio.get_running_loop()
+            # A line's length, which the compiler times the dialogue by (engine/lengths.py).
+            said = await loop.run_in_executor(self._io, measure, found[0][1]) \
+                if step.kind == "speech" and found else None
             stored = [Stored(o.name, await loop.run_in_executor(self._io, self._take, path, o,
                                                                 check),
                              path.suffix.lower()) for o, path in found]
@@ -513,7 +518,8 @@ class Executor:
                                   "remote": not info.runs_here,  # a service: money, maybe
                                   "seconds": round(seconds, 3), "cost": cost,
                                   "cost_source": source, "estimate": price,
-                                  **({"fallback": dict(fallback)} if fallback else {})})
+                                  **({"fallback": dict(fallback)} if fallback else {}),
+                                  **({"audio_seconds": said} if said is not None else {})})
         if not info.runs_here:
             await self._services[info.name].done(step.key)
         return self._outcome(step, "ran", seconds=seconds, outputs=tuple(stored), cost=cost,

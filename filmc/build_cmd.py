@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import FILE_HELP, add_build_options, build_options, compile_or_report, fail
+from .common import (
+    FILE_HELP,
+    add_build_options,
+    build_options,
+    compile_or_report,
+    fail,
+    recompiler,
+)
 
 
 def add_parsers(sub: Any) -> None:
@@ -94,7 +101,8 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
                       until=until, selection=selection, max_cost=args.max_cost,
                       use_first=args.use_first)
     done = run_build(result, options, args.quiet, wait=not args.no_wait,
-                     fast_key=None if args.force else fast_key)
+                     fast_key=None if args.force else fast_key,
+                     again=recompiler(args.file, args.offline, args.burn_subtitles))
     if isinstance(done, int):
         return done
     ended = finished(done, args.debug)

@@ -79,14 +79,35 @@ def count(errors: int, warnings: int) -> str:
 def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = False) -> Any:
     """The film compiled to its graph, or None after printing why not; warnings printed."""
     from .compiler.pipeline import compile_film
+    from .engine.lengths import lookup_for
 
-    result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles)
+    result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles,
+                          said=lookup_for)
     if not result.ok or result.graph is None:
         report(result.diags, result.sources)
         return None
     if result.diags.items:  # warnings: shown, not fatal
         report(result.diags, result.sources)
     return result
+
+
+def recompiler(file: Path, offline: bool = False, burn_subtitles: bool = False) -> Any:
+    """What a build calls to compile the film again once it has said its lines (they time
+    the dialogue: engine/build.py `_say_first`): the new program, or None after printing
+    why it no longer compiles.  Its warnings were printed by the first compile."""
+
+    def again() -> Any:
+        from .compiler.pipeline import compile_film
+        from .engine.lengths import lookup_for
+
+        result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles,
+                              said=lookup_for)
+        if not result.ok or result.graph is None:
+            report(result.diags, result.sources)
+            return None
+        return result.program()
+
+    return again
 
 
 def selection(graph: Any, specs: list[str]) -> frozenset[str] | None:

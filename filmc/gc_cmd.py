@@ -157,6 +157,7 @@ def _commit_needs(repo: Path, full: str, short: str, subject: str, main: Path,
                   debug: bool) -> Any:
     """What one commit needs (as configured and offline), or a warning naming it."""
     from .compiler.pipeline import compile_film
+    from .engine.lengths import lookup_for
     from .engine.roots import Needs, needs_of
     from .lang.tree import GitTree, TreeError, using
 
@@ -168,7 +169,7 @@ def _commit_needs(repo: Path, full: str, short: str, subject: str, main: Path,
             if not tree.is_file(main):
                 return needs  # the film is not in it yet
             for offline in (False, True):
-                result = compile_film(main, offline=offline)
+                result = compile_film(main, offline=offline, said=lookup_for)
                 if not result.ok or result.graph is None:
                     first = result.diags.errors[0] if result.diags.errors else None
                     why = "" if first is None else \

@@ -78,10 +78,11 @@ def _compile(main: Path, repo: Path | None, rev: str | None, offline: bool) -> A
     """The film at `rev` (None: the working tree) compiled to its graph; _Failed after
     printing why not."""
     from .compiler.pipeline import compile_film
+    from .engine.lengths import lookup_for
     from .lang.tree import GitTree, TreeError, using
 
     if rev is None:
-        result = compile_film(main, offline=offline)
+        result = compile_film(main, offline=offline, said=lookup_for)
     else:
         assert repo is not None
         try:
@@ -93,7 +94,7 @@ def _compile(main: Path, repo: Path | None, rev: str | None, offline: bool) -> A
                 rel = os.path.relpath(main, repo)
                 raise _Failed(fail(f"`{rel}` does not exist in {rev}",
                                    "name a revision that has the film, or the film with --file"))
-            result = compile_film(main, offline=offline)
+            result = compile_film(main, offline=offline, said=lookup_for)
     if not result.ok or result.graph is None:
         report(result.diags, result.sources)
         raise _Failed(1)

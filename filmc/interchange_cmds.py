@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .common import FILE_HELP, OFFLINE_HELP, compile_or_report, fail
+from .common import FILE_HELP, OFFLINE_HELP, compile_or_report, fail, recompiler
 
 FORMATS = ("otio", "edl", "fcpxml", "srt", "csv")
 
@@ -73,7 +73,7 @@ def _export(args: argparse.Namespace) -> int:
     node = f"export.{args.format}"
     options = Options(jobs=max(1, args.jobs), selection=frozenset({node}),
                       use_first=args.use_first)
-    done = run_build(result, options, args.quiet)
+    done = run_build(result, options, args.quiet, again=recompiler(args.file, args.offline))
     if isinstance(done, int):
         return done
     ended = finished(done, args.debug)

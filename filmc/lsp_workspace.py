@@ -245,9 +245,12 @@ class Workspace:
         """`compile_film` of the film at `main` over the editor's text: the same stages, the
         same diagnostics as `filmc check` (`until="graph"`: as `filmc check` with a lock, and
         what a hover needs of a shot: its prompt, its plan)."""
+        from .engine.lengths import lookup_for  # a hover's plan, as `filmc plan` sees it
+
         diags = Diagnostics()
         loader = OverlayLoader(diags, texts, self.parses)
-        compiled = compile_film(main, until=until, diags=diags, loader=loader)
+        compiled = compile_film(main, until=until, diags=diags, loader=loader,
+                                said=lookup_for if until == "graph" else None)
         return FilmCheck(main, generation, until, compiled, _dedupe(diags.sorted()))
 
     def record(self, result: FilmCheck) -> None:

@@ -117,6 +117,7 @@ def _pick(args: argparse.Namespace) -> int:
     from .compiler.lock import CLIP, KEYFRAME
     from .compiler.pipeline import compile_film
     from .engine.db import StoreError
+    from .engine.lengths import lookup_for
     from .engine.picks import PickError, clear, find_shot, pick, restore
 
     file, rest = _split(args.args)
@@ -149,7 +150,7 @@ def _pick(args: argparse.Namespace) -> int:
             if args.clip is not None:
                 first = program
                 if name is not None:  # the clip takes are made from the new pick: compile again
-                    again = compile_film(_which(file) or Path(), offline=False)
+                    again = compile_film(_which(file) or Path(), offline=False, said=lookup_for)
                     if not again.ok or again.graph is None:  # it compiled a moment ago
                         restore(first, shot.shot, before)
                         report(again.diags, again.sources)

@@ -20,7 +20,7 @@ class Plain(Events):
         self.total = self.done = 0
 
     def begin(self, total: int) -> None:
-        self.total = total
+        self.total += total  # a build that says its lines first runs twice (engine/build.py)
 
     def note(self, text: str) -> None:
         self.stream.write(f"filmc: {text}\n")
@@ -63,6 +63,9 @@ class Live(Events):
         self.running: set[str] = set()  # steps started and not yet finished
 
     def begin(self, total: int) -> None:
+        if self.task is not None:  # the lines said first, then the rest: one bar for both
+            self.progress.update(self.task, total=(self.progress.tasks[0].total or 0) + total)
+            return
         self.progress.start()
         self.task = self.progress.add_task("build", total=total, counts="", current="")
 

@@ -61,11 +61,12 @@ class Review:
         """Compile the film; print its diagnostics the way every command does (warnings
         only the first time); False when it has errors."""
         from .compiler.pipeline import compile_film
+        from .engine.lengths import lookup_for
 
         if first:
             result = compile_or_report(self.path, offline=self.offline)
         else:
-            result = compile_film(self.path, offline=self.offline)
+            result = compile_film(self.path, offline=self.offline, said=lookup_for)
             if not result.ok or result.graph is None:
                 report(result.diags, result.sources)
                 result = None

@@ -160,8 +160,10 @@ def test_the_film_is_the_sum_of_its_shots(built: Path) -> None:
 def test_subtitles_follow_the_dialogue(built: Path) -> None:
     """(Their reading rules, with longer lines and two speakers: tests/test_subtitles.py.)"""
     from filmc.compiler.pipeline import compile_film
+    from filmc.engine.lengths import lookup_for
 
-    film = compile_film(built / "tiny.film", offline=True).film
+    # Timed as the build timed them: by how long each line was said (tests/test_speech_timing.py).
+    film = compile_film(built / "tiny.film", offline=True, said=lookup_for).film
     expected = []
     t = Fraction(0)
     for shot in film.shots:
