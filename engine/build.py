@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from . import noop, review, roots
+from . import lengths, noop, review, roots
 from .db import disk_error
 from .executor import AdapterFactory, BuildError, Events, Executor, Options, Outcome
 from .journal import NAME as JOURNAL
@@ -62,7 +62,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
     with project_lock(state_dir(root), wait), roots.store_lock(where, "build", shared=True), \
             _created(Store.open(where, create=True)) as store, \
             _created(State.open(root, create=True)) as state:
-        for note in store.notes:
+        for note in [*lengths.repairs(), *store.notes]:
             events.note(note)
         # Who uses the store and what they need, before any step runs: `filmc gc` of
         # another project sharing the store keeps it (engine/roots.py).
@@ -79,8 +79,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
             used = [executor]  # every executor this build ran, for the CPU they used
             if again is not None:
                 program, executor, said = _say_first(program, executor, again, store, state,
-                                                     journal, options, events, adapters)
-                used.append(executor)
+                                                     journal, options, events, used, adapters)
             needed = {program.graph._node[n]["step"].key for n in executor.decision.nodes}
             others = [j for k, j in journal.open_jobs.items() if k not in needed]
             if others:
@@ -139,6 +138,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
 
 def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store: Store,
                state: State, journal: Journal, options: Options, events: Events,
+               used: list[Executor],
                adapters: AdapterFactory | None) -> tuple[Any, Executor, list[Outcome]]:
     """Say the lines this build would say, before anything made from their timing.
 
@@ -147,8 +147,8 @@ def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store
     to say lines therefore says them first, then compiles again, so that the shots, the
     subtitles and the mix it makes are timed by the speech itself (and the next build
     finds them current, instead of re-timing them).  Returns the program to build, its
-    executor and what saying the lines did; when saying failed or was interrupted, the
-    executor that said them, marked `stopped_saying`: the build ends there, as it would
+    executor and what saying the lines did (the executors it made join `used`, whose CPU
+    the report counts); when saying failed or was interrupted, the executor that said them, marked `stopped_saying`: the build ends there, as it would
     have at a failed step, and never asks a service twice for a line in one build."""
     node = program.graph._node
     first = frozenset(n for n in executor.decision.run if node[n]["kind"] == "speech")
@@ -159,6 +159,7 @@ def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store
     pre = Executor(program, store, state, journal,
                    attrs.evolve(options, selection=first, until=None), events, adapters)
     pre.preflight()
+    used.append(pre)
     said = asyncio.run(pre.run())
     if pre.interrupted or pre.bug or any(o.status != "ran" for o in said if o.id in first):
         pre.stopped_saying = True
@@ -172,6 +173,7 @@ def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store
     executor = Executor(compiled, store, state, journal,
                         attrs.evolve(options, max_cost=budget), events, adapters)
     executor.preflight()
+    used.append(executor)
     return compiled, executor, said
 
 

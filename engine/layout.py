@@ -143,9 +143,11 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
     if timeline is not None:
         wanted[out / "timeline.json"] = timeline
     try:
+        folders = _Folders()
+        objects = os.fspath(store.objects.root)
         for path, digest in wanted.items():
             if path.name != "timeline.json" or path.parent != out:
-                _place(store.objects.path(digest), path)
+                _place(os.path.join(objects, digest[:2], digest), path, folders)
         if timeline is not None:
             _write_timeline(store.objects.path(timeline), out / "timeline.json")
         stale = set_aside(out, set(wanted), owners, current, outcomes, cause, full)
@@ -290,13 +292,45 @@ def write_atomic(dest: Path, text: str) -> None:
         raise
 
 
-def _place(obj: Path, dest: Path) -> None:
+class _Folders:
+    """The folders of build/<film>/ as one listing each: what is there, by name → inode.
+
+    A build after a one-shot edit lays out the same thousands of files as the last one;
+    a file already linked to its object is left alone after a look at its folder's
+    listing (no stat of the file, no mkdir), so laying out costs what changed."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, dict[str, int]]] = {}  # folder → (device, names)
+
+    def inode(self, folder: str, name: str) -> tuple[int, int] | None:
+        """(device, inode) of `folder/name` as the folder was when first listed; None when
+        it was not there (the folder is made if it was missing)."""
+        seen = self._seen.get(folder)
+        if seen is None:
+            os.makedirs(folder, exist_ok=True)
+            with os.scandir(folder) as entries:
+                names = {e.name: e.inode() for e in entries}
+            seen = self._seen[folder] = (os.stat(folder).st_dev, names)
+        found = seen[1].get(name)
+        return None if found is None else (seen[0], found)
+
+
+def _place(obj: str | Path, dest: Path, folders: _Folders | None = None) -> None:
     """`dest` becomes the object: a hard link when possible (objects are read-only), else
-    a copy; replaced atomically, so a reader sees the old file or the new one."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        if os.path.samefile(obj, dest):
-            return
+    a copy; replaced atomically, so a reader sees the old file or the new one.  With
+    `folders`, a `dest` that already is the object (the same inode) is left as it is."""
+    if folders is not None:
+        there = folders.inode(os.fspath(dest.parent), dest.name)
+        if there is not None:
+            with contextlib.suppress(OSError):
+                st = os.stat(obj)
+                if (st.st_dev, st.st_ino) == there:
+                    return
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            if os.path.samefile(obj, dest):
+                return
     tmp = dest.with_name(f".{dest.name}.tmp")
     tmp.unlink(missing_ok=True)
     try:

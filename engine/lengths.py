@@ -26,7 +26,7 @@ from pathlib import Path
 from .db import StoreError
 from .store import Store, location
 
-__all__ = ["measure", "lookup_for", "Lookup"]
+__all__ = ["measure", "lookup_for", "Lookup", "repairs"]
 
 Lookup = Callable[[Iterable[str]], Mapping[str, Fraction]]
 
@@ -46,6 +46,18 @@ def measure(path: Path) -> float | None:
     except (MediaError, OSError):
         return None
     return round(float(seconds), 6) if seconds else None
+
+
+_repairs: list[str] = []
+
+
+def repairs() -> list[str]:
+    """What opening the store for a lookup had to repair (its index rebuilt from the log),
+    once: the build that compiled with the lookup says it, as if it had opened the store
+    first."""
+    found = list(_repairs)
+    _repairs.clear()
+    return found
 
 
 def _exact(seconds: float) -> Fraction:
@@ -69,6 +81,7 @@ def lookup_for(root: Path, configured: str | None) -> Lookup | None:
             return {}  # the build says what is wrong with the store; timing keeps estimates
         if store is None:
             return {}
+        _repairs.extend(store.notes)  # said by the build that follows (`repairs`)
         found: dict[str, Fraction] = {}
         with store:
             for key, action in store.get_actions(wanted).items():
