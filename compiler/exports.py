@@ -241,8 +241,8 @@ class _Cut:
             scenes.append({"id": scene.id, "title": scene.title, "place": place,
                            "start": first, "frames": last[0] + last[1] - first})
         stems: list[str] = []
-        if holds == _EVERY and film.shots:  # OTIO: the film's sound stems, as audio tracks
-            media(str(StepId("film")), True)
+        if holds == _EVERY and film.shots:  # OTIO: the mix's stems, as audio tracks
+            media(str(StepId("mix")), True)
             stems = list(FILM_STEMS)
         last = self._frames[(film.shots[-1].scene, film.shots[-1].id)] if film.shots else (0, 0)
         doc = {"format": fmt, "title": film.title, "fps": _fraction(film.fps),

@@ -13,8 +13,13 @@ ids are the printed form of each step's `StepId` (lang/steps.py):
                                (`first_frame previous`): where this shot's clips start
     speech.hunt.chen.1         the shot's first line of dialogue, as audio
     shot.hunt.chen             the picked clip, conformed, with its audio
-    film                       all shots joined
-    subtitles timeline storyboard   the side outputs
+    music.hunt sfx.hunt.ambience sfx.hunt.chen.1   the sound cues (compiler/sound.py)
+    mix                        the film's sound: every line and cue, mixed, with stems
+    film                       all shots joined, with the mix
+    subtitles timeline         the side outputs
+    storyboard.hunt            the contact sheets of scene `hunt`: its shots' panels only,
+                               so a shot's edit redraws its scene's pages and no other
+    storyboard_index           every scene's title, shots and pages (names them, reads none)
     export.otio export.edl ...      the exports (compiler/exports.py)
 
 Every node carries `kind`, `scene`, `shot`, `characters` (what selection reads)
@@ -51,7 +56,7 @@ from .exports import ExportSetup, add_exports
 from .keys import step_key
 from .lock import CONTINUES, LOCK_NAME, STALE, UNPICKED, Choice, Lock, ShotPicks, resolve
 from .passes import time_lines
-from .sound import DEFAULT_LOUDNESS, add_sound
+from .sound import DEFAULT_LOUDNESS, add_mix
 from .templates import Templates
 
 
@@ -457,7 +462,7 @@ class _Builder:
         # Keyframes first, all of them: a clip may end on the next shot's picked keyframe.
         kf: dict[tuple[str, str], Choice] = {}
         kf_node: dict[tuple[str, str], str] = {}
-        panels: list[InputRef] = []
+        panels: dict[str, list[InputRef]] = {}  # scene → its shots' panels, in film order
         for shot in shots:
             at = (shot.scene, shot.id)
             paid = not self.infos[shot.backend("clip")].runs_here
@@ -519,7 +524,7 @@ class _Builder:
             shot_refs.append(InputRef(self.finish(shot, clip, shot_waits), S.SHOT))
             picks[at] = ShotPicks(shot.scene, shot.id, kchoice, cchoice)
             assert panel is not None
-            panels.append(InputRef(panel, S.PANEL, Tags(label=f"{shot.scene}/{shot.id}")))
+            panels.setdefault(shot.scene, []).append(InputRef(panel, S.PANEL, Tags(label=shot.id)))
             prev_clip, prev_panel, prev_waits = clip, panel, clip_waits
             for line in shot.lines:
                 lines.append([t + line.start, t + line.end, line.text, line.speaker])
@@ -528,19 +533,19 @@ class _Builder:
         size = Fields(width=film.width, height=film.height, fps=film.fps)
         subs = self.add(StepId("subtitles"), self.choose("subtitles"),
                         params={"lines": lines, "end": t})
-        # The film carries the subtitles as a track tagged with the film's language (or
-        # burnt into the picture).
-        # The film mixes its shots' dialogue with the music, ambience and effects
-        # (compiler/sound.py) to the loudness filmc.toml sets.
-        sound, placed = add_sound(self, film)
+        # The film's sound is the mix of its lines, music, ambience and effects to the
+        # loudness filmc.toml sets (compiler/sound.py): a step that hears no picture, so a
+        # camera edit re-joins the film and never re-mixes it.  The film carries the mix,
+        # and the subtitles as a track tagged with the film's language (or burnt into the
+        # picture).
+        mix = add_mix(self, film, self.loudness)
         self.add(StepId("film"), self.choose("film"), fields=size,
                  params={"chapters": chapters, "burn_subtitles": self.burn_subtitles,
-                         "sound": placed, "loudness": self.loudness,
                          **({"language": film.language} if film.language else {})},
-                 inputs=(*shot_refs, InputRef(subs, S.SUBTITLES), *sound))
+                 inputs=(*shot_refs, InputRef(subs, S.SUBTITLES), InputRef(mix, S.MIX)))
         self.add(StepId("timeline"), self.choose("timeline"), fields=size,
                  params={"shots": rows})
-        self.add(StepId("storyboard"), self.choose("storyboard"), inputs=tuple(panels))
+        self.storyboard(panels)
         if self.exports is not None:
             add_exports(self, picks, self.exports)
         if not nx.is_directed_acyclic_graph(self.g):
@@ -551,6 +556,26 @@ class _Builder:
         self.g.graph["retimed"] = self.retimed
         self.g.graph["lock"] = self.lock.path.name if self.lock.path is not None else LOCK_NAME
         return self.g
+
+    def storyboard(self, panels: Mapping[str, list[InputRef]]) -> None:
+        """One storyboard step a scene, over its own shots' panels, so that an edit redraws
+        one scene's pages; then the index of every scene, which names their pages (their
+        inputs' outputs, counted) and never reads them, so re-making it costs nothing.
+        A scene's number and title are drawn on its pages, so they are in its key."""
+        backend = self.choose("storyboard")
+        pages: list[InputRef] = []
+        scenes: list[list] = []
+        for number, scene in enumerate(self.film.scenes, 1):
+            sid = None
+            if panels.get(scene.id):  # a scene with no shots has no pages
+                sid = self.add(StepId.storyboard(scene.id), backend,
+                               params={"scene": {"id": scene.id, "number": number,
+                                                 "title": scene.title}},
+                               inputs=tuple(panels[scene.id]))
+                pages.append(InputRef(sid, S.PAGES))
+            scenes.append([sid, scene.id, number, scene.title, len(scene.shots)])
+        self.add(StepId("storyboard_index"), self.choose("storyboard_index"),
+                 params={"scenes": scenes}, inputs=tuple(pages))
 
 
 def _waiting(choice: Choice, address: str, paid: bool | None = None) -> str | None:

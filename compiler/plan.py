@@ -46,7 +46,8 @@ min(its concurrency, [build] concurrency) steps at once; backends are counted on
 (references → keyframes → clips → shots → film) mostly wait on each other.
 
 Rendering, grouped like the film: references (sheets, plates), then each scene
-and shot in film order, then the film and the side outputs.  Steps that will not
+(its own steps first: its storyboard pages, music, ambience) and shot in film
+order, then the film and the side outputs.  Steps that will not
 run are not listed; a shot that has some counts them (`3 cached`).  So that a
 3,000-shot film does not print 20,000 lines, by default:
 
@@ -95,11 +96,11 @@ RUNNING = "a paid job still running at the service: polled, not paid again"
 # type not listed uses "remote" (a hosted service); a kind not listed uses DEFAULT_SECONDS.
 TYPICAL_SECONDS: Mapping[str, Mapping[str, float]] = {
     "local": {"sheet": 0.2, "plate": 0.2, "keyframe": 0.2, "clip": 1.0, "speech": 0.5,
-              "shot": 1.0, "film": 5.0, "subtitles": 0.05, "timeline": 0.05,
-              "storyboard": 1.0, "export": 0.2},
+              "shot": 1.0, "mix": 3.0, "film": 2.0, "subtitles": 0.05, "timeline": 0.05,
+              "storyboard": 0.5, "storyboard_index": 0.05, "export": 0.2},
     "comfyui": {"sheet": 20.0, "plate": 20.0, "keyframe": 20.0, "clip": 180.0},
     "remote": {"sheet": 10.0, "plate": 10.0, "keyframe": 10.0, "clip": 60.0, "speech": 5.0,
-               "shot": 10.0, "film": 60.0},
+               "shot": 10.0, "mix": 30.0, "film": 60.0},
 }
 DEFAULT_SECONDS = 10.0
 
@@ -550,6 +551,8 @@ def render_plan(plan: Plan, color: bool = False, verbose: bool = False) -> str:
                                      f"{n} shot{'s' if n != 1 else ''}, "))
             continue
         lines.append(paint(f"scene {scene}", "header"))
+        # The scene's own steps (its storyboard pages, its music and ambience), of no shot.
+        lines += [_step_line(s, plan, paint, "  ") for s in shots.get("", ()) if s.to_run]
         for shot in shot_ids:
             group = shots.get(shot, [])
             run = [s for s in group if s.to_run]

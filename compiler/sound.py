@@ -11,12 +11,24 @@ playing out (cut at the film's end).
 
 A described cue is a `music` step, an effect or an ambience an `sfx` step, on the
 backend the shot (or the scene's first shot) names for that kind.  A cue given as
-a file is a step with no backend: its output is the file.  The film step takes them
-all, with each one's kind and place in its `sound` parameter, and mixes them.
+a file is a step with no backend: its output is the file.
+
+    add_mix(builder, film, loudness)   →  the `mix` step's node id   (graph.py)
+
+The `mix` step takes them all, with each one's kind and place in its `sound`
+parameter, and every line's speech, placed in film time as the shot that carries
+it places it (backends/local/media.py `conform_shot`): from its start, running on
+past its end into the pause before the next line of its shot, or its shot's end.
+It mixes them to the film's loudness.  It hears no picture: no clip or shot is an
+input, so a camera edit keeps its key, and the film step only joins the shots
+with it.  Shots start on frame boundaries (their frame count is round(duration x
+fps), halves up, as the local renderer conforms them), so the mix is exactly as
+long as the joined film, and each line lies where its shot carries it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -30,7 +42,7 @@ from ..lang.steps import Fields, InputRef, StepId, Tags
 from ..lang.tree import current as current_tree
 from . import ir
 
-__all__ = ["place_sound", "add_sound", "DEFAULT_LOUDNESS"]
+__all__ = ["place_sound", "add_sound", "add_mix", "DEFAULT_LOUDNESS"]
 
 DEFAULT_LOUDNESS = -23.0  # LUFS: EBU R128 for broadcast (`[sound] loudness` in filmc.toml)
 
@@ -100,7 +112,7 @@ def _file(a: ast.Attr, project: Project) -> ir.RefFile:
 
 
 def add_sound(builder: Any, film: ir.Film) -> tuple[tuple[InputRef, ...], list[list[Any]]]:
-    """The film's sound steps, added to the graph: the film step's inputs, and its `sound`
+    """The film's sound steps, added to the graph: the mix step's inputs, and its `sound`
     parameter ([step id, kind, start, end] for each, in film time)."""
     inputs: list[InputRef] = []
     placed: list[list[Any]] = []
@@ -124,3 +136,35 @@ def add_sound(builder: Any, film: ir.Film) -> tuple[tuple[InputRef, ...], list[l
         inputs.append(InputRef(node, _ROLES[s.kind], Tags(start=s.start, end=s.end)))
         placed.append([node, s.kind, s.start, s.end])
     return tuple(inputs), placed
+
+
+def frames(duration: Fraction, fps: Fraction) -> int:
+    """The frames a shot of `duration` has: round(duration x fps), halves rounded up, the
+    rule the local renderer conforms shots by (backends/local/media.py `frame_count`)."""
+    return math.floor(duration * fps + Fraction(1, 2))
+
+
+def add_mix(builder: Any, film: ir.Film, loudness: float) -> str:
+    """The `mix` step, added to the graph with the cue steps it takes: its inputs are every
+    line's speech (already in the graph: each shot's own) and the cues, nothing that is
+    seen.  Its `lines` parameter is [speech step, start, end, until] for each line in film
+    time: `until` is where it may run on to, the next line of its shot or the shot's end."""
+    fps = film.fps
+    speech: list[InputRef] = []
+    lines: list[list[Any]] = []
+    at = 0  # the shot's first frame in the film
+    for shot in film.shots:
+        n = frames(shot.duration, fps)
+        begin, stop = Fraction(at) / fps, Fraction(at + n) / fps
+        for i, line in enumerate(shot.lines):
+            node = str(StepId.speech(shot.scene, shot.id, line.index))
+            start, end = begin + line.start, min(begin + line.end, stop)
+            until = begin + shot.lines[i + 1].start if i + 1 < len(shot.lines) else stop
+            speech.append(InputRef(node, S.SPEECH, Tags(start=start, end=end)))
+            lines.append([node, start, end, min(until, stop)])
+        at += n
+    cues, placed = add_sound(builder, film)
+    return builder.add(StepId("mix"), builder.choose("mix"),
+                       fields=Fields(fps=fps, duration=Fraction(at) / fps),
+                       params={"lines": lines, "sound": placed, "loudness": loudness},
+                       inputs=(*speech, *cues))

@@ -2,12 +2,14 @@
 
     build/<film>/film.mp4                      the film, with chapters and subtitles
                  film.srt                      the dialogue, timed
-                 film.dialogue.wav ...         the stems: dialogue, music, effects
+                 film.dialogue.wav ...         the mix step's stems: dialogue, music, effects
                  shots/steppe.mp4              each shot, by its id
                  keyframes/steppe.openai-2.png each keyframe candidate built
                  clips/steppe.take1.mp4        each clip take built
                  dialogue/steppe.1.wav         each line of dialogue, as audio
-                 storyboard.png, storyboard-2.png...   the contact sheets, page by page
+                 storyboard/hunt.png, hunt-2.png...   each scene's contact sheets, page by
+                                               page, by scene id (one step a scene)
+                 storyboard/index.html         every scene with its title, shots and pages
                  timeline.json                 the cut, naming each shot's file
                  export/film.otio ...          the exports (compiler/exports.py)
                  report.json                   what the build did (engine/report.py)
@@ -34,6 +36,8 @@ import attrs
 
 from ..lang.files import (
     EXPORT_FOLDER,
+    STORYBOARD_FOLDER,
+    STORYBOARD_INDEX,
     clip_file,
     export_file,
     film_dir,
@@ -41,17 +45,16 @@ from ..lang.files import (
     shot_file,
     speech_file,
     stem,
+    storyboard_file,
+    storyboard_scene,
 )
 from ..lang.steps import FILM_STEMS as STEMS
 from ..lang.steps import Addressed
 from .db import disk_error
 from .store import Store
 
-__all__ = ["clip_file", "film_dir", "keyframe_file", "shot_file", "speech_file"]
-
-
-def storyboard_file(page: int, ext: str = ".png") -> str:
-    return f"storyboard{'' if page == 1 else f'-{page}'}{ext or '.png'}"
+__all__ = ["clip_file", "film_dir", "keyframe_file", "shot_file", "speech_file",
+           "storyboard_file"]
 
 
 def places(outcome: Any) -> list[tuple[str, str]]:
@@ -59,13 +62,18 @@ def places(outcome: Any) -> list[tuple[str, str]]:
     outputs (the candidates and takes to pick from, the shots, the dialogue, the film,
     the exports); steps that are only means to an end (sheets, last frames) have none."""
     kind, out = outcome.kind, outcome.outputs
-    if kind == "film":  # and its stems beside it: film.dialogue.wav, film.music.wav, ...
-        return [("film" + (out[0].ext or ".mp4"), out[0].digest),
-                *((f"film.{name}{o.ext or '.wav'}", o.digest) for name, o in zip(STEMS, out[1:]))]
+    if kind == "film":
+        return [("film" + (out[0].ext or ".mp4"), out[0].digest)]
+    if kind == "mix":  # its stems beside the film: film.dialogue.wav, film.music.wav, ...
+        # (its audio track is in film.mp4: not laid out on its own)
+        return [(f"film.{name}{o.ext or '.wav'}", o.digest) for name, o in zip(STEMS, out[1:])]
     if kind == "subtitles":
         return [("film.srt", out[0].digest)]
-    if kind == "storyboard":
-        return [(storyboard_file(i, o.ext), o.digest) for i, o in enumerate(out, 1)]
+    if kind == "storyboard":  # storyboard/hunt.png, storyboard/hunt-2.png, ...
+        return [(storyboard_file(outcome.scene, i, o.ext), o.digest)
+                for i, o in enumerate(out, 1)]
+    if kind == "storyboard_index":
+        return [(STORYBOARD_INDEX, out[0].digest)]
     if kind == "shot":
         return [(shot_file(outcome.shot), out[0].digest)]
     if kind in ("keyframe", "clip"):
@@ -82,9 +90,9 @@ def places(outcome: Any) -> list[tuple[str, str]]:
 # be taken for this build's (film.mp4 above all), so one this build did not make is
 # moved aside to stale/ and named in the summary and report.json.  (What the review
 # page shows, the store's candidates for the current sources, is laid out as `extra`.)
-RESULT_KINDS = ("film", "subtitles", "timeline", "storyboard", "shot", "keyframe", "clip",
-                "speech", "export")
-FOLDERS = ("shots", "keyframes", "clips", "dialogue", EXPORT_FOLDER)
+RESULT_KINDS = ("film", "mix", "subtitles", "timeline", "storyboard", "shot", "keyframe",
+                "clip", "speech", "export", "storyboard_index")
+FOLDERS = ("shots", "keyframes", "clips", "dialogue", EXPORT_FOLDER, STORYBOARD_FOLDER)
 STALE = "stale"
 
 
@@ -171,7 +179,8 @@ class _Made(Addressed):
 
 
 def _result_steps(program: Any) -> dict[str, tuple[Any, Any]]:
-    """step id → (step, its path under build/<film>/, or a pattern for the storyboard)."""
+    """step id → (step, its path under build/<film>/: for a keyframe, clip or line without
+    its extension, for a scene's storyboard its first page's, or a pattern)."""
     found: dict[str, tuple[Any, Any]] = {}
     for _n, data in program.graph.nodes(data=True):
         step = data["step"]
@@ -186,16 +195,22 @@ def _result_steps(program: Any) -> dict[str, tuple[Any, Any]]:
             rel = stem(speech_file(step.shot, step.sid.line))
         elif step.kind == "export":
             rel = export_file(step.sid.subject)
+        elif step.kind == "storyboard":  # its pages, however many: see `set_aside`
+            rel = stem(storyboard_file(step.scene, 1))
+        elif step.kind == "storyboard_index":
+            rel = STORYBOARD_INDEX
         else:
-            rel = {"film": "film.mp4", "subtitles": "film.srt", "timeline": "timeline.json",
-                   "storyboard": "storyboard*"}[step.kind]
+            rel = {"film": "film.mp4", "mix": "film.*.wav", "subtitles": "film.srt",
+                   "timeline": "timeline.json"}[step.kind]
         found[step.id] = (step, rel)
     return found
 
 
 def _results(out: Path) -> list[Path]:
     """The result files under `out` (or under its stale/): film, subtitles, timeline,
-    storyboard pages and shots."""
+    storyboard pages and shots.  (`storyboard*.png` beside the film: the whole-film
+    contact sheets of builds before the storyboard had a page a scene, which no step
+    makes any more.)"""
     files = [f for f in out.glob("film.*") if f.is_file()]
     files += [f for f in out.glob("storyboard*") if f.is_file()]
     if (out / "timeline.json").is_file():
@@ -219,10 +234,13 @@ def set_aside(out: Path, wanted: set[Path], owners: dict[str, tuple[Any, Any]],
     failed = next((o.id for o in outcomes if o.status == "failed"), None)
 
     def owner(rel: str) -> str | None:
-        if rel.startswith("storyboard"):
-            return by_path.get("storyboard*")
+        scene = storyboard_scene(rel)
+        if scene is not None:  # storyboard/hunt-2.png: page 2 of `storyboard.hunt`
+            return by_path.get(stem(storyboard_file(scene, 1)))
         if rel.startswith(("keyframes/", "clips/", "dialogue/")):
             return by_path.get(stem(rel))
+        if rel.startswith("film.") and rel.endswith(".wav"):  # the mix's stems
+            return by_path.get("film.*.wav")
         return by_path.get(rel) or (by_path.get("film.mp4") if rel.startswith("film.")
                                     and rel != "film.srt" else None)
 

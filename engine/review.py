@@ -17,7 +17,12 @@ lazily loaded images, never one page of 15,000 of them.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.resources
+import json
+import marshal
+import operator
 import os
 import re
 import shlex
@@ -206,8 +211,11 @@ class Page:
     index: tuple[tuple[str, str, int, int], ...]  # (scene, title, page, shots in it)
 
 
-def paginate(cards: list[Card], filter: str, per_page: int = PER_PAGE) -> list[Page]:
-    """The pages of the cards that `filter` keeps (at least one, maybe empty)."""
+def paginate(cards: list[Card], filter: str, per_page: int | None = None,
+             found: Mapping[str, int] | None = None) -> list[Page]:
+    """The pages of the cards that `filter` keeps (at least one, maybe empty), `per_page`
+    shots a page (`PER_PAGE`); `found`: `counts(cards)`, when the caller has them."""
+    per_page = per_page or PER_PAGE
     kept = [c for c in cards if c.matches(filter)]
     total = max(1, -(-len(kept) // per_page))
     index: dict[str, list[Any]] = {}
@@ -215,7 +223,7 @@ def paginate(cards: list[Card], filter: str, per_page: int = PER_PAGE) -> list[P
         entry = index.setdefault(c.scene, [c.scene, c.scene_title, i // per_page + 1, 0])
         entry[3] += 1
     scenes = tuple((s, t, p, n) for s, t, p, n in index.values())
-    found = counts(cards)
+    found = counts(cards) if found is None else found
     pages = []
     for number in range(1, total + 1):
         groups: list[tuple[Card, list[Card]]] = []
@@ -315,7 +323,14 @@ def write_static(program: Any, store: Store | None, folder: Path,
                  cards: list[Card] | None = None) -> list[Path]:
     """Write the page as files into `folder` (build/<film>/review/): index.html, page-2.html…,
     and the same for the unpicked and stale shots; the media links point at the build's
-    own keyframes/ and clips/.  Pages left from a longer film are removed."""
+    own keyframes/ and clips/.  Pages left from a longer film are removed.
+
+    Only the pages whose content changed are rendered and written: each page's digest
+    (of its cards' data, its place among the pages and the code that renders it) is kept
+    beside the pages in `.pages.json`, with the size and mtime of the file written, and
+    a page whose digest and file are as recorded is left alone.  Rendering every card
+    of a 3,000-shot film is most of a second; a one-shot edit renders the pages that
+    show that shot (bench/bench_pages.py).  Returns the pages written."""
     if cards is None:
         cards = contact_sheet(program, store)
 
@@ -331,15 +346,106 @@ def write_static(program: Any, store: Store | None, folder: Path,
             if src.is_file() and not (dest.is_file()
                                       and dest.stat().st_size == src.stat().st_size):
                 _place(src, dest)
-    html = cards_html(program, cards, served=False, media_url=media_url)
-    written: list[Path] = []
+    known = _read_digests(folder)
+    facts = {c.shot: _digest(_facts(c)) for c in cards}
+    head = _digest((_code_digest(), program.title, pick_command(program), font_url))
+    pages: dict[str, tuple[Page, str]] = {}  # file → (page, digest)
+    found = counts(cards)
     for f in FILTERS:
-        for page in paginate(cards, f):
-            path = folder / static_link(f, page.number)
-            write_atomic(path, render(program, page, served=False, link=static_link,
-                                      media_url=media_url, font_url=font_url, cards=html))
-            written.append(path)
+        for page in paginate(cards, f, found=found):
+            shown = [facts[c.shot] for _first, cs in page.groups for c in cs]
+            where = (page.filter, page.number, page.pages, tuple(sorted(page.counts.items())),
+                     page.index)
+            pages[static_link(f, page.number)] = (page, _digest((head, where, *shown)))
+    todo = [name for name, (_page, digest) in pages.items()
+            if known.get(name, [None])[0] != digest or _stat(folder / name) != known[name][1:]]
+    html = cards_html(program, {c.shot: c for name in todo
+                                for _f, cs in pages[name][0].groups for c in cs}.values(),
+                      served=False, media_url=media_url)
+    written: list[Path] = []
+    for name in todo:
+        path = folder / name
+        write_atomic(path, render(program, pages[name][0], served=False, link=static_link,
+                                  media_url=media_url, font_url=font_url, cards=html))
+        written.append(path)
     for old in folder.glob("*.html"):
-        if old not in written:
+        if old.name not in pages:
             old.unlink()
+    now = {name: [digest, *(_stat(folder / name) if folder / name in written
+                            else known[name][1:])]
+           for name, (_page, digest) in pages.items()}
+    if now != known:
+        write_atomic(folder / DIGESTS, json.dumps(now, indent=0, sort_keys=True) + "\n")
     return written
+
+
+DIGESTS = ".pages.json"  # beside the pages: file → [digest, size, mtime_ns] of each
+
+
+def _read_digests(folder: Path) -> dict[str, list]:
+    """What `write_static` last wrote in `folder`; {} when unreadable (all pages are written)."""
+    try:
+        found = json.loads((folder / DIGESTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(v, list) and len(v) == 3}
+
+
+def _stat(path: Path) -> list[int]:
+    """A written page's size and mtime: a page edited or removed by hand is written again."""
+    try:
+        st = path.stat()
+    except OSError:
+        return [-1, -1]
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _digest(facts: Any) -> str:
+    """The sha256 of plain data (str, int, float, bool, None, tuples of them), by value:
+    marshal's format 2 writes no references, so equal values give equal bytes whichever
+    objects hold them (a pickle would not)."""
+    return hashlib.sha256(marshal.dumps(facts, 2)).hexdigest()
+
+
+@functools.cache
+def _code_digest() -> str:
+    """The template's and this module's text: a change to how a page is drawn redraws all."""
+    return _digest((TEMPLATE.read_text(encoding="utf-8"), Path(__file__).read_text("utf-8")))
+
+
+_PRIMITIVE = frozenset({str, int, float, bool, type(None)})
+_GETTERS: dict[type, Callable[[Any], tuple]] = {}
+
+
+def _facts(value: Any) -> Any:
+    """A card's data as plain tuples, digested by value (attrs' repr of the cards took
+    longer than the rest of an unchanged build's page).  Every field of every attrs
+    class, so that a field added to `Card` is in the digest without a word here."""
+    kind = type(value)
+    if kind in _PRIMITIVE:
+        return value
+    if kind is tuple:
+        for v in value:
+            if type(v) not in _PRIMITIVE:
+                return tuple([v if type(v) in _PRIMITIVE else _facts(v) for v in value])
+        return value
+    if kind is Fraction:
+        return (value.numerator, value.denominator)
+    get = _GETTERS.get(kind)
+    if get is None:
+        if not attrs.has(kind):  # a frozenset, a dict: in an order of its own
+            return repr(sorted(map(repr, value))) if isinstance(value, (set, frozenset)) \
+                else repr(value)
+        names = [f.name for f in attrs.fields(kind)]
+        get = _GETTERS[kind] = _getter(names)
+    return (kind.__name__, *[v if type(v) in _PRIMITIVE else _facts(v) for v in get(value)])
+
+
+def _getter(names: list[str]) -> Callable[[Any], tuple]:
+    """Every field of a record at once (one C call); a tuple even of one field."""
+    if len(names) == 1:
+        one = operator.attrgetter(names[0])
+        return lambda v: (one(v),)
+    return operator.attrgetter(*names)

@@ -94,8 +94,9 @@ def _plan(args: argparse.Namespace) -> int:
 # --- filmc graph ---------------------------------------------------------------------
 
 _COLORS = {"sheet": "#f4d35e", "plate": "#95d5b2", "keyframe": "#a0c4ff", "clip": "#bdb2ff",
-           "speech": "#ffc6ff", "shot": "#ffadad", "film": "#e5e5e5", "subtitles": "#e5e5e5",
-           "timeline": "#e5e5e5", "storyboard": "#e5e5e5"}
+           "speech": "#ffc6ff", "music": "#ffd6a5", "sfx": "#ffd6a5", "mix": "#caffbf",
+           "shot": "#ffadad", "film": "#e5e5e5", "subtitles": "#e5e5e5",
+           "timeline": "#e5e5e5", "storyboard": "#e5e5e5", "storyboard_index": "#e5e5e5"}
 
 
 def _graph(args: argparse.Namespace) -> int:

@@ -48,7 +48,8 @@ class StepKind:
 UNTIL = ("keyframe", "clip", "shot", "film")
 
 _IMAGE = (Output("image", "image"),)
-# The film's stems, in the order of its `stems` output: laid out as film.dialogue.wav, ...
+# The mix's stems, in the order of its `stems` output: laid out beside the film as
+# film.dialogue.wav, film.music.wav, film.effects.wav.
 FILM_STEMS = ("dialogue", "music", "effects")
 _VIDEO = (Output("video", "video"),)
 
@@ -71,14 +72,20 @@ KINDS: dict[str, StepKind] = {k.name: k for k in (
              "one sound effect, or a scene's ambience, as audio"),
     StepKind("shot", "shot", _VIDEO, True, "shot",
              "the chosen clip conformed to the film's size, rate and length, with its audio"),
-    StepKind("film", "film", (*_VIDEO, Output("stems", "audio", many=True)), True, "film",
-             "every shot joined, with chapters and subtitles, and its sound mixed (with stems)"),
+    StepKind("mix", "film", (Output("audio", "audio"), Output("stems", "audio", many=True)),
+             True, "film", "the film's sound: every line, music cue, ambience and effect mixed "
+             "to its loudness, with stems (it hears no picture, so a camera edit keeps it)"),
+    StepKind("film", "film", _VIDEO, True, "film",
+             "every shot joined, with chapters and subtitles, and the mix as its sound"),
     StepKind("subtitles", "shot", (Output("subtitles", "text", empty=True),), False, "film",
              "the dialogue as SubRip subtitles"),
     StepKind("timeline", "shot", (Output("timeline", "text"),), False, "film",
              "the cut as data: each shot's place in the film"),
     StepKind("storyboard", "keyframe", (Output("page", "image", many=True),), False, "film",
-             "contact sheets of the shots' picked keyframes (the first candidate until a pick)"),
+             "one scene's contact sheets: its shots' picked keyframes (the first candidate "
+             "until a pick), page by page"),
+    StepKind("storyboard_index", "keyframe", (Output("index", "text"),), False, "film",
+             "the storyboard's index: every scene with its title, shots and pages (HTML)"),
     StepKind("export", "shot", (Output("export", "text", empty=True),), False, "film",
              "the cut for an editor or a spreadsheet: OpenTimelineIO, EDL, FCPXML, SRT, CSV"),
 )}
@@ -100,9 +107,9 @@ class StepId:
     """The address of a step, as parts.  `str()` is its node id in the graph:
 
         sheet.CHEN.winter   plate.STEPPE.NIGHT   keyframe.hunt.chen.openai-2
-        clip.hunt.chen.take2   lastframe.hunt.chen   speech.hunt.chen.1   shot.hunt.chen   film
+        clip.hunt.chen.take2   lastframe.hunt.chen   speech.hunt.chen.1   shot.hunt.chen   mix   film
         music.hunt   music.hunt.chen   sfx.hunt.ambience   sfx.hunt.chen.1
-        export.otio
+        storyboard.hunt   storyboard_index   export.otio
     """
 
     kind: str
@@ -155,6 +162,11 @@ class StepId:
     @classmethod
     def of_shot(cls, scene: str, shot: str) -> StepId:
         return cls("shot", scene, shot)
+
+    @classmethod
+    def storyboard(cls, scene: str) -> StepId:
+        """storyboard.hunt: the contact sheets of one scene, a step of the scene, of no shot"""
+        return cls("storyboard", scene)
 
     @classmethod
     def export(cls, fmt: str) -> StepId:
@@ -232,18 +244,20 @@ FIRST_FRAME = "first_frame"  # clip: the picked keyframe (or the shot before's l
 LAST_FRAME = "last_frame"  # clip: where the motion ends: the next shot's picked keyframe
 CHARACTER = "character"  # keyframe: a character's sheet in the outfit the shot uses
 LOCATION = "location"  # keyframe: the location plate at the shot's time of day
-SPEECH = "speech"  # shot: a line's audio, placed at `start`
+SPEECH = "speech"  # shot, mix: a line's audio, placed at `start` (mix: in film time)
 CLIP = "clip"  # shot: the picked clip; lastframe: the clip whose last frame it is
 SHOT = "shot"  # film: one conformed shot, in film order
-MUSIC = "music"  # film: a music cue, placed at `start` (film time) until `end`
-AMBIENCE = "ambience"  # film: a scene's background sound, from `start` to `end`
-EFFECT = "effect"  # film: a sound effect, at `start`
+MIX = "mix"  # film: the mixed sound, its audio track
+MUSIC = "music"  # mix: a music cue, placed at `start` (film time) until `end`
+AMBIENCE = "ambience"  # mix: a scene's background sound, from `start` to `end`
+EFFECT = "effect"  # mix: a sound effect, at `start`
 SUBTITLES = "subtitles"  # film: the subtitle track
 PANEL = "panel"  # storyboard: a keyframe with its label
+PAGES = "pages"  # storyboard_index: a scene's storyboard pages (named, never read)
 REFERENCE = "reference"  # sheet, plate: the user's own images of the subject
 MEDIA = "media"  # export: a file the export names
 ROLES = (FIRST_FRAME, LAST_FRAME, CHARACTER, LOCATION, SPEECH, CLIP, SHOT, SUBTITLES, PANEL,
-         REFERENCE, MEDIA, MUSIC, AMBIENCE, EFFECT)
+         REFERENCE, MEDIA, MUSIC, AMBIENCE, EFFECT, MIX, PAGES)
 
 
 @attrs.frozen

@@ -154,7 +154,9 @@ def test_the_film_is_the_sum_of_its_shots(built: Path) -> None:
     assert all(p == params[0] for p in params), "every shot must be encoded identically"
     assert (out / "keyframes" / "a1.local-1.png").is_file()
     assert (out / "clips" / "a1.take1.mp4").is_file()
-    assert (out / "storyboard.png").is_file()
+    # One contact sheet a scene, by its id, and the index of them all.
+    assert sorted(p.name for p in (out / "storyboard").iterdir()) == [
+        "index.html", "one.png", "three.png", "two.png"]
 
 
 def test_subtitles_follow_the_dialogue(built: Path) -> None:
@@ -210,7 +212,7 @@ def test_editing_one_camera_runs_exactly_that_shot(project: Path) -> None:
     r = filmc("build", "--offline", "tiny.film", cwd=project)
     assert r.returncode == 0, r.stderr
     assert ran(project) == {"keyframe.two.b1.local-1", "clip.two.b1.take1", "shot.two.b1", "film",
-                            "storyboard"}
+                            "storyboard.two", "storyboard_index"}
 
 
 def test_a_damaged_object_is_detected_and_rebuilt(project: Path) -> None:
@@ -357,8 +359,11 @@ def test_a_failing_step_is_reported_and_the_rest_finish(project: Path) -> None:
     stale = {s["path"]: s for s in report(project)["stale"]}
     # The exports name b2's steps too: the ones an earlier build made are not this one's.
     assert set(stale) == {"film.mp4", "shots/b2.mp4", "clips/b2.take1.mp4",
-                          "storyboard.png", "export/film.otio", "export/film.edl",
-                          "export/film.fcpxml", *STEMS}
+                          "storyboard/two.png", "storyboard/index.html", "export/film.otio",
+                          "export/film.edl",
+                          "export/film.fcpxml"}
+    # The mix hears no picture: it was made, and its stems are this build's.
+    assert steps["mix"] in ("ran", "cached") and all((out / f).is_file() for f in STEMS)
     # A candidate of a backend the shot no longer uses is not the film's any more: gone.
     assert not (out / "keyframes" / "b2.local-1.png").exists()
     assert stale["shots/b2.mp4"]["moved_to"] == "stale/shots/b2.mp4"
@@ -389,7 +394,8 @@ def test_until_sets_aside_the_outputs_it_did_not_make(project: Path) -> None:
         "clips/a1.take1.mp4": f"clips/a1.take1.mp4 is from an earlier build: {because}",
         "shots/a1.mp4": f"shots/a1.mp4 is from an earlier build: {because}",
         **{f: f"{f} is from an earlier build: {because}"
-           for f in (*timelines, "export/shots.csv", *STEMS)}}
+           for f in (*timelines, "export/shots.csv")}}
+    assert all((out / f).is_file() for f in STEMS)  # a picture edit leaves the mix current
     assert f"film.mp4 is from an earlier build: {because}; moved to {out}/stale/film.mp4" \
         in r.stderr
     assert not (out / "film.mp4").exists() and not (out / "shots" / "a1.mp4").exists()
@@ -414,13 +420,17 @@ def test_select_sets_aside_the_film_it_did_not_make(project: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "shot.two.b1" in ran(project)
     because = "is from an earlier build: this build made only what --select chose"
-    # b1's panel changed too, so the storyboard page that shows it is not this build's.
+    # b1's panel changed too, so its scene's storyboard page is not this build's, nor the
+    # index of the pages; the other scenes' pages are.  The mix's stems stay: a camera
+    # edit leaves the mix as it was.
     assert stale(project) == {"film.mp4": f"film.mp4 {because}",
-                              **{f: f"{f} {because}" for f in STEMS},
-                              "storyboard.png": f"storyboard.png {because}",
+                              **{f"storyboard/{f}": f"storyboard/{f} {because}"
+                                 for f in ("two.png", "index.html")},
                               **{f"export/{f}": f"export/{f} {because}" for f in (
                                   "film.otio", "film.edl", "film.fcpxml", "shots.csv")}}
     assert (out / "shots" / "b1.mp4").is_file()  # made by this build: in place
+    assert (out / "storyboard" / "one.png").is_file()
+    assert all((out / f).is_file() for f in STEMS)
     assert (out / "stale" / "film.mp4").is_file() and not (out / "film.mp4").exists()
     assert "film.mp4" not in r.stdout
 
@@ -505,12 +515,15 @@ def test_gc_deletes_only_what_no_current_build_uses(project: Path) -> None:
                                              "camera insert eye_level zoom_out"))
     assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
     dry = filmc("gc", "--dry-run", "tiny.film", cwd=project)
-    # c2's old keyframe (its panel draws the move), clip and shot, the film, the storyboard,
-    # and the exports that named them or listed the move (the timelines, the shot list)
+    # c2's old keyframe (its panel draws the move), clip and shot, the film, its scene's
+    # storyboard page, and the exports that named them or listed the move (the timelines,
+    # the shot list); and the storyboard's index, whose object the new one still is (it
+    # names the same pages)
     assert dry.returncode == 0 and "would delete 9 objects" in dry.stderr
-    assert len(dry.stdout.strip().split("\n")) == 9  # one line per object: digest and size
+    assert len(dry.stdout.strip().split("\n")) == 10  # one line per step: its size, if freed
+    assert "storyboard_index on local, free" in dry.stdout
     r = filmc("gc", "tiny.film", cwd=project)
-    assert "deleted 9 objects" in r.stderr and "forgot 9 cached steps" in r.stderr
+    assert "deleted 9 objects" in r.stderr and "forgot 10 cached steps" in r.stderr
     (project / ".filmc" / "noop.json").unlink()
     assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
     assert ran(project) == set()  # everything the film needs survived

@@ -121,7 +121,7 @@ def test_plan_exit_codes_follow_terraform(tmp_path: Path) -> None:
     project = copy_example(tmp_path / "w")
     r = filmc("plan", "film.film", cwd=project)
     assert r.returncode == 2, r.stderr
-    assert "Plan: 167 to run" in r.stdout and "estimated cost $9.53" in r.stdout
+    assert "Plan: 172 to run" in r.stdout and "estimated cost $9.53" in r.stdout
     assert "Needs `OPENAI_API_KEY` (for openai): NOT SET" in r.stdout
     finish_build(project)
     r = filmc("plan", "film.film", cwd=project)
@@ -138,7 +138,7 @@ def test_plan_exit_codes_follow_terraform(tmp_path: Path) -> None:
     assert to_run == ({f"keyframe.hunt.chen_watches.{c}" for c in ("openai-1", "openai-2",
                                                                    "comfyui-1", "comfyui-2")}
                       | {"clip.hunt.chen_watches.take1", "clip.hunt.chen_watches.take2",
-                         "shot.hunt.chen_watches", "film", "storyboard"}
+                         "shot.hunt.chen_watches", "film", "storyboard.hunt", "storyboard_index"}
                       # the exports that name those steps, and the shot list (its size)
                       | {"export.otio", "export.edl", "export.fcpxml", "export.csv"})
     kf = next(s for s in doc["steps"] if s["id"] == "keyframe.hunt.chen_watches.openai-1")

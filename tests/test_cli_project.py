@@ -41,7 +41,7 @@ def test_commands_find_the_film_from_a_subfolder(project: Path) -> None:
     assert r.stdout == f'{project / "film.film"}: "Proj": 1 character, 1 location, 1 scene, ' \
                        f"3 shots, 0:10 runtime\n"
     r = filmc("plan", "--offline", cwd=deep, store=project / ".filmc")
-    assert r.returncode == 2 and "Plan: 21 to run" in r.stdout  # 2: work to do
+    assert r.returncode == 2 and "Plan: 23 to run" in r.stdout  # 2: work to do
     r = filmc("explain", "anna_calls", cwd=deep)
     assert r.returncode == 0 and r.stdout.startswith("shot opening/anna_calls: 3s")
     r = filmc("graph", "--format", "json", cwd=deep)
@@ -200,20 +200,21 @@ def test_gc_lists_the_steps_and_shots_it_forgets(project: Path) -> None:
     r = filmc("gc", "--dry-run", cwd=project, store=store)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    # The line's speech, its shot, the film, the subtitles, and the exports that hold the
-    # dialogue (not the EDL: it holds the picture alone); the SRT export is the subtitles'
-    # very bytes, one object for two steps.
+    # The line's speech, its shot, the mix, the film, the subtitles, and the exports that
+    # hold the dialogue (not the EDL: it holds the picture alone); the SRT export is the
+    # subtitles' very bytes, one object for two steps.
     assert [line.split()[:3] for line in lines] == [
         ["would", "forget", f"export.{f}"] for f in ("fcpxml", "otio", "srt")] + [
-        ["would", "forget", "film"], ["would", "forget", "shot.opening.anna_calls"],
+        ["would", "forget", "film"], ["would", "forget", "mix"],
+        ["would", "forget", "shot.opening.anna_calls"],
         ["would", "forget", "speech.opening.anna_calls.1"], ["would", "forget", "subtitles"]]
-    assert "speech on local, " in lines[5]
+    assert "speech on local, " in lines[6]
     assert "in 1 shot: opening/anna_calls" in r.stderr
-    # (the film's old dialogue stem too; its music and effects stems are the new film's)
-    assert "would forget 7 cached steps, would delete 7 objects" in r.stderr
+    # (the mix's old track and dialogue stem; its music and effects stems are the new mix's)
+    assert "would forget 8 cached steps, would delete 8 objects" in r.stderr
     assert "a dry run: nothing changed" in r.stderr
     r = filmc("gc", cwd=project, store=store)
     assert r.stdout.replace("forgot", "would forget") == "\n".join(lines) + "\n"
-    assert "forgot 7 cached steps, deleted 7 objects" in r.stderr
+    assert "forgot 8 cached steps, deleted 8 objects" in r.stderr
     r = filmc("gc", "-n", cwd=project, store=store)
     assert r.stdout == "" and "would forget 0 cached steps" in r.stderr

@@ -85,7 +85,7 @@ def test_editing_one_shot_runs_exactly_its_steps(project: Path) -> None:
         "camera medium ground_level portrait_lens slow_push"))
     expected = ({f"keyframe.hunt.chen_watches.local-{n}" for n in range(1, 5)}
                 | {"clip.hunt.chen_watches.take1", "clip.hunt.chen_watches.take2"}
-                | {"shot.hunt.chen_watches", "film", "storyboard"})
+                | {"shot.hunt.chen_watches", "film", "storyboard.hunt", "storyboard_index"})
     assert ran(build(project)) == expected
 
 
@@ -130,7 +130,7 @@ def test_a_damaged_object_is_made_again(project: Path) -> None:
 def test_force_and_until(project: Path) -> None:
     statuses = build(project, until="keyframe")
     kinds = {n.split(".")[0] for n, s in statuses.items()}
-    assert kinds <= {"sheet", "plate", "keyframe", "storyboard"}
+    assert kinds <= {"sheet", "plate", "keyframe", "storyboard", "storyboard_index"}
     statuses = build(project, force=frozenset({"keyframe.hunt.chen_watches.local-2"}),
                      until="keyframe")
     assert ran(statuses) == {"keyframe.hunt.chen_watches.local-2"}

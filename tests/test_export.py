@@ -146,6 +146,7 @@ def test_otio_every_shot_at_its_length_with_every_take_and_the_pick_active(built
         assert clip.duration().value == sum(FRAMES.values())
         assert path_of(clip.media_reference.target_url) == built / OUT / f"film.{name}.wav"
         assert path_of(clip.media_reference.target_url).is_file()
+        assert clip.metadata["filmc"] == {"stem": name, "step": "mix"}  # the mix step's
     clips = list(picture)
     assert [c.name for c in clips] == list(FRAMES)
     assert [c.duration().value for c in clips] == list(FRAMES.values())
@@ -343,7 +344,7 @@ def test_the_example_film_exports_to_every_format_and_each_loads_back(tmp_path: 
     assert len(rows) == 28 and rows[17]["shot"] == "小狼" and rows[3]["takes"] == "take1 take2"
     assert len(re.findall(r" --> ", (tmp_path / "film.srt").read_text(encoding="utf-8"))) == 12
     graph = compile_film(project / "film.film", offline=True).graph
-    ext = {"clip": ".mp4", "shot": ".mp4", "keyframe": ".png", "speech": ".wav", "film": ".mp4"}
+    ext = {"clip": ".mp4", "shot": ".mp4", "keyframe": ".png", "speech": ".wav", "mix": ".wav"}
     for fmt in ("otio", "edl", "fcpxml"):
         step = graph.nodes[f"export.{fmt}"]["step"]
         spec = {**step.params, "folder": str(project / "build" / "wolfpack")}

@@ -98,14 +98,16 @@ def test_gc_after_checkout_of_an_older_commit_plans_nothing_paid(tmp_path: Path,
 
     # The working tree only: the first cut's free animatic steps go, its paid keyframe stays.
     r = gc_("--keep-commits", "0", "--dry-run")
-    assert r.stdout.split() == ["would", "forget", "storyboard", "storyboard", "on", "local,",
-                                *r.stdout.split()[6:]]
-    assert r.stdout.rstrip().endswith(", free")
+    lines = r.stdout.splitlines()  # its scene's storyboard pages and the index of them
+    assert [line.split()[:6] for line in lines] == [
+        ["would", "forget", "storyboard.one", "storyboard", "on", "local,"],
+        ["would", "forget", "storyboard_index", "storyboard_index", "on", "local,"]]
+    assert all(line.rstrip().endswith(", free") for line in lines)
     assert "would keep 1 step that cost money and nothing needs ($0.04, " in r.stderr
     assert "`--include-paid` forgets them" in r.stderr
     gc_("--keep-commits", "0")
     doc = plan_first_cut()
-    assert planned(doc) == {"storyboard"} and paid_to_run(doc) == set()
+    assert planned(doc) == {"storyboard.one", "storyboard_index"} and paid_to_run(doc) == set()
 
     # --older-than: what was made a minute ago is kept, paid or not.
     r = gc_("--keep-commits", "0", "--include-paid", "--older-than", "1h")
@@ -187,10 +189,11 @@ def test_projects_sharing_a_store_keep_each_others_outputs(tmp_path: Path) -> No
     assert run_filmc(a, "build", "--offline", "--until", "keyframe", "-q", store=store) \
         .returncode == 0
 
-    # gc of `a` forgets a's old keyframe and storyboard, nothing `b` uses.
+    # gc of `a` forgets a's old keyframe, its scene's storyboard pages and the index of them,
+    # nothing `b` uses.  (The index names the same pages as before: its object stays.)
     r = run_filmc(a, "gc", store=store)
     assert r.returncode == 0, r.stderr
-    assert "forgot 2 cached steps" in r.stderr, r.stderr
+    assert "forgot 3 cached steps, deleted 2 objects" in r.stderr, r.stderr
     assert held(store, b, "b") == b_holds
     r = run_filmc(b, "plan", "--offline", "--until", "keyframe", store=store)
     assert r.returncode == 0, r.stdout  # 0: nothing to make
@@ -226,8 +229,8 @@ def test_projects_sharing_a_store_keep_each_others_outputs(tmp_path: Path) -> No
     Image.new("RGB", (96, 40), (200, 40, 40)).save(image)
     assert run_filmc(b, "take", "add", "harbour_wide", str(image), store=store).returncode == 0
     take = hashlib.sha256(image.read_bytes()).hexdigest()
-    r = run_filmc(a, "gc", store=store)
-    assert r.returncode == 0 and "forgot 2 cached steps" in r.stderr, r.stderr
+    r = run_filmc(a, "gc", store=store)  # a's "rock hard" keyframe, storyboard page, index
+    assert r.returncode == 0 and "forgot 3 cached steps" in r.stderr, r.stderr
     assert held(store, b, "b") == b_holds and take in objects(store)
 
     # b's folder gone: reported and kept, until --drop-missing.
@@ -238,8 +241,9 @@ def test_projects_sharing_a_store_keep_each_others_outputs(tmp_path: Path) -> No
            in r.stderr and "forgot 0 cached steps" in r.stderr
     r = run_filmc(a, "gc", "--drop-missing", store=store)
     assert r.returncode == 0 and f"dropped the record of `{b.resolve()}`" in r.stderr
-    # b's own steps (its first shot's keyframe, its storyboard): the rest a needs too
-    assert "forgot 2 cached steps" in r.stderr and "opening/harbour_wide" in r.stderr, r.stderr
+    # b's own steps (its first shot's keyframe, its scene's storyboard pages and their
+    # index): the rest a needs too
+    assert "forgot 3 cached steps" in r.stderr and "opening/harbour_wide" in r.stderr, r.stderr
     assert not b_record.exists()
 
 

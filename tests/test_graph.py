@@ -77,6 +77,8 @@ def test_every_node_has_the_attribute_contract(wolfpack: Compiled) -> None:
         assert len(step.key) == 64 and int(step.key, 16) >= 0
         if d["kind"] in ("keyframe", "clip", "lastframe", "speech", "shot"):
             assert d["scene"] and d["shot"] and n.split(".")[1:3] == [d["scene"], d["shot"]]
+        elif d["kind"] == "storyboard":  # a scene's own: storyboard.hunt
+            assert d["scene"] and d["shot"] is None and n == f"storyboard.{d['scene']}"
         elif d["kind"] in ("music", "sfx"):  # a scene's own (music.hunt) or a shot's
             assert d["scene"] and n.split(".")[1] == d["scene"]
             assert d["shot"] is None or n.split(".")[2] == d["shot"]
@@ -151,13 +153,27 @@ def test_candidates_on_their_backends_and_takes_from_the_used_one(wolfpack: Comp
     assert shots["white_storm.blizzard_front"].candidates == (("openai", 3),)
     assert shots["white_storm.horses_panic"].candidates == (("comfyui", 6),)
     assert [i.step for i in g.nodes["film"]["step"].inputs] == [
-        *(f"shot.{s.scene}.{s.id}" for s in wolfpack.film.shots), "subtitles",
-        # the sound, in film order: each scene's ambience (from its location) and music
+        *(f"shot.{s.scene}.{s.id}" for s in wolfpack.film.shots), "subtitles", "mix"]
+    # The mix hears every line and the sound, in film order (each scene's ambience, from
+    # its location, and music), and nothing that is seen.
+    assert [i.step for i in g.nodes["mix"]["step"].inputs] == [
+        *(f"speech.{s.scene}.{s.id}.{line.index}" for s in wolfpack.film.shots
+          for line in s.lines),
         "sfx.hunt.ambience", "music.hunt", "sfx.yurt_talk.ambience", "sfx.cub.ambience",
         "sfx.white_storm.ambience", "music.white_storm", "sfx.white_storm.ice_breaks.1"]
-    assert [(i.step, i.role) for i in g.nodes["storyboard"]["step"].inputs] == [
-        (f"keyframe.{s.scene}.{s.id}.{candidate_names(s)[0]}", S.PANEL)
-        for s in wolfpack.film.shots]
+    # One storyboard step a scene, over that scene's panels only, labelled by shot; the
+    # index names every scene's pages.
+    for scene in wolfpack.film.scenes:
+        board = g.nodes[f"storyboard.{scene.id}"]["step"]
+        assert [(i.step, i.role, i.tags.label) for i in board.inputs] == [
+            (f"keyframe.{s.scene}.{s.id}.{candidate_names(s)[0]}", S.PANEL, s.id)
+            for s in scene.shots]
+        assert board.params["scene"]["title"] == scene.title
+    assert [(i.step, i.role) for i in g.nodes["storyboard_index"]["step"].inputs] == [
+        (f"storyboard.{scene.id}", S.PAGES) for scene in wolfpack.film.scenes]
+    assert [row[1:] for row in g.nodes["storyboard_index"]["step"].params["scenes"]] == [
+        [scene.id, n, scene.title, len(scene.shots)]
+        for n, scene in enumerate(wolfpack.film.scenes, 1)]
 
 
 def test_candidates_have_distinct_seeds_where_the_backend_takes_one(wolfpack: Compiled) -> None:

@@ -41,7 +41,8 @@ def test_init_then_check_fmt_and_build_offline(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     film = demo / "build" / "demo" / "film.mp4"
     assert r.stdout.strip() == str(film) and film.stat().st_size > 10_000
-    assert "21 ran" in r.stderr  # 16 steps of the film, 5 exports
+    # 16 steps of the film, its mix and its storyboard's index, 5 exports
+    assert "23 ran" in r.stderr
     # What the build added is what .gitignore names: the outputs and the project's state.
     assert {p.name for p in demo.iterdir()} == {".gitignore", "cast.film", "film.film",
                                                  "filmc.toml", "scenes", "build", ".filmc"}

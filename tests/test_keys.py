@@ -25,7 +25,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wolfpack"
 FILMS = ("film.film", "cast.film", "scenes/01_hunt.film", "scenes/02_yurt.film",
          "scenes/03_cub.film", "scenes/04_storm.film")
 SHOT_KINDS = ("keyframe", "clip", "speech", "shot")
-FILM_WIDE = {"film", "subtitles", "timeline", "storyboard"}
+FILM_WIDE = {"film", "mix", "subtitles", "timeline", "storyboard_index"}
 HYPOTHESIS = settings(max_examples=20, deadline=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -73,6 +73,12 @@ def shots_with(g: nx.DiGraph, character: str, outfit: str | None = "*") -> set[s
               and (outfit == "*" or n == f"sheet.{character}" + (f".{outfit}" if outfit else ""))}
     return {f"{g.nodes[k]['scene']}.{g.nodes[k]['shot']}" for s in sheets
             for k in g.successors(s) if g.nodes[k]["kind"] == "keyframe"}
+
+
+def boards(*shots: str) -> set[str]:
+    """The storyboard steps that show the given `scene.shot`s: their scenes' pages (and no
+    other scene's), and the index of every scene."""
+    return {f"storyboard.{s.split('.')[0]}" for s in shots} | {"storyboard_index"}
 
 
 def with_descendants(g: nx.DiGraph, nodes: set[str]) -> set[str]:
@@ -124,11 +130,14 @@ def test_comments_notes_tags_and_display_names_leave_every_key(project: Path,
     assert changed(base, keys_of(project)) == set()
 
 
-def test_scene_title_changes_only_the_film(project: Path, base: dict[str, str]) -> None:
-    # The film's chapters carry the scene titles; nothing else reads them.
+def test_scene_title_changes_only_the_film_and_its_storyboard_pages(
+        project: Path, base: dict[str, str]) -> None:
+    # The film's chapters carry the scene titles, and so do the scene's storyboard pages
+    # (their header) and the storyboard's index; nothing else reads them.
     edit(project, "scenes/02_yurt.film", 'scene yurt_talk "Bilgee\'s Yurt"',
          'scene yurt_talk "In the Yurt"')
-    assert changed(base, keys_of(project)) == {"film"}
+    assert changed(base, keys_of(project)) == {"film", "storyboard.yurt_talk",
+                                               "storyboard_index"}
 
 
 def test_renaming_files_leaves_every_key(project: Path, base: dict[str, str]) -> None:
@@ -278,7 +287,7 @@ def test_camera_change_changes_exactly_that_shot(project: Path, base: dict[str, 
     g = graph_of(project)
     edit(project, "scenes/01_hunt.film", "camera close_up ground_level portrait_lens slow_push",
          "camera medium ground_level portrait_lens slow_push")
-    expected = shot_steps(g, "hunt.chen_watches") | {"film", "storyboard"}
+    expected = shot_steps(g, "hunt.chen_watches") | {"film"} | boards("hunt.chen_watches")
     assert len(shot_steps(g, "hunt.chen_watches", kinds=("keyframe",))) == 4
     assert changed(base, keys_of(project)) == expected
 
@@ -288,7 +297,7 @@ def test_camera_movement_change_changes_exactly_that_shot(project: Path,
     g = graph_of(project)
     edit(project, "scenes/02_yurt.film", "camera pov worms_eye wide_lens tilt_up",
          "camera pov worms_eye wide_lens static")
-    expected = shot_steps(g, "yurt_talk.smoke_hole") | {"film", "storyboard"}
+    expected = shot_steps(g, "yurt_talk.smoke_hole") | {"film"} | boards("yurt_talk.smoke_hole")
     assert changed(base, keys_of(project)) == expected
 
 
@@ -296,18 +305,19 @@ def test_editing_a_line_of_dialogue_changes_its_speech_shot_and_subtitles(
         project: Path, base: dict[str, str]) -> None:
     edit(project, "scenes/01_hunt.film", '"They planned it."', '"They planned all of it."')
     assert changed(base, keys_of(project)) == {
-        "speech.hunt.chen_understands.1", "shot.hunt.chen_understands", "film", "subtitles"}
+        "speech.hunt.chen_understands.1", "shot.hunt.chen_understands", "mix", "film",
+        "subtitles"}
 
 
 def test_duration_change_changes_that_shot_and_the_timing_outputs(
         project: Path, base: dict[str, str]) -> None:
     g = graph_of(project)
     edit(project, "scenes/03_cub.film", "shot eyes_on_ridge 3s", "shot eyes_on_ridge 2s")
-    # the clips' duration changes, hence the shot; later subtitles move; the scene's
-    # ambience bed is as long as the scene
+    # the clips' duration changes, hence the shot; later subtitles and lines move; the
+    # scene's ambience bed is as long as the scene
     expected = shot_steps(g, "cub.eyes_on_ridge", kinds=("clip", "shot"))
     assert changed(base, keys_of(project)) == expected | {"film", "timeline", "subtitles",
-                                                          "sfx.cub.ambience"}
+                                                          "mix", "sfx.cub.ambience"}
 
 
 # --- editing the cast ------------------------------------------------------------------
@@ -320,7 +330,7 @@ def test_character_look_changes_exactly_the_shots_showing_them(project: Path,
     shots = shots_with(g, "CHEN")
     assert shots >= {"hunt.chen_watches", "yurt_talk.chen_listens", "white_storm.alone_on_ice"}
     # the winter outfit's sheet is the user's own image: the look does not change it
-    expected = shot_steps(g, *shots) | {"sheet.CHEN.student", "film", "storyboard"}
+    expected = shot_steps(g, *shots) | {"sheet.CHEN.student", "film"} | boards(*shots)
     assert changed(base, keys_of(project)) == expected
 
 
@@ -330,7 +340,7 @@ def test_outfit_look_changes_exactly_the_shots_with_that_outfit(project: Path,
     edit(project, "cast.film", "leather belt with a knife", "leather belt with a sword")
     shots = shots_with(g, "BILGEE", "hunting_coat")
     assert shots == {"hunt.ridge_lookout", "hunt.bilgee_explains", "hunt.chen_understands"}
-    expected = shot_steps(g, *shots) | {"sheet.BILGEE.hunting_coat", "film", "storyboard"}
+    expected = shot_steps(g, *shots) | {"sheet.BILGEE.hunting_coat", "film"} | boards(*shots)
     assert changed(base, keys_of(project)) == expected
 
 
@@ -341,7 +351,7 @@ def test_voice_changes_exactly_that_characters_speech(project: Path,
     speech = {n for n, d in g.nodes(data=True)
               if d["kind"] == "speech" and d["step"].fields.speaker == "GAMA"}
     assert speech == {"speech.cub.gama_holds_cub.1", "speech.cub.ride_away.1"}
-    expected = speech | {"shot.cub.gama_holds_cub", "shot.cub.ride_away", "film"}
+    expected = speech | {"shot.cub.gama_holds_cub", "shot.cub.ride_away", "mix", "film"}
     assert changed(base, keys_of(project)) == expected
 
 
@@ -363,7 +373,7 @@ def test_outfit_reference_bytes_change_exactly_the_shots_with_that_outfit(
     shots = shots_with(g, "CHEN", "winter")
     assert shots == {"hunt.ridge_lookout", "hunt.chen_watches", "hunt.chen_understands",
                      "white_storm.chen_rides", "white_storm.alone_on_ice"}
-    expected = shot_steps(g, *shots) | {"sheet.CHEN.winter", "film", "storyboard"}
+    expected = shot_steps(g, *shots) | {"sheet.CHEN.winter", "film"} | boards(*shots)
     assert changed(base, keys_of(project)) == expected
 
 
@@ -377,7 +387,7 @@ def test_character_reference_bytes_change_the_sheets_made_from_them(
     assert shots == {"yurt_talk.at_the_stove", "yurt_talk.chen_listens", "yurt_talk.smoke_hole",
                      "hunt.ridge_lookout", "hunt.chen_watches", "hunt.chen_understands",
                      "white_storm.chen_rides", "white_storm.alone_on_ice"}
-    expected = shot_steps(g, *shots) | {"sheet.CHEN", "sheet.CHEN.student", "film", "storyboard"}
+    expected = shot_steps(g, *shots) | {"sheet.CHEN", "sheet.CHEN.student", "film"} | boards(*shots)
     assert changed(base, keys_of(project)) == expected
 
 
@@ -388,7 +398,7 @@ def test_location_reference_bytes_change_exactly_the_shots_set_there(
     plate = "plate.STEPPE.NIGHT"
     assert with_descendants(g, {plate}) - {plate} == \
         shot_steps(g, *(f"cub.{s}" for s in ("den_entrance", "小狼", "gama_holds_cub", "batu_warns",
-                                              "eyes_on_ridge", "ride_away"))) | {"film", "storyboard"}
+                                              "eyes_on_ridge", "ride_away"))) | {"film"} | boards("cub.x")
     assert changed(base, keys_of(project)) == with_descendants(g, {plate})
 
 
@@ -429,7 +439,7 @@ def test_backend_template_changes_only_that_backends_steps(project: Path,
     now = {n: d["step"].key for n, d in g.nodes(data=True)}
     assert changed(base, now) == with_descendants(g, rendered)
     assert "shot.hunt.gazelle_chase" in changed(base, now)
-    assert "storyboard" in changed(base, now)
+    assert {"storyboard.hunt", "storyboard_index"} <= changed(base, now)
 
 
 def test_a_project_copy_of_a_std_template_changes_nothing(project: Path,
@@ -464,9 +474,12 @@ def test_reordering_shots_keeps_every_shot_key(project: Path, base: dict[str, st
     (project / file).write_text(head + "\n".join(blocks[i] for i in order) + tail,
                                 encoding="utf-8")
     diff = changed(base, keys_of(project))
-    assert diff <= FILM_WIDE  # every sheet, plate, keyframe, clip, speech and shot is kept
+    scene = {"scenes/01_hunt.film": "hunt", "scenes/02_yurt.film": "yurt_talk"}[file]
+    # every sheet, plate, keyframe, clip, speech and shot is kept, and every other scene's
+    # storyboard pages
+    assert diff <= FILM_WIDE | {f"storyboard.{scene}"}
     if list(order) != sorted(order):
-        assert {"film", "timeline", "storyboard"} <= diff
+        assert {"film", "timeline", f"storyboard.{scene}", "storyboard_index"} <= diff
     (project / file).write_text(original, encoding="utf-8")
 
 

@@ -201,10 +201,45 @@ def test_a_long_storyboard_has_pages_and_each_is_laid_out(tmp_path, monkeypatch)
     pages = panels.render_storyboard(frames, [f"s/{i}" for i in range(12)],
                                      tmp_path / "storyboard.png")
     assert [p.name for p in pages] == ["storyboard.png", "storyboard-2.png"]
-    outcome = Outcome(StepId("storyboard"), "local", "ran",
+    # A scene's pages, named by its id: storyboard/hunt.png, hunt-2.png...
+    outcome = Outcome(StepId.storyboard("hunt"), "local", "ran",
                       outputs=tuple(Stored("page", "a" * 63 + str(i), ".png") for i in range(3)))
-    assert [rel for rel, _d in places(outcome)] == ["storyboard.png", "storyboard-2.png",
-                                                        "storyboard-3.png"]
+    assert [rel for rel, _d in places(outcome)] == ["storyboard/hunt.png", "storyboard/hunt-2.png",
+                                                        "storyboard/hunt-3.png"]
+
+
+def test_a_scene_page_is_headed_by_its_number_and_title_in_any_script(tmp_path, monkeypatch):
+    """Each page of a scene says which scene it is (a page opened on its own, or printed),
+    Chinese titles drawn with the bundled font's glyphs; the header takes its height from
+    the page, not from the panels, which keep their places below it."""
+    monkeypatch.setattr(panels, "MAX_SHEET_H", 380)  # two rows a page, one under a header
+    frames = []
+    for i in range(9):
+        out = tmp_path / f"k{i}.png"
+        panels.render_keyframe(params(take=i + 1), "", [], out)
+        frames.append(out)
+    plain = panels.render_storyboard(frames, [str(i) for i in range(9)], tmp_path / "a.png")
+    headed = panels.render_storyboard(frames, [str(i) for i in range(9)], tmp_path / "b.png",
+                                      heading=("SCENE 2  风筝", "three"))
+    th = round(panels.THUMB_W * H / W)
+    cell = th + 27 + 8
+    band = round(panels.HEADER_SIZE * 1.8) + 8
+    # The band takes a row's room here: the same panels need one page more.
+    assert len(plain) == 2 and len(headed) == 3
+    first = Image.open(headed[0]).convert("RGB")
+    assert first.size == (8 + 4 * (panels.THUMB_W + 8), band + 8 + cell)
+    # The title's glyphs are in the band (white text), drawn from a face that has them.
+    assert not fonts.missing("风筝", fonts.font(panels.HEADER_SIZE, "风筝").path)
+    left = first.crop((0, 0, first.width // 2, band - 4))
+    assert sum(n for n, c in left.getcolors(1 << 16) if min(c) > 200) > 60
+    # Below the band, the panels are the unheaded sheet's, moved down by the band.
+    a = Image.open(plain[0]).convert("RGB")
+    assert first.crop((0, band, first.width, band + 8 + cell)).tobytes() == \
+        a.crop((0, 0, a.width, 8 + cell)).tobytes()
+    # The page count is in the header when there are several pages: another page, other pixels.
+    right = first.crop((first.width // 2, 0, first.width, band - 4)).tobytes()
+    assert right != Image.open(headed[1]).convert("RGB").crop(
+        (first.width // 2, 0, first.width, band - 4)).tobytes()
 
 
 # ---------------------------------------------------------------- keyframe candidates

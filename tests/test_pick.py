@@ -252,14 +252,14 @@ def test_a_pick_is_written_to_the_lock_and_the_next_build_follows_it(project: Pr
     # the next build makes a1's clips from local-2, and no keyframe: the pick is the stored one
     steps = project.build()
     assert ran(steps) == {"clip.one.a1.take1", "clip.one.a1.take2", "shot.one.a1", "film",
-                          "storyboard"}
+                          "storyboard.one", "storyboard_index"}
     assert steps[f"{A1}.local-2"]["status"] == "cached"
     assert steps[f"{A1}.local-2"]["outputs"] == [digest]
     assert f"{A1}.local-1" not in steps and f"{A1}.local-3" not in steps
     graph = project.graph()
     assert f"{A1}.local-2" in graph.pred["clip.one.a1.take1"]
-    assert f"{A1}.local-2" in graph.pred["storyboard"]
-    assert f"{A1}.local-1" not in graph.pred["storyboard"]
+    assert f"{A1}.local-2" in graph.pred["storyboard.one"]
+    assert f"{A1}.local-1" not in graph.pred["storyboard.one"]
     # the shot opens on the picked keyframe, not on the one it opened on before
     opening = frame(project.root / OUT / "shots" / "a1.mp4", project.root / "f.png")
     picked = image(project.root / OUT / "keyframes" / "a1.local-2.png")

@@ -134,7 +134,8 @@ def test_one_camera_edit_changes_that_shot_only(film: Path) -> None:
     assert len(shot) == 4 + 2 + 1  # 4 candidates, 2 takes, the shot
     # The timelines name its steps and the shot list shows its camera: the subtitles stay.
     exports = {"export.otio", "export.edl", "export.fcpxml", "export.csv"}
-    assert changed == {*shot, "film", "storyboard", *exports}
+    # Of the storyboard, the pages of its scene and the index of every scene's pages.
+    assert changed == {*shot, "film", "storyboard.hunt", "storyboard_index", *exports}
     assert _status(p)["export.srt"] == "cached"
     assert p.to_run == len(changed)
     assert not [s for s in p.steps if s.status in ("new", "missing")]
@@ -146,7 +147,8 @@ def test_one_camera_edit_changes_that_shot_only(film: Path) -> None:
     assert "input keyframe.hunt.chen_watches.openai-1" in why["clip.hunt.chen_watches.take2"]
     assert why[CHEN] == ("input clip.hunt.chen_watches.take1",)
     assert why["film"] == (f"input {CHEN}",)
-    assert why["storyboard"] == ("input keyframe.hunt.chen_watches.openai-1",)
+    assert why["storyboard.hunt"] == ("input keyframe.hunt.chen_watches.openai-1",)
+    assert why["storyboard_index"] == ("input storyboard.hunt",)
     # the speech line of that shot did not change
     assert _status(p)["speech.hunt.chen_watches.1"] == "cached"
     text = render_plan(p)
@@ -272,7 +274,7 @@ def test_selection_plans_what_build_would_make(film: Path) -> None:
 def test_until_cuts_the_plan(film: Path) -> None:
     p = plan(_compile(film), None, until="keyframe")
     kinds = {s.kind for s in p.steps}
-    assert kinds == {"sheet", "plate", "keyframe", "storyboard"}
+    assert kinds == {"sheet", "plate", "keyframe", "storyboard", "storyboard_index"}
 
 
 def test_record_changes() -> None:
@@ -294,7 +296,8 @@ def test_big_plans_stay_short(film: Path) -> None:
     c = _compile(film)
     p = plan(c, None)
     lines = render_plan(p).splitlines()
-    assert "+ scene hunt: 10 shots, 55 steps new  $1.00" in lines  # its music and ambience too
+    # its music, ambience and storyboard pages too
+    assert "+ scene hunt: 10 shots, 56 steps new  $1.00" in lines
     assert len(lines) < 30
     assert len(render_plan(p, verbose=True).splitlines()) > p.to_run
     with _history(film) as h:
@@ -307,8 +310,10 @@ def test_big_plans_stay_short(film: Path) -> None:
     # its candidates on services change with the plate they are given
     assert "  ~ shot hunt/chen_watches: 8 changed (input plate.STEPPE.DUSK, adapter.settings)" \
         "  $0.42" in lines
-    assert "  ~ film  (changed: adapter.settings, input music.hunt, input " \
-        "music.white_storm, 34 more inputs) local" in lines  # 28 shots, subtitles, 7 sounds
+    assert "  ~ mix  (changed: adapter.settings, input music.hunt, input " \
+        "music.white_storm, 17 more inputs) local" in lines  # 12 lines, 7 sounds
+    assert "  ~ film  (changed: adapter.settings, input mix, input " \
+        "shot.cub.batu_warns, 28 more inputs) local" in lines  # 28 shots, subtitles, the mix
     assert not re.search(r"^\s+~ keyframe\.", text, re.M)
 
 

@@ -222,7 +222,7 @@ def test_the_index_follows_the_graph() -> None:
     ("film@", "`@` must come first", 4, "write `@film`"),
     ("kind:keyframes", "unknown step kind `keyframes`", 5, "did you mean `keyframe`?"),
     ("kind:frame", "unknown step kind `frame`", 5,
-     "kinds: sheet, plate, keyframe, clip, lastframe, speech, music, sfx, shot, film, subtitles, timeline, storyboard, export"),
+     "kinds: sheet, plate, keyframe, clip, lastframe, speech, music, sfx, shot, mix, film, subtitles, timeline, storyboard, storyboard_index, export"),
     ("kind:clip,,kind:shot", "empty selector between commas", 9,
      "remove the extra `,` (a comma means *and*)"),
     ("   ", "empty selector", 0, "give a node, e.g. `shot:chen_*` or `character:CHEN+`"),

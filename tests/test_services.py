@@ -507,7 +507,8 @@ def test_plan_lists_exactly_what_build_runs(tmp_path: Path, services: Services) 
                                                          "speech.one.a2.1", "film"}
     edit("Ana walks along the pier.", "Ana runs along the pier.")
     assert same("--until", "keyframe") == {"keyframe.one.a1.local-1": "changed",
-                                           "storyboard": "changed"}
+                                           "storyboard.one": "changed",
+                                           "storyboard_index": "changed"}
     forced = same("--force", "kind:keyframe", "--until", "keyframe")
     # offline, every candidate is the local backend's: local-1, local-2…
     assert {k for k, v in forced.items() if v == "forced"} == {
@@ -518,7 +519,8 @@ def test_plan_lists_exactly_what_build_runs(tmp_path: Path, services: Services) 
     assert filmc(project, "gc", "svc.film", services=services).returncode == 0
     edit("Ana strolls along the pier.", "Ana runs along the pier.")
     assert same("--until", "keyframe") == {"keyframe.one.a1.local-1": "missing",
-                                           "storyboard": "missing"}
+                                           "storyboard.one": "missing",
+                                           "storyboard_index": "missing"}
     # and with the services: b2's keyframe at OpenAI, a1's at ComfyUI
     assert same("--select", "shot:b2", "--select", "shot:a1", offline=False).keys() >= {
         "sheet.ANA", "keyframe.one.b2.openai-1", "keyframe.one.a1.comfyui-1", "shot.one.b2"}

@@ -148,9 +148,9 @@ def test_cues_are_placed_in_film_time_and_become_steps(tmp_path):
     g = out.graph
     assert {"music.hunt", "music.hunt.chen_watches", "sfx.hunt.ambience",
             "sfx.hunt.chen_watches.1"} <= set(g.nodes)
-    film_step = g.nodes["film"]["step"]
-    assert film_step.params["loudness"] == -23.0
-    assert {p[0] for p in film_step.params["sound"]} >= {"music.hunt", "sfx.hunt.chen_watches.1"}
+    mix_step = g.nodes["mix"]["step"]
+    assert mix_step.params["loudness"] == -23.0
+    assert {p[0] for p in mix_step.params["sound"]} >= {"music.hunt", "sfx.hunt.chen_watches.1"}
 
 
 # -- the film, built ---------------------------------------------------------------------------
@@ -196,9 +196,9 @@ def test_editing_an_effect_changes_exactly_its_step_and_the_film(tmp_path):
                     encoding="utf-8")
     after = keys()
     changed = {n for n in before if before[n] != after.get(n)}
-    # The OTIO export names the film's stems: it is made after the film, and again with it.
-    assert changed == {"sfx.hunt.chen_watches.1", "film", "export.otio"}
+    # The OTIO export names the mix's stems: it is made after the mix, and again with it.
+    assert changed == {"sfx.hunt.chen_watches.1", "mix", "film", "export.otio"}
     (project / "filmc.toml").write_text((project / "filmc.toml").read_text(encoding="utf-8")
                                         + "\n[sound]\nloudness = -14\n", encoding="utf-8")
     louder = keys()
-    assert {n for n in after if after[n] != louder.get(n)} == {"film", "export.otio"}
+    assert {n for n in after if after[n] != louder.get(n)} == {"mix", "film", "export.otio"}

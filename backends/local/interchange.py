@@ -36,6 +36,7 @@ from typing import Any
 
 from ...lang import steps as S
 from ...lang.files import EXPORTS
+from ..protocol import BackendError
 
 # The packages whose output the timeline formats are: their versions enter the key.
 PACKAGES = ("opentimelineio", "otio-cmx3600-adapter", "otio-fcpx-xml-adapter")
@@ -66,10 +67,56 @@ def write_export(spec: dict[str, Any], inputs: list[list[Any]], out_dir: Path) -
     else:
         import opentimelineio as otio
 
+        rate = fcpx_rate(Fraction(spec["fps"])) if fmt == "fcpxml" else \
+            edl_rate(Fraction(spec["fps"])) if fmt == "edl" else None
         media = {i[5]: Path(i[1]).suffix for i in inputs if i[0] == S.MEDIA}
-        timeline = build_timeline(spec, media)
+        timeline = build_timeline(spec, media, rate)
         out.write_text(otio.adapters.write_to_string(timeline, _ADAPTER[fmt]), encoding="utf-8")
     return out
+
+
+# The NTSC rates exactly, as Final Cut Pro writes their frame duration.
+_NTSC = {Fraction(24000, 1001): "1001/24000s", Fraction(30000, 1001): "1001/30000s",
+         Fraction(60000, 1001): "1001/60000s"}
+_FCPX_RATES = "23.976, 24, 25, 29.97, 30, 50, 59.94 or 60"
+
+
+def fcpx_rate(fps: Fraction) -> Fraction:
+    """The rate to write a film at `fps` to FCPXML with, or a refusal naming the rates
+    FCPXML holds.  A film at `23.976` (or 23.98) is NTSC's 24000/1001, as an editor reads
+    it: the cut is in whole frames, so frame n stays frame n.  The adapter looks a rate's
+    frame duration up in a table keyed by rounded rates (23.98, 29.97...), where the exact
+    NTSC rates found nothing and it failed deep inside: they are added to its table under
+    their exact value, which is also what its timing arithmetic divides by."""
+    import opentimelineio as otio
+
+    # The module the adapter runs (OpenTimelineIO loads its own copy of a plugin's file).
+    table = otio.adapters.from_name(_ADAPTER["fcpxml"]).module().FRAMERATE_FRAMEDURATION
+    for ntsc, duration in _NTSC.items():
+        if abs(fps - ntsc) < Fraction(1, 100):
+            table.setdefault(float(ntsc), duration)
+            return ntsc
+    if fps.denominator == 1 and int(fps) in table:
+        return fps
+    raise BackendError(f"FCPXML cannot hold a film at {float(fps):g} fps: Final Cut Pro's "
+                       f"rates are {_FCPX_RATES}; export OTIO or EDL instead, or set the "
+                       f"film's `fps` to one of them")
+
+
+def edl_rate(fps: Fraction) -> Fraction:
+    """The rate to write a film at `fps` to a CMX 3600 EDL with (its timecodes are SMPTE's:
+    `23.976` is NTSC's 24000/1001, as for FCPXML), or a refusal naming the rates SMPTE
+    timecode counts in."""
+    import opentimelineio as otio
+
+    for ntsc in _NTSC:
+        if abs(fps - ntsc) < Fraction(1, 100):
+            return ntsc
+    if otio.opentime.RationalTime.is_valid_timecode_rate(float(fps)):
+        return fps
+    raise BackendError(f"an EDL cannot hold a film at {float(fps):g} fps: its timecodes count "
+                       f"23.976, 24, 25, 29.97, 30, 48, 50, 59.94 or 60 frames a second; export "
+                       f"OTIO instead, or set the film's `fps` to one of them")
 
 
 def write_csv(spec: dict[str, Any], out: Path) -> None:
@@ -80,13 +127,15 @@ def write_csv(spec: dict[str, Any], out: Path) -> None:
         w.writerows(spec["rows"])
 
 
-def build_timeline(spec: dict[str, Any], media: dict[str, str]) -> Any:
+def build_timeline(spec: dict[str, Any], media: dict[str, str],
+                   at: Fraction | None = None) -> Any:
     """The OpenTimelineIO timeline of a cut document; `media`: each named step's file
-    extension, for the steps whose files the build handed over."""
+    extension, for the steps whose files the build handed over; `at`: the rate to write
+    it at, where it is not the film's own (FCPXML's NTSC, `fcpx_rate`)."""
     import opentimelineio as otio
     from opentimelineio.opentime import RationalTime, TimeRange
 
-    rate = float(Fraction(spec["fps"]))
+    rate = float(at if at is not None else Fraction(spec["fps"]))
     folder = Path(spec["folder"])  # build/<film>/ where the build runs (engine/executor.py)
 
     def span(start: int, frames: int) -> Any:
@@ -130,7 +179,7 @@ def build_timeline(spec: dict[str, Any], media: dict[str, str]) -> Any:
         picture.markers.append(marker)
     if spec["lines"]:
         timeline.tracks.append(_dialogue(spec["lines"], span, url))
-    if spec.get("stems") and "film" in media:  # the mix's stems, each the film's length
+    if spec.get("stems") and "mix" in media:  # the mix step's stems, each the film's length
         for name in spec["stems"]:
             track = otio.schema.Track(name=f"{name.capitalize()} stem",
                                       kind=otio.schema.TrackKind.Audio)
@@ -139,7 +188,7 @@ def build_timeline(spec: dict[str, Any], media: dict[str, str]) -> Any:
                 available_range=span(0, spec["frames"]))
             clip = otio.schema.Clip(name=f"film.{name}", media_reference=ref,
                                     source_range=span(0, spec["frames"]))
-            clip.metadata["filmc"] = {"stem": name, "step": "film"}
+            clip.metadata["filmc"] = {"stem": name, "step": "mix"}
             track.append(clip)
             timeline.tracks.append(track)
     return timeline

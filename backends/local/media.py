@@ -15,11 +15,15 @@ core count).
   description and in the line's language; as long as eSpeak took to say it.
 - `conform_shot(clip, speech, params, out)`: the clip at the film's size, fps and
   exact frame count, with each line's audio placed at its start time (AAC, 48 kHz,
-  stereo). Every shot of a film is encoded with the same settings (`VIDEO_ARGS`),
-  so the film step can join them without re-encoding.
-- `concat_film(shots, chapters, out, subtitles, burn, language)`: the shots joined by the
-  concat demuxer with stream copy, one chapter per scene, the subtitles as a soft
-  track or burned in.
+  stereo). Every shot of a film is encoded with the same settings (`VIDEO_ARGS`) and
+  has the same header, so the film step can join them without re-encoding.  A clip
+  that already is all that (every clip `render_clip` makes for a shot) is copied, not
+  encoded again (`copyable`): each frame of the animatic is encoded once.
+- `concat_film(shots, chapters, out, subtitles, burn, language, audio)`: the shots joined
+  without re-encoding, one chapter per scene, the subtitles as a soft track or burned
+  in, the audio the shots' or the film's mix (`audio`).  The shots' payloads are
+  copied behind one header built from their sample tables (mp4join.py); shots that
+  cannot be joined so, and burned-in subtitles, go through ffmpeg's concat demuxer.
   The subtitle track carries the film's language (`language`, ISO 639-2).
 - `write_srt(lines, out)`: SubRip subtitles, UTF-8, from cues timed to be read
   (subtitles.py).
@@ -28,6 +32,7 @@ core count).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import tempfile
@@ -38,9 +43,9 @@ from pathlib import Path
 
 import ffmpeg  # ffmpeg-python: builds the filter graphs
 
-from filmc.backends.ffmpeg import MediaError, probe, run, video_duration
+from filmc.backends.ffmpeg import MediaError, ffmpeg_exe, probe, run, video_duration
 
-from . import voice
+from . import mp4head, mp4join, voice
 
 __all__ = ["MediaError", "render_clip", "render_speech", "conform_shot", "concat_film",
            "write_srt", "probe", "VIDEO_ARGS", "AUDIO_ARGS", "SAMPLE_RATE"]
@@ -76,11 +81,22 @@ def frame_count(duration: object, fps: object) -> int:
     return math.floor(fraction(duration) * fraction(fps) + Fraction(1, 2))
 
 
+def gop_size(fps: Fraction) -> int:
+    """Frames from one keyframe to the next: 2 s."""
+    return max(1, round(fps * 2))
+
+
+def timescale(fps: Fraction) -> int:
+    """The MP4 video track's ticks a second: a multiple of the frame rate's numerator,
+    so that every frame lasts a whole number of ticks."""
+    return fps.numerator * math.ceil(10000 / fps.numerator)
+
+
 def gop_args(fps: Fraction) -> list[str]:
     """Keyframe interval and MP4 timescale, both functions of the frame rate alone."""
-    gop = max(1, round(fps * 2))
-    scale = fps.numerator * math.ceil(10000 / fps.numerator)  # whole ticks per frame
-    return ["-g", str(gop), "-keyint_min", str(gop), "-video_track_timescale", str(scale)]
+    gop = gop_size(fps)
+    return ["-g", str(gop), "-keyint_min", str(gop), "-video_track_timescale",
+            str(timescale(fps))]
 
 
 def _fps_str(fps: Fraction) -> str:
@@ -98,9 +114,24 @@ Filter = tuple[str, tuple, dict]  # (name, positional args, named args) of one f
 
 
 def _fit(w: int, h: int) -> list[Filter]:
-    """Scale to cover w x h and crop the middle: any picture fills the frame, undistorted."""
-    return [("scale", (w, h), {"force_original_aspect_ratio": "increase", "flags": "bicubic"}),
+    """Scale to cover w x h and crop the middle: any picture fills the frame, undistorted.
+
+    Full-range pictures (a JPEG, another service's clip) are brought to limited range
+    here, so that no frame reaches x264 marked full range (see `_PLAIN`)."""
+    return [("scale", (w, h), {"force_original_aspect_ratio": "increase", "flags": "bicubic",
+                               "out_range": "tv"}),
             ("crop", (w, h), {}), ("setsar", (1,), {})]
+
+
+# The last filters before x264, for every clip and shot.  x264 writes a frame's sample
+# aspect ratio, range and colour description into the stream's header (SPS, so the
+# MP4's `avcC`), and the film is joined by stream copy only where every shot has the
+# same header.  So every picture leaves as square pixels, limited range and no colour
+# description, whatever it came from: a moving window (whose scale changes the aspect
+# ratio), an sRGB-tagged PNG, a full-range JPEG, a BT.709 clip from a service.
+_PLAIN: list[Filter] = [("setsar", (1,), {}),
+                        ("setparams", (), {"range": "tv", "color_primaries": "unknown",
+                                           "color_trc": "unknown", "colorspace": "unknown"})]
 
 
 def _chain(stream, filters: Sequence[Filter]):
@@ -250,6 +281,7 @@ def render_clip(keyframe: Path, params: dict, out: Path, last: Path | None = Non
         fade = seconds / 3
         video = ffmpeg.filter([video, end], "xfade", transition="fade", duration=f"{fade:.6f}",
                               offset=f"{seconds - fade:.6f}")
+    video = _chain(video, _PLAIN)
     run([*graph_args(video), "-frames:v", frames, "-r", _fps_str(fps),
          *VIDEO_ARGS, *gop_args(fps), *_BITEXACT, "-an", "-y", out],
         f"render the clip `{Path(out).name}` from `{Path(keyframe).name}`")
@@ -298,6 +330,46 @@ def render_speech(params: dict, out: Path) -> Path:
 
 # -- shot ------------------------------------------------------------------------
 
+@functools.cache
+def _encoded(w: int, h: int, fps: Fraction, exe: str) -> mp4head.VideoTrack:
+    """What one frame encoded by `exe` at w x h and fps with the shots' settings looks
+    like: the header every shot of such a film has.  Once per worker process and size."""
+    with tempfile.TemporaryDirectory(prefix="filmc-header-") as tmp:
+        out = Path(tmp) / "frame.mp4"
+        black = _chain(ffmpeg.input(f"color=black:s={w}x{h}:r={_fps_str(fps)}", f="lavfi").video,
+                       [("format", ("yuv420p",), {}), *_PLAIN])
+        run([*graph_args(black), "-frames:v", 1, *VIDEO_ARGS, *gop_args(fps), *_BITEXACT,
+             "-an", "-y", out], f"encode one {w}x{h} frame")
+        track = mp4head.video_track(out)
+    if track is None:
+        raise MediaError(f"ffmpeg wrote a {w}x{h} frame that cannot be read back")
+    return track
+
+
+def copyable(clip: Path, w: int, h: int, fps: Fraction, frames: int) -> bool:
+    """Whether the clip's video already is what `conform_shot` would encode, so that the
+    shot copies it: H.264 of w x h with exactly `frames` frames at `fps`, none reordered
+    and none cut by an edit list, a keyframe every `gop_size` frames from the first,
+    and the same header (`avcC`: profile, level, pixel format, square pixels, no colour
+    description) and x264 settings and version as a shot encoded here.  The film joins
+    its shots by copying their video, which needs every shot's header to be the same.
+
+    This holds for every clip the local backend renders (`render_clip` encodes at the
+    film's size, fps and length with these settings); a service's clip, a user's video
+    or a clip made for another size, rate or length is encoded anew."""
+    track = mp4head.video_track(clip)
+    if track is None or track.codec != b"avc1":
+        return False
+    want = _encoded(w, h, fps, ffmpeg_exe())
+    keys = tuple(range(1, frames + 1, gop_size(fps)))
+    return ((track.width, track.height, track.frames) == (w, h, frames)
+            and track.timescale == want.timescale and track.durations == want.durations
+            and not track.reordered and not track.shifted
+            and (track.sync if track.sync is not None else tuple(range(1, frames + 1))) == keys
+            and track.config == want.config and bool(track.encoder)
+            and track.encoder == want.encoder)
+
+
 def _seconds(wav: Path) -> Fraction:
     """An audio file's length: a WAV's from its header."""
     try:
@@ -315,6 +387,10 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
     cut.  Each line starts at its start time and may run on past its end into the pause
     before the next line (or the shot's end); one too long even for that is said faster
     (up to twice as fast) and cut there.  Silence elsewhere.
+
+    A clip that already is the shot's video (`copyable`: every clip the local backend
+    renders for it) is copied, and only the audio is encoded; any other is decoded and
+    encoded with the shots' settings.  Either way the shot has the same header.
     """
     w, h = _size(params)
     fps = fraction(params["fps"])
@@ -331,10 +407,23 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
     # to the end of the last frame: shots then join end to end with no overlap.
     body = total - PRIMING
     late: Filter = ("asetpts", (f"PTS-STARTPTS+{PRIMING}/({SAMPLE_RATE}*TB)",), {})
-    video = _chain(ffmpeg.input(str(clip)).video, [
-        ("setpts", ("PTS-STARTPTS",), {}), *_fit(w, h), ("fps", (_fps_str(fps),), {}),
-        ("format", ("yuv420p",), {}), ("tpad", (), {"stop_mode": "clone", "stop": frames}),
-        ("trim", (), {"end_frame": frames}), ("setpts", (f"N/({_fps_str(fps)})/TB",), {})])
+    video = ffmpeg.input(str(clip)).video
+    codec: list[object]
+    if copyable(clip, w, h, fps, frames):
+        # The clip already is this shot's video, as an encode would make it: copy it.
+        # The MP4 sample description also names the encoder, which ffmpeg writes only
+        # when it encodes: name it, so that a copied shot's description is an encoded
+        # one's, which the film's join compares (mp4join.py).
+        named = _encoded(w, h, fps, ffmpeg_exe()).compressor
+        codec = ["-c:v", "copy", "-video_track_timescale", timescale(fps),
+                 "-metadata:s:v:0", f"encoder={named}"]
+    else:
+        video = _chain(video, [
+            ("setpts", ("PTS-STARTPTS",), {}), *_fit(w, h), ("fps", (_fps_str(fps),), {}),
+            ("format", ("yuv420p",), {}), ("tpad", (), {"stop_mode": "clone", "stop": frames}),
+            ("trim", (), {"end_frame": frames}), ("setpts", (f"N/({_fps_str(fps)})/TB",), {}),
+            *_PLAIN])
+        codec = ["-r", _fps_str(fps), *VIDEO_ARGS, *gop_args(fps)]
     silence = ffmpeg.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi").audio
     mixed = [silence.filter("atrim", end_sample=body)]
     for i, (path, (start, end)) in enumerate(zip(speech, lines)):
@@ -361,9 +450,8 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
         audio = _chain(audio, [("atrim", (), {"end_sample": body}), late])
     else:
         audio = _chain(mixed[0], [late])
-    run([*graph_args(video, audio), "-frames:v", frames, "-r", _fps_str(fps),
-         *VIDEO_ARGS, *gop_args(fps), *AUDIO_ARGS, *_BITEXACT, "-y", out],
-        f"conform the shot `{Path(out).name}`")
+    run([*graph_args(video, audio), "-frames:v", frames, *codec, *AUDIO_ARGS, *_BITEXACT,
+         "-y", out], f"conform the shot `{Path(out).name}`")
     return Path(out)
 
 
@@ -396,17 +484,32 @@ def _filter_path(path: Path) -> str:
 
 def concat_film(shots: Sequence[Path], chapters: Sequence[tuple[str, float]], out: Path,
                 subtitles: Path | None = None, burn: bool = False,
-                language: str | None = None) -> Path:
+                language: str | None = None, audio: Path | None = None) -> Path:
     """Join the shots into `out` (MP4) without re-encoding them.
 
+    Shots encoded alike (every shot this backend makes) are joined by mp4join: their
+    payloads copied behind one header, `moov` first, with the headers read remembered
+    in the user's cache; others, and burned-in subtitles, by ffmpeg's concat demuxer.
     chapters: (title, start seconds) per scene, in order.  subtitles: an SRT file,
     added as a soft subtitle track, or drawn into the picture with `burn=True` (which
     re-encodes the video with the shots' own settings; audio is still copied).
     language: the soft track's ISO 639-2 code ("zho", "eng"), which players show.
+    audio: the film's sound (the `mix` step's track, as long as the film), copied in
+    place of the shots' own audio.
     """
     if not shots:
         raise MediaError("the film has no shots to join")
     out = Path(out)
+    if subtitles is None or not burn:
+        # The shots' payloads copied behind one header built from their sample tables
+        # (mp4join.py): the I/O of `cat`.  Shots that differ (another backend's, another
+        # size) raise Unjoinable, and ffmpeg's concat demuxer joins them instead.
+        try:
+            return mp4join.join(shots, out, chapters=chapters, subtitles=subtitles,
+                                language=language, audio=audio,
+                                headers=mp4join.Headers.of_user())
+        except mp4join.Unjoinable:
+            pass
     total = sum((video_duration(s) for s in shots), Fraction(0))
     with tempfile.TemporaryDirectory(prefix=".filmc-concat-", dir=out.parent) as tmp:
         listing = Path(tmp) / "shots.ffconcat"
@@ -416,6 +519,9 @@ def concat_film(shots: Sequence[Path], chapters: Sequence[tuple[str, float]], ou
         meta.write_text(_chapters_file(chapters, total), encoding="utf-8")
         args: list[object] = ["-f", "concat", "-safe", "0", "-i", listing, "-i", meta]
         maps = ["-map", "0:v", "-map", "0:a?", "-map_metadata", "1", "-map_chapters", "1"]
+        if audio is not None:
+            args += ["-i", audio]
+            maps[3] = f"{args.count('-i') - 1}:a:0"
         if subtitles is not None and burn:
             fps = probe(shots[0])["fps"]
             # libass finds no system font on a bare machine: give it the bundled one,
@@ -427,7 +533,7 @@ def concat_film(shots: Sequence[Path], chapters: Sequence[tuple[str, float]], ou
                      *VIDEO_ARGS, *gop_args(fraction(fps)), "-c:a", "copy"]
         elif subtitles is not None:
             args += ["-i", subtitles]
-            maps += ["-map", "2:s"]
+            maps += ["-map", f"{args.count('-i') - 1}:s"]
             codec = ["-c:v", "copy", "-c:a", "copy", "-c:s", "mov_text"]
             if language:
                 codec += ["-metadata:s:s:0", f"language={language}"]

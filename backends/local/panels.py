@@ -559,16 +559,20 @@ def render_plate(params: dict, prompt: str, refs: list[Path], out: Path) -> None
 
 
 THUMB_W = 320
-MAX_SHEET_H = 30000  # px; beyond it, further pages: storyboard-2.png, storyboard-3.png, ...
+MAX_SHEET_H = 30000  # px; beyond it, further pages: hunt-2.png, hunt-3.png, ...
+HEADER_SIZE = 20  # px: the page header's text
 
 
 def render_storyboard(keyframes: list[Path], labels: list[str], out: Path,
-                      columns: int = 4) -> list[Path]:
+                      columns: int = 4, heading: tuple[str, str] | None = None) -> list[Path]:
     """A contact sheet: every keyframe as a 320 px thumbnail with its label, in reading order.
 
-    A long film gives a tall sheet; when it would pass 30,000 px (about 300 panels
+    A long scene gives a tall sheet; when it would pass 30,000 px (about 300 panels
     of a 2.39:1 film in four columns) the rest goes to `<stem>-2.png`, `<stem>-3.png`...
-    beside `out`, so every page stays an image a viewer opens.  Returns the pages.
+    beside `out`, so every page stays an image a viewer opens.  `heading` (left, right)
+    is a band at the top of every page naming what it shows (the scene's number and
+    title; its id), with `page 2/3` on a page of several, so a page opened on its own
+    says where it belongs.  Returns the pages.
     """
     out = Path(out)
     columns = max(1, columns)
@@ -579,18 +583,36 @@ def render_storyboard(keyframes: list[Path], labels: list[str], out: Path,
     th = max(1, round(THUMB_W * aspect))
     lsize = 15
     gap, label_h = 8, round(lsize * 1.8)
+    band = round(HEADER_SIZE * 1.8) + gap if heading is not None else 0
     cell_w, cell_h = THUMB_W + gap, th + label_h + gap
-    rows_per_page = max(1, (MAX_SHEET_H - gap) // cell_h)
+    rows_per_page = max(1, (MAX_SHEET_H - gap - band) // cell_h)
     per_page = rows_per_page * columns
     pages = [list(range(i, min(i + per_page, len(keyframes))))
              for i in range(0, max(1, len(keyframes)), per_page)] or [[]]
     written: list[Path] = []
     for p, idx in enumerate(pages):
         rows = max(1, math.ceil(len(idx) / columns))
-        sheet = Image.new("RGB", (gap + columns * cell_w, gap + rows * cell_h), (24, 24, 28))
+        width = gap + columns * cell_w
+        sheet = Image.new("RGB", (width, band + gap + rows * cell_h), (24, 24, 28))
         draw = ImageDraw.Draw(sheet)
+        if heading is not None:
+            left, right = heading
+            if len(pages) > 1:
+                right = f"{right}   page {p + 1}/{len(pages)}".strip()
+            draw.rectangle((0, 0, width, band - gap // 2), fill=(40, 40, 46))
+            mid = (band - gap // 2) / 2
+            if right:
+                _text(draw, (width - gap, mid), right, HEADER_SIZE - 4, fill=(170, 170, 178),
+                      anchor="rm")
+                room = width - 3 * gap - font(HEADER_SIZE - 4, right).getlength(right)
+            else:
+                room = width - 2 * gap
+            f = font(HEADER_SIZE, left)
+            while len(left) > 4 and f.getlength(left) > room:
+                left = left[:-2] + "…"
+            draw.text((gap, mid), left, font=f, fill=WHITE, anchor="lm")
         for k, i in enumerate(idx):
-            x, y = gap + (k % columns) * cell_w, gap + (k // columns) * cell_h
+            x, y = gap + (k % columns) * cell_w, band + gap + (k // columns) * cell_h
             with Image.open(keyframes[i]) as im:
                 im.draft("RGB", (THUMB_W, th))
                 thumb = im.convert("RGB").resize((THUMB_W, th), Image.Resampling.BILINEAR)

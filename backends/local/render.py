@@ -57,28 +57,29 @@ def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]]
         out = out_dir / "shot.mp4"
         media.conform_shot(of(S.CLIP)[0], of(S.SPEECH), spec, out)
         return {"video": [str(out)]}
+    if kind == "mix":
+        # Every line where its shot says it, mixed with the music, ambience and effects.
+        from . import mix
+
+        by_step = {i[5]: Path(i[1]) for i in inputs if len(i) > 5}
+        said = [mix.Line(by_step[step], media.fraction(start), media.fraction(end),
+                         media.fraction(until)) for step, start, end, until in spec["lines"]]
+        cues = [mix.Cue(kind, by_step[step], float(start), float(end))
+                for step, kind, start, end in spec["sound"]]
+        made = mix.soundtrack(said, float(media.fraction(spec["duration"])), cues,
+                              float(spec["loudness"]), out_dir)
+        return {"audio": [str(made.mix)], "stems": [str(made.stems[s]) for s in mix.STEMS]}
     if kind == "film":
         out = out_dir / "film.mp4"
         chapters = [(title, float(start)) for title, start in spec.get("chapters", [])]
         # A film with no dialogue has empty subtitles, which ffmpeg cannot read as a track.
         srt = [p for p in of(S.SUBTITLES) if os.path.getsize(p)]
-        mixed = "loudness" in spec
-        joined = out_dir / "joined.mp4" if mixed else out
-        media.concat_film(of(S.SHOT), chapters, joined, subtitles=srt[0] if srt else None,
+        # The mix's outputs in their declared order: its audio track, then its stems.
+        media.concat_film(of(S.SHOT), chapters, out, subtitles=srt[0] if srt else None,
                           burn=bool(spec.get("burn_subtitles")),
-                          language=subtitles.mp4_language(spec.get("language")))
-        if not mixed:
-            return {"video": [str(out)]}
-        # The dialogue (the shots' audio) mixed with the music, ambience and effects.
-        from . import mix
-
-        by_step = {i[5]: Path(i[1]) for i in inputs if len(i) > 5}
-        cues = [mix.Cue(kind, by_step[step], float(start), float(end))
-                for step, kind, start, end in spec.get("sound", [])]
-        seconds = float(sum((media.video_duration(s) for s in of(S.SHOT)), Fraction(0)))
-        made = mix.mix_film(joined, seconds, cues, float(spec["loudness"]), out, out_dir)
-        joined.unlink()
-        return {"video": [str(out)], "stems": [str(made.stems[s]) for s in mix.STEMS]}
+                          language=subtitles.mp4_language(spec.get("language")),
+                          audio=of(S.MIX)[0])
+        return {"video": [str(out)]}
     if kind == "music":
         out = out_dir / "music.wav"
         sound.render_music(prompt, float(spec["duration"]), out)
@@ -100,10 +101,22 @@ def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]]
         out = out_dir / "timeline.json"
         write_timeline(spec, out)
         return {"timeline": [str(out)]}
-    if kind == "storyboard":
+    if kind == "storyboard":  # one scene's contact sheets, headed by its number and title
         labels = [i[2] or Path(i[1]).stem for i in inputs if i[0] == S.PANEL]
-        pages = panels.render_storyboard(of(S.PANEL), labels, out_dir / "storyboard.png")
+        scene = spec.get("scene") or {}
+        heading = None
+        if scene:
+            heading = (f"SCENE {scene['number']}  {scene['title'] or scene['id']}",
+                       scene["id"] if scene["title"] else "")
+        pages = panels.render_storyboard(of(S.PANEL), labels, out_dir / "page.png",
+                                         heading=heading)
         return {"page": [str(p) for p in pages]}
+    if kind == "storyboard_index":  # names every scene's pages, opens none
+        from .storyboard import write_index
+
+        out = out_dir / "index.html"
+        write_index(spec, [i for i in inputs if i[0] == S.PAGES], out)
+        return {"index": [str(out)]}
     if kind == "export":
         from .interchange import write_export
 
