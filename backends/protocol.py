@@ -195,6 +195,9 @@ class Setup:
     secret: Callable[[str], str]  # a secret setting, read from its environment variable now
     uploads: UploadCache
     workers: int = 1  # processes it may run at once on this machine (runs_here adapters)
+    # A Dask scheduler's address (`--cluster`, `[build] cluster`): where the local backend
+    # sends its CPU-heavy renders instead (backends/local/cluster.py); None: this machine.
+    cluster: str | None = None
 
 
 class Backend(Protocol):

@@ -14,8 +14,9 @@ Layout (every key is described in docs/config.md):
 
     [steps]             step kind = backend name          (default: "local")
     [backends.NAME]     type, concurrency, prices, SETTING_env, other adapter settings
-    [build]             concurrency, currency
+    [build]             concurrency, currency, store, cluster (a Dask scheduler's address)
     [gc]                keep_commits
+    [cache]             remote, write, lease, endpoint_env (a shared cache: docs/team.md)
     [sound]             loudness (the film's mix, LUFS)
 
 Secrets never live in the file, nor in a `Config`: a backend names the
@@ -51,11 +52,15 @@ DEFAULT_BUILD_CONCURRENCY = 64  # jobs in flight at services, over all backends
 DEFAULT_BACKEND_CONCURRENCY = 4
 DEFAULT_CURRENCY = "USD"
 
-TOP_LEVEL = ("steps", "backends", "build", "gc", "sound")
+TOP_LEVEL = ("steps", "backends", "build", "gc", "sound", "cache")
 SOUND_KEYS = ("loudness",)
 LOUDNESS_RANGE = (-40.0, -5.0)  # LUFS: from quiet cinema stems to the loudest streaming
-BUILD_KEYS = ("concurrency", "currency", "store")
+BUILD_KEYS = ("concurrency", "currency", "store", "cluster")
 GC_KEYS = ("keep_commits",)
+CACHE_KEYS = ("remote", "write", "lease", "endpoint_env")
+DEFAULT_LEASE = 300.0  # seconds a claim on a paid job lasts unless renewed (docs/team.md)
+DEFAULT_ENDPOINT_ENV = "FILMC_S3_ENDPOINT"  # an S3-compatible server other than AWS
+_LEASE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)\Z")
 DEFAULT_KEEP_COMMITS = 10  # `filmc gc` keeps what this many latest commits need
 ANY_KIND = "*"  # `fallback = "runway"`: for every step kind both backends make
 BACKEND_KEYS = ("type", "concurrency", "rate", "prices", "fallback")  # reserved; the rest: settings
@@ -124,6 +129,17 @@ class BackendConfig:
         return self.fallback.get(kind) or self.fallback.get(ANY_KIND)
 
 
+@attrs.frozen
+class CacheConfig:
+    """`[cache]`: where the team's shared cache lives and whether this client writes it.
+    Holds no credential: S3's come from the environment (AWS_*), as boto3 reads them."""
+
+    remote: str  # "s3://bucket/prefix", "file:///shared/folder" or "/shared/folder"
+    write: bool = True  # false: a read-only client (it never uploads, never claims)
+    lease: float = DEFAULT_LEASE  # seconds a claim on a paid job lives without renewal
+    endpoint_env: str = DEFAULT_ENDPOINT_ENV  # the variable naming an S3 endpoint URL
+
+
 def _local(concurrency: int = DEFAULT_BACKEND_CONCURRENCY, settings: dict | None = None,
            prices: Mapping[str, Price] | None = None) -> BackendConfig:
     free = {kind: Price(0.0) for kind in STEP_KINDS}
@@ -142,6 +158,8 @@ class Config:
     locate: Locator | None = attrs.field(default=None, eq=False, repr=False)  # key → Span
     keep_commits: int = DEFAULT_KEEP_COMMITS  # [gc] keep_commits
     loudness: float = DEFAULT_LOUDNESS  # [sound] loudness: the film's mix, LUFS (EBU R128)
+    cache: CacheConfig | None = None  # [cache]: a remote cache shared by a team; None: none
+    cluster: str | None = None  # [build] cluster: a Dask scheduler for the local renders
 
     def backend_for(self, step_kind: str, override: str | None = None) -> BackendConfig:
         """The backend serving `step_kind`: the shot's `backend STEP NAME` if given,
@@ -307,10 +325,57 @@ class _Checker:
             self.error("F0505", "`store` must be a folder path", ("build", "store"), value=True,
                        help='write `store = "/big/disk/filmc-store"`, or leave it out')
             store = None
+        cluster = build.get("cluster")
+        if cluster is not None and not (isinstance(cluster, str) and cluster.strip()
+                                        and not any(c.isspace() for c in cluster.strip())):
+            self.error("F0505", "`cluster` must be a Dask scheduler's address",
+                       ("build", "cluster"), f"found {_show(cluster)}", value=True,
+                       help='write `cluster = "tcp://render-1:8786"`, or leave it out to '
+                            'render on this machine')
+            cluster = None
         keep_commits = self.gc(self.table(data, "gc", ()))
         loudness = self.sound(self.table(data, "sound", ()))
+        cache = self.cache(self.table(data, "cache", ()))
         return Config(path, steps, backends, concurrency, currency, store, self.locate,
-                      keep_commits, loudness)
+                      keep_commits, loudness, cache, cluster.strip() if cluster else None)
+
+    def cache(self, cache: dict) -> CacheConfig | None:
+        for key in cache:
+            if key not in CACHE_KEYS:
+                self.unknown("key", ("cache", key), CACHE_KEYS)
+        remote = cache.get("remote")
+        if remote is None:
+            return None
+        if not (isinstance(remote, str) and remote.strip()) or \
+                (remote.startswith("s3://") and not remote[5:].split("/")[0]):
+            self.error("F0505", "`remote` must be an `s3://bucket/prefix` URL or a folder",
+                       ("cache", "remote"), f"found {_show(remote)}", value=True,
+                       help='write `remote = "s3://studio-films/wolfpack"` or '
+                            '`remote = "/mnt/shared/filmc-cache"`')
+            return None
+        write = cache.get("write", True)
+        if not isinstance(write, bool):
+            self.error("F0506", "`write` must be true or false", ("cache", "write"),
+                       f"found {_show(write)}", value=True,
+                       help="`write = false` makes this a read-only client: it reads the "
+                            "shared cache and never uploads")
+            write = True
+        lease = cache.get("lease", DEFAULT_LEASE)
+        seconds = _lease_seconds(lease)
+        if seconds is None:
+            self.error("F0506", "`lease` must be a duration such as \"5m\", \"90s\" or a "
+                       "number of seconds", ("cache", "lease"), f"found {_show(lease)}",
+                       value=True, help="how long a claim on a paid job lasts when its "
+                                        "holder stops renewing it (it died), e.g. `lease = \"5m\"`")
+            seconds = DEFAULT_LEASE
+        env = cache.get("endpoint_env", DEFAULT_ENDPOINT_ENV)
+        if not (isinstance(env, str) and _ENV_NAME.match(env)):
+            self.error("F0506", "`endpoint_env` must name an environment variable",
+                       ("cache", "endpoint_env"), f"found {_show(env)}", value=True,
+                       help='the variable that holds an S3 endpoint URL, e.g. '
+                            '`endpoint_env = "MINIO_URL"`')
+            env = DEFAULT_ENDPOINT_ENV
+        return CacheConfig(remote.strip(), write, seconds, env)
 
     def sound(self, sound: dict) -> float:
         for key in sound:
@@ -574,3 +639,15 @@ def _show(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return str(value)
+
+
+def _lease_seconds(value: object) -> float | None:
+    """`"5m"`, `"90s"`, `"500ms"`, `"1h"` or a number of seconds → seconds (> 0)."""
+    if _is_number(value) and not isinstance(value, bool):
+        return float(value) if value > 0 else None
+    if isinstance(value, str):
+        m = _LEASE.match(value.strip())
+        if m:
+            n = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+            return n if n > 0 else None
+    return None

@@ -51,10 +51,12 @@ class BuildResult:
 
 def build(program: Any, options: Options, events: Events, *, wait: bool = True,
           fast_key: dict[str, Any] | None = None,
-          adapters: AdapterFactory | None = None,
+          adapters: AdapterFactory | None = None, cache: Any = None,
           again: Callable[[], Any] | None = None) -> BuildResult:
-    """`again()`: the program compiled anew (None: it no longer compiles), which a build
-    that must say lines first asks for, to time the dialogue by them (`_say_first`)."""
+    """`cache`: filmc.toml's `[cache]` (compiler.config.CacheConfig), the team's remote
+    cache; None: the local store alone.  `again()`: the program compiled anew (None: it
+    no longer compiles), which a build that must say lines first asks for, to time the
+    dialogue by them (`_say_first`)."""
     started = time.time()
     root = Path(program.root)
     where = location(root, program.store)
@@ -68,27 +70,36 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         # another project sharing the store keeps it (engine/roots.py).
         roots.record_build(store.path, program)
         store.made_by = roots.made_by(program)
+        shared = _shared(cache, store, root)
         try:
             journal = Journal(state.path / JOURNAL, store.actions_present, store.log.sync)
         except OSError as e:
             raise disk_error(f"open `{state.path / JOURNAL}`", e, state.path) from None
         try:
-            executor = Executor(program, store, state, journal, options, events, adapters)
+            executor = Executor(program, store, state, journal, options, events, adapters,
+                                shared)
             executor.preflight()
             said: list[Outcome] = []
             used = [executor]  # every executor this build ran, for the CPU they used
             if again is not None:
                 program, executor, said = _say_first(program, executor, again, store, state,
-                                                     journal, options, events, used, adapters)
+                                                     journal, options, events, used, adapters,
+                                                     shared)
             needed = {program.graph._node[n]["step"].key for n in executor.decision.nodes}
             others = [j for k, j in journal.open_jobs.items() if k not in needed]
             if others:
                 events.note(f"{len(others)} paid job(s) an earlier build started are for steps "
                             f"this build does not make; they stay recorded for the build "
                             f"that needs them")
-            prepared = process_age()
-            outcomes = said if executor.stopped_saying else \
-                _merged(said, asyncio.run(executor.run()))
+            try:
+                prepared = process_age()
+                outcomes = said if executor.stopped_saying else \
+                    _merged(said, asyncio.run(executor.run()))
+            finally:
+                if shared is not None:  # the uploads finish (or fail, said) before the end
+                    shared.drain()
+                    for note in shared.notes:
+                        events.note(note)
             # What this build reused, for `filmc gc --older-than`.
             store.touch(program.graph._node[o.id]["step"].key for o in outcomes
                         if o.status in ("cached", "provided"))
@@ -138,8 +149,8 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
 
 def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store: Store,
                state: State, journal: Journal, options: Options, events: Events,
-               used: list[Executor],
-               adapters: AdapterFactory | None) -> tuple[Any, Executor, list[Outcome]]:
+               used: list[Executor], adapters: AdapterFactory | None,
+               shared: Any) -> tuple[Any, Executor, list[Outcome]]:
     """Say the lines this build would say, before anything made from their timing.
 
     The compiler times a shot's dialogue by the real length of its lines where they have
@@ -148,8 +159,10 @@ def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store
     subtitles and the mix it makes are timed by the speech itself (and the next build
     finds them current, instead of re-timing them).  Returns the program to build, its
     executor and what saying the lines did (the executors it made join `used`, whose CPU
-    the report counts); when saying failed or was interrupted, the executor that said them, marked `stopped_saying`: the build ends there, as it would
-    have at a failed step, and never asks a service twice for a line in one build."""
+    the report counts).  When saying was interrupted, or failed without --keep-going, the
+    executor that said them, marked `stopped_saying`: the build ends there, as it would
+    have at a failed step; with --keep-going the rest goes on, and no service is asked
+    twice for a line in one build."""
     node = program.graph._node
     first = frozenset(n for n in executor.decision.run if node[n]["kind"] == "speech")
     if not first:
@@ -157,11 +170,12 @@ def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store
     events.note(f"saying {len(first)} line{'s' if len(first) != 1 else ''} of dialogue first, "
                 f"to time the shots by how long they are")
     pre = Executor(program, store, state, journal,
-                   attrs.evolve(options, selection=first, until=None), events, adapters)
+                   attrs.evolve(options, selection=first, until=None), events, adapters, shared)
     pre.preflight()
     used.append(pre)
     said = asyncio.run(pre.run())
-    if pre.interrupted or pre.bug or any(o.status != "ran" for o in said if o.id in first):
+    failed = {o.id: o for o in said if o.id in first and o.status != "ran"}
+    if pre.interrupted or pre.bug or (failed and not options.keep_going):
         pre.stopped_saying = True
         return program, pre, said
     compiled = again()
@@ -171,7 +185,11 @@ def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store
     spent = sum(o.cost or 0.0 for o in said if o.status == "ran" and not o.attached)
     budget = None if options.max_cost is None else max(0.0, options.max_cost - spent)
     executor = Executor(compiled, store, state, journal,
-                        attrs.evolve(options, max_cost=budget), events, adapters)
+                        attrs.evolve(options, max_cost=budget), events, adapters, shared)
+    # With --keep-going, a line that failed stays failed (its shot waits on it) and is not
+    # asked for again, and a service that stopped taking submissions stays stopped.
+    executor.settled = failed
+    executor.stops = {name: s.stopped for name, s in pre._services.items() if s.stopped}
     executor.preflight()
     used.append(executor)
     return compiled, executor, said
@@ -207,6 +225,20 @@ def _cpu(executors: list[Executor]) -> dict[str, float]:
             workers, ran = used()
             own, tools = own + workers, tools + ran
     return {"filmc": round(own, 3), "tools": round(tools, 3)}
+
+
+def _shared(cache: Any, store: Store, root: Path) -> Any:
+    """The build's view of the team's remote cache (engine/sharing.py), or None."""
+    if cache is None:
+        return None
+    from .remotecache import RemoteError, open_remote, writes
+    from .sharing import Shared
+
+    try:
+        remote = open_remote(cache, root)
+    except RemoteError as e:
+        raise BuildError(e.message, e.hint) from None
+    return Shared(remote, store, writes(cache), cache.lease, str(root.resolve()))
 
 
 def _cause(options: Options, interrupted: bool) -> str:

@@ -56,12 +56,14 @@ from ..lang.files import film_dir
 from ..lang.steps import KINDS, Addressed, StepId
 from . import verify
 from .db import StoreError, disk_error
-from .journal import Journal
+from .journal import Journal, OpenJob
+from .layout import places
 from .lengths import measure
 from .remote import Service
 from .retry import Policy
+from .sharing import Claim, Shared
 from .state import State
-from .store import Store
+from .store import Action, Store
 
 LAST_BATCH = 2000  # last-build rows written per transaction
 
@@ -83,6 +85,9 @@ class Options:
     selection: frozenset[str] | None = None
     max_cost: float | None = None
     use_first: bool = False  # animate the first candidate of a shot nobody picked
+    # A Dask scheduler's address: the local backend's CPU-heavy steps render on its workers,
+    # `jobs` of them in flight (the build command's default: twice the workers' threads).
+    cluster: str | None = None
 
 
 @attrs.frozen
@@ -127,8 +132,10 @@ AdapterFactory = Callable[[Any, Setup], Backend]  # (BackendInfo, Setup) → an 
 class Executor:
     def __init__(self, program: Any, store: Store, state: State, journal: Journal,
                  options: Options, events: Events | None = None,
-                 adapters: AdapterFactory | None = None) -> None:
+                 adapters: AdapterFactory | None = None, shared: Shared | None = None) -> None:
         self.program = program
+        # The team's remote cache (engine/sharing.py): read-through, write-through, claims.
+        self.shared = shared
         self.graph = program.graph
         self.store = store
         self.state = state
@@ -152,13 +159,28 @@ class Executor:
         self.interrupted = False
         self.bug: BaseException | None = None
         self.stopped_saying = False  # the lines said first failed: the build ends (build.py)
+        # What a build that said its lines first (engine/build.py) already knows: the steps
+        # that failed then (never asked for twice), and the backends that stopped taking
+        # submissions then (out of credit, a refused key), with why.
+        self.settled: dict[str, Outcome] = {}
+        self.stops: dict[str, str] = {}
         self.spent = 0.0
         self._reserved = 0.0
         self.decision = decide(self.graph, options.selection, options.until, options.force,
                                self._cached_keys, options.use_first)
+        # Steps whose bytes this build needs: inputs and held takes of the steps it runs
+        # (a cached step found remotely is fetched only then, or to be laid out).
+        self._needed: set[str] = set()
+        if shared is not None:
+            for n in self.decision.run:
+                self._needed.update(self.graph.predecessors(n))
+                self._needed.update(r.step for r in self._step(n).held)
 
     def _cached_keys(self, keys: Any) -> set[str]:
+        keys = set(keys)
         self._known = self.store.get_actions(keys)
+        if self.shared is not None and len(self._known) < len(keys):
+            self._known.update(self.shared.lookup(keys - set(self._known)))
         return set(self._known)
 
     # -- before anything runs ----------------------------------------------------------------
@@ -259,6 +281,8 @@ class Executor:
         return Outcome(step.sid, kw.pop("backend", step.backend), status, **kw)
 
     async def _run_step(self, node: str) -> Outcome:
+        if node in self.settled:
+            return self._done(self.settled[node])
         step = self._step(node)
         inputs: dict[str, Outcome] = {}
         for i in dict.fromkeys(r.step for r in step.inputs):
@@ -322,12 +346,24 @@ class Executor:
         if action is None:
             return None
         outputs = tuple(Stored(o["output"], o["digest"], o.get("ext", "")) for o in action.outputs)
+        absent = []
         for o in outputs:
             trusted = self.store.objects.trusted(o.digest)
             if trusted is None:  # changed since verified: hash it, off the event loop
                 trusted = await asyncio.to_thread(self.store.objects.verify, o.digest)
             if not trusted:
-                return None  # missing or damaged: make it again
+                if self.shared is None:
+                    return None  # missing or damaged: make it again
+                absent.append(o.digest)
+        if absent and (step.id in self._needed or places(
+                self._outcome(step, "cached", outputs=outputs)) or step.kind == "timeline"):
+            # Its bytes are needed (an input of a step that runs, or laid out in build/):
+            # fetched from the remote cache, verified; a corrupt or missing one: made again.
+            problems = await asyncio.to_thread(self.shared.ensure, absent)  # type: ignore[union-attr]
+            if problems:
+                for p in problems:
+                    self.events.note(f"{step.id}: {p}; it is made again")
+                return None
         facts = self._facts(step)
         if any(action.meta.get(k) != v for k, v in facts.items()):
             return None  # the store or the project's folder moved under it: make it again
@@ -348,6 +384,11 @@ class Executor:
         ok = self.store.objects.trusted(pin)
         if ok is None:
             ok = await asyncio.to_thread(self.store.objects.verify, pin)
+        if not ok and self.shared is not None:  # a teammate's pick: from the remote cache
+            problems = await asyncio.to_thread(self.shared.ensure, [pin])
+            for p in problems:
+                self.events.note(f"{step.id}: {p}")
+            ok = not problems
         if not ok:
             what = "added take" if step.backend is None else "pick"
             return self._outcome(step, "failed", error=(
@@ -369,6 +410,36 @@ class Executor:
                                      {**_names(step), "kind": step.kind, "pinned": True,
                                       **({"provided": True} if step.backend is None else {})})
         return self._outcome(step, status, outputs=(out,))
+
+    # -- the team's remote cache -----------------------------------------------------------
+
+    async def _claim(self, step: Any, job: OpenJob | None) -> Outcome | Claim | None:
+        """A paid step's claim in the remote cache: held by this build (None: built without
+        one), or the outcome of the step another machine made while this build waited."""
+        assert self.shared is not None
+        got = await self.shared.claim(step.key, step.id, self.events.note)
+        if got is None or isinstance(got, Claim):
+            return got
+        self._known[step.key] = got
+        found = await self._reuse(step)
+        if found is not None:
+            if job is not None:  # our own earlier job for it is not needed any more
+                await self.journal.closed(step.key, "done")
+            return found
+        # Made elsewhere, but its result cannot be had (corrupt, gone): made here, claimed.
+        got = await self.shared.claim(step.key, step.id, self.events.note, reuse=False)
+        return None if isinstance(got, Action) else got
+
+    async def _adopt(self, job: OpenJob) -> OpenJob:
+        """A job a dead holder shared in its claim: journaled here before it is polled, so
+        that this build, killed in turn, leaves it for the next."""
+        if job.op == "accepted":
+            await self.journal.accepted(job.key, job.step, job.backend, job.handle)
+        else:
+            await self.journal.submitting(job.key, job.step, job.backend, job.handle)
+        self.events.note(f"{job.step}: taking over job {job.handle.id} from a build that "
+                         f"stopped renewing its claim; polling it, not submitting again")
+        return self.journal.open_jobs[job.key]
 
     # -- making a step -------------------------------------------------------------------------
 
@@ -432,6 +503,7 @@ class Executor:
         price = estimate(step, self.program.backends, info.name)
         workdir: Path | None = None
         job = None
+        claim: Claim | None = None
         try:
             if info.runs_here:
                 async with self.jobs, self._local_slot(info):
@@ -445,6 +517,13 @@ class Executor:
             else:
                 service = self._service(info, self._adapter(info))
                 job = self.journal.open_jobs.get(step.key)
+                if self.shared is not None:  # claimed once across machines (a lease)
+                    got_claim = await self._claim(step, job)
+                    if isinstance(got_claim, Outcome):
+                        return got_claim
+                    claim = got_claim
+                    if claim is not None and job is None and claim.job is not None:
+                        job = await self._adopt(claim.job)
                 # A job an earlier build had accepted is paid already; one it was still
                 # submitting may be sent now, and is held to --max-cost like a new one.
                 paid = job is not None and job.op == "accepted"
@@ -464,7 +543,8 @@ class Executor:
                     workdir = self._workdir()
                     try:
                         request = await self._request(step, inputs, workdir, info.name)
-                        got, files = await service.run(request, job)
+                        got, files = await service.run(
+                            request, job, claim.share if claim is not None else None)
                     finally:
                         self._reserved -= reserved
                     cost, source = (got.cost, "service") if got.cost is not None \
@@ -474,9 +554,17 @@ class Executor:
                     # a job an earlier build had accepted was spent then.
                     if not paid:
                         self.spent += cost or 0.0
-            return await self._keep(step, info, files, workdir, started, cost, source, price,
-                                    job is not None and job.op == "accepted", fallback)
+            outcome = await self._keep(step, info, files, workdir, started, cost, source, price,
+                                       job is not None and job.op == "accepted", fallback,
+                                       claim)
+            return outcome
         finally:
+            if claim is not None:
+                # Released once its result is uploaded, or when no job is left to share
+                # (it failed); a job still running keeps the claim until it expires, and
+                # whoever takes it over re-attaches to the job.
+                await claim.end(release=not claim.keep
+                                and step.key not in self.journal.open_jobs)
             if info.name in self._services:  # its paid answer is stored, or lost for good
                 self._services[info.name].settled(asyncio.current_task())
             if workdir is not None:
@@ -491,7 +579,8 @@ class Executor:
 
     async def _keep(self, step: Any, info: Any, files: Any, workdir: Path, started: float,
                     cost: float | None, source: str, price: float | None,
-                    attached: bool, fallback: Mapping[str, str] | None = None) -> Outcome:
+                    attached: bool, fallback: Mapping[str, str] | None = None,
+                    claim: Claim | None = None) -> Outcome:
         """Check what came back and store it; record the action."""
         try:
             found = verify.collect(KINDS[step.kind].outputs, files, workdir)
@@ -512,14 +601,25 @@ class Executor:
                                  error=e.message, cost=cost, cost_source=source, estimate=price,
                                  backend=info.name)
         seconds = time.perf_counter() - started
-        self.store.record_action(step.key, [s.as_dict() for s in stored],
-                                 {**_names(step), **self._facts(step), "backend": info.name,
-                                  "type": info.type, "kind": step.kind,
-                                  "remote": not info.runs_here,  # a service: money, maybe
-                                  "seconds": round(seconds, 3), "cost": cost,
-                                  "cost_source": source, "estimate": price,
-                                  **({"fallback": dict(fallback)} if fallback else {}),
-                                  **({"audio_seconds": said} if said is not None else {})})
+        meta = {**_names(step), **self._facts(step), "backend": info.name,
+                "type": info.type, "kind": step.kind,
+                "remote": not info.runs_here,  # a service: money, maybe
+                "seconds": round(seconds, 3), "cost": cost,
+                "cost_source": source, "estimate": price,
+                **({"fallback": dict(fallback)} if fallback else {}),
+                **({"audio_seconds": said} if said is not None else {})}
+        self.store.record_action(step.key, [s.as_dict() for s in stored], meta)
+        if self.shared is not None:  # write-through: paid ones first, never failing the step
+            shared_meta = {**meta, **self.store.made_by}
+            if claim is not None:  # up before the claim is released: the waiters read it
+                # Not up: the claim is kept (not released) and expires; whoever takes it
+                # over polls the finished job again instead of paying for another.
+                claim.keep = not await asyncio.to_thread(
+                    self.shared.upload_now, step.key, [s.as_dict() for s in stored],
+                    shared_meta)
+            else:
+                self.shared.upload(step.key, [s.as_dict() for s in stored], shared_meta,
+                                   paid=not info.runs_here)
         if not info.runs_here:
             await self._services[info.name].done(step.key)
         return self._outcome(step, "ran", seconds=seconds, outputs=tuple(stored), cost=cost,
@@ -546,6 +646,11 @@ class Executor:
         held = self._held(step)
         if step.inputs or step.files or held:
             (workdir / "in").mkdir()
+        if self.shared is not None:  # a cached input reused without its bytes: fetch them
+            problems = await asyncio.to_thread(self.shared.ensure, [
+                o.digest for ref in step.inputs for o in inputs[ref.step].outputs])
+            if problems:
+                raise BackendError("; ".join(problems))
         for ref in step.inputs:
             outcome = inputs[ref.step]
             media = {o.name: o.media for o in KINDS[outcome.kind].outputs}
@@ -615,7 +720,7 @@ class Executor:
                     raise ServiceError(FailureKind.AUTH, str(e)) from None
 
             setup = Setup(info.name, info.settings, self.program.root, read_secret, self.state,
-                          max(1, min(self.opt.jobs, os.cpu_count() or 1)))
+                          max(1, min(self.opt.jobs, os.cpu_count() or 1)), self.opt.cluster)
             a = self._adapters[info.name] = self._make_adapter(info, setup)
         return a
 
@@ -626,12 +731,16 @@ class Executor:
             s = self._services[info.name] = Service(info.name, adapter, conf.concurrency,
                                                     conf.rate, Policy.of(info.settings),
                                                     self.journal, self.remote)
+            s.stopped = self.stops.get(info.name)
         return s
 
     def _local_slot(self, info: Any) -> asyncio.Semaphore:
         sem = self._local.get(info.name)
         if sem is None:
-            sem = self._local[info.name] = asyncio.Semaphore(max(1, info.config.concurrency))
+            # A backend's `concurrency` bounds this machine's processes; with a cluster, its
+            # steps run on the workers, and `--jobs` alone bounds them.
+            n = self.opt.jobs if self.opt.cluster else info.config.concurrency
+            sem = self._local[info.name] = asyncio.Semaphore(max(1, n))
         return sem
 
     # -- bookkeeping ---------------------------------------------------------------------------

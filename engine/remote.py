@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..backends.protocol import (
@@ -45,6 +45,8 @@ from ..backends.protocol import (
 )
 from .journal import Journal, OpenJob
 from .retry import Policy, RateLimiter
+
+Share = Callable[[str, str, str, Handle], Awaitable[None]]  # (op, backend, step, handle)
 
 
 class Uncertain(BackendError):
@@ -80,10 +82,12 @@ class Service:
         async with self.slots, self.shared:
             yield
 
-    async def run(self, request: Request,
-                  attach: OpenJob | None) -> tuple[Done, Mapping[str, Path | Sequence[Path]]]:
+    async def run(self, request: Request, attach: OpenJob | None,
+                  share: Share | None = None) -> tuple[Done, Mapping[str, Path | Sequence[Path]]]:
         """Make one step, holding a `slot()`: its Done and its files.  `attach`: a job an
-        earlier build left."""
+        earlier build left.  `share(op, backend, step, handle)`: each journal entry is also
+        put in the step's claim in the team's remote cache (engine/sharing.py), so that
+        a machine that takes an expired claim over polls this job instead of paying."""
         key, step = request.key, str(request.step)
         deadline = time.monotonic() + self.policy.deadline_for(request.kind)
         got: Handle | Done
@@ -97,10 +101,14 @@ class Service:
             prepared = self.adapter.prepare(request)
             if prepared is not None:
                 await self.journal.submitting(key, step, self.name, prepared)
+                if share is not None:
+                    await share("submitting", self.name, step, prepared)
             got = await self._submit(request, prepared)
         if isinstance(got, Handle):
             if attach is None or attach.op == "submitting":
                 await self.journal.accepted(key, step, self.name, got)
+                if share is not None:
+                    await share("accepted", self.name, step, got)
             # The job is journaled: Ctrl-C may stop waiting for it now (and, if it came
             # meanwhile, does: the job runs on, and the next build picks it up).
             self.settled(asyncio.current_task())

@@ -37,9 +37,15 @@ def add_parsers(sub: Any) -> None:
                                    "errors, 130 when interrupted.")
     b.add_argument("file", nargs="?", type=Path, metavar="FILE", help=FILE_HELP)
     add_build_options(b, "it is built with what it needs")
-    b.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 2,
-                   help="steps running at once on this machine (default: the cores); "
+    b.add_argument("--jobs", "-j", type=int, default=None,
+                   help="steps running at once on this machine (default: the cores), or on "
+                        "the cluster with --cluster (default: twice its workers' threads); "
                         "services have their own `concurrency` in filmc.toml")
+    b.add_argument("--cluster", metavar="ADDRESS",
+                   help="render the animatic's panels, clips, sound, shots and film on the "
+                        "Dask cluster whose scheduler is at ADDRESS (tcp://HOST:8786), with "
+                        "output identical to this machine's; overrides filmc.toml's "
+                        "`[build] cluster` (docs/team.md). Needs `pip install 'filmc[cluster]'`")
     b.add_argument("--keep-going", "-k", action="store_true",
                    help="a failed step stops only what depends on it")
     b.add_argument("--max-cost", type=_amount, metavar="AMOUNT",
@@ -97,9 +103,16 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     if isinstance(chosen, int):
         return chosen
     selection, until, force = chosen
-    options = Options(jobs=max(1, args.jobs), keep_going=args.keep_going, force=force,
-                      until=until, selection=selection, max_cost=args.max_cost,
-                      use_first=args.use_first)
+    cluster = args.cluster or (result.config.cluster if result.config else None)
+    jobs = args.jobs
+    if cluster:
+        threads = _cluster(cluster, args.quiet)
+        if threads is None:
+            return 1
+        jobs = jobs or 2 * threads
+    options = Options(jobs=max(1, jobs or os.cpu_count() or 2), keep_going=args.keep_going,
+                      force=force, until=until, selection=selection, max_cost=args.max_cost,
+                      use_first=args.use_first, cluster=cluster)
     done = run_build(result, options, args.quiet, wait=not args.no_wait,
                      fast_key=None if args.force else fast_key,
                      again=recompiler(args.file, args.offline, args.burn_subtitles))
@@ -109,6 +122,25 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     if ended is not None:
         return ended
     return 1 if done.report["counts"].get("failed") else 0
+
+
+def _cluster(address: str, quiet: bool) -> int | None:
+    """Check the Dask cluster before the build starts, so that an unreachable scheduler, a
+    missing Dask or a worker running another filmc is one error, not a failed step per
+    shot; its workers' threads (None: it was refused, and said why).  The engine's local
+    backend then connects in the build's event loop (backends/local/cluster.py)."""
+    from .backends.local.cluster import ClusterError, check
+
+    try:
+        workers, threads = check(address)
+    except ClusterError as e:
+        fail(e.message, e.hint)
+        return None
+    if not quiet:
+        print(f"rendering on the Dask cluster at {address}: {workers} worker"
+              f"{'s' if workers != 1 else ''}, {threads} thread{'s' if threads != 1 else ''}",
+              file=sys.stderr)
+    return threads
 
 
 def run_build(result: Any, options: Any, quiet: bool, **kw: Any) -> Any:
@@ -121,7 +153,8 @@ def run_build(result: Any, options: Any, quiet: bool, **kw: Any) -> Any:
     events = events_for(quiet)
     try:
         try:
-            return build(result.program(), options, events, **kw)
+            return build(result.program(), options, events,
+                         cache=getattr(result.config, "cache", None), **kw)
         finally:
             events.close()
     except BuildError as e:

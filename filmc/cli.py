@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import interchange_cmds  # `export`, `import`
 
     interchange_cmds.add_parsers(sub)
+    from . import cache_cmd  # `cache status|push|pull`: the team's remote cache
+
+    cache_cmd.add_parsers(sub)
     lsp.add_parsers(sub)
     return p
 

@@ -67,6 +67,15 @@ def _dedupe(items: Sequence[Any]) -> list[Any]:
     return out
 
 
+def human_bytes(n: float) -> str:
+    """A size as a person reads it: `812 B`, `3.4 MB`, `1.2 GB`."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
 def count(errors: int, warnings: int) -> str:
     parts = []
     if errors:

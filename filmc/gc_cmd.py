@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from .common import FILE_HELP, compile_or_report, fail
+from .common import FILE_HELP, compile_or_report, fail, human_bytes
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -343,7 +343,7 @@ def _report(plan: Any, forgotten: list[str], deleted: list[tuple[str, int]],
             shots.add(meta["shot"])
             what += f", shot {meta['shot']}"
         if size:
-            what += f", {_bytes(size)}"
+            what += f", {human_bytes(size)}"
         cost = meta.get("cost")
         if paid(meta):
             if isinstance(cost, (int, float)):
@@ -362,7 +362,7 @@ def _report(plan: Any, forgotten: list[str], deleted: list[tuple[str, int]],
             print(f"{verb} {name:<{width}}  {what}")
     for digest, n in deleted:
         if digest not in freed_by_steps:
-            print(f"{'would delete' if dry else 'deleted'} {digest}  {_bytes(n)}  "
+            print(f"{'would delete' if dry else 'deleted'} {digest}  {human_bytes(n)}  "
                   f"(an object no step names)")
     if shots:
         listed = ", ".join(sorted(shots)[:SHOW_SHOTS]) + \
@@ -377,7 +377,7 @@ def _report(plan: Any, forgotten: list[str], deleted: list[tuple[str, int]],
         size = sum(sizes.get(d, 0) for c in plan.kept_paid for d in c.digests)
         print(f"{keep} {_steps(len(plan.kept_paid))} that cost money and nothing needs "
               f"({money(total, currency)}" + (f", {unknown} of unknown cost" if unknown else "")
-              + f", {_bytes(size)}): `--include-paid` forgets them", file=sys.stderr)
+              + f", {human_bytes(size)}): `--include-paid` forgets them", file=sys.stderr)
     if plan.kept_recent:
         print(f"{keep} {_steps(len(plan.kept_recent))} recorded or used within the last "
               f"{_ago(args.older_than)} (--older-than)", file=sys.stderr)
@@ -401,7 +401,7 @@ def _report(plan: Any, forgotten: list[str], deleted: list[tuple[str, int]],
     cost = f"; they cost {money(spent, currency)} to make" if spent else ""
     print(f"{verb} {_steps(len(forgotten), 'cached step')}, "
           f"{'would delete' if dry else 'deleted'} {len(deleted)} "
-          f"object{'s' if len(deleted) != 1 else ''} ({_bytes(total)}) in {seconds:.1f}s"
+          f"object{'s' if len(deleted) != 1 else ''} ({human_bytes(total)}) in {seconds:.1f}s"
           + cost + ("; a dry run: nothing changed" if dry else ""), file=sys.stderr)
 
 
@@ -417,10 +417,3 @@ def _ago(seconds: float | None) -> str:
             return f"{int(seconds // n)}{unit}"
     return f"{seconds:g}s"
 
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"

@@ -13,6 +13,7 @@ one kind), the ffmpeg it runs
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -30,11 +31,16 @@ RENDERER = "2"  # the animatic's drawing and encoding: bump when every kind's ou
 # One kind's drawing, bumped when only its output changes, so that the others keep their keys
 # (3: location pictures as backgrounds, animals and creatures, reference insets, voices that
 # follow their description, sheets named after their character; speech 4: said by eSpeak NG;
-# film 2: its sound mixed, with stems).
-DRAWING = {"sheet": "3", "plate": "3", "keyframe": "3", "speech": "4", "film": "2",
-           "music": "1", "sfx": "1"}
+# film 2: its sound mixed, with stems; film 3: its sound is the `mix` step's; clip and shot
+# 2: square pixels, limited range and no colour description in every header, and a shot
+# copies its clip's video when the clip already is the shot's).
+DRAWING = {"sheet": "3", "plate": "3", "keyframe": "3", "speech": "4", "film": "3",
+           "mix": "1", "music": "1", "sfx": "1", "clip": "2", "shot": "2"}
 PANEL_KINDS = frozenset({"sheet", "plate", "keyframe", "storyboard", "film"})
-FFMPEG_KINDS = frozenset({"clip", "lastframe", "shot", "film", "speech", "music", "sfx"})
+# What `--cluster` sends to Dask workers (cluster.py): the CPU-heavy kinds.
+CLUSTER_KINDS = frozenset({"sheet", "plate", "keyframe", "storyboard", "clip", "lastframe",
+                           "speech", "music", "sfx", "mix", "shot", "film"})
+FFMPEG_KINDS = frozenset({"clip", "lastframe", "shot", "film", "mix", "speech", "music", "sfx"})
 
 
 @functools.cache
@@ -74,6 +80,8 @@ class LocalBackend(Adapter):
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
         self._pool: Any = None
+        self._cluster: Any = None  # cluster.Cluster, connected on the first step it makes
+        self._connecting = asyncio.Lock()
         self._cpu = (0.0, 0.0)  # CPU seconds of closed pools' workers: their own, ffmpeg's
 
     @classmethod
@@ -119,16 +127,21 @@ class LocalBackend(Adapter):
         return tuple(files)
 
     async def submit(self, request: Request, handle: Handle | None) -> Done:
-        if self._pool is None:
-            from .pool import Pool
-
-            self._pool = Pool(self.setup.workers)
         spec = {**request.fields.as_dict(), **request.params}
-        answer = await self._pool.call({
-            "kind": request.kind, "spec": spec, "prompt": request.fields.prompt,
-            "inputs": [[i.role, str(i.path), i.tags.label, i.tags.character, i.tags.outfit,
-                        i.step] for i in request.inputs],
-            "workdir": str(request.workdir)})
+        job = {"kind": request.kind, "spec": spec, "prompt": request.fields.prompt,
+               "inputs": [[i.role, str(i.path), i.tags.label, i.tags.character, i.tags.outfit,
+                           i.step] for i in request.inputs],
+               "workdir": str(request.workdir)}
+        answer = None
+        if self.setup.cluster and request.kind in CLUSTER_KINDS:
+            answer = await (await self._on_cluster()).call(
+                job, [(str(i.path), i.digest) for i in request.inputs], request.workdir)
+        if answer is None:  # no cluster, a kind it does not make, or too big to send
+            if self._pool is None:
+                from .pool import Pool
+
+                self._pool = Pool(self.setup.workers)
+            answer = await self._pool.call(job)
         if "error" in answer:
             error = answer["error"]
             if error.get("type") == "bug":
@@ -136,12 +149,30 @@ class LocalBackend(Adapter):
             raise BackendError(error["message"])
         return Done(answer["files"], cost=0.0)
 
+    async def _on_cluster(self) -> Any:
+        """The cluster (`--cluster`), connected once, in the build's event loop (the CLI
+        has checked it before the build, so an unreachable one is seldom found here)."""
+        async with self._connecting:
+            if self._cluster is None:
+                from . import cluster
+
+                address = self.setup.cluster
+                assert address is not None
+                try:
+                    self._cluster = await cluster.open_cluster(address)
+                except cluster.ClusterError as e:
+                    raise BackendError(f"{e.message}; {e.hint}") from None
+            return self._cluster
+
     def cpu(self) -> tuple[float, float]:
         """CPU seconds its render workers used: (their own, the ffmpegs they ran)."""
         now = self._pool.cpu() if self._pool is not None else (0.0, 0.0)
         return (self._cpu[0] + now[0], self._cpu[1] + now[1])
 
     async def close(self) -> None:
+        if self._cluster is not None:
+            cluster, self._cluster = self._cluster, None
+            await cluster.close()
         if self._pool is not None:
             self._cpu = self.cpu()
             await self._pool.close()

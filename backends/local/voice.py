@@ -214,6 +214,10 @@ def _speak_here(text: str, voice: Voice) -> tuple[bytes, int]:
                 raise VoiceError(f"eSpeak NG has no voice `{voice.name}`")
         for param, value in ((_RATE, voice.rate), (_PITCH, voice.pitch), (_RANGE, voice.range)):
             lib.espeak_SetParameter(param, value, 0)
+        # Breathy variants (`f3`...) add noise from a generator seeded by the clock, so
+        # the same line differed from one second to the next: a fixed seed.
+        if hasattr(lib, "espeak_ng_SetRandSeed"):
+            lib.espeak_ng_SetRandSeed(1)
         data = text.encode()
         _chunks.clear()
         error = lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _UTF8, None, None)

@@ -63,32 +63,46 @@ def cpu_used() -> list[float]:
     return [round(me.ru_utime + me.ru_stime, 6), round(tools.ru_utime + tools.ru_stime, 6)]
 
 
+def render_job(job: dict[str, Any]) -> dict[str, Any]:
+    """The answer to one job (`render.render`'s files), its failure sorted by whose it
+    is: the media's or a backend's (the step fails with the message), the disk's, or a
+    bug of filmc's (with its traceback).  A Dask worker answers the same way (cluster.py)."""
+    from ..ffmpeg import MediaError
+    from ..protocol import BackendError
+    from . import render
+
+    try:
+        return {"files": render.render(**job)}
+    except MediaError as e:
+        return {"error": {"type": "media", "message": str(e)}}
+    except BackendError as e:
+        return {"error": {"type": "backend", "message": e.message}}
+    except OSError as e:
+        return {"error": {"type": "os", "message": f"{e.strerror or e}"
+                          + (f": {e.filename}" if e.filename else "")}}
+    except Exception as e:
+        return {"error": {"type": "bug", "message": f"{type(e).__name__}: {e}",
+                          "traceback": traceback.format_exc()}}
+
+
 def main(parent: int) -> None:
     die_with_parent()
     if os.getppid() != parent:  # the build died before we could ask
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from .. import ffmpeg
-    from ..ffmpeg import MediaError
-    from ..protocol import BackendError
-    from . import render  # the heavy imports, once per worker
+    from . import render  # noqa: F401  # the heavy imports, once per worker, before a job
 
     ffmpeg.PREEXEC = die_with_parent
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         try:
             job = json.loads(line, object_hook=decode)
-            answer: dict = {"files": render.render(**job)}
-        except MediaError as e:
-            answer = {"error": {"type": "media", "message": str(e)}}
-        except BackendError as e:
-            answer = {"error": {"type": "backend", "message": e.message}}
-        except OSError as e:
-            answer = {"error": {"type": "os", "message": f"{e.strerror or e}"
-                                + (f": {e.filename}" if e.filename else "")}}
-        except Exception as e:
-            answer = {"error": {"type": "bug", "message": f"{type(e).__name__}: {e}",
-                                "traceback": traceback.format_exc()}}
+        except ValueError as e:
+            answer: dict = {"error": {"type": "bug", "message": f"unreadable job: {e}",
+                                      "traceback": traceback.format_exc()}}
+        else:
+            answer = render_job(job)
         answer["cpu"] = cpu_used()
         out.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
         out.flush()
