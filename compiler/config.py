@@ -14,7 +14,8 @@ Layout (every key is described in docs/config.md):
 
     [steps]             step kind = backend name          (default: "local")
     [backends.NAME]     type, concurrency, prices, SETTING_env, other adapter settings
-    [build]             concurrency, currency, store, cluster (a Dask scheduler's address)
+    [build]             concurrency, currency, store, cluster (a Dask scheduler's address),
+                        exports (the formats a whole build writes)
     [gc]                keep_commits
     [cache]             remote, write, lease, endpoint_env (a shared cache: docs/team.md)
     [sound]             loudness (the film's mix, LUFS)
@@ -55,7 +56,7 @@ DEFAULT_CURRENCY = "USD"
 TOP_LEVEL = ("steps", "backends", "build", "gc", "sound", "cache")
 SOUND_KEYS = ("loudness",)
 LOUDNESS_RANGE = (-40.0, -5.0)  # LUFS: from quiet cinema stems to the loudest streaming
-BUILD_KEYS = ("concurrency", "currency", "store", "cluster")
+BUILD_KEYS = ("concurrency", "currency", "store", "cluster", "exports")
 GC_KEYS = ("keep_commits",)
 CACHE_KEYS = ("remote", "write", "lease", "endpoint_env")
 DEFAULT_LEASE = 300.0  # seconds a claim on a paid job lasts unless renewed (docs/team.md)
@@ -160,6 +161,7 @@ class Config:
     loudness: float = DEFAULT_LOUDNESS  # [sound] loudness: the film's mix, LUFS (EBU R128)
     cache: CacheConfig | None = None  # [cache]: a remote cache shared by a team; None: none
     cluster: str | None = None  # [build] cluster: a Dask scheduler for the local renders
+    exports: tuple[str, ...] | None = None  # [build] exports: what a whole build writes (all)
 
     def backend_for(self, step_kind: str, override: str | None = None) -> BackendConfig:
         """The backend serving `step_kind`: the shot's `backend STEP NAME` if given,
@@ -333,11 +335,35 @@ class _Checker:
                        help='write `cluster = "tcp://render-1:8786"`, or leave it out to '
                             'render on this machine')
             cluster = None
+        exports = self.exports(build)
         keep_commits = self.gc(self.table(data, "gc", ()))
         loudness = self.sound(self.table(data, "sound", ()))
         cache = self.cache(self.table(data, "cache", ()))
         return Config(path, steps, backends, concurrency, currency, store, self.locate,
-                      keep_commits, loudness, cache, cluster.strip() if cluster else None)
+                      keep_commits, loudness, cache, cluster.strip() if cluster else None,
+                      exports)
+
+    def exports(self, build: dict) -> tuple[str, ...] | None:
+        """`[build] exports = ["otio", "srt"]`: the exports a whole build writes (every
+        format when absent); the others are made by `filmc export --format F` alone."""
+        from .exports import FORMATS
+
+        value = build.get("exports")
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.error("F0505", "`exports` must be a list of export formats",
+                       ("build", "exports"), f"found {_show(value)}", value=True,
+                       help=f'write `exports = ["otio", "srt"]`; the formats are '
+                            f'{", ".join(f"`{f}`" for f in FORMATS)}')
+            return None
+        for v in value:
+            if v not in FORMATS:
+                self.error("F0502", f"unknown export format `{v}`", ("build", "exports"),
+                           "not an export format", value=True,
+                           help=did_you_mean(v, FORMATS)
+                           or f"the formats are {', '.join(f'`{f}`' for f in FORMATS)}")
+        return tuple(v for v in value if v in FORMATS)
 
     def cache(self, cache: dict) -> CacheConfig | None:
         for key in cache:

@@ -57,14 +57,17 @@ _STATUS_ORDER = (STALE, UNPICKED, PICKED, SINGLE, CONTINUES)
 
 @attrs.frozen
 class ExportSetup:
-    """What an export needs beyond the film: the money unit of its costs."""
+    """What an export needs beyond the film: the money unit of its costs; which formats a
+    whole build writes (`[build] exports`; None: all of them)."""
 
     currency: str = "USD"
+    formats: tuple[str, ...] | None = None
 
 
 def add_exports(b: Any, picks: dict[tuple[str, str], ShotPicks], setup: ExportSetup) -> None:
     """Add `export.<format>` for every format to the graph builder `b`
-    (compiler/graph.py's `_Builder`), after the film and its side outputs."""
+    (compiler/graph.py's `_Builder`), after the film and its side outputs.  A format
+    `[build] exports` leaves out is `optional`: made only when selected (`filmc export`)."""
     film: ir.Film = b.film
     cut = _Cut(b, picks, setup)
     for fmt in FORMATS:
@@ -82,6 +85,9 @@ def add_exports(b: Any, picks: dict[tuple[str, str], ShotPicks], setup: ExportSe
         chars = frozenset(c.id for c in film.characters)
         b.add(StepId.export(fmt), b.choose("export"), characters=chars, params=doc,
               inputs=inputs, held=held, located=True)
+    for fmt in FORMATS:
+        if setup.formats is not None and fmt not in setup.formats:
+            b.g.nodes[str(StepId.export(fmt))]["optional"] = True
 
 
 @attrs.frozen

@@ -182,7 +182,7 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
     out.lock = read_lock(lock_path(out.project.main.path), diags, loader.sources)
     if diags.errors:
         return out
-    exports = ExportSetup(config.currency)
+    exports = ExportSetup(config.currency, config.exports)
     try:
         out.graph = build_graph(out.film, Templates(out.project.root), choose, out.backends,
                                 burn_subtitles=burn_subtitles, lock=out.lock, exports=exports,
