@@ -44,3 +44,20 @@ def project_lock(state: Path, wait: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def held(path: Path, root: Path) -> Iterator[None]:
+    """An exclusive `flock` on the file `path` (made, with its folder, if absent) while
+    the block runs: one writer at a time of a record beside it, held for milliseconds.
+    `root`: the folder a failure to make it is said of."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise disk_error(f"create `{path}`", e, root) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

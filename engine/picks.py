@@ -19,10 +19,9 @@ terminal) never lose each other's picks.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from ..lang.diagnostics import Diagnostics, did_you_mean
 from ..lang.steps import KINDS, StepId
 from . import roots, verify
 from .db import disk_error
+from .lock import held
 from .state import state_dir
 from .store import Store
 
@@ -117,19 +117,10 @@ def output_of(program: Any, store: Store | None, shot: ShotPicks, kind: str,
 # --- writing the lock -----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _writing(program: Any) -> Iterator[None]:
+def _writing(program: Any) -> contextlib.AbstractContextManager[None]:
+    """One change of the lock at a time (`.filmc/picks.lock`, held for milliseconds)."""
     folder = state_dir(Path(program.root))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / "picks.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise disk_error(f"create `{folder / 'picks.lock'}`", e, folder) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return held(folder / "picks.lock", folder)
 
 
 def update_lock(program: Any, change: Callable[[dict[str, ShotLock]], None]) -> Path:

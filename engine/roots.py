@@ -49,6 +49,7 @@ from typing import Any
 import attrs
 
 from .db import disk_error
+from .lock import held
 from .objects import fsync_dir
 
 VERSION = 1
@@ -223,20 +224,9 @@ def update(store: Path, root: Path, film: str, main: str, label: str, needs: Nee
         _write(store, path, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
 
 
-@contextlib.contextmanager
-def _writing(store: Path) -> Iterator[None]:
+def _writing(store: Path) -> contextlib.AbstractContextManager[None]:
     """One record rewrite at a time in a store (`projects/.lock`, held for milliseconds)."""
-    folder = store / FOLDER
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise disk_error(f"create `{folder / '.lock'}`", e, store) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return held(store / FOLDER / ".lock", store)
 
 
 def drop(record: Record | Unreadable) -> None:
