@@ -170,7 +170,7 @@ class _Builder:
         tmpl_path, tmpl_digest = None, None
         if template is not None:
             t = self.templates.get(template[0], backend)
-            fields = attrs.evolve(fields, **{into: self.render(t, template[1])})  # type: ignore[arg-type]
+            fields = _with(fields, into, self.render(t, template[1]))
             tmpl_path, tmpl_digest = t.path, t.digest
         params = params or {}
         input_keys = [self.keys[i.step] for i in inputs]
@@ -179,8 +179,8 @@ class _Builder:
             info = self.infos[backend]
             keyed = info.fields(sid.kind)
             material["adapter"] = self.backend_key(backend, sid.kind)
-            values = fields.as_dict()
-            material.update((name, values[name]) for name in S.FIELD_NAMES if name in keyed)
+            material.update((name, getattr(fields, name)) for name in S.FIELD_NAMES
+                            if name in keyed)
             if into in keyed and tmpl_digest is not None:
                 material["template"] = tmpl_digest
             if "params" in keyed:
@@ -588,7 +588,6 @@ def _waiting(choice: Choice, address: str, paid: bool | None = None) -> str | No
     return f"awaiting a {choice.kind} pick for {address}"
 
 
-_NO_TAGS = Tags()
 
 
 def _kind(c: ir.Character) -> dict[str, str]:
@@ -596,10 +595,34 @@ def _kind(c: ir.Character) -> dict[str, str]:
     return {} if c.kind == "person" else {"kind": c.kind}
 
 
+_TAG_NAMES = tuple(a.name for a in attrs.fields(Tags))
+_SHOWN: dict[Tags, dict[str, Any]] = {}
+
+
 def _shown(tags: Tags) -> dict[str, Any]:
-    if tags == _NO_TAGS:
-        return {}
-    return {k: v for k, v in attrs.asdict(tags, recurse=False).items() if v is not None}
+    """What an input shows, as its key material says it (its tags that are set).  The same
+    few tags recur thousands of times in a film (a character's sheet in every shot of
+    theirs): each is worked out once, and a copy handed out.  Tags with times are not kept:
+    equal numbers of two types (1/2 and 0.5) would share an entry and not a key."""
+    if tags.start is not None or tags.end is not None:
+        return {k: v for k in _TAG_NAMES if (v := getattr(tags, k)) is not None}
+    found = _SHOWN.get(tags)
+    if found is None:
+        if len(_SHOWN) > 65536:
+            _SHOWN.clear()
+        found = _SHOWN[tags] = {k: v for k in _TAG_NAMES if (v := getattr(tags, k)) is not None}
+    return dict(found)
+
+
+_FIELD_INDEX = {name: i for i, name in enumerate(S.FIELD_NAMES)}
+
+
+def _with(fields: Fields, name: str, value: Any) -> Fields:
+    """`fields` with one field replaced: attrs.evolve, without its per-call introspection
+    (every templated step of a film makes one)."""
+    values = [getattr(fields, n) for n in S.FIELD_NAMES]
+    values[_FIELD_INDEX[name]] = value
+    return Fields(*values)
 
 
 _TIME_WORDS = {"DAWN": "at dawn", "SUNRISE": "at sunrise", "MORNING": "in the morning",

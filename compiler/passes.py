@@ -90,6 +90,7 @@ def lower_scenes(st: State) -> State:
     film = st.project.film
     film_items = film.items if film else ()
     fps = st.checked.fps
+    film_level = _Level(film_items)
     scenes = []
     number = 0
     for scene, _f in st.project.scenes:
@@ -98,12 +99,15 @@ def lower_scenes(st: State) -> State:
         loc_decl = st.checked.symbols.locations.get(loc_id or "", (None, None))[0]
         loc_items = loc_decl.items if loc_decl else ()
         at_items = _at_items(loc_items, time)
-        levels = (film_items, scene.items)  # farthest first
+        scene_level = _Level(scene.items)
+        levels = (film_level, scene_level)  # farthest first
+        light_levels = (film_level, _Level(loc_items), _Level(at_items), scene_level)
         shots = []
         for shot in scene.shots:
             number += 1
-            chain = (*levels, shot.items)
-            light_chain = (film_items, loc_items, at_items, scene.items, shot.items)
+            own = _Level(shot.items)
+            chain = (*levels, own)
+            light_chain = (*light_levels, own)
             duration = _duration(shot, chain, fps)
             cast = _nearest(chain[1:], "cast")
             shots.append(ir.Shot(
@@ -266,10 +270,24 @@ def _tags(items) -> tuple[str, ...]:
     return tuple(v.value if isinstance(v, ast.Str) else v.text for v in a.values) if a else ()  # type: ignore[union-attr]
 
 
-def _nearest(levels, key: str) -> ast.Attr | None:
+class _Level:
+    """One level's attribute lines (the film's, a scene's, a shot's...), indexed once: a
+    scene's body holds its shots, and looking each shot's defaults up by walking it made
+    lowering a scene quadratic in its shots."""
+
+    __slots__ = ("lines", "first")
+
+    def __init__(self, items: tuple) -> None:
+        self.lines: list[ast.Attr] = [a for a in items if isinstance(a, ast.Attr)]
+        self.first: dict[str, ast.Attr] = {}
+        for a in self.lines:
+            self.first.setdefault(a.key.text, a)
+
+
+def _nearest(levels: tuple[_Level, ...], key: str) -> ast.Attr | None:
     """The attribute from the nearest level that sets it (levels run farthest first)."""
-    for items in reversed(levels):
-        a = ast.find_attr(items, key)
+    for level in reversed(levels):
+        a = level.first.get(key)
         if a is not None:
             return a
     return None
@@ -292,11 +310,11 @@ def _duration(shot: ast.Shot, chain, fps: Fraction) -> Fraction:
     return literals.duration(_first(a).text).at(fps) if a else Fraction(0)  # type: ignore[union-attr]
 
 
-def _candidates(chain) -> tuple[tuple[str | None, int], ...]:
+def _candidates(chain: tuple[_Level, ...]) -> tuple[tuple[str | None, int], ...]:
     """The `candidates` lines of the nearest level that has any (a shot's lines replace
     its scene's, whole); one candidate on the keyframe backend when no level has one."""
-    for items in reversed(chain):
-        lines = [a for a in ast.attrs_of(items) if a.key.text == "candidates" and a.values]
+    for level in reversed(chain):
+        lines = [a for a in level.lines if a.key.text == "candidates" and a.values]
         if lines:
             return tuple((a.values[1].text if len(a.values) > 1 else None,  # type: ignore[union-attr]
                           int(literals.integer(a.values[0].text)))  # type: ignore[union-attr]
@@ -304,12 +322,12 @@ def _candidates(chain) -> tuple[tuple[str | None, int], ...]:
     return ((None, 1),)
 
 
-def _backend_overrides(chain, key: str = "backend") -> tuple[tuple[str, str], ...]:
+def _backend_overrides(chain: tuple[_Level, ...], key: str = "backend") -> tuple[tuple[str, str], ...]:
     """`backend STEP NAME` (or `fallback STEP NAME`) lines, nearest level winning per step
     kind."""
     out: dict[str, str] = {}
-    for items in chain:
-        for a in ast.attrs_of(items):
+    for level in chain:
+        for a in level.lines:
             if a.key.text == key and len(a.values) == 2:
                 out[a.values[0].text] = a.values[1].text  # type: ignore[union-attr]
     return tuple(sorted(out.items()))

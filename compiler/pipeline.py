@@ -10,7 +10,9 @@ names and the project folder, nothing else of the compiler.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import gc
+from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,27 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
     (engine/lengths.py `lookup_for`), by which the graph times the dialogue; None (or a
     lookup of None) keeps every line's estimate."""
     assert until in STAGES
+    with _no_cycle_collection():
+        return _compile(path, until, diags, loader, offline, burn_subtitles, said)
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused while compiling: a feature film's compile makes
+    millions of objects that live until it returns, and the collector's passes over them
+    were a quarter of its time (3,000 shots: 5.9 s → 4.6 s of CPU).  The compile makes
+    few cycles; the next collection after it finds them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader | None,
+             offline: bool, burn_subtitles: bool, said: Said | None) -> Compiled:
     diags = diags if diags is not None else Diagnostics()
     loader = loader or Loader(diags)
     out = Compiled(diags, loader.sources)

@@ -7,6 +7,7 @@ import this one, and it imports none of them: no import cycles.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,6 +98,9 @@ def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = 
         return None
     if result.diags.items:  # warnings: shown, not fatal
         report(result.diags, result.sources)
+    # The compiled film lives as long as the command: a build's cycle collections need not
+    # walk its million objects again and again.
+    gc.freeze()
     return result
 
 
