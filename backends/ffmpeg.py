@@ -44,13 +44,25 @@ class MediaError(Exception):
 
 def version_of(exe: str) -> tuple[int, int] | None:
     """`(major, minor)` of the ffmpeg at `exe`, or None if it does not run or says no number."""
-    try:
-        out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True,
-                             text=True, timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = _VERSION.search(out.stdout)
+    m = _VERSION.search(version_line(exe))
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def version_line(exe: str) -> str:
+    """The first line of `exe -version` ("unknown" when it says nothing, "none (why)" when
+    it does not run), remembered while the binary is the same file (backends/facts.py):
+    running the static ffmpeg takes a few tenths of a second, on every command."""
+    from .facts import remembered
+
+    def ask() -> str:
+        try:
+            out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True,
+                                 text=True, timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"none ({e})"
+        return out.stdout.splitlines()[0].strip() if out.stdout.strip() else "unknown"
+
+    return remembered(f"ffmpeg-version {exe}", [shutil.which(exe) or exe], ask)
 
 
 @functools.cache

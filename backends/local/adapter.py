@@ -19,7 +19,6 @@ import functools
 import hashlib
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,28 +46,32 @@ FFMPEG_KINDS = frozenset({"clip", "lastframe", "shot", "film", "mix", "speech", 
 @functools.cache
 def ffmpeg_version() -> str:
     """The first line of `ffmpeg -version` (same on every machine with the same build)."""
-    from ..ffmpeg import ffmpeg_exe
+    from ..ffmpeg import ffmpeg_exe, version_line
 
     try:
-        out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True,
-                             text=True, timeout=30, stdin=subprocess.DEVNULL)
-        return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "unknown"
+        return version_line(ffmpeg_exe())
     except Exception as e:  # MediaError: no ffmpeg found; the build says so when it runs
         return f"none ({e})"
 
 
 @functools.cache
 def font_digest(override: str | None) -> str:
+    """The sha256 of the panel font (`override`, then the bundled one), remembered while
+    they are the same files (backends/facts.py): the bundled CJK font is megabytes."""
+    from ..facts import remembered
     from .fonts import BUNDLED
 
-    h = hashlib.sha256()
-    for path in (override, str(BUNDLED)):
-        if path and os.path.isfile(path):
-            with open(path, "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()
+    paths = [p for p in (override, str(BUNDLED)) if p]
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        for path in paths:
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    h.update(f.read())
+        return h.hexdigest()
+
+    return remembered(f"font {' '.join(paths)}", paths, digest)
 
 
 class LocalBackend(Adapter):
