@@ -14,7 +14,9 @@ whose stored output turns out damaged: only hashing it can tell, and the plan
 does not hash.)  Each step of the plan gets one status:
 
     provided   backend None: the user's own files, nothing to run
-    cached     its key is in the action cache: reused, not run
+    cached     its key is in the action cache: reused, not run; or in the team's remote
+               cache (`[cache] remote`), which a build reads through (reason: "in the
+               shared cache"); likewise a pinned output only the remote cache holds
     new        not cached, and the last build recorded nothing for its step id
     changed    not cached, and the last build recorded another key: `reasons` names
                the fields of `Step.record` that differ (`prompt`, `seed`,
@@ -91,6 +93,7 @@ DETAIL_LIMIT = 60
 NOT_CACHED = "not in the cache"
 FORCED = "--force"
 RUNNING = "a paid job still running at the service: polled, not paid again"
+SHARED = "in the shared cache: reused, not run again"
 
 # Typical seconds one step takes, by backend adapter type then step kind; an adapter
 # type not listed uses "remote" (a hosted service); a kind not listed uses DEFAULT_SECONDS.
@@ -131,6 +134,21 @@ class History(Protocol):
 
     def durations(self) -> Mapping[tuple[str, str], float]: ...
 
+    def shared_actions(self, keys: Iterable[str]) -> set[str]: ...
+
+    def shared_objects(self, digests: Iterable[str]) -> set[str]: ...
+
+    def shared_cache(self) -> SharedCache | None: ...
+
+
+@attrs.frozen
+class SharedCache:
+    """The team's remote cache, as the plan read it (`actions_present` counts what it
+    holds; `shared_actions` and `shared_objects` say which)."""
+
+    url: str  # as filmc.toml names it (never a credential)
+    problem: str | None = None  # why it could not be read: the plan counts the local store
+
 
 class NoHistory:
     """A project never built."""
@@ -155,6 +173,15 @@ class NoHistory:
 
     def durations(self) -> Mapping[tuple[str, str], float]:
         return {}
+
+    def shared_actions(self, keys: Iterable[str]) -> set[str]:
+        return set()
+
+    def shared_objects(self, digests: Iterable[str]) -> set[str]:
+        return set()
+
+    def shared_cache(self) -> SharedCache | None:
+        return None
 
 
 # --- what a build runs -------------------------------------------------------------------
@@ -283,6 +310,12 @@ class Plan:
     # (step id, shot, backend that refused it, backend that made it, cost) of the steps a
     # fallback made in earlier builds
     fell_back: tuple[tuple[str, str, str, str, float], ...] = ()
+    shared: SharedCache | None = None  # the remote cache read (None: none configured)
+
+    @property
+    def shared_steps(self) -> int:
+        """Steps not to run because the remote cache holds them."""
+        return sum(1 for s in self.steps if SHARED in s.reasons)
 
     @property
     def to_run(self) -> int:
@@ -328,6 +361,10 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
     cached_pins = history.actions_present(s.key for s in pinned if s.backend is not None)
     kept = history.objects_present(s.pin for s in pinned
                                    if s.pin is not None and s.key not in cached_pins)
+    # What only the team's remote cache holds: not run, not paid (a build reads through it).
+    shared_keys = history.shared_actions(s.key for s in steps if s.backend is not None
+                                         and s.id not in decision.run)
+    shared_pins = history.shared_objects(s.pin for s in pinned if s.pin in kept)
 
     # Steps a fallback backend made in an earlier build (kept under their own key).
     made_by = history.fallbacks(s.key for s in steps if s.fallback is not None)
@@ -351,16 +388,20 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
             continue
         if s.pin is not None and s.key not in cached_pins and s.pin not in kept:
             planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, "lost",
-                                       (lost_reason(s.pin, graph.graph.get("lock", "film.lock")),)))
+                                       (lost_reason(s.pin, graph.graph.get("lock", "film.lock"),
+                                                    history.shared_cache()),)))
             continue
         if s.backend is None:
             planned.append(PlannedStep(s.id, s.kind, None, s.scene, s.shot, "provided", reasons))
             continue
         if s.id not in decision.run:
             fell = made_by.get(s.key)
+            far = s.key in shared_keys or (s.pin is not None and s.key not in cached_pins
+                                           and s.pin in shared_pins)
             planned.append(PlannedStep(s.id, s.kind, s.backend, s.scene, s.shot, "cached",
-                                       (f"made by `{fell['to']}`: `{fell['from']}` refused it",)
-                                       if fell else ()))
+                                       ((SHARED,) if far else ())
+                                       + ((f"made by `{fell['to']}`: `{fell['from']}` "
+                                           f"refused it",) if fell else ())))
             if fell:
                 fell_back.append((s.id, s.shot or "", fell["from"], fell["to"],
                                   fell.get("cost") or 0.0))
@@ -397,11 +438,14 @@ def make_plan(program: Program, history: History | None, selection: Iterable[str
     return Plan(tuple(planned), tuple((k, tuple(v)) for k, v in scenes.items()),
                 program.currency, cost, unpriced, total, had_store, selection is not None,
                 needs(backends, work, environ), later,
-                tuple((sh, why) for (_sc, sh), why in awaiting.items()), tuple(fell_back))
+                tuple((sh, why) for (_sc, sh), why in awaiting.items()), tuple(fell_back),
+                history.shared_cache())
 
 
-def lost_reason(digest: str, lock: str = "film.lock") -> str:
-    return (f"{lock} pins output {digest[:12]}…, which the store does not hold: "
+def lost_reason(digest: str, lock: str = "film.lock", shared: SharedCache | None = None) -> str:
+    where = "the store does not hold" if shared is None or shared.problem is not None else \
+        f"neither the store nor the shared cache `{shared.url}` holds"
+    return (f"{lock} pins output {digest[:12]}…, which {where}: "
             f"point FILMC_STORE at the store it was built in, or re-pick the shot")
 
 
@@ -489,16 +533,20 @@ def summary_line(plan: Plan) -> str:
                     if plan.waiting_cost else "") + ".")
     if c["lost"]:
         waits += f" {c['lost']} pinned output{'s are' if c['lost'] != 1 else ' is'} not in the store."
+    far = ""
+    if plan.shared is not None and plan.shared_steps:
+        many = "all" if plan.shared_steps == plan.counts["cached"] else str(plan.shared_steps)
+        far = f" ({many} in the shared cache `{plan.shared.url}`)"
     if plan.to_run == 0:
-        return "No changes: everything is cached." + waits if not waits else \
-            "Nothing to run." + waits
+        return f"No changes: everything is cached{far}." + waits if not waits else \
+            f"Nothing to run{far}." + waits
     c = plan.counts
     parts = ", ".join(f"{n} {k} on {b}" for k, b, n in plan.by_kind_backend)
     cost = money(plan.cost, plan.currency)
     if plan.unpriced:
         cost += f" ({plan.unpriced} step{'s' if plan.unpriced != 1 else ''} "\
                 f"{'have' if plan.unpriced != 1 else 'has'} no price)"
-    return (f"Plan: {plan.to_run} to run ({parts}), {c['cached']} cached, "
+    return (f"Plan: {plan.to_run} to run ({parts}), {c['cached']} cached{far}, "
             f"{c['provided']} provided; estimated cost {cost}, time {duration(plan.seconds)}."
             + waits)
 
@@ -577,6 +625,7 @@ def render_plan(plan: Plan, color: bool = False, verbose: bool = False) -> str:
     if lines:
         lines.append("")
     lines.append(summary_line(plan))
+    lines += shared_lines(plan)
     lines += need_lines(plan)
     return "\n".join(lines) + "\n"
 
@@ -616,6 +665,15 @@ def pick_lines(plan: Plan, paint: Any = str, verbose: bool = False) -> list[str]
         out.append(paint("  kept under their keys: `--force` asks the first backend again",
                          "dim"))
     return out
+
+
+def shared_lines(plan: Plan) -> list[str]:
+    """The one warning of a plan that could not read the team's remote cache."""
+    if plan.shared is None or plan.shared.problem is None:
+        return []
+    return [f"warning: cannot read the shared cache `{plan.shared.url}` "
+            f"({plan.shared.problem}); this plan counts the local store only, so steps "
+            f"the team already made may show to run and the cost may be overstated."]
 
 
 def need_lines(plan: Plan) -> list[str]:
@@ -699,5 +757,9 @@ def plan_json(plan: Plan) -> dict:
             "fell_back": [{"id": i, "shot": sh, "from": a, "to": b, "cost": c}
                           for i, sh, a, b, c in plan.fell_back],
             "awaiting": [{"shot": shot, "why": why} for shot, why in plan.awaiting],
+            # Only with `[cache] remote`: the team's remote cache, as the plan read it.
+            **({"shared_cache": {"url": plan.shared.url, "read": plan.shared.problem is None,
+                                 "problem": plan.shared.problem, "steps": plan.shared_steps}}
+               if plan.shared is not None else {}),
         },
     }

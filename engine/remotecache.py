@@ -153,10 +153,23 @@ class Remote(abc.ABC):
     def _download(self, name: str, out: IO[bytes]) -> None:
         """Copy a file into `out`; Missing when it is not there."""
 
+    def ready(self) -> None:
+        """RemoteError when the storage itself is not there (a bucket says so when asked;
+        a folder that does not exist reads as empty, so it says so here)."""
+        return None
+
     # -- objects -------------------------------------------------------------------------
 
     def has_object(self, digest: str) -> bool:
         return self._exists(f"cas/{digest}")
+
+    def objects_present(self, digests: Iterable[str]) -> set[str]:
+        """Those of `digests` the remote holds (a few at once: one request each)."""
+        ordered = sorted(set(digests))
+        if not ordered:
+            return set()
+        with ThreadPoolExecutor(min(FETCH_THREADS, len(ordered))) as pool:
+            return {d for d, ok in zip(ordered, pool.map(self.has_object, ordered)) if ok}
 
     def objects(self) -> dict[str, int]:
         """digest → size of every object the remote holds."""
@@ -319,6 +332,12 @@ class FolderRemote(Remote):
 
     def __init__(self, root: Path, url: str) -> None:
         self.root, self.url = root, url
+
+    def ready(self) -> None:
+        if not self.root.is_dir():
+            raise RemoteError(f"the shared folder `{self.root}` does not exist",
+                              "check that it is mounted (a build creates it on its first "
+                              "upload)")
 
     def _path(self, name: str) -> Path:
         if name.startswith("cas/"):
