@@ -92,7 +92,7 @@ def remote_view(program: Any, environ: Any = None) -> RemoteView | None:
     env = os.environ if environ is None else environ
     memo = (cache.remote, str(root.resolve()), env.get(cache.endpoint_env) or "")
     try:
-        return RemoteView(cache.remote, open_remote(cache, root, env), memo=memo)
+        return RemoteView(cache.remote, open_remote(cache, root, env, patient=False), memo=memo)
     except RemoteError as e:
         return RemoteView(cache.remote, None, e.message)
     except ValueError as e:  # boto3 refuses the endpoint's URL

@@ -479,9 +479,11 @@ def writes(config: Any, environ: Any = None) -> bool:
 
 
 def open_remote(config: Any, root: Path | None = None,
-                environ: Any = None) -> Remote:
+                environ: Any = None, patient: bool = True) -> Remote:
     """The remote cache `[cache]` configures (compiler.config.CacheConfig); a relative
-    folder is relative to the project's folder `root`."""
+    folder is relative to the project's folder `root`.  `patient=False`: a bucket that
+    does not answer is given up on within seconds (engine/s3remote.py), for readers
+    that only inform (`plan`, the language server)."""
     env = os.environ if environ is None else environ
     url: str = config.remote
     if url.startswith("s3://"):
@@ -489,7 +491,7 @@ def open_remote(config: Any, root: Path | None = None,
         try:
             from .s3remote import S3Remote
 
-            return S3Remote(url, bucket, prefix, env.get(config.endpoint_env) or None)
+            return S3Remote(url, bucket, prefix, env.get(config.endpoint_env) or None, patient)
         except ImportError:
             raise RemoteError("the S3 client (boto3) is not installed",
                               "`pip install boto3`, or reinstall filmc") from None

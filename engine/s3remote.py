@@ -24,17 +24,23 @@ from .remotecache import CHUNK, Missing, Remote, RemoteError
 class S3Remote(Remote):
     """A bucket (and prefix) on S3 or an S3-compatible store, through boto3."""
 
-    def __init__(self, url: str, bucket: str, prefix: str, endpoint: str | None) -> None:
+    def __init__(self, url: str, bucket: str, prefix: str, endpoint: str | None,
+                 patient: bool = True) -> None:
+        """`patient`: retry as a build must (5 attempts, 10 s to connect, 60 s to read);
+        otherwise give up soon (2 attempts, 3 s, 10 s), for `plan` and an editor's hover,
+        which a bucket that does not answer must not hold for a minute."""
         import boto3
         from botocore.config import Config as BotoConfig
 
         self.url, self.bucket = url, bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.endpoint = endpoint
+        attempts, connect, read = (5, 10, 60) if patient else (2, 3, 10)
         self.client: Any = boto3.client(
             "s3", endpoint_url=endpoint or None,
-            config=BotoConfig(retries={"max_attempts": 5, "mode": "standard"},
-                              max_pool_connections=32, connect_timeout=10, read_timeout=60))
+            config=BotoConfig(retries={"max_attempts": attempts, "mode": "standard"},
+                              max_pool_connections=32, connect_timeout=connect,
+                              read_timeout=read))
 
     def _key(self, name: str) -> str:
         return self.prefix + name
