@@ -41,10 +41,14 @@ def _default(o: object) -> object:
     raise TypeError(f"cannot put {type(o).__name__} in a key")
 
 
+# One encoder for every key: json.dumps with options builds a new one on every call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            default=_default)
+
+
 def canonical(record: dict) -> str:
     """The one JSON text of a record: sorted keys, no spaces, exact fractions."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_default)
+    return _ENCODER.encode(record)
 
 
 def step_key(material: dict) -> str:

@@ -107,10 +107,24 @@ class State(Database):
         return out
 
     def record_last(self, rows: Iterable[tuple[str, str, dict]]) -> None:
-        """(node, key, record) rows, in one transaction."""
+        """(node, key, record) rows, in one transaction.  A row recorded already (the same
+        key, backend, inputs and files: a step reused as it was) is not written again: a
+        feature film's rebuild reuses thousands, and writing each one's record out as
+        JSON was most of this."""
+        rows = list(rows)
+        kept: set[str] = set()
+        with self.sql() as db:
+            for chunk in chunks(n for n, _k, _r in rows):
+                q = (f"SELECT node, key, json_extract(record, '$.backend'), "
+                     f"json_extract(record, '$.inputs'), json_extract(record, '$.files') "
+                     f"FROM last_build WHERE node IN ({','.join('?' * len(chunk))})")
+                kept.update(f"{n}\0{k}\0{b}\0{i}\0{f}" for n, k, b, i, f in db.execute(q, chunk))
+        fresh = [(n, k, r) for n, k, r in rows if not _recorded(kept, n, k, r)]
+        if not fresh:
+            return
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO last_build VALUES (?, ?, ?)",
-                           [(n, k, canonical(r)) for n, k, r in rows])
+                           [(n, k, canonical(r)) for n, k, r in fresh])
 
     # -- the upload cache (backends.protocol.UploadCache) ------------------------------------
 
@@ -124,3 +138,13 @@ class State(Database):
         with self.sql() as db:
             db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?)",
                        (scope, digest, json.dumps(value)))
+
+
+def _recorded(kept: set[str], node: str, key: str, record: dict) -> bool:
+    """Whether `record` is in `kept` as record_last read it back: the labels a key does not
+    hold (backend name, input ids, file paths) compared as SQLite's json_extract writes
+    them, which for what `canonical` wrote is `canonical` again."""
+    backend = record.get("backend")
+    return (f"{node}\0{key}\0{backend}\0{canonical(record.get('inputs', {}))}\0"
+            f"{canonical(record.get('files', {}))}") in kept
+

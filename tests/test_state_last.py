@@ -1,0 +1,38 @@
+"""What the last build made of each step (engine/state.py `record_last`): a step reused
+as it was is not written again, a relabelled one is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from filmc.engine.state import State
+
+
+def _record(backend: str | None, inputs: dict, files: dict, prompt: str = "a wolf") -> dict:
+    return {"kind": "keyframe", "prompt": prompt, "backend": backend, "inputs": inputs,
+            "files": files}
+
+
+def test_only_what_changed_is_written(tmp_path: Path) -> None:
+    first = [("keyframe.a.b.local-1", "k1", _record("local", {"sheet.CHEN": "s1"}, {})),
+             ("sheet.CHEN", "s1", _record(None, {}, {"refs/陈.png": "d1"}))]
+    with State.open(tmp_path, create=True) as state:  # type: ignore[union-attr]
+        state.record_last(first)
+        assert state.last_records(["keyframe.a.b.local-1", "sheet.CHEN"]) == {
+            n: (k, r) for n, k, r in first}
+        with state.sql() as db:
+            before = db.total_changes
+        state.record_last(first)  # reused as it was: nothing written
+        with state.sql() as db:
+            assert db.total_changes == before
+        # The same key under another backend name, another input id or file path: written.
+        moved = [("keyframe.a.b.local-1", "k1", _record("animatic", {"sheet.CHEN": "s1"}, {})),
+                 ("sheet.CHEN", "s1", _record(None, {}, {"refs/chen.png": "d1"}))]
+        state.record_last(moved)
+        assert state.last_records(["keyframe.a.b.local-1", "sheet.CHEN"]) == {
+            n: (k, r) for n, k, r in moved}
+        changed = [("keyframe.a.b.local-1", "k2",
+                    _record("animatic", {"sheet.CHEN": "s1"}, {}, prompt="two wolves"))]
+        state.record_last(changed)
+        assert state.last_records(["keyframe.a.b.local-1"])["keyframe.a.b.local-1"] == (
+            "k2", changed[0][2])
