@@ -167,7 +167,7 @@ def _candidate(info: Any, choice: Choice, name: str, step: Any, store: Store | N
         digest, ext = outputs.get(step.key, (step.pin, ""))
         origin = step.backend
     ext = ext or _DEFAULT_EXT[kind]
-    if digest is not None and (store is None or not os.path.isfile(store.objects.path(digest))):
+    if digest is not None and (store is None or not os.path.isfile(store.objects.where(digest))):
         digest = None  # recorded, but its object is gone (removed by hand, or another store)
     where = keyframe_file if kind == KEYFRAME else clip_file
     return Candidate(name, kind, origin, step.fields.seed, digest, ext, where(info.id, name, ext),
