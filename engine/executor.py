@@ -640,9 +640,24 @@ class Executor:
     async def _inputs(self, step: Any, inputs: dict[str, Outcome],
                       workdir: Path) -> tuple[Input, ...]:
         """Each input's files, linked into the work folder under names that keep their
-        extension, with the part each plays."""
+        extension, with the part each plays.  A hard link where the store's disk allows
+        one (the work folder is on it): a symbolic link costs a new inode, which on some
+        disks takes a millisecond, and the film and its exports link thousands; else
+        (another user's object, a disk without hard links) a symbolic link.  The objects
+        are read-only either way."""
         out: list[Input] = []
         n = 0
+        hard = True
+
+        def link(obj: Path, at: Path) -> None:
+            nonlocal hard
+            if hard:
+                try:
+                    os.link(obj, at)
+                    return
+                except OSError:
+                    hard = False  # the rest of this step's inputs as symbolic links
+            os.symlink(obj, at)
         held = self._held(step)
         if step.inputs or step.files or held:
             (workdir / "in").mkdir()
@@ -656,22 +671,22 @@ class Executor:
             media = {o.name: o.media for o in KINDS[outcome.kind].outputs}
             for o in outcome.outputs:
                 n += 1
-                link = workdir / "in" / f"{n:03d}-{ref.role}{o.ext}"
-                os.symlink(self.store.objects.path(o.digest), link)
-                out.append(Input(ref.role, link, o.digest, media.get(o.output, "image"), ref.step,
+                at = workdir / "in" / f"{n:03d}-{ref.role}{o.ext}"
+                link(self.store.objects.path(o.digest), at)
+                out.append(Input(ref.role, at, o.digest, media.get(o.output, "image"), ref.step,
                                  ref.tags))
         for ref, o in held:  # what the step names when the store holds it
             n += 1
-            link = workdir / "in" / f"{n:03d}-{ref.role}{o.ext}"
-            os.symlink(self.store.objects.path(o.digest), link)
-            out.append(Input(ref.role, link, o.digest, KINDS[self._step(ref.step).kind]
+            at = workdir / "in" / f"{n:03d}-{ref.role}{o.ext}"
+            link(self.store.objects.path(o.digest), at)
+            out.append(Input(ref.role, at, o.digest, KINDS[self._step(ref.step).kind]
                              .outputs[0].media, ref.step, ref.tags))
         for f in step.files:  # the user's own images of a generated sheet or plate
             stored = await self._provide(f)
             n += 1
-            link = workdir / "in" / f"{n:03d}-reference{stored.ext}"
-            os.symlink(self.store.objects.path(stored.digest), link)
-            out.append(Input("reference", link, stored.digest, "image", f.path))
+            at = workdir / "in" / f"{n:03d}-reference{stored.ext}"
+            link(self.store.objects.path(stored.digest), at)
+            out.append(Input("reference", at, stored.digest, "image", f.path))
         return tuple(out)
 
     def _held(self, step: Any) -> list[tuple[Any, Stored]]:

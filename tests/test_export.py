@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -365,3 +366,125 @@ def test_the_example_film_exports_to_every_format_and_each_loads_back(tmp_path: 
             stems = [t for t in tl.tracks if t.name.endswith(" stem")]
             assert [len(t) for t in stems] == [1, 1, 1]
             assert all(t[0].duration().value == 2784 for t in stems)
+
+
+def _timeline_by_api(spec: dict, media: dict, rate: float) -> otio.schema.Timeline:
+    """The timeline made object by object through OpenTimelineIO's Python API: what
+    interchange.py made before it wrote OTIO's JSON for the reader (the oracle)."""
+    from opentimelineio.opentime import RationalTime, TimeRange
+
+    folder = Path(spec["folder"])
+
+    def span(start: int, frames: int) -> TimeRange:
+        return TimeRange(RationalTime(start, rate), RationalTime(frames, rate))
+
+    def url(ref: dict) -> str | None:
+        ext = media.get(ref["step"])
+        return None if ext is None else (folder / (ref["file"] + ext)).as_uri()
+
+    tl = otio.schema.Timeline(name=spec["title"], global_start_time=RationalTime(0, rate))
+    tl.metadata["filmc"] = {k: spec[k] for k in ("title", "fps", "width", "height",
+                                                 "language")}
+    picture = otio.schema.Track(name="Picture", kind=otio.schema.TrackKind.Video)
+    tl.tracks.append(picture)
+    for shot in spec["shots"]:
+        clip = otio.schema.Clip(name=shot["id"], source_range=span(0, shot["frames"]))
+        if "meta" in shot:
+            clip.metadata["filmc"] = shot["meta"]
+        refs = {}
+        for ref in shot["refs"]:
+            if url(ref) is None:
+                continue
+            r = otio.schema.ExternalReference(target_url=url(ref))
+            if ref["kind"] != "keyframe":
+                r.available_range = span(0, shot["frames"])
+            r.metadata["filmc"] = {k: ref[k] for k in ("kind", "step", "key", "backend", "seed")}
+            refs[ref["name"]] = r
+        if spec["format"] != "otio":
+            clip.media_reference = refs[shot["active"]]
+        else:
+            clip.set_media_references(refs, shot["active"])
+        picture.append(clip)
+    colors = ("RED", "ORANGE", "YELLOW", "GREEN", "CYAN", "BLUE", "PURPLE", "MAGENTA")
+    for n, scene in enumerate(spec["scenes"]):
+        marker = otio.schema.Marker(name=scene["title"] or scene["id"], color=colors[n % 8],
+                                    marked_range=span(scene["start"], scene["frames"]))
+        marker.metadata["filmc"] = {"scene": scene["id"], "place": scene["place"]}
+        picture.markers.append(marker)
+    if spec["lines"]:
+        track = otio.schema.Track(name="Dialogue", kind=otio.schema.TrackKind.Audio)
+        at = 0
+        for line in sorted(spec["lines"], key=lambda x: x["start"]):
+            start = max(line["start"], at)
+            frames = line["start"] + line["frames"] - start
+            if frames <= 0:
+                continue
+            if start > at:
+                track.append(otio.schema.Gap(source_range=span(0, start - at)))
+            target = url(line)
+            ref = otio.schema.ExternalReference(target_url=target,
+                                                available_range=span(0, frames)) \
+                if target is not None else otio.schema.MissingReference()
+            clip = otio.schema.Clip(name=line["name"], media_reference=ref,
+                                    source_range=span(0, frames))
+            clip.metadata["filmc"] = {k: line[k] for k in ("speaker", "paren", "text", "scene",
+                                                           "shot", "line", "step", "key")}
+            track.append(clip)
+            at = start + frames
+        tl.tracks.append(track)
+    if spec.get("stems") and "mix" in media:
+        for name in spec["stems"]:
+            track = otio.schema.Track(name=f"{name.capitalize()} stem",
+                                      kind=otio.schema.TrackKind.Audio)
+            ref = otio.schema.ExternalReference(
+                target_url=(folder / f"film.{name}.wav").as_uri(),
+                available_range=span(0, spec["frames"]))
+            clip = otio.schema.Clip(name=f"film.{name}", media_reference=ref,
+                                    source_range=span(0, spec["frames"]))
+            clip.metadata["filmc"] = {"stem": name, "step": "mix"}
+            track.append(clip)
+            tl.tracks.append(track)
+    return tl
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["all-made", "some-not-made"])
+def test_the_timeline_is_what_opentimelineios_api_makes_byte_for_byte(
+        tmp_path: Path, made: bool) -> None:
+    """The timelines are written as OTIO's JSON and read by OpenTimelineIO's reader in one
+    call (a 3,000-shot film spent seconds in its Python API): each format's file is the
+    one the API-built timeline gives, byte for byte, on the example film (a Chinese shot
+    id; a project folder with a space and accents, which its URLs quote), with every
+    file there, and with some not (the keyframe candidates, as a pick passed over: no
+    reference named; a line of dialogue: a missing reference; the mix: no stems)."""
+    from conftest import copy_example
+
+    from filmc.backends.local import interchange
+    from filmc.compiler.pipeline import compile_film
+    from filmc.lang.steps import MEDIA
+
+    project = copy_example(tmp_path / "mes films" / "loup é")
+    graph = compile_film(project / "film.film", offline=True).graph
+    ext = {"clip": ".mp4", "shot": ".mp4", "keyframe": ".png", "speech": ".wav", "mix": ".wav"}
+    for fmt in ("otio", "edl", "fcpxml"):
+        step = graph.nodes[f"export.{fmt}"]["step"]
+        spec = {**step.params, "folder": str(project / "build" / "wolfpack")}
+        inputs = [[MEDIA, f"in/x{ext[graph.nodes[i.step]['kind']]}", None, None, None, i.step]
+                  for i in step.inputs]
+        first_line = next((i[5] for i in inputs if i[5].startswith("speech.")), None)
+        if not made:
+            inputs = [i for i in inputs if not i[5].startswith("keyframe.")
+                      and i[5] not in ("mix", first_line)]
+        out = tmp_path / fmt
+        out.mkdir()
+        written = interchange.write_export(spec, inputs, out).read_text(encoding="utf-8")
+        rate = interchange.fcpx_rate(Fraction(spec["fps"])) if fmt == "fcpxml" else \
+            interchange.edl_rate(Fraction(spec["fps"])) if fmt == "edl" else Fraction(spec["fps"])
+        media = {i[5]: Path(i[1]).suffix for i in inputs}
+        adapter = {"otio": "otio_json", "edl": "cmx_3600", "fcpxml": "fcpx_xml"}[fmt]
+        oracle = otio.adapters.write_to_string(_timeline_by_api(spec, media, float(rate)),
+                                               adapter)
+        assert written == oracle, fmt
+        if fmt == "otio":
+            assert "mes%20films/loup%20%C3%A9/build/wolfpack/shots/%E5%B0%8F%E7%8B%BC.mp4" \
+                in written
+            assert ("MissingReference" in written) != made and ("stem" in written) == made

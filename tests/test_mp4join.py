@@ -11,6 +11,7 @@ bytes, and shots that cannot be joined by copying still make a film (ffmpeg's co
 from __future__ import annotations
 
 import math
+import os
 import struct
 import subprocess
 import wave
@@ -303,6 +304,29 @@ def test_remembered_headers_give_the_same_film_and_a_new_file_is_read(shots, wor
     assert c.read_bytes() == mp4join.join(copies, tmp_path / "d.mp4", chapters=CHAPTERS
                                           ).read_bytes() != a.read_bytes()
     assert probe(c)["frames"] == 48 + 60 + 60
+
+
+def test_a_file_linked_again_is_still_recognised(shots, tmp_path):
+    """The engine hard-links each input into a step's work folder and removes the link
+    after, which changes the file's change time but not the file: its header is
+    remembered through the link, build after build."""
+    (tmp_path / "cache").mkdir()
+    older = tmp_path / "cache" / "headers-2.marshal"  # an older version's journal
+    older.write_bytes(b"old")
+    first = mp4join.Headers(tmp_path / "cache")
+    mp4join.join(shots, tmp_path / "a.mp4", chapters=CHAPTERS, headers=first)
+    assert first.read == 3
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [mp4read._CACHE_FILE]
+    work = tmp_path / "work"
+    work.mkdir()
+    links = []
+    for i, p in enumerate(shots):
+        links.append(work / f"{i:03d}-shot.mp4")
+        os.link(p, links[-1])
+    again = mp4join.Headers(tmp_path / "cache")
+    b = mp4join.join(links, tmp_path / "b.mp4", chapters=CHAPTERS, headers=again)
+    assert again.read == 0
+    assert b.read_bytes() == (tmp_path / "a.mp4").read_bytes()
 
 
 def test_a_damaged_header_cache_is_no_cache(shots, tmp_path):

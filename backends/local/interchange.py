@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
+import os
 import shutil
 from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 from ...lang import steps as S
 from ...lang.files import EXPORTS
@@ -131,74 +134,127 @@ def build_timeline(spec: dict[str, Any], media: dict[str, str],
                    at: Fraction | None = None) -> Any:
     """The OpenTimelineIO timeline of a cut document; `media`: each named step's file
     extension, for the steps whose files the build handed over; `at`: the rate to write
-    it at, where it is not the film's own (FCPXML's NTSC, `fcpx_rate`)."""
-    import opentimelineio as otio
-    from opentimelineio.opentime import RationalTime, TimeRange
+    it at, where it is not the film's own (FCPXML's NTSC, `fcpx_rate`).
 
+    Built as OTIO's own JSON (`timeline_json`) and read by OpenTimelineIO's reader in
+    one call: made object by object through its Python API, a 3,000-shot film spent
+    seconds converting each clip's metadata to OTIO's dictionaries in Python.  What the
+    reader makes is what the API made (tests/test_export.py compares the two), so every
+    format's writer gets the same timeline."""
+    import opentimelineio as otio
+
+    text = json.dumps(timeline_json(spec, media, at), ensure_ascii=False,
+                      check_circular=False, separators=(",", ":"))
+    return otio.adapters.read_from_string(text, _ADAPTER["otio"])
+
+
+def timeline_json(spec: dict[str, Any], media: dict[str, str],
+                  at: Fraction | None = None) -> dict[str, Any]:
+    """The timeline of `build_timeline` as OpenTimelineIO's JSON (schema `Timeline.1`
+    with its tracks, clips, references and markers), every field its reader asks for."""
     rate = float(at if at is not None else Fraction(spec["fps"]))
     folder = Path(spec["folder"])  # build/<film>/ where the build runs (engine/executor.py)
+    one = spec["format"] == "otio"  # EDL, FCPXML: the active take alone, no shot metadata
+    zero = _time(0, rate)
+    spans: dict[int, dict[str, Any]] = {}
 
-    def span(start: int, frames: int) -> Any:
-        return TimeRange(RationalTime(start, rate), RationalTime(frames, rate))
+    def span(start: int, frames: int) -> dict[str, Any]:
+        if start:
+            return {"OTIO_SCHEMA": "TimeRange.1", "duration": _time(frames, rate),
+                    "start_time": _time(start, rate)}
+        found = spans.get(frames)  # the same length again: the same (read-only) dict
+        if found is None:
+            found = spans[frames] = {"OTIO_SCHEMA": "TimeRange.1",
+                                     "duration": _time(frames, rate), "start_time": zero}
+        return found
+
+    # `(folder / file).as_uri()`, without a path object a file: the prefix once, each
+    # file's name quoted as `as_uri` quotes it (lang/files.py's names are plain relative
+    # paths, nothing to normalise).
+    prefix = folder.as_uri().rstrip("/") + "/"
 
     def url(ref: dict[str, Any]) -> str | None:
         ext = media.get(ref["step"])
-        return None if ext is None else (folder / (ref["file"] + ext)).as_uri()
+        return None if ext is None else prefix + quote_from_bytes(os.fsencode(ref["file"] + ext))
 
-    timeline = otio.schema.Timeline(name=spec["title"], global_start_time=RationalTime(0, rate))
-    timeline.metadata["filmc"] = {"title": spec["title"], "fps": spec["fps"],
-                                  "width": spec["width"], "height": spec["height"],
-                                  "language": spec["language"]}
-    picture = otio.schema.Track(name="Picture", kind=otio.schema.TrackKind.Video)
-    timeline.tracks.append(picture)
+    clips = []
     for shot in spec["shots"]:
-        clip = otio.schema.Clip(name=shot["id"], source_range=span(0, shot["frames"]))
-        if "meta" in shot:  # OTIO's; EDL and FCPXML have no place for it
-            clip.metadata["filmc"] = shot["meta"]
+        whole = span(0, shot["frames"])
         refs = {}
         for ref in shot["refs"]:
             target = url(ref)
             if target is None:
                 continue  # passed over by a pick and never made: nothing to name
-            r = otio.schema.ExternalReference(target_url=target)
-            if ref["kind"] != "keyframe":  # a still has no length
-                r.available_range = span(0, shot["frames"])
-            r.metadata["filmc"] = {k: ref[k] for k in ("kind", "step", "key", "backend", "seed")}
-            refs[ref["name"]] = r
-        if spec["format"] != "otio":  # EDL, FCPXML: the active take alone
-            clip.media_reference = refs[shot["active"]]
-        else:
-            clip.set_media_references(refs, shot["active"])
-        picture.append(clip)
-    for n, scene in enumerate(spec["scenes"]):
-        marker = otio.schema.Marker(name=scene["title"] or scene["id"],
-                                    marked_range=span(scene["start"], scene["frames"]),
-                                    color=getattr(otio.schema.MarkerColor,
-                                                  _COLORS[n % len(_COLORS)]))
-        marker.metadata["filmc"] = {"scene": scene["id"], "place": scene["place"]}
-        picture.markers.append(marker)
+            refs[ref["name"]] = _external(
+                target, whole if ref["kind"] != "keyframe" else None,  # a still has no length
+                {"filmc": {k: ref[k] for k in ("kind", "step", "key", "backend", "seed")}})
+        active = shot["active"]
+        if active not in refs:
+            raise ValueError("The media references do not contain the active key")
+        if not one:
+            refs, active = {_DEFAULT: refs[active]}, _DEFAULT
+        clips.append(_clip(shot["id"], whole, refs, active,
+                           {"filmc": shot["meta"]} if "meta" in shot else {}))
+    markers = [{"OTIO_SCHEMA": "Marker.2", "metadata": {"filmc": {"scene": scene["id"],
+                                                                  "place": scene["place"]}},
+                "name": scene["title"] or scene["id"], "color": _COLORS[n % len(_COLORS)],
+                "marked_range": span(scene["start"], scene["frames"]), "comment": ""}
+               for n, scene in enumerate(spec["scenes"])]
+    tracks = [_track("Picture", "Video", clips, markers)]
     if spec["lines"]:
-        timeline.tracks.append(_dialogue(spec["lines"], span, url))
-    if spec.get("stems") and "mix" in media:  # the mix step's stems, each the film's length
+        tracks.append(_track("Dialogue", "Audio", _dialogue(spec["lines"], span, url)))
+    if spec.get("stems") and "mix" in media:  # the mix's stems, each the film's length
+        whole = span(0, spec["frames"])
         for name in spec["stems"]:
-            track = otio.schema.Track(name=f"{name.capitalize()} stem",
-                                      kind=otio.schema.TrackKind.Audio)
-            ref = otio.schema.ExternalReference(
-                target_url=(folder / f"film.{name}.wav").as_uri(),
-                available_range=span(0, spec["frames"]))
-            clip = otio.schema.Clip(name=f"film.{name}", media_reference=ref,
-                                    source_range=span(0, spec["frames"]))
-            clip.metadata["filmc"] = {"stem": name, "step": "mix"}
-            track.append(clip)
-            timeline.tracks.append(track)
-    return timeline
+            ref = _external(prefix + quote_from_bytes(os.fsencode(f"film.{name}.wav")), whole,
+                            {})
+            tracks.append(_track(f"{name.capitalize()} stem", "Audio", [
+                _clip(f"film.{name}", whole, {_DEFAULT: ref}, _DEFAULT,
+                      {"filmc": {"stem": name, "step": "mix"}})]))
+    return {"OTIO_SCHEMA": "Timeline.1",
+            "metadata": {"filmc": {"title": spec["title"], "fps": spec["fps"],
+                                   "width": spec["width"], "height": spec["height"],
+                                   "language": spec["language"]}},
+            "name": spec["title"], "global_start_time": zero,
+            "tracks": {"OTIO_SCHEMA": "Stack.1", "metadata": {}, "name": "tracks",
+                       "source_range": None, "effects": [], "markers": [], "enabled": True,
+                       "color": None, "children": tracks}}
 
 
-def _dialogue(lines: list[dict[str, Any]], span: Any, url: Any) -> Any:
-    """The audio track of the dialogue: each line where it is said, gaps between."""
-    import opentimelineio as otio
+_DEFAULT = "DEFAULT_MEDIA"  # OTIO's key for a clip's one media reference
 
-    track = otio.schema.Track(name="Dialogue", kind=otio.schema.TrackKind.Audio)
+
+def _time(frames: int, rate: float) -> dict[str, Any]:
+    return {"OTIO_SCHEMA": "RationalTime.1", "rate": rate, "value": float(frames)}
+
+
+def _external(url: str, available: dict[str, Any] | None,
+              metadata: dict[str, Any]) -> dict[str, Any]:
+    return {"OTIO_SCHEMA": "ExternalReference.1", "metadata": metadata, "name": "",
+            "available_range": available, "available_image_bounds": None, "target_url": url}
+
+
+_MISSING: dict[str, Any] = {"OTIO_SCHEMA": "MissingReference.1", "metadata": {}, "name": "",
+                            "available_range": None, "available_image_bounds": None}
+
+
+def _clip(name: str, source: dict[str, Any], refs: dict[str, Any], active: str,
+          metadata: dict[str, Any]) -> dict[str, Any]:
+    return {"OTIO_SCHEMA": "Clip.2", "metadata": metadata, "name": name, "source_range": source,
+            "effects": [], "markers": [], "enabled": True, "color": None,
+            "media_references": refs, "active_media_reference_key": active}
+
+
+def _track(name: str, kind: str, children: list[Any],
+           markers: list[Any] | None = None) -> dict[str, Any]:
+    return {"OTIO_SCHEMA": "Track.1", "metadata": {}, "name": name, "source_range": None,
+            "effects": [], "markers": markers or [], "enabled": True, "color": None,
+            "children": children, "kind": kind}
+
+
+def _dialogue(lines: list[dict[str, Any]], span: Any, url: Any) -> list[dict[str, Any]]:
+    """The clips of the dialogue's audio track: each line where it is said, gaps between."""
+    out: list[dict[str, Any]] = []
     at = 0
     for line in sorted(lines, key=lambda x: x["start"]):
         start = max(line["start"], at)  # a line that runs over the next starts after it
@@ -206,14 +262,13 @@ def _dialogue(lines: list[dict[str, Any]], span: Any, url: Any) -> Any:
         if frames <= 0:
             continue
         if start > at:
-            track.append(otio.schema.Gap(source_range=span(0, start - at)))
+            out.append({"OTIO_SCHEMA": "Gap.1", "metadata": {}, "name": "",
+                        "source_range": span(0, start - at), "effects": [], "markers": [],
+                        "enabled": True, "color": None})
         target = url(line)
-        ref = otio.schema.ExternalReference(target_url=target, available_range=span(0, frames)) \
-            if target is not None else otio.schema.MissingReference()
-        clip = otio.schema.Clip(name=line["name"], media_reference=ref,
-                                source_range=span(0, frames))
-        clip.metadata["filmc"] = {k: line[k] for k in ("speaker", "paren", "text", "scene",
-                                                       "shot", "line", "step", "key")}
-        track.append(clip)
+        ref = _external(target, span(0, frames), {}) if target is not None else _MISSING
+        out.append(_clip(line["name"], span(0, frames), {_DEFAULT: ref}, _DEFAULT,
+                         {"filmc": {k: line[k] for k in ("speaker", "paren", "text", "scene",
+                                                         "shot", "line", "step", "key")}}))
         at = start + frames
-    return track
+    return out

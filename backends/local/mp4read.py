@@ -21,6 +21,7 @@ are read alike, and a fix to one is a fix to both.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import operator
 import os
@@ -412,7 +413,7 @@ def read_tracks(path: os.PathLike | str, kind: bytes) -> tuple[Track, ...]:
 
 # -- headers read before -------------------------------------------------------------
 
-_CACHE_FILE = "headers-2.marshal"  # the number changes with what a record holds
+_CACHE_FILE = "headers-3.marshal"  # the number changes with what a record or key holds
 _CACHEKEEP = 60_000  # records kept: about 1 KB each for a short shot
 _CACHE_PARTS = 64  # appends before the journal is rewritten whole
 
@@ -425,15 +426,18 @@ class Headers:
     """The headers of files read before, kept in the user's cache between builds.
 
     After a one-shot edit the film step joins 2,999 shots it joined last time: each
-    is recognised by its file's identity (device, inode, size, modification and
-    change times: the store writes a new file, never over an old one) and its header
-    is not read again, so the step reads one header and copies.  The records are
+    is recognised by its file's identity (device, inode, size and modification time:
+    the store writes a new file, never over an old one, and makes it read-only) and its
+    header is not read again, so the step reads one header and copies.  Not by its
+    change time: the engine hard-links each input into the step's work folder, and a
+    link changes it.  The records are
     marshalled tuples (no code runs on loading, unlike a pickle) in a folder of the
     user's own, mode 0700 (`user_cache`).  The file is a journal: a join that read
     new headers appends them as one more marshalled dict (a one-shot edit appends
     one record, not the 3,000), and one that finds the journal long rewrites it
     whole (tmp, rename), newest records first kept.  A record or a tail that is not
-    what this version wrote is ignored."""
+    what this version wrote is ignored, and an older version's journal (another file
+    name) is removed when this version's is started."""
 
     def __init__(self, folder: Path | None) -> None:
         self.path = folder / _CACHE_FILE if folder is not None else None
@@ -476,7 +480,7 @@ class Headers:
             st = os.stat(path)
         except OSError:
             return read_movie(path)  # which says why it cannot be read
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         record = self.known.get(key)
         if record is not None:
             try:
@@ -503,6 +507,11 @@ class Headers:
         rewritten when it has grown long (this join's and the newest others kept)."""
         if self.path is None or not self.new:
             return
+        if not self.parts:  # a new journal: an older version's is never read again
+            for old in self.path.parent.glob("headers-*.marshal"):
+                if old.name != self.path.name:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
         if self.parts < _CACHE_PARTS and len(self.known) + len(self.new) <= _CACHEKEEP:
             try:  # one write with O_APPEND: two joins appending at once do not interleave
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -22,7 +22,7 @@ import sys
 from typing import Any
 
 from ..protocol import BackendError
-from .worker import encode
+from .worker import dumps
 
 _LIMIT = 1 << 24  # the longest answer line
 
@@ -77,7 +77,7 @@ class Pool:
         proc = worker.proc
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            proc.stdin.write(json.dumps(encode(job), ensure_ascii=False).encode() + b"\n")
+            proc.stdin.write(dumps(job))
             await proc.stdin.drain()
             line = await proc.stdout.readline()
         except (ConnectionError, OSError):
