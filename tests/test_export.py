@@ -79,6 +79,24 @@ FRAMES = {"a1": 48, "a2": 36, "b1": 48}
 OUT = Path("build") / "cut"
 
 
+def export_jobs(project: Path) -> list[tuple[str, dict, list[list]]]:
+    """(format, spec, inputs) of the example's otio, edl and fcpxml exports, as the local
+    renderer is handed them, each input a file of its kind's extension."""
+    from filmc.compiler.pipeline import compile_film
+    from filmc.lang.steps import MEDIA
+
+    graph = compile_film(project / "film.film", offline=True).graph
+    ext = {"clip": ".mp4", "shot": ".mp4", "keyframe": ".png", "speech": ".wav", "mix": ".wav"}
+    jobs = []
+    for fmt in ("otio", "edl", "fcpxml"):
+        step = graph.nodes[f"export.{fmt}"]["step"]
+        spec = {**step.params, "folder": str(project / "build" / "wolfpack")}
+        inputs = [[MEDIA, f"in/x{ext[graph.nodes[i.step]['kind']]}", None, None, None, i.step]
+                  for i in step.inputs]
+        jobs.append((fmt, spec, inputs))
+    return jobs
+
+
 def filmc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_COLOR": "1"}
     return subprocess.run([sys.executable, "-m", "filmc", *args], cwd=cwd, env=env,
@@ -333,8 +351,6 @@ def test_the_example_film_exports_to_every_format_and_each_loads_back(tmp_path: 
     from conftest import copy_example
 
     from filmc.backends.local.interchange import write_export
-    from filmc.compiler.pipeline import compile_film
-    from filmc.lang.steps import MEDIA
 
     project = copy_example(tmp_path / "wolfpack")
     for fmt in ("csv", "srt"):
@@ -344,13 +360,7 @@ def test_the_example_film_exports_to_every_format_and_each_loads_back(tmp_path: 
         rows = list(csv.DictReader(f))
     assert len(rows) == 28 and rows[17]["shot"] == "小狼" and rows[3]["takes"] == "take1 take2"
     assert len(re.findall(r" --> ", (tmp_path / "film.srt").read_text(encoding="utf-8"))) == 12
-    graph = compile_film(project / "film.film", offline=True).graph
-    ext = {"clip": ".mp4", "shot": ".mp4", "keyframe": ".png", "speech": ".wav", "mix": ".wav"}
-    for fmt in ("otio", "edl", "fcpxml"):
-        step = graph.nodes[f"export.{fmt}"]["step"]
-        spec = {**step.params, "folder": str(project / "build" / "wolfpack")}
-        inputs = [[MEDIA, f"in/x{ext[graph.nodes[i.step]['kind']]}", None, None, None, i.step]
-                  for i in step.inputs]
+    for fmt, spec, inputs in export_jobs(project):
         out = tmp_path / fmt
         out.mkdir()
         written = write_export(spec, inputs, out)
@@ -459,17 +469,9 @@ def test_the_timeline_is_what_opentimelineios_api_makes_byte_for_byte(
     from conftest import copy_example
 
     from filmc.backends.local import interchange
-    from filmc.compiler.pipeline import compile_film
-    from filmc.lang.steps import MEDIA
 
     project = copy_example(tmp_path / "mes films" / "loup é")
-    graph = compile_film(project / "film.film", offline=True).graph
-    ext = {"clip": ".mp4", "shot": ".mp4", "keyframe": ".png", "speech": ".wav", "mix": ".wav"}
-    for fmt in ("otio", "edl", "fcpxml"):
-        step = graph.nodes[f"export.{fmt}"]["step"]
-        spec = {**step.params, "folder": str(project / "build" / "wolfpack")}
-        inputs = [[MEDIA, f"in/x{ext[graph.nodes[i.step]['kind']]}", None, None, None, i.step]
-                  for i in step.inputs]
+    for fmt, spec, inputs in export_jobs(project):
         first_line = next((i[5] for i in inputs if i[5].startswith("speech.")), None)
         if not made:
             inputs = [i for i in inputs if not i[5].startswith("keyframe.")
