@@ -84,6 +84,7 @@ class Program:
     files: tuple[Path, ...]  # every file the build reads: for the no-op fast path
     env: tuple[str, ...] = ()  # environment variables its adapters' keys depend on
     lock: Path | None = None  # film.lock: where `filmc pick` writes
+    cache: Any = None  # [cache]: the team's remote cache (compiler.config.CacheConfig)
 
     @property
     def picks(self) -> Mapping[tuple[str, str], Any]:
@@ -125,7 +126,7 @@ class Compiled:
         env = sorted({v for info in backends.values() for v in info.adapter.key_env})
         return Program(self.graph, backends, root, film_name(project.main.path, root),
                        film.title, shots, config.currency, config.concurrency, config.store,
-                       tuple(files), tuple(env), lock)
+                       tuple(files), tuple(env), lock, config.cache)
 
 
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,

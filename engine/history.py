@@ -80,13 +80,10 @@ class RemoteView:
 
 
 def remote_view(program: Any, environ: Any = None) -> RemoteView | None:
-    """The project's remote cache (`[cache] remote` in its filmc.toml), not yet read;
-    None when it has none."""
-    from ..compiler.config import load_config
-    from ..lang.diagnostics import Diagnostics
-
+    """The project's remote cache (`[cache] remote` in its filmc.toml, which the compile
+    read: `Program.cache`), not yet read; None when it has none."""
     root = Path(program.root)
-    cache = load_config(root, Diagnostics()).cache
+    cache = program.cache
     if cache is None:
         return None
     env = os.environ if environ is None else environ
