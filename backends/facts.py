@@ -1,10 +1,10 @@
 """Facts about this machine that keys hold, remembered from one command to the next.
 
 Every command that computes the animatic's keys needs the version line of the ffmpeg
-it runs (`ffmpeg -version`: 0.1–0.4 s for the static build imageio-ffmpeg ships), a
-digest of the panel font (a CJK font of megabytes, read and hashed) and the versions of
-the packages that write the exports: the same answers every time while those files do
-not change, and together about half a second of every `plan`, `build` or `diff`.
+it runs (`ffmpeg -version`: 0.1–0.4 s for the static build imageio-ffmpeg ships) and a
+digest of the panel font (a CJK font of megabytes, read and hashed): the same answers
+every time while those files do not change, and together about half a second of every
+`plan`, `build` or `diff`.
 
     remembered("ffmpeg-version", [exe], lambda: run_it(exe))
 
@@ -14,7 +14,7 @@ change times in nanoseconds.  That is how ccache trusts a compiler (`compiler_ch
 mtime`), with the change time besides, which no replacement or edit of a file keeps.
 A file that is missing is part of the identity too (a font installed later is noticed).
 
-JSON, not pickle: a fact is a string or a table of strings.  Any failure to read or
+JSON, not pickle: a fact is a string.  Any failure to read or
 write the file is a miss, never an error: the cache only ever saves time.  An answer
 that says the tool is missing or broken (`unknown`, `none (...)`) is not kept.
 """
@@ -27,11 +27,10 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = ["remembered", "identity"]
 
-T = TypeVar("T", str, dict)
 _NAME = "facts.json"
 
 
@@ -49,13 +48,14 @@ def identity(paths: Iterable[str]) -> list[list[Any]]:
     return out
 
 
-def remembered(name: str, files: Iterable[str], compute: Callable[[], T]) -> T:
+def remembered(name: str, files: Iterable[str], compute: Callable[[], str]) -> str:
     """compute()'s answer, from the user's cache while `files` are the files it was worked
     out from; worked out (and kept) otherwise."""
     ident = identity(files)
     facts = _facts()
     found = facts.get(name)
-    if isinstance(found, dict) and found.get("files") == ident and "value" in found:
+    if isinstance(found, dict) and found.get("files") == ident \
+            and isinstance(found.get("value"), str):
         return found["value"]
     value = compute()
     if not _failed(value):
@@ -64,10 +64,8 @@ def remembered(name: str, files: Iterable[str], compute: Callable[[], T]) -> T:
     return value
 
 
-def _failed(value: object) -> bool:
-    texts = value.values() if isinstance(value, dict) else [value]
-    return any(not isinstance(t, str) or t == "unknown" or t.startswith("none")
-               or t == "missing" for t in texts)
+def _failed(value: str) -> bool:
+    return value == "unknown" or value.startswith("none")
 
 
 @functools.cache
@@ -78,17 +76,9 @@ def _folder() -> str | None:
     return str(found) if found is not None else None
 
 
+@functools.cache
 def _facts() -> dict[str, Any]:
     """The facts file, read once a process (what it learns is added as it goes)."""
-    if not _read:
-        _read.append(_load())
-    return _read[0]
-
-
-_read: list[dict[str, Any]] = []
-
-
-def _load() -> dict[str, Any]:
     folder = _folder()
     if folder is None:
         return {}
@@ -120,5 +110,5 @@ def _write(facts: dict[str, Any]) -> None:
 
 def forget() -> None:
     """Drop what this process read (tests: another cache folder, or a file changed)."""
-    _read.clear()
+    _facts.cache_clear()
     _folder.cache_clear()
