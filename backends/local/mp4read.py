@@ -93,22 +93,30 @@ class Movie:
     tracks: tuple[Track, ...]
 
 
-def _index(buf: bytes, pos: int, end: int) -> dict[bytes, tuple[int, int]]:
-    """The first box of each type in buf[pos:end]: type -> (payload start, box end)."""
+def _index(buf: bytes, pos: int, end: int, into: frozenset[bytes] = frozenset(),
+           parent: str = "its parent") -> dict[bytes, tuple[int, int]]:
+    """The first box of each type in buf[pos:end]: type -> (payload start, box end);
+    the children of the containers `into` are read as if they were this level's (a
+    container's children fill it exactly, so stepping into it is moving past its
+    header).  A size of 0 (the box runs to the end of the file) is allowed only at a
+    level with no such containers: the file's, a box's own."""
     found: dict[bytes, tuple[int, int]] = {}
     unpack = _HEAD.unpack_from
     while pos + 8 <= end:
         size, kind = unpack(buf, pos)
+        if kind in into:
+            pos += 8
+            continue
         body = pos + 8
         if size < 8:
             if size == 1:
                 size, body = struct.unpack_from(">Q", buf, pos + 8)[0], pos + 16
-            elif size == 0:
+            elif size == 0 and not into:
                 size = end - pos
             if size < body - pos:
                 raise ValueError(f"a `{kind.decode('latin-1')}` box is {size} bytes long")
         if pos + size > end:
-            raise ValueError(f"a `{kind.decode('latin-1')}` box runs past its parent")
+            raise ValueError(f"a `{kind.decode('latin-1')}` box runs past {parent}")
         if kind not in found:
             found[kind] = (body, pos + size)
         pos += size
@@ -189,30 +197,9 @@ _DESCEND = frozenset((b"mdia", b"minf", b"stbl", b"edts"))  # trak's containers 
 
 def _walk(buf: bytes, pos: int, end: int) -> dict[bytes, tuple[int, int]]:
     """The first box of each type in a trak's payload buf[pos:end], looking inside its
-    containers (mdia, minf, stbl, edts): type -> (payload start, box end).
-
-    One flat loop: a container's children fill it exactly, so stepping into it is
-    moving past its header.  (The types it records occur once in a track, and the
-    `hdlr` that comes first is mdia's.)"""
-    found: dict[bytes, tuple[int, int]] = {}
-    unpack = _HEAD.unpack_from
-    while pos + 8 <= end:
-        size, kind = unpack(buf, pos)
-        if kind in _DESCEND:
-            pos += 8
-            continue
-        body = pos + 8
-        if size < 8:
-            if size == 1:
-                size, body = struct.unpack_from(">Q", buf, pos + 8)[0], pos + 16
-            if size < body - pos:
-                raise ValueError(f"a `{kind.decode('latin-1')}` box is {size} bytes long")
-        if pos + size > end:
-            raise ValueError(f"a `{kind.decode('latin-1')}` box runs past its track")
-        if kind not in found:
-            found[kind] = (body, pos + size)
-        pos += size
-    return found
+    containers (mdia, minf, stbl, edts): type -> (payload start, box end).  (The types
+    it records occur once in a track, and the `hdlr` that comes first is mdia's.)"""
+    return _index(buf, pos, end, _DESCEND, "its track")
 
 
 def _track(buf: bytes, a: int, b: int, kinds: tuple[bytes, ...] = KEEP) -> tuple | None:
