@@ -36,14 +36,19 @@ nobody picked, the steps made from it *wait* (`Step.waits`) instead of running.
 status:` and the review page.
 Keys are computed in dependency order as the graph is built, so each covers
 its inputs' keys (a Merkle tree); what else enters a key is the backend
-adapter's to say (compiler/backends.py, compiler/keys.py).
+adapter's to say (compiler/backends.py, compiler/keys.py).  A process that
+compiles the same film again (`filmc build --watch`) passes a `GraphMemo`, and
+the steps of the shots whose inputs did not change are put back as they were,
+not keyed again.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Mapping
 from fractions import Fraction
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import attrs
 import networkx as nx
@@ -57,7 +62,9 @@ from .keys import step_key
 from .lock import CONTINUES, LOCK_NAME, STALE, UNPICKED, Choice, Lock, ShotPicks, resolve
 from .passes import time_lines
 from .sound import DEFAULT_LOUDNESS, add_mix
-from .templates import Templates
+from .templates import TemplateError, Templates
+
+T = TypeVar("T")
 
 
 @attrs.frozen(eq=False)
@@ -98,6 +105,33 @@ class GraphError(Exception):
 
 
 _NO_FIELDS = Fields()
+# Steps made from the film's context alone, whoever asks first (a character's sheet, a
+# location's plate): a shot's remembered steps name them, and are replayed by asking again.
+_CONTEXT_KINDS = frozenset({"sheet", "plate"})
+
+
+@attrs.define(eq=False)
+class GraphMemo:
+    """What a process that compiles the same film again and again (`filmc build --watch`,
+    the language server, the review page) keeps of its last graph, so that a shot whose
+    inputs did not change is not keyed again: its steps are put back as they were.
+
+    Each of a shot's calls (its keyframes; then its last frame, clips and the shot) is
+    remembered under a fingerprint of everything it reads: the shot's IR and its entry in
+    film.lock, pickled (so 1 and 1.0, or a changed tag, never compare equal), the ids and
+    keys of the steps it is made from (the shot before, the next shot's keyframe) and its
+    flags.  What every shot reads (the film's size and style, the characters and
+    locations, the backends and what `choose` names, the templates it loaded) is the
+    context: when it changes, nothing is reused.  A compile keeps only the calls it made,
+    so the memo holds one film's worth."""
+
+    context: bytes | None = None
+    templates: dict[str, str | None] = attrs.field(factory=dict)  # name → digest, or None
+    calls: dict[tuple, tuple[list[tuple], Any]] = attrs.field(factory=dict)
+    reused: int = 0  # calls the last compile put back
+    made: int = 0  # calls it made again
+
+
 
 
 class _Builder:
@@ -124,6 +158,10 @@ class _Builder:
         # estimates alone); how many lines were timed by them
         self.said: Callable[[list[str]], Mapping[str, Fraction]] | None = None
         self.retimed = 0
+        self.memo: GraphMemo | None = None
+        self._calls: dict[tuple, tuple[list[tuple], Any]] = {}  # what this compile made
+        self._recording: list[tuple] | None = None
+        self._fingerprints: dict[tuple[str, str], bytes] = {}
         # (scene, shot, kind) → (the shot's backend, its fallback), for the shots that have one
         self._fallbacks: dict[tuple[str | None, str | None, str], tuple[str, str]] = {
             (scene.id, shot.id, kind): (shot.backend(kind), fb)
@@ -208,7 +246,112 @@ class _Builder:
                         step=step)
         for i in inputs:
             self.g.add_edge(i.step, id)
+        if self._recording is not None and sid.kind not in _CONTEXT_KINDS:
+            self._recording.append(("node", id))
         return id
+
+    # -- remembering a shot's steps between compiles (GraphMemo) -------------------------------
+
+    def remembered(self, fingerprint: tuple, make: Callable[[], T]) -> T:
+        """`make()`, or what it made last time the memo saw the same fingerprint: its steps
+        put back in the order it added them, the sheets and plates it asked for asked again."""
+        memo = self.memo
+        if memo is None:
+            return make()
+        found = memo.calls.get(fingerprint)
+        if found is not None:
+            self._replay(found[0])
+            memo.reused += 1
+            self._calls[fingerprint] = found
+            return found[1]
+        assert self._recording is None, "a remembered call inside another"
+        self._recording = []
+        try:
+            result = make()
+            made = [(e[0], e[1], dict(self.g._node[e[1]])) if e[0] == "node" else e
+                    for e in self._recording]
+        finally:
+            self._recording = None
+        memo.made += 1
+        self._calls[fingerprint] = (made, result)
+        return result
+
+    def _replay(self, made: list[tuple]) -> None:
+        g, keys = self.g, self.keys
+        for entry in made:
+            what = entry[0]
+            if what == "node":
+                _, id, data = entry
+                step = data["step"]
+                keys[id] = step.key
+                g.add_node(id, **data)
+                for i in step.inputs:
+                    g.add_edge(i.step, id)
+            elif what == "face":
+                self.face_sheet(self._chars[entry[1]])
+            elif what == "outfit":
+                c = self._chars[entry[1]]
+                outfit = c.outfit(entry[2])
+                assert outfit is not None
+                self.outfit_sheet(c, outfit)
+            else:
+                self.plate(entry[1], entry[2])
+
+    def _asked(self, *entry: Any) -> None:
+        if self._recording is not None:
+            self._recording.append(entry)
+
+    def fingerprint(self, shot: ir.Shot) -> bytes:
+        """The shot's IR and its entry in film.lock, pickled: equal bytes, equal values of
+        equal types (a memo keyed by `==` would take 1 for 1.0, whose keys differ)."""
+        at = (shot.scene, shot.id)
+        found = self._fingerprints.get(at)
+        if found is None:
+            found = self._fingerprints[at] = pickle.dumps((shot, self.lock.shot(shot.id)), 5)
+        return found
+
+    def context(self) -> bytes | None:
+        """Everything but the shots that a shot's steps read; None where it cannot be told
+        (then nothing is remembered)."""
+        film = self.film
+        try:
+            return pickle.dumps((
+                film.width, film.height, film.fps, film.language, film.style, film.characters,
+                film.locations,
+                [(name, info.type, info.adapter.__module__, info.adapter.__qualname__,
+                  info.adapter.version, dict(info.settings), dict(info.key_settings),
+                  info.config, str(info.root)) for name, info in sorted(self.infos.items())],
+                [self.choose(kind) for kind in sorted(S.KINDS)]), 5)
+        except Exception:  # an object that does not pickle: compile without the memo
+            return None
+
+    def start_memo(self) -> None:
+        """Keep the memo's calls only if the context is the one they were made in, and the
+        templates they loaded load the same."""
+        memo = self.memo
+        if memo is None:
+            return
+        memo.reused = memo.made = 0
+        context = self.context()
+        if context is None:
+            self.memo = None
+            return
+        same = context == memo.context
+        if same:
+            try:
+                same = all(_digest(self.templates.load(name)) == digest
+                           for name, digest in memo.templates.items())
+            except TemplateError:
+                same = False
+        if not same:
+            memo.calls, memo.templates = {}, {}
+        memo.context = context
+
+    def end_memo(self) -> None:
+        memo = self.memo
+        if memo is not None:
+            memo.calls = self._calls
+            memo.templates = {**memo.templates, **self.templates.loaded()}
 
     # -- references: sheets and plates -------------------------------------------------------
 
@@ -228,6 +371,7 @@ class _Builder:
 
     def face_sheet(self, c: ir.Character) -> str:
         """`sheet.CHEN`: the character's own images, or generated from their look."""
+        self._asked("face", c.id)
         sid = StepId.sheet(c.id, None)
         if str(sid) in self.keys:
             return str(sid)
@@ -242,6 +386,7 @@ class _Builder:
     def outfit_sheet(self, c: ir.Character, outfit: ir.Outfit) -> str:
         """`sheet.CHEN.winter`: the outfit's own images, or generated from the character's
         sheet and the outfit's words."""
+        self._asked("outfit", c.id, outfit.name)
         sid = StepId.sheet(c.id, outfit.name)
         if str(sid) in self.keys:
             return str(sid)
@@ -257,6 +402,7 @@ class _Builder:
                         inputs=(face,))
 
     def plate(self, loc_id: str, time: str | None) -> str:
+        self._asked("plate", loc_id, time)
         loc = self._locs[loc_id]
         tv = loc.at(time)
         sid = StepId.plate(loc.id, time)
@@ -456,6 +602,7 @@ class _Builder:
     def build(self) -> nx.DiGraph:
         if self.said is not None:
             self.retime(self.said)
+        self.start_memo()
         film = self.film
         shots = film.shots
         picks: dict[tuple[str, str], ShotPicks] = {}
@@ -469,7 +616,9 @@ class _Builder:
             if shot.continues:
                 kf[at] = Choice("keyframe", CONTINUES, None, ())
                 continue
-            kf[at] = choice = self.keyframes(shot, paid)
+            kf[at] = choice = self.remembered(
+                ("keyframes", self.fingerprint(shot), paid),
+                partial(self.keyframes, shot, paid))
             assert choice.used is not None
             kf_node[at] = str(StepId.keyframe(shot.scene, shot.id, choice.used))
         shot_refs: list[InputRef] = []
@@ -491,11 +640,11 @@ class _Builder:
             if shot.continues:
                 assert prev_clip is not None  # `check` refuses it in the first shot
                 waits = prev_waits
-                first = InputRef(self.add(StepId.lastframe(shot.scene, shot.id),
-                                          self.choose("lastframe"),
-                                          inputs=(InputRef(prev_clip, S.CLIP),),
-                                          characters=self._cast_ids(shot), waits=waits),
-                                 S.FIRST_FRAME)
+                first = InputRef(self.remembered(
+                    ("lastframe", self.fingerprint(shot), prev_clip, self.keys[prev_clip], waits),
+                    partial(self.add, StepId.lastframe(shot.scene, shot.id),
+                            self.choose("lastframe"), inputs=(InputRef(prev_clip, S.CLIP),),
+                            characters=self._cast_ids(shot), waits=waits)), S.FIRST_FRAME)
                 panel = prev_panel
             else:
                 first = InputRef(kf_node[at], S.FIRST_FRAME)
@@ -516,12 +665,19 @@ class _Builder:
             nxt = shots[i + 1] if i + 1 < len(shots) else None
             next_paid = (nxt is not None and nxt.continues
                          and not self.infos[nxt.backend("clip")].runs_here)
-            cchoice = self.clips(shot, first, last, waits, shot_paid or next_paid)
+            clips_paid = shot_paid or next_paid
+            cchoice = self.remembered(
+                ("clips", self.fingerprint(shot), first.step, self.keys[first.step],
+                 last and last.step, last and self.keys[last.step], waits, clips_paid),
+                partial(self.clips, shot, first, last, waits, clips_paid))
             assert cchoice.used is not None
             clip = str(StepId.clip(shot.scene, shot.id, cchoice.used))
             clip_waits = waits or _waiting(cchoice, address)
             shot_waits = clip_waits if shot_paid else waits
-            shot_refs.append(InputRef(self.finish(shot, clip, shot_waits), S.SHOT))
+            finished = self.remembered(
+                ("finish", self.fingerprint(shot), clip, self.keys[clip], shot_waits),
+                partial(self.finish, shot, clip, shot_waits))
+            shot_refs.append(InputRef(finished, S.SHOT))
             picks[at] = ShotPicks(shot.scene, shot.id, kchoice, cchoice)
             assert panel is not None
             panels.setdefault(shot.scene, []).append(InputRef(panel, S.PANEL, Tags(label=shot.id)))
@@ -555,6 +711,7 @@ class _Builder:
         self.g.graph["film"] = self.film  # its dialogue timed by the lines said, where known
         self.g.graph["retimed"] = self.retimed
         self.g.graph["lock"] = self.lock.path.name if self.lock.path is not None else LOCK_NAME
+        self.end_memo()
         return self.g
 
     def storyboard(self, panels: Mapping[str, list[InputRef]]) -> None:
@@ -588,6 +745,10 @@ def _waiting(choice: Choice, address: str, paid: bool | None = None) -> str | No
     return f"awaiting a {choice.kind} pick for {address}"
 
 
+
+
+def _digest(template: Any) -> str | None:
+    return None if template is None else template.digest
 
 
 def _kind(c: ir.Character) -> dict[str, str]:
@@ -635,13 +796,15 @@ def build_graph(film: ir.Film, templates: Templates, choose: Callable[[str], str
                 infos: Mapping[str, BackendInfo], burn_subtitles: bool = False,
                 lock: Lock | None = None, exports: ExportSetup | None = None,
                 loudness: float | None = None,
-                said: Callable[[list[str]], Mapping[str, Fraction]] | None = None) -> nx.DiGraph:
+                said: Callable[[list[str]], Mapping[str, Fraction]] | None = None,
+                memo: GraphMemo | None = None) -> nx.DiGraph:
     """The step graph of a film, every node keyed.  `choose(kind)`: the backend of the
     film-wide steps of `kind` (a shot's own steps name theirs in the IR); `lock`: the
     film's picks (compiler/lock.py); `exports`: where the exports' media lie (None: no
     `export.*` steps); `said`: the real length of lines already said, by speech step key
-    (engine/lengths.py), which times the dialogue in their place of the estimates.
-    `graph.graph["picks"]` holds each shot's `ShotPicks`, `graph.graph["film"]` the film
+    (engine/lengths.py), which times the dialogue in their place of the estimates; `memo`:
+    what the last compile in this process made (GraphMemo), to put back the steps of the
+    shots that did not change.  `graph.graph["picks"]` holds each shot's `ShotPicks`, `graph.graph["film"]` the film
     as the graph times it."""
     builder = _Builder(film, templates, choose, infos, lock or Lock(None))
     builder.burn_subtitles = burn_subtitles
@@ -649,4 +812,5 @@ def build_graph(film: ir.Film, templates: Templates, choose: Callable[[str], str
         builder.loudness = loudness
     builder.exports = exports
     builder.said = said
+    builder.memo = memo
     return builder.build()

@@ -131,16 +131,19 @@ class Compiled:
 
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,
                  loader: Loader | None = None, offline: bool = False,
-                 burn_subtitles: bool = False, said: Said | None = None) -> Compiled:
+                 burn_subtitles: bool = False, said: Said | None = None,
+                 memo: Any = None) -> Compiled:
     """`offline`: every step on the built-in `local` backend (the animatic), whatever
     filmc.toml and the shots say; keys follow, so the animatic never stands in for a
     real service's output in the cache.  `said(root, store)`: where the project's store
     knows how long the lines already said are, a lookup by speech step key
     (engine/lengths.py `lookup_for`), by which the graph times the dialogue; None (or a
-    lookup of None) keeps every line's estimate."""
+    lookup of None) keeps every line's estimate.  `memo`: a `compiler.graph.GraphMemo` a
+    process keeps between compiles of one film, so that the steps of the shots that did
+    not change are put back, not keyed again."""
     assert until in STAGES
     with _no_cycle_collection():
-        return _compile(path, until, diags, loader, offline, burn_subtitles, said)
+        return _compile(path, until, diags, loader, offline, burn_subtitles, said, memo)
 
 
 @contextlib.contextmanager
@@ -159,7 +162,7 @@ def _no_cycle_collection() -> Iterator[None]:
 
 
 def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader | None,
-             offline: bool, burn_subtitles: bool, said: Said | None) -> Compiled:
+             offline: bool, burn_subtitles: bool, said: Said | None, memo: Any) -> Compiled:
     diags = diags if diags is not None else Diagnostics()
     loader = loader or Loader(diags)
     out = Compiled(diags, loader.sources)
@@ -211,7 +214,8 @@ def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader |
         out.graph = build_graph(out.film, Templates(out.project.root), choose, out.backends,
                                 burn_subtitles=burn_subtitles, lock=out.lock, exports=exports,
                                 loudness=config.loudness,
-                                said=said(out.project.root, config.store) if said else None)
+                                said=said(out.project.root, config.store) if said else None,
+                                memo=memo)
     except TemplateError as e:
         diags.error("F0601", e.message, ast.Span(e.file, e.line, 1, e.line, 2), help=e.help)
         return out

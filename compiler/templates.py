@@ -93,6 +93,15 @@ class Templates:
             self._cache[key] = found
         return found
 
+    def load(self, name: str) -> Template | None:
+        """The template file `name` (`keyframe.openai.j2`), the project's before filmc's,
+        or None where neither has it."""
+        return self._load(name)
+
+    def loaded(self) -> dict[str, str | None]:
+        """Every template file name looked for so far → its digest, or None: not found."""
+        return {name: None if t is None else t.digest for name, t in self._by_name.items()}
+
     def _load(self, name: str) -> Template | None:
         if name in self._by_name:
             return self._by_name[name]

@@ -56,6 +56,10 @@ def add_parsers(sub: Any) -> None:
     b.add_argument("--quiet", "-q", action="store_true", help="print failures and the summary only")
     b.add_argument("--no-wait", action="store_true",
                    help="fail at once if another build of this project is running")
+    b.add_argument("--watch", action="store_true",
+                   help="stay, and build again each time a file the film reads is saved "
+                        "(needs --offline or --max-cost: each build's limit); the shots that "
+                        "did not change are not compiled again")
     b.set_defaults(run=_build)
 
     from . import gc_cmd  # `filmc gc`: history, money and the other projects of a store
@@ -86,6 +90,14 @@ def _build(args: argparse.Namespace) -> int:
                 "burn_subtitles": args.burn_subtitles, "offline": args.offline,
                 "use_first": args.use_first,
                 "store": os.environ.get("FILMC_STORE", "")}
+    if args.watch:
+        from . import watch
+
+        code = watch.refused(args)
+        if code is not None:
+            return code
+        return watch.watch(args, lambda result, memo, events: _run(args, fast_key, result, memo,
+                                                                   events))
     if not args.force and noop.up_to_date(args.file, fast_key):
         print("up to date: nothing to do", file=sys.stderr)
         return 0
@@ -94,11 +106,19 @@ def _build(args: argparse.Namespace) -> int:
 
 def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     """Everything but the no-op check, whose imports stay out of the fast path."""
-    from .engine.build import Options
-
     result = compile_or_report(args.file, offline=args.offline, burn_subtitles=args.burn_subtitles)
     if result is None:
         return 1
+    return _run(args, fast_key, result)
+
+
+def _run(args: argparse.Namespace, fast_key: dict, result: Any, memo: Any = None,
+         events: Any = None) -> int:
+    """Build the compiled film with the command's options: the exit code.  `memo`: what
+    `--watch` keeps between compiles (the build's own compile again, once it has said its
+    lines, uses it too); `events`: its progress display."""
+    from .engine.build import Options
+
     chosen = build_options(args, result.graph)
     if isinstance(chosen, int):
         return chosen
@@ -115,7 +135,8 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
                       use_first=args.use_first, cluster=cluster)
     done = run_build(result, options, args.quiet, wait=not args.no_wait,
                      fast_key=None if args.force else fast_key,
-                     again=recompiler(args.file, args.offline, args.burn_subtitles))
+                     again=recompiler(args.file, args.offline, args.burn_subtitles, memo),
+                     events=events)
     if isinstance(done, int):
         return done
     ended = finished(done, args.debug)
@@ -143,14 +164,15 @@ def _cluster(address: str, quiet: bool) -> int | None:
     return threads
 
 
-def run_build(result: Any, options: Any, quiet: bool, **kw: Any) -> Any:
-    """Run a build with the progress display; what it did, or the exit code of a build
-    that could not start (its reason printed).  `build` and `export` run it the same way."""
+def run_build(result: Any, options: Any, quiet: bool, events: Any = None, **kw: Any) -> Any:
+    """Run a build with the progress display (`events`, else the usual one); what it did,
+    or the exit code of a build that could not start (its reason printed).  `build` and
+    `export` run it the same way."""
     from .engine.build import BuildError, build
     from .engine.db import StoreError
     from .progress import events_for
 
-    events = events_for(quiet)
+    events = events or events_for(quiet)
     try:
         try:
             return build(result.program(), options, events,

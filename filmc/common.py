@@ -104,17 +104,19 @@ def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = 
     return result
 
 
-def recompiler(file: Path, offline: bool = False, burn_subtitles: bool = False) -> Any:
+def recompiler(file: Path, offline: bool = False, burn_subtitles: bool = False,
+               memo: Any = None) -> Any:
     """What a build calls to compile the film again once it has said its lines (they time
     the dialogue: engine/build.py `_say_first`): the new program, or None after printing
-    why it no longer compiles.  Its warnings were printed by the first compile."""
+    why it no longer compiles.  Its warnings were printed by the first compile.  `memo`:
+    the graph `filmc build --watch` keeps between compiles."""
 
     def again() -> Any:
         from .compiler.pipeline import compile_film
         from .engine.lengths import lookup_for
 
         result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles,
-                              said=lookup_for)
+                              said=lookup_for, memo=memo)
         if not result.ok or result.graph is None:
             report(result.diags, result.sources)
             return None

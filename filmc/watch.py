@@ -1,0 +1,221 @@
+"""`filmc build --watch`: build, then build again each time a file the film reads is saved.
+
+The process stays between builds, and so does what it compiled: the parses of the files
+that did not change (lang/loader.py) and the steps of the shots that did not change
+(compiler/graph.py `GraphMemo`, put back instead of keyed again), the imports, the
+machine's facts.  A save of one shot's camera in a feature therefore starts that shot's
+steps without compiling the other shots' again.
+
+What is watched is what the build read (`Program.files`: every `.film` file loaded,
+filmc.toml, film.lock, the templates, the reference images, the files backends name);
+while the film does not compile, its files and their folders, so that a file it names
+and lacks is seen when it appears.  The files' stats are read every `POLL` seconds (no
+notification API: they are on any disk, a network share too, and a few hundred stats
+cost little); a change waits for the stats to hold still for `SETTLE` seconds, as an
+editor may write a file in several steps.  A change made during a build is built next.
+
+Paid work: each save may make paid steps, so `--watch` needs `--offline` or a
+`--max-cost` (what each build may spend); `--force` would make its steps again at every
+save, and is refused with `--watch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .common import fail, report
+
+POLL = 0.1
+SETTLE = 0.05
+BUG, INTERRUPTED = 3, 130  # the build command's exit codes that end the watch
+
+Stats = dict[str, tuple[int, int, int] | None]
+
+
+def refused(args: argparse.Namespace) -> int | None:
+    """The exit code when `--watch` cannot go with the other options (said why), or None."""
+    if args.force:
+        return fail("`--force` cannot go with `--watch`: it would make its steps again at "
+                    "every save", "force them once with `filmc build --force SELECTOR`, then "
+                    "watch")
+    if not args.offline and args.max_cost is None:
+        return fail("`--watch` builds at every save, and a build may pay for generation",
+                    "give `--max-cost AMOUNT` (what each build may spend), or `--offline` "
+                    "to watch the animatic")
+    return None
+
+
+def watch(args: argparse.Namespace, build: Any) -> int:
+    """Build (by `build(result, memo, events)`: the build command's own run, its exit
+    code), then wait for a change and build again, until interrupted (130, or 0 when
+    stopped while waiting) or a bug in filmc (3).  A film that does not compile, a step
+    that fails, a build that cannot start: said, and watched for the change that mends
+    them."""
+    from .compiler.graph import GraphMemo
+
+    memo = GraphMemo()
+    watched: list[str] = []
+    changed: list[str] = []
+    saved_at: float | None = None
+    while True:
+        before = _stats(watched)
+        started = time.perf_counter()
+        gc.unfreeze()  # the last build's film, kept frozen while it ran
+        try:
+            result = _compile(args, memo)
+        except KeyboardInterrupt:
+            return _stopped()
+        compiled = time.perf_counter() - started
+        if result.ok and result.graph is not None:
+            if result.diags.items:
+                report(result.diags, result.sources)
+            gc.freeze()
+            events = _Timed(args.quiet)
+            code = build(result, memo, events)
+            if code in (BUG, INTERRUPTED):
+                return code
+            if changed and not args.quiet:
+                print(_timing(saved_at, compiled, memo, events), file=sys.stderr)
+            watched = _files(result.program().files)
+        else:
+            report(result.diags, result.sources)
+            watched = _files(_read(result, args.file), folders=True)
+        before.update({p: s for p, s in _stats(watched).items() if p not in before})
+        if not args.quiet:
+            print(f"filmc: watching {len(watched)} files for changes (Ctrl-C to stop)",
+                  file=sys.stderr)
+        try:
+            changed, saved_at = _wait(watched, before)
+        except KeyboardInterrupt:
+            return _stopped()
+        if not args.quiet:
+            names = ", ".join(_shown(p) for p in changed[:3])
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            print(f"filmc: {names}{more} changed: building again", file=sys.stderr)
+
+
+def _compile(args: argparse.Namespace, memo: Any) -> Any:
+    from .compiler.pipeline import compile_film
+    from .engine.lengths import lookup_for
+
+    return compile_film(args.file, offline=args.offline, burn_subtitles=args.burn_subtitles,
+                        said=lookup_for, memo=memo)
+
+
+def _stopped() -> int:
+    print("filmc: stopped watching", file=sys.stderr)
+    return 0
+
+
+def _read(result: Any, main: Path) -> list[Path]:
+    """What a film that does not compile was read from: its loaded files, filmc.toml and
+    film.lock beside it, its templates (the main file alone, when it cannot be read)."""
+    from .compiler.lock import lock_path
+
+    project = result.project
+    if project is None:
+        return [main]
+    root = project.root
+    return [f.path for f in project.files] + [root / "filmc.toml", root / "templates",
+                                              lock_path(project.main.path)]
+
+
+def _files(paths: Iterable[Path], folders: bool = False) -> list[str]:
+    """The paths to watch, absolute, each once; `folders`: their folders too (a file that
+    is missing and named appears in one)."""
+    out = {os.path.abspath(p) for p in paths}
+    if folders:
+        out |= {os.path.dirname(p) for p in out}
+    return sorted(out)
+
+
+def _stats(paths: Iterable[str]) -> Stats:
+    out: Stats = {}
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            out[p] = None
+        else:
+            out[p] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def _wait(paths: list[str], before: Stats) -> tuple[list[str], float | None]:
+    """Until a file differs from `before` and the files hold still: the files changed,
+    and when the latest of them was written (time.time(); None: removed)."""
+    while True:
+        time.sleep(POLL)
+        now = _stats(paths)
+        if now != before:
+            break
+    while True:  # an editor may write in several steps: wait until it is done
+        time.sleep(SETTLE)
+        later = _stats(paths)
+        if later == now:
+            break
+        now = later
+    changed = [p for p in paths if now.get(p) != before.get(p)]
+    times = [s[1] / 1e9 for p in changed if (s := now.get(p)) is not None]
+    return changed, max(times) if times else None
+
+
+def _shown(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def _timing(saved_at: float | None, compiled: float, memo: Any, events: _Timed) -> str:
+    """One line after a rebuild: how long from the save to the first step and to the end,
+    and how much of the graph was put back."""
+    calls = memo.reused + memo.made
+    line = (f"filmc: compiled in {compiled:.2f}s ({memo.reused} of {calls} shot steps' "
+            f"calls put back, not keyed again)")
+    if saved_at is not None:
+        now = time.time()
+        if events.first_at is not None:
+            ago = now - saved_at - (time.perf_counter() - events.first_at)
+            line += f"; the first step made started {ago:.2f}s after the save"
+        line += f"; done {now - saved_at:.2f}s after it"
+    return line
+
+
+class _Timed:
+    """The build's progress display (engine/executor.py `Events`), and when its first
+    step started."""
+
+    def __init__(self, quiet: bool) -> None:
+        from .progress import events_for
+
+        self.inner = events_for(quiet)
+        self._starts: dict[str, float] = {}
+        self.first_at: float | None = None  # when the first step that ran started
+
+    def begin(self, total: int) -> None:
+        self.inner.begin(total)
+
+    def started(self, node: str) -> None:
+        self._starts[node] = time.perf_counter()
+        self.inner.started(node)
+
+    def finished(self, outcome: Any) -> None:
+        at = self._starts.get(outcome.id)
+        if outcome.status == "ran" and at is not None:
+            self.first_at = at if self.first_at is None else min(self.first_at, at)
+        self.inner.finished(outcome)
+
+    def note(self, text: str) -> None:
+        self.inner.note(text)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,146 @@
+"""The graph a process keeps between compiles (compiler/graph.py `GraphMemo`): after every
+kind of edit, a compile that puts back the steps of the unchanged shots makes exactly the
+graph a fresh compile makes: the same nodes in the same order, each with the same data
+(its step's key, record, fields, pin, waits, whether it is optional), the same edges in
+the same order, the same picks; and it keys again only what the edit touched.
+
+The example film (several backends, candidates, takes, outfits, reference images,
+dialogue, music), edited as a user edits it: a camera, an action, continuity lines, a
+shot added, removed and moved, a pick in film.lock, a template, filmc.toml, a character,
+the film's frame rate, the lines' real lengths.  Online and offline.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from conftest import copy_example
+
+from filmc.compiler.graph import GraphMemo
+from filmc.compiler.pipeline import compile_film
+
+
+def signature(graph: Any) -> tuple:
+    """Everything a graph says, in order, as text that tells 1 from 1.0 and 1/2 from 0.5."""
+    nodes = []
+    for n, data in graph.nodes(data=True):
+        rest = {k: v for k, v in data.items() if k != "step"}
+        nodes.append((n, repr(rest), repr(attrs.asdict(data["step"], recurse=False))))
+    return (nodes, list(graph.edges()), [(n, list(graph.pred[n])) for n in graph],
+            repr(sorted(graph.graph["picks"].items())), graph.graph["retimed"],
+            graph.graph["lock"], repr(graph.graph["film"]))
+
+
+def same_as_fresh(main: Path, memo: GraphMemo, offline: bool, said: Any = None) -> None:
+    kept = compile_film(main, offline=offline, memo=memo, said=said)
+    fresh = compile_film(main, offline=offline, said=said)
+    assert kept.ok and fresh.ok, [d.message for d in fresh.diags.items]
+    a, b = signature(kept.graph), signature(fresh.graph)
+    for part, (x, y) in enumerate(zip(a, b)):
+        if x != y and isinstance(x, list):
+            first = next(((p, q) for p, q in zip(x, y) if p != q), (len(x), len(y)))
+            pytest.fail(f"part {part} differs from a fresh compile's: {str(first)[:400]}")
+        assert x == y, part
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+@pytest.fixture()
+def film(tmp_path: Path) -> Path:
+    return copy_example(tmp_path / "wolfpack")
+
+
+def _said(lengths: Mapping[int, Fraction]) -> Callable[[Path, str | None], Any]:
+    """A store that knows how long some lines were said: the nth speech key asked → length."""
+    def lookup_for(_root: Path, _store: str | None) -> Callable[[list[str]], Mapping]:
+        return lambda keys: {keys[i]: s for i, s in lengths.items() if i < len(keys)}
+    return lookup_for
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["offline", "online"])
+def test_every_edit_gives_the_graph_a_fresh_compile_gives(film: Path, offline: bool) -> None:
+    main, hunt = film / "film.film", film / "scenes" / "01_hunt.film"
+    memo = GraphMemo()
+    same_as_fresh(main, memo, offline)
+    shots = memo.made
+    assert shots > 40 and memo.reused == 0
+
+    same_as_fresh(main, memo, offline)  # nothing changed: nothing keyed again
+    assert memo.made == 0 and memo.reused == shots
+
+    # One shot's camera: its own calls again (keyframes, clips, shot), nothing else.
+    edit(hunt, "camera extreme_close_up eye_level telephoto static",
+         "camera extreme_close_up eye_level telephoto slow_push")
+    same_as_fresh(main, memo, offline)
+    assert memo.made == 3, memo.made
+
+    edit(hunt, "graze with their heads down, unaware.", "graze, unaware.")
+    same_as_fresh(main, memo, offline)
+    assert 1 <= memo.made <= 4
+
+    # Continuity: a shot that starts where the one before ends, and ends on the next one's
+    # keyframe; then the shot before it changes, and so must this one's clips.
+    edit(hunt, "    cast ALPHA\n    action \"Through the binoculars",
+         "    cast ALPHA\n    first_frame previous\n    last_frame next\n"
+         "    action \"Through the binoculars")
+    same_as_fresh(main, memo, offline)
+    edit(hunt, "Chen raises a pair of old army binoculars", "Chen lifts a pair of old binoculars")
+    same_as_fresh(main, memo, offline)
+    assert memo.made >= 3  # chen_watches, and binocular_pov's last frame, clips and shot
+    edit(hunt, "The lead wolf's amber eyes", "The leader's amber eyes")  # the next shot
+    same_as_fresh(main, memo, offline)
+
+    # A shot added, then moved, then removed; a line of dialogue added.
+    edit(hunt, "  shot gazelles_graze 3s {",
+         "  shot new_one 2s {\n    camera wide\n    action \"Wind in the grass.\"\n  }\n\n"
+         "  shot gazelles_graze 3s {")
+    same_as_fresh(main, memo, offline)
+    edit(hunt, "  shot new_one 2s {\n    camera wide\n    action \"Wind in the grass.\"\n  }\n\n", "")
+    edit(hunt, "    action \"Chen and Bilgee lie flat",
+         "    CHEN: \"There.\"\n    action \"Chen and Bilgee lie flat")
+    same_as_fresh(main, memo, offline)
+
+    # A pick in film.lock: that shot's keyframe is pinned, its other candidates optional.
+    (film / "film.lock").write_text(
+        'version = 1\n\n[alpha_eyes]\nkeyframe = { pick = "'
+        + ("local" if offline else "openai") + '-2", key = "' + "0" * 64
+        + '", digest = "' + "1" * 64 + '" }\n', encoding="utf-8")
+    same_as_fresh(main, memo, offline)
+    assert memo.made <= 6
+
+    # The lines' real lengths, as the store would know them after a build said them.
+    same_as_fresh(main, memo, offline, said=_said({0: Fraction(3, 2), 2: Fraction(1)}))
+    same_as_fresh(main, memo, offline, said=_said({0: Fraction(2)}))
+
+    # What every shot reads: a template of the project's own, filmc.toml, a character,
+    # the frame rate.  Then nothing of the last compile can be put back.
+    (film / "templates").mkdir()
+    shutil.copy(Path(__file__).parents[1] / "stdlib" / "templates" / "keyframe.j2",
+                film / "templates" / "keyframe.j2")
+    with (film / "templates" / "keyframe.j2").open("a", encoding="utf-8") as f:
+        f.write("{# the project's own #}\n")
+    same_as_fresh(main, memo, offline)
+    assert memo.reused == 0
+    toml = film / "filmc.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('currency = "USD"',
+                                                             'currency = "EUR"'),
+                    encoding="utf-8")
+    same_as_fresh(main, memo, offline)
+    edit(film / "cast.film", "look \"Mongolian herdsman", "look \"tall Mongolian herdsman")
+    same_as_fresh(main, memo, offline)
+    assert memo.reused == 0
+    edit(main, "fps 24", "fps 25")
+    same_as_fresh(main, memo, offline)
+    assert memo.reused == 0
+    same_as_fresh(main, memo, offline)
+    assert memo.made == 0

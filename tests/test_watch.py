@@ -1,0 +1,191 @@
+"""`filmc build --watch` as a user runs it: the build stays, and each save of a file the
+film reads builds again, keying only the shots that changed; a film that stops compiling
+is said and watched until mended; Ctrl-C stops it; paid work needs a limit.
+
+A tiny film (192x80, one-second shots), built offline by `python -m filmc` in the
+project folder with a store of the test's own; files are edited as an editor saves them,
+and what is checked is what the user sees and what the build report says ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+FILM = """\
+use std.camera
+
+film "Tiny" {
+  size 192x80
+  fps 24
+  takes 1
+}
+
+character ANA "Ana" {
+  look "a tall woman in a red coat"
+}
+
+location PIER "Pier" {
+  look "a wooden pier over grey water"
+}
+
+scene one "Morning" EXT PIER DAWN {
+  shot a1 1s {
+    camera wide
+    cast ANA
+    action "Ana walks along the pier."
+  }
+  shot a2 1s {
+    camera close_up
+    cast ANA
+    action "She stops."
+  }
+}
+
+scene two "Noon" EXT PIER NOON {
+  shot b1 1s {
+    camera medium
+    cast ANA
+    action "She waves."
+  }
+}
+"""
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "tiny"
+    root.mkdir()
+    (root / "filmc.toml").write_text("[build]\ncurrency = \"USD\"\n", encoding="utf-8")
+    (root / "t.film").write_text(FILM, encoding="utf-8")
+    return root
+
+
+def env(root: Path) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("FILMC_")}
+    out.update(NO_COLOR="1", FILMC_STORE=str(root.parent / "store"),
+               XDG_CACHE_HOME=str(root.parent / "cache"))
+    return out
+
+
+class Watching:
+    """A `filmc build --watch` process, its stderr read as it comes."""
+
+    def __init__(self, root: Path, *args: str) -> None:
+        self.root = root
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "filmc", "build", "--watch", *args, "t.film"], cwd=root,
+            env=env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def rounds(self, n: int, timeout: float = 120) -> str:
+        """Wait until it has watched `n` times (each build, or each failed compile, ends
+        with the line saying so); its stderr so far."""
+        end = time.monotonic() + timeout
+        while self.text().count("watching ") < n:
+            assert self.proc.poll() is None, f"it stopped ({self.proc.returncode}): {self.text()}"
+            assert time.monotonic() < end, f"no round {n} in {timeout}s: {self.text()}"
+            time.sleep(0.1)
+        return self.text()
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            self._reader.join(timeout=5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def save(path: Path, old: str, new: str) -> None:
+    """An editor's save: the file written again (its mtime moved past the last one's)."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    before = path.stat().st_mtime_ns
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    if path.stat().st_mtime_ns == before:  # a coarse clock: make the change visible
+        os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
+
+
+def ran(root: Path) -> set[str]:
+    report = json.loads((root / "build" / "t" / "report.json").read_text(encoding="utf-8"))
+    return {s["id"] for s in report["steps"] if s["status"] == "ran"}
+
+
+def test_each_save_builds_again_only_what_it_changed(project: Path) -> None:
+    w = Watching(project, "--offline")
+    try:
+        first = w.rounds(1)
+        assert "built in" in first and "watching " in first
+        assert {"keyframe.one.a1.local-1", "film"} <= ran(project)
+
+        save(project / "t.film", "    camera close_up\n", "    camera extreme_close_up\n")
+        out = w.rounds(2)
+        assert "t.film changed: building again" in out
+        made = ran(project)
+        assert {"keyframe.one.a2.local-1", "clip.one.a2.take1", "shot.one.a2", "film"} <= made
+        assert not {s for s in made if ".a1." in s or ".b1." in s}, made
+        # the shot's three calls keyed again, the other two shots' six put back
+        assert "(6 of 9 shot steps' calls put back, not keyed again)" in out
+        assert "the first step made started" in out
+
+        # A save that breaks the film: said where, and watched until mended.
+        save(project / "t.film", "    camera medium\n", "    camra medium\n")
+        out = w.rounds(3)
+        assert "unknown attribute `camra`" in out and "--> t.film:" in out
+        save(project / "t.film", "    camra medium\n", "    camera wide\n")
+        out = w.rounds(4)
+        assert {"keyframe.two.b1.local-1", "shot.two.b1"} <= ran(project)
+        assert not {s for s in ran(project) if ".a1." in s or ".a2." in s}
+
+        # filmc.toml is watched too; a change that moves no key makes nothing
+        with (project / "filmc.toml").open("a", encoding="utf-8") as f:
+            f.write("concurrency = 2\n")
+        out = w.rounds(5)
+        assert "filmc.toml changed: building again" in out
+        assert ran(project) == set()
+        assert (project / "build" / "t" / "film.mp4").is_file()
+
+        code = w.stop()
+        assert code == 0, w.text()
+        assert w.text().rstrip().endswith("filmc: stopped watching")
+        assert "Traceback" not in w.text()
+    finally:
+        w.kill()
+
+
+def test_paid_work_needs_a_limit_and_force_is_refused(project: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "filmc", "build", "--watch", *args,
+                               "t.film"], cwd=project, env=env(project), capture_output=True,
+                              text=True, timeout=60)
+
+    r = run()
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: `--watch` builds at every save")
+    assert "= help: give `--max-cost AMOUNT`" in r.stderr
+    r = run("--offline", "--force", "shot:a1")
+    assert r.returncode == 1 and "`--force` cannot go with `--watch`" in r.stderr
+    assert not (project / "build").exists()
