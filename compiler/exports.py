@@ -142,6 +142,16 @@ class _Cut:
         found = self._facts.get(at)
         if found is not None:
             return found
+        # In a process that keeps its last graph (GraphMemo): the same calls made the
+        # shot's steps, so what the exports said of it stands, if its number and its
+        # scene's title are the same.
+        calls = self.b.calls_of(shot)
+        remembered = (calls, shot.number, scene.title, self.setup.currency) if calls else None
+        if remembered is not None:
+            found = self.b.memo.facts.get(remembered)
+            if found is not None:
+                self._facts[at] = self.b.facts[remembered] = found
+                return found
         p = self.picks[at]
         take, kf = p.clip.used, p.keyframe.used
         assert take is not None
@@ -187,6 +197,8 @@ class _Cut:
             "cost": cost, "currency": self.setup.currency,
         }
         found = self._facts[at] = _Facts(meta, refs, active, cost)
+        if remembered is not None:
+            self.b.facts[remembered] = found
         return found
 
     def ref(self, name: str, kind: str, node: str, file: str) -> dict:

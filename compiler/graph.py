@@ -128,6 +128,10 @@ class GraphMemo:
     context: bytes | None = None
     templates: dict[str, str | None] = attrs.field(factory=dict)  # name → digest, or None
     calls: dict[tuple, tuple[list[tuple], Any]] = attrs.field(factory=dict)
+    # (scene, shot) → (the shot's IR object, its lock entry, their fingerprint)
+    prints: dict[tuple[str, str], tuple[ir.Shot, Any, bytes]] = attrs.field(factory=dict)
+    # what the exports say of a shot (compiler/exports.py), by its calls' fingerprints
+    facts: dict[tuple, Any] = attrs.field(factory=dict)
     reused: int = 0  # calls the last compile put back
     made: int = 0  # calls it made again
 
@@ -162,6 +166,9 @@ class _Builder:
         self._calls: dict[tuple, tuple[list[tuple], Any]] = {}  # what this compile made
         self._recording: list[tuple] | None = None
         self._fingerprints: dict[tuple[str, str], bytes] = {}
+        self._prints: dict[tuple[str, str], tuple[ir.Shot, Any, bytes]] = {}
+        self._by_shot: dict[bytes, list[tuple]] = {}  # a shot's fingerprint → its calls'
+        self.facts: dict[tuple, Any] = {}  # what this compile's exports said of each shot
         # (scene, shot, kind) → (the shot's backend, its fallback), for the shots that have one
         self._fallbacks: dict[tuple[str | None, str | None, str], tuple[str, str]] = {
             (scene.id, shot.id, kind): (shot.backend(kind), fb)
@@ -258,6 +265,7 @@ class _Builder:
         memo = self.memo
         if memo is None:
             return make()
+        self._by_shot.setdefault(fingerprint[1], []).append(fingerprint)
         found = memo.calls.get(fingerprint)
         if found is not None:
             self._replay(found[0])
@@ -297,17 +305,36 @@ class _Builder:
             else:
                 self.plate(entry[1], entry[2])
 
+    def calls_of(self, shot: ir.Shot) -> tuple | None:
+        """The fingerprints of the shot's calls in this compile, which fix every step of
+        its own (None: no memo)."""
+        if self.memo is None:
+            return None
+        return tuple(self._by_shot.get(self.fingerprint(shot), ()))
+
     def _asked(self, *entry: Any) -> None:
         if self._recording is not None:
             self._recording.append(entry)
 
     def fingerprint(self, shot: ir.Shot) -> bytes:
         """The shot's IR and its entry in film.lock, pickled: equal bytes, equal values of
-        equal types (a memo keyed by `==` would take 1 for 1.0, whose keys differ)."""
+        equal types (a memo keyed by `==` would take 1 for 1.0, whose keys differ).  Not
+        its number in the film, which no step of its own reads: a shot added near the
+        start renumbers every shot after it, and re-keys none of them."""
         at = (shot.scene, shot.id)
         found = self._fingerprints.get(at)
         if found is None:
-            found = self._fingerprints[at] = pickle.dumps((shot, self.lock.shot(shot.id)), 5)
+            entry = self.lock.shot(shot.id)
+            # The same shot object as the last compile's (the lowering kept it: its scene
+            # did not change) with an equal lock entry (strings): the same bytes.
+            last = self.memo.prints.get(at) if self.memo is not None else None
+            if last is not None and last[0] is shot and last[1] == entry:
+                found = last[2]
+            else:
+                found = pickle.dumps((attrs.evolve(shot, number=0), entry), 5)
+            self._fingerprints[at] = found
+            if self.memo is not None:
+                self._prints[at] = (shot, entry, found)
         return found
 
     def context(self) -> bytes | None:
@@ -344,13 +371,13 @@ class _Builder:
             except TemplateError:
                 same = False
         if not same:
-            memo.calls, memo.templates = {}, {}
+            memo.calls, memo.templates, memo.prints, memo.facts = {}, {}, {}, {}
         memo.context = context
 
     def end_memo(self) -> None:
         memo = self.memo
         if memo is not None:
-            memo.calls = self._calls
+            memo.calls, memo.prints, memo.facts = self._calls, self._prints, self.facts
             memo.templates = {**memo.templates, **self.templates.loaded()}
 
     # -- references: sheets and plates -------------------------------------------------------

@@ -35,6 +35,27 @@ def default_chooser(kind: str, override: str | None) -> str:
     return override or "local"
 
 
+@attrs.define(eq=False)
+class LowerMemo:
+    """What a process that compiles the same film again keeps of its last lowering, so that
+    the scenes of the files that did not change are not lowered again.
+
+    The parses of unchanged files are the same objects from one compile to the next
+    (lang/parser.py remembers them by text), so a scene is known unchanged by identity.
+    A scene's shots read nothing but their scene, the film's block and the declarations
+    of the other files (presets, locations): the *context* is every module that holds
+    anything but scenes, by identity, with filmc.toml as loaded (the backends the last
+    passes choose) and the frame rate.  Any change there, and everything is lowered
+    again.  A scene moved in the film keeps its shots, renumbered.  The later passes
+    (dialogue timing, backends) are remembered by the identity of the shot they take."""
+
+    context: tuple = ()
+    scenes: dict[int, tuple[ast.Scene, int, ir.Scene]] = attrs.field(factory=dict)
+    shots: dict[tuple[str, int], tuple[ir.Shot, ir.Shot]] = attrs.field(factory=dict)
+    reused: int = 0  # scenes the last lowering put back
+    made: int = 0
+
+
 @attrs.frozen
 class State:
     project: Project = attrs.field(eq=False)
@@ -47,6 +68,9 @@ class State:
     locations: tuple[ir.Location, ...] = ()
     scenes: tuple[ir.Scene, ...] = ()
     sound: tuple[ir.Sound, ...] = ()
+    # What the last compile of this process lowered (None: nothing kept), and this one's
+    lowered: LowerMemo | None = attrs.field(default=None, eq=False)
+    kept: LowerMemo | None = attrs.field(default=None, eq=False)
 
 
 # --- pass 1: characters and locations ---------------------------------------------------
@@ -93,7 +117,22 @@ def lower_scenes(st: State) -> State:
     film_level = _Level(film_items)
     scenes = []
     number = 0
+    last, kept = st.lowered, st.kept
     for scene, _f in st.project.scenes:
+        if last is not None and kept is not None:
+            found = last.scenes.get(id(scene))
+            if found is not None and found[0] is scene:
+                lowered = found[2]
+                if found[1] != number:  # the scene moved: its shots renumbered
+                    lowered = attrs.evolve(lowered, shots=tuple(
+                        attrs.evolve(shot, number=number + i)
+                        for i, shot in enumerate(lowered.shots, 1)))
+                kept.scenes[id(scene)] = (scene, number, lowered)
+                kept.reused += 1
+                scenes.append(lowered)
+                number += len(lowered.shots)
+                continue
+        start = number
         loc_id = scene.slug.location.text if scene.slug else None
         time = scene.slug.time_of_day if scene.slug else None  # `黄昏` is DUSK
         loc_decl = st.checked.symbols.locations.get(loc_id or "", (None, None))[0]
@@ -135,8 +174,31 @@ def lower_scenes(st: State) -> State:
                 ends_on_next=ast.find_attr(shot.items, "last_frame") is not None,
                 tags=_tags(shot.items), notes=tuple(_all_text(shot.items, "note")),
             ))
-        scenes.append(ir.Scene(scene.id.text, scene.title.value if scene.title else scene.id.text,
-                               scene.slug.setting if scene.slug else None, loc_id, time, tuple(shots)))
+        lowered = ir.Scene(scene.id.text, scene.title.value if scene.title else scene.id.text,
+                           scene.slug.setting if scene.slug else None, loc_id, time, tuple(shots))
+        if kept is not None:
+            kept.scenes[id(scene)] = (scene, start, lowered)
+            kept.made += 1
+        scenes.append(lowered)
+    return attrs.evolve(st, scenes=tuple(scenes))
+
+
+def _each_shot(st: State, name: str, lower: Callable[[ir.Shot], ir.Shot]) -> State:
+    """`lower` over every shot, or what it gave last time for the same shot object."""
+    last, kept = st.lowered, st.kept
+    scenes = []
+    for scene in st.scenes:
+        shots = []
+        for shot in scene.shots:
+            found = last.shots.get((name, id(shot))) if last is not None else None
+            if found is not None and found[0] is shot:
+                out = found[1]
+            else:
+                out = lower(shot)
+            if kept is not None:
+                kept.shots[(name, id(shot))] = (shot, out)
+            shots.append(out)
+        scenes.append(attrs.evolve(scene, shots=tuple(shots)))
     return attrs.evolve(st, scenes=tuple(scenes))
 
 
@@ -145,13 +207,7 @@ def lower_scenes(st: State) -> State:
 
 def time_dialogue(st: State) -> State:
     """Spread each shot's lines over it (`time_lines`), by the estimated speaking time."""
-    scenes = []
-    for scene in st.scenes:
-        shots = []
-        for shot in scene.shots:
-            shots.append(time_lines(shot) if shot.lines else shot)
-        scenes.append(attrs.evolve(scene, shots=tuple(shots)))
-    return attrs.evolve(st, scenes=tuple(scenes))
+    return _each_shot(st, "dialogue", lambda shot: time_lines(shot) if shot.lines else shot)
 
 
 def time_lines(shot: ir.Shot, said: Mapping[int, Fraction] | None = None) -> ir.Shot:
@@ -182,25 +238,22 @@ def time_lines(shot: ir.Shot, said: Mapping[int, Fraction] | None = None) -> ir.
 
 
 def choose_backends(st: State) -> State:
-    scenes = []
-    for scene in st.scenes:
-        shots = []
-        for shot in scene.shots:
-            overrides = dict(shot.backends)
-            chosen = tuple((k, st.choose(k, overrides.get(k))) for k in schema.STEP_KINDS)
-            # Each `candidates` line's backend, the shot's keyframe backend when it names
-            # none; lines that come to the same backend add up (offline: all on `local`).
-            counts: dict[str, int] = {}
-            for name, n in shot.candidates:
-                backend = st.choose("keyframe", name or overrides.get("keyframe"))
-                counts[backend] = counts.get(backend, 0) + n
-            said = dict(shot.fallbacks)
-            fallbacks = tuple((k, f) for k, b in chosen
-                              if (f := st.fallback(k, b, said.get(k))) is not None)
-            shots.append(attrs.evolve(shot, backends=chosen, candidates=tuple(counts.items()),
-                                      fallbacks=fallbacks))
-        scenes.append(attrs.evolve(scene, shots=tuple(shots)))
-    return attrs.evolve(st, scenes=tuple(scenes))
+    def choose(shot: ir.Shot) -> ir.Shot:
+        overrides = dict(shot.backends)
+        chosen = tuple((k, st.choose(k, overrides.get(k))) for k in schema.STEP_KINDS)
+        # Each `candidates` line's backend, the shot's keyframe backend when it names
+        # none; lines that come to the same backend add up (offline: all on `local`).
+        counts: dict[str, int] = {}
+        for name, n in shot.candidates:
+            backend = st.choose("keyframe", name or overrides.get("keyframe"))
+            counts[backend] = counts.get(backend, 0) + n
+        said = dict(shot.fallbacks)
+        fallbacks = tuple((k, f) for k, b in chosen
+                          if (f := st.fallback(k, b, said.get(k))) is not None)
+        return attrs.evolve(shot, backends=chosen, candidates=tuple(counts.items()),
+                            fallbacks=fallbacks)
+
+    return _each_shot(st, "backends", choose)
 
 
 # --- pass 5: music, ambience and effects in film time (compiler/sound.py) -------------------
@@ -224,8 +277,20 @@ PASSES: tuple[tuple[str, Callable[[State], State]], ...] = (
 
 def lower(project: Project, checked: Checked, choose: BackendChooser = default_chooser,
           stop_after: str | None = None,
-          fallback: FallbackChooser = no_fallback) -> ir.Film:
-    st = State(project, checked, choose, fallback)
+          fallback: FallbackChooser = no_fallback, memo: LowerMemo | None = None,
+          choices: object = None) -> ir.Film:
+    """`memo`: what the last lowering in this process kept (LowerMemo), updated for the
+    next; `choices`: what decides `choose` and `fallback` (filmc.toml as loaded, and
+    whether offline), compared by value with the memo's."""
+    last = kept = None
+    if memo is not None:
+        context = (choices, checked.fps, *_context_modules(project))
+        same = len(context) == len(memo.context) and context[:2] == memo.context[:2] and all(
+            a is b for a, b in zip(context[2:], memo.context[2:]))
+        last = attrs.evolve(memo) if same else None
+        memo.context, memo.scenes, memo.shots, memo.reused, memo.made = context, {}, {}, 0, 0
+        kept = memo
+    st = State(project, checked, choose, fallback, lowered=last, kept=kept)
     for name, run in PASSES:
         st = run(st)
         if name == stop_after:
@@ -241,6 +306,14 @@ def lower(project: Project, checked: Checked, choose: BackendChooser = default_c
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _context_modules(project: Project) -> list[ast.Module]:
+    """Every module a scene's lowering may read besides its own scene: those that declare
+    anything but scenes and `use` lines (the film's block, presets, characters, locations,
+    the stdlib; a file `use`d is one of them)."""
+    return [f.module for f in project.files
+            if not all(isinstance(d, (ast.Scene, ast.Use)) for d in f.module.decls)]
 
 
 def _first(a: ast.Attr | None) -> ast.Value | None:

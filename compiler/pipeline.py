@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import pickle
 from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -93,6 +94,17 @@ class Program:
 
 
 @attrs.define(eq=False)
+class Memo:
+    """What a process that compiles one film again and again (`filmc build --watch`) keeps
+    between compiles: the last lowering (compiler/passes.py `LowerMemo`) and the last
+    graph (compiler/graph.py `GraphMemo`), so that what an edit did not touch is not
+    lowered or keyed again.  Made empty; each compile fills what it reaches."""
+
+    lower: Any = None  # compiler.passes.LowerMemo
+    graph: Any = None  # compiler.graph.GraphMemo
+
+
+@attrs.define(eq=False)
 class Compiled:
     diags: Diagnostics
     sources: Sources
@@ -132,15 +144,15 @@ class Compiled:
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,
                  loader: Loader | None = None, offline: bool = False,
                  burn_subtitles: bool = False, said: Said | None = None,
-                 memo: Any = None) -> Compiled:
+                 memo: Memo | None = None) -> Compiled:
     """`offline`: every step on the built-in `local` backend (the animatic), whatever
     filmc.toml and the shots say; keys follow, so the animatic never stands in for a
     real service's output in the cache.  `said(root, store)`: where the project's store
     knows how long the lines already said are, a lookup by speech step key
     (engine/lengths.py `lookup_for`), by which the graph times the dialogue; None (or a
-    lookup of None) keeps every line's estimate.  `memo`: a `compiler.graph.GraphMemo` a
-    process keeps between compiles of one film, so that the steps of the shots that did
-    not change are put back, not keyed again."""
+    lookup of None) keeps every line's estimate.  `memo`: what a process keeps between
+    compiles of one film (`Memo`), so that the scenes and shots an edit did not touch are
+    not lowered or keyed again."""
     assert until in STAGES
     with _no_cycle_collection():
         return _compile(path, until, diags, loader, offline, burn_subtitles, said, memo)
@@ -162,7 +174,8 @@ def _no_cycle_collection() -> Iterator[None]:
 
 
 def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader | None,
-             offline: bool, burn_subtitles: bool, said: Said | None, memo: Any) -> Compiled:
+             offline: bool, burn_subtitles: bool, said: Said | None,
+             memo: Memo | None) -> Compiled:
     diags = diags if diags is not None else Diagnostics()
     loader = loader or Loader(diags)
     out = Compiled(diags, loader.sources)
@@ -203,7 +216,18 @@ def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader |
         info = out.backends.get(name) if name and name != backend else None  # type: ignore[union-attr]
         return name if info is not None and info.capabilities(kind) is not None else None
 
-    out.film = lower(out.project, out.checked, choose=choose, fallback=fallback)
+    lowered, choices = None, None
+    if memo is not None:
+        from .passes import LowerMemo
+
+        memo.lower = memo.lower or LowerMemo()
+        lowered = memo.lower
+        try:  # what decides each shot's backends: compared with the last compile's
+            choices = pickle.dumps((config, offline), 5)
+        except Exception:  # a value that does not pickle: lower it all
+            lowered = None
+    out.film = lower(out.project, out.checked, choose=choose, fallback=fallback, memo=lowered,
+                     choices=choices)
     if until == "ir":
         return out
     out.lock = read_lock(lock_path(out.project.main.path), diags, loader.sources)
@@ -215,7 +239,7 @@ def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader |
                                 burn_subtitles=burn_subtitles, lock=out.lock, exports=exports,
                                 loudness=config.loudness,
                                 said=said(out.project.root, config.store) if said else None,
-                                memo=memo)
+                                memo=_graph_memo(memo))
     except TemplateError as e:
         diags.error("F0601", e.message, ast.Span(e.file, e.line, 1, e.line, 2), help=e.help)
         return out
@@ -227,6 +251,16 @@ def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader |
     stale_warnings(out.lock, out.graph.graph["picks"], shot_spans(out.project), diags,
                    offline=offline)
     return out
+
+
+def _graph_memo(memo: Memo | None) -> Any:
+    if memo is None:
+        return None
+    if memo.graph is None:
+        from .graph import GraphMemo
+
+        memo.graph = GraphMemo()
+    return memo.graph
 
 
 def _check_backend_lines(project: Project, config: Config, diags: Diagnostics) -> None:

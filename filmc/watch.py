@@ -2,7 +2,7 @@
 
 The process stays between builds, and so does what it compiled: the parses of the files
 that did not change (lang/loader.py) and the steps of the shots that did not change
-(compiler/graph.py `GraphMemo`, put back instead of keyed again), the imports, the
+(compiler/pipeline.py `Memo`: not lowered nor keyed again, but put back), the imports, the
 machine's facts.  A save of one shot's camera in a feature therefore starts that shot's
 steps without compiling the other shots' again.
 
@@ -58,9 +58,9 @@ def watch(args: argparse.Namespace, build: Any) -> int:
     stopped while waiting) or a bug in filmc (3).  A film that does not compile, a step
     that fails, a build that cannot start: said, and watched for the change that mends
     them."""
-    from .compiler.graph import GraphMemo
+    from .compiler.pipeline import Memo
 
-    memo = GraphMemo()
+    memo = Memo()
     watched: list[str] = []
     changed: list[str] = []
     saved_at: float | None = None
@@ -178,9 +178,11 @@ def _shown(path: str) -> str:
 def _timing(saved_at: float | None, compiled: float, memo: Any, events: _Timed) -> str:
     """One line after a rebuild: how long from the save to the first step and to the end,
     and how much of the graph was put back."""
-    calls = memo.reused + memo.made
-    line = (f"filmc: compiled in {compiled:.2f}s ({memo.reused} of {calls} shot steps' "
-            f"calls put back, not keyed again)")
+    graph, lowered = memo.graph, memo.lower
+    calls = graph.reused + graph.made
+    scenes = lowered.reused + lowered.made
+    line = (f"filmc: compiled in {compiled:.2f}s ({lowered.reused} of {scenes} scenes not "
+            f"lowered again, {graph.reused} of {calls} shot steps' calls not keyed again)")
     if saved_at is not None:
         now = time.time()
         if events.first_at is not None:

@@ -4,7 +4,8 @@ graph a fresh compile makes: the same nodes in the same order, each with the sam
 (its step's key, record, fields, pin, waits, whether it is optional), the same edges in
 the same order, the same picks; and it keys again only what the edit touched.
 
-The example film (several backends, candidates, takes, outfits, reference images,
+The same for the lowering a process keeps (compiler/passes.py `LowerMemo`): the whole IR
+is compared too.  The example film (several backends, candidates, takes, outfits, reference images,
 dialogue, music), edited as a user edits it: a camera, an action, continuity lines, a
 shot added, removed and moved, a pick in film.lock, a template, filmc.toml, a character,
 the film's frame rate, the lines' real lengths.  Online and offline.
@@ -22,8 +23,7 @@ import attrs
 import pytest
 from conftest import copy_example
 
-from filmc.compiler.graph import GraphMemo
-from filmc.compiler.pipeline import compile_film
+from filmc.compiler.pipeline import Memo, compile_film
 
 
 def signature(graph: Any) -> tuple:
@@ -37,7 +37,7 @@ def signature(graph: Any) -> tuple:
             graph.graph["lock"], repr(graph.graph["film"]))
 
 
-def same_as_fresh(main: Path, memo: GraphMemo, offline: bool, said: Any = None) -> None:
+def same_as_fresh(main: Path, memo: Memo, offline: bool, said: Any = None) -> None:
     kept = compile_film(main, offline=offline, memo=memo, said=said)
     fresh = compile_film(main, offline=offline, said=said)
     assert kept.ok and fresh.ok, [d.message for d in fresh.diags.items]
@@ -70,22 +70,26 @@ def _said(lengths: Mapping[int, Fraction]) -> Callable[[Path, str | None], Any]:
 @pytest.mark.parametrize("offline", [True, False], ids=["offline", "online"])
 def test_every_edit_gives_the_graph_a_fresh_compile_gives(film: Path, offline: bool) -> None:
     main, hunt = film / "film.film", film / "scenes" / "01_hunt.film"
-    memo = GraphMemo()
-    same_as_fresh(main, memo, offline)
+    whole = Memo()
+    same_as_fresh(main, whole, offline)
+    memo = whole.graph
     shots = memo.made
     assert shots > 40 and memo.reused == 0
 
-    same_as_fresh(main, memo, offline)  # nothing changed: nothing keyed again
+    same_as_fresh(main, whole, offline)  # nothing changed: nothing lowered or keyed again
     assert memo.made == 0 and memo.reused == shots
+    scenes = whole.lower.reused
+    assert scenes >= 3 and whole.lower.made == 0
 
     # One shot's camera: its own calls again (keyframes, clips, shot), nothing else.
     edit(hunt, "camera extreme_close_up eye_level telephoto static",
          "camera extreme_close_up eye_level telephoto slow_push")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     assert memo.made == 3, memo.made
+    assert whole.lower.made == 1 and whole.lower.reused == scenes - 1  # the hunt alone
 
     edit(hunt, "graze with their heads down, unaware.", "graze, unaware.")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     assert 1 <= memo.made <= 4
 
     # Continuity: a shot that starts where the one before ends, and ends on the next one's
@@ -93,34 +97,42 @@ def test_every_edit_gives_the_graph_a_fresh_compile_gives(film: Path, offline: b
     edit(hunt, "    cast ALPHA\n    action \"Through the binoculars",
          "    cast ALPHA\n    first_frame previous\n    last_frame next\n"
          "    action \"Through the binoculars")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     edit(hunt, "Chen raises a pair of old army binoculars", "Chen lifts a pair of old binoculars")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     assert memo.made >= 3  # chen_watches, and binocular_pov's last frame, clips and shot
     edit(hunt, "The lead wolf's amber eyes", "The leader's amber eyes")  # the next shot
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
 
     # A shot added, then moved, then removed; a line of dialogue added.
     edit(hunt, "  shot gazelles_graze 3s {",
          "  shot new_one 2s {\n    camera wide\n    action \"Wind in the grass.\"\n  }\n\n"
          "  shot gazelles_graze 3s {")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
+    # its three calls: the shots after it are renumbered, not keyed again
+    assert memo.made == 3 and whole.lower.made == 1, (memo.made, whole.lower.made)
     edit(hunt, "  shot new_one 2s {\n    camera wide\n    action \"Wind in the grass.\"\n  }\n\n", "")
     edit(hunt, "    action \"Chen and Bilgee lie flat",
          "    CHEN: \"There.\"\n    action \"Chen and Bilgee lie flat")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
+
+    # A scene's title: drawn on its storyboard pages and said by the exports, in no key of
+    # a shot's own steps.
+    edit(hunt, 'scene hunt "The Hunt"', 'scene hunt "The Great Hunt"')
+    same_as_fresh(main, whole, offline)
+    assert memo.made == 0
 
     # A pick in film.lock: that shot's keyframe is pinned, its other candidates optional.
     (film / "film.lock").write_text(
         'version = 1\n\n[alpha_eyes]\nkeyframe = { pick = "'
         + ("local" if offline else "openai") + '-2", key = "' + "0" * 64
         + '", digest = "' + "1" * 64 + '" }\n', encoding="utf-8")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     assert memo.made <= 6
 
     # The lines' real lengths, as the store would know them after a build said them.
-    same_as_fresh(main, memo, offline, said=_said({0: Fraction(3, 2), 2: Fraction(1)}))
-    same_as_fresh(main, memo, offline, said=_said({0: Fraction(2)}))
+    same_as_fresh(main, whole, offline, said=_said({0: Fraction(3, 2), 2: Fraction(1)}))
+    same_as_fresh(main, whole, offline, said=_said({0: Fraction(2)}))
 
     # What every shot reads: a template of the project's own, filmc.toml, a character,
     # the frame rate.  Then nothing of the last compile can be put back.
@@ -129,18 +141,21 @@ def test_every_edit_gives_the_graph_a_fresh_compile_gives(film: Path, offline: b
                 film / "templates" / "keyframe.j2")
     with (film / "templates" / "keyframe.j2").open("a", encoding="utf-8") as f:
         f.write("{# the project's own #}\n")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     assert memo.reused == 0
     toml = film / "filmc.toml"
     toml.write_text(toml.read_text(encoding="utf-8").replace('currency = "USD"',
                                                              'currency = "EUR"'),
                     encoding="utf-8")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     edit(film / "cast.film", "look \"Mongolian herdsman", "look \"tall Mongolian herdsman")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     assert memo.reused == 0
+    edit(main, "  candidates 2\n", "  candidates 3\n")  # the film's default, in every scene
+    same_as_fresh(main, whole, offline)
+    assert whole.lower.reused == 0
     edit(main, "fps 24", "fps 25")
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     assert memo.reused == 0
-    same_as_fresh(main, memo, offline)
+    same_as_fresh(main, whole, offline)
     assert memo.made == 0

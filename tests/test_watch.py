@@ -147,8 +147,10 @@ def test_each_save_builds_again_only_what_it_changed(project: Path) -> None:
         made = ran(project)
         assert {"keyframe.one.a2.local-1", "clip.one.a2.take1", "shot.one.a2", "film"} <= made
         assert not {s for s in made if ".a1." in s or ".b1." in s}, made
-        # the shot's three calls keyed again, the other two shots' six put back
-        assert "(6 of 9 shot steps' calls put back, not keyed again)" in out
+        # the shot's three calls keyed again, the other two shots' six put back (the file
+        # holds the film's block: every scene is lowered again)
+        assert "(0 of 2 scenes not lowered again, 6 of 9 shot steps' calls not keyed again)" \
+            in out
         assert "the first step made started" in out
 
         # A save that breaks the film: said where, and watched until mended.
