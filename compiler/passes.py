@@ -284,7 +284,7 @@ def lower(project: Project, checked: Checked, choose: BackendChooser = default_c
     whether offline), compared by value with the memo's."""
     last = kept = None
     if memo is not None:
-        context = (choices, checked.fps, *_context_modules(project))
+        context = (choices, checked.fps, *project.shared_modules())
         same = len(context) == len(memo.context) and context[:2] == memo.context[:2] and all(
             a is b for a, b in zip(context[2:], memo.context[2:]))
         last = attrs.evolve(memo) if same else None
@@ -306,14 +306,6 @@ def lower(project: Project, checked: Checked, choose: BackendChooser = default_c
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _context_modules(project: Project) -> list[ast.Module]:
-    """Every module a scene's lowering may read besides its own scene: those that declare
-    anything but scenes and `use` lines (the film's block, presets, characters, locations,
-    the stdlib; a file `use`d is one of them)."""
-    return [f.module for f in project.files
-            if not all(isinstance(d, (ast.Scene, ast.Use)) for d in f.module.decls)]
 
 
 def _first(a: ast.Attr | None) -> ast.Value | None:

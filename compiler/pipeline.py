@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from ..lang import ast
-from ..lang.check import Checked, check
+from ..lang.check import Checked, CheckMemo, check
 from ..lang.diagnostics import Diagnostics, Sources
 from ..lang.loader import Loader, Project
 from ..lang.paths import film_name
@@ -96,10 +96,12 @@ class Program:
 @attrs.define(eq=False)
 class Memo:
     """What a process that compiles one film again and again (`filmc build --watch`) keeps
-    between compiles: the last lowering (compiler/passes.py `LowerMemo`) and the last
+    between compiles: the last check (lang/check.py `CheckMemo`), the last lowering
+    (compiler/passes.py `LowerMemo`) and the last
     graph (compiler/graph.py `GraphMemo`), so that what an edit did not touch is not
     lowered or keyed again.  Made empty; each compile fills what it reaches."""
 
+    check: Any = None  # lang.check.CheckMemo
     lower: Any = None  # compiler.passes.LowerMemo
     graph: Any = None  # compiler.graph.GraphMemo
 
@@ -182,7 +184,9 @@ def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader |
     out.project = loader.load(path)
     if out.project is None:
         return out
-    out.checked = check(out.project, diags)
+    if memo is not None and memo.check is None:
+        memo.check = CheckMemo()
+    out.checked = check(out.project, diags, memo.check if memo is not None else None)
     out.config = load_config(out.project.root, diags, loader.sources)
     _check_backend_lines(out.project, out.config, diags)
     if until == "check" or diags.errors:

@@ -75,8 +75,28 @@ class _Bad(Exception):
         self.message, self.span, self.label, self.help, self.code = message, span, label, help, code
 
 
-def check(project: Project, diags: Diagnostics) -> Checked:
-    return _Checker(project, diags).run()
+@attrs.define(eq=False)
+class CheckMemo:
+    """What a process that checks the same film again keeps of its last check: each
+    scene's diagnostics and length, put back while the scene is the same object (its
+    file did not change) and so are the modules it may read (`Project.shared_modules`),
+    at the same frame rate.  A scene whose check read a file (a music file, an image)
+    is checked again every time: the file may have changed under the same text."""
+
+    context: tuple = ()
+    # id(scene) → (scene, its film's default duration, its diagnostics, its length, each
+    # of its shots' lengths)
+    scenes: dict[int, tuple[ast.Scene, object, Diagnostics, Fraction,
+                            tuple[tuple[ast.Shot, Fraction], ...]]] = attrs.field(factory=dict)
+    reused: int = 0
+    made: int = 0
+
+
+def check(project: Project, diags: Diagnostics, memo: CheckMemo | None = None) -> Checked:
+    """`memo`: what the last check of this film in this process kept (updated)."""
+    checker = _Checker(project, diags)
+    checker.memo = memo
+    return checker.run()
 
 
 class _Checker:
@@ -88,6 +108,9 @@ class _Checker:
         self._std_presets: dict[str, dict[str, str]] | None = None
         self._image_ok: dict[Path, str | None] = {}
         self._shot_seconds: dict[int, Fraction] = {}  # id(ast.Shot) → its length
+        self.memo: CheckMemo | None = None
+        self._last: dict[int, tuple] = {}  # the memo's scenes, when its context holds
+        self._read_files = False  # whether the check read a file since this was cleared
 
     # -- pass 1: declarations ---------------------------------------------------------
 
@@ -111,9 +134,16 @@ class _Checker:
         runtime = Fraction(0)
         shots = 0
         cues: list[tuple[ast.Attr, Fraction]] = []  # music lines and where they start
+        memo = self.memo
+        if memo is not None:
+            context = (self.fps, *self.project.shared_modules())
+            same = len(context) == len(memo.context) and context[0] == memo.context[0] and all(
+                a is b for a, b in zip(context[1:], memo.context[1:]))
+            self._last = memo.scenes if same else {}
+            memo.context, memo.scenes, memo.reused, memo.made = context, {}, 0, 0
         for scene, _f in self.project.scenes:
             start = runtime
-            runtime += self._scene(scene, film_duration)
+            runtime += self._kept_scene(scene, film_duration)
             cues += music_starts(scene, start,
                                  lambda shot: self._shot_seconds.get(id(shot), Fraction(0)))
             shots += len(scene.shots)
@@ -230,6 +260,33 @@ class _Checker:
             return None
 
     # -- scenes and shots --------------------------------------------------------------------
+
+    def _kept_scene(self, scene: ast.Scene, film_duration: literals.Duration | None) -> Fraction:
+        """`_scene`, or what it found last time (CheckMemo)."""
+        memo = self.memo
+        if memo is None:
+            return self._scene(scene, film_duration)
+        found = self._last.get(id(scene))
+        if found is not None and found[0] is scene and found[1] == film_duration:
+            _s, _d, said, total, shots = found
+            self.diags.extend(said)
+            self._shot_seconds.update((id(shot), seconds) for shot, seconds in shots)
+            memo.scenes[id(scene)] = found
+            memo.reused += 1
+            return total
+        real, self.diags = self.diags, Diagnostics()
+        self._read_files = False
+        try:
+            total = self._scene(scene, film_duration)
+            said = self.diags
+        finally:
+            self.diags = real
+        real.extend(said)
+        memo.made += 1
+        if not self._read_files:
+            memo.scenes[id(scene)] = (scene, film_duration, said, total, tuple(
+                (shot, self._shot_seconds[id(shot)]) for shot in scene.shots))
+        return total
 
     def _scene(self, scene: ast.Scene, film_duration: literals.Duration | None) -> Fraction:
         if scene.slug is not None:
@@ -674,6 +731,7 @@ class _Checker:
             self.diags.error(e.code, e.message, e.span, e.label, help=e.help)
 
     def _ref_file(self, v: ast.Str, audio: bool = False) -> None:
+        self._read_files = True
         rel = v.value
         base = self._file_dir(v.span.file)
         if base is None:

@@ -58,6 +58,15 @@ class Project:
             for d in f.module.decls:
                 yield d, f
 
+    def shared_modules(self) -> list[ast.Module]:
+        """The modules a scene's check and lowering may read besides the scene itself:
+        every one that declares anything but scenes and `use` lines (the film's block,
+        presets, characters, locations, the stdlib; a file `use`d is one of them).  A
+        process that compiles the film again keeps what it made of a scene while these
+        and the scene are the same objects (the parses of unchanged files are)."""
+        return [f.module for f in self.files
+                if not all(isinstance(d, (ast.Scene, ast.Use)) for d in f.module.decls)]
+
 
 def display_path(path: Path) -> str:
     """How messages name a file: relative to the current folder when below it; in a

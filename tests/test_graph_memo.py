@@ -40,7 +40,10 @@ def signature(graph: Any) -> tuple:
 def same_as_fresh(main: Path, memo: Memo, offline: bool, said: Any = None) -> None:
     kept = compile_film(main, offline=offline, memo=memo, said=said)
     fresh = compile_film(main, offline=offline, said=said)
-    assert kept.ok and fresh.ok, [d.message for d in fresh.diags.items]
+    assert [repr(d) for d in kept.diags.sorted()] == [repr(d) for d in fresh.diags.sorted()]
+    if not fresh.ok:
+        assert not kept.ok
+        return
     a, b = signature(kept.graph), signature(fresh.graph)
     for part, (x, y) in enumerate(zip(a, b)):
         if x != y and isinstance(x, list):
@@ -70,6 +73,9 @@ def _said(lengths: Mapping[int, Fraction]) -> Callable[[Path, str | None], Any]:
 @pytest.mark.parametrize("offline", [True, False], ids=["offline", "online"])
 def test_every_edit_gives_the_graph_a_fresh_compile_gives(film: Path, offline: bool) -> None:
     main, hunt = film / "film.film", film / "scenes" / "01_hunt.film"
+    # a warning in a scene no edit touches: put back with the scene, said every time
+    edit(film / "scenes" / "04_storm.film", '    action "A white wall of blizzard',
+         '    CHEN: "Look."\n    action "A white wall of blizzard')
     whole = Memo()
     same_as_fresh(main, whole, offline)
     memo = whole.graph
@@ -80,6 +86,8 @@ def test_every_edit_gives_the_graph_a_fresh_compile_gives(film: Path, offline: b
     assert memo.made == 0 and memo.reused == shots
     scenes = whole.lower.reused
     assert scenes >= 3 and whole.lower.made == 0
+    assert whole.check.made == 0 and whole.check.reused == scenes
+    assert any(d.code == "W0501" for d in compile_film(main, offline=offline, memo=whole).diags)
 
     # One shot's camera: its own calls again (keyframes, clips, shot), nothing else.
     edit(hunt, "camera extreme_close_up eye_level telephoto static",
@@ -103,6 +111,15 @@ def test_every_edit_gives_the_graph_a_fresh_compile_gives(film: Path, offline: b
     assert memo.made >= 3  # chen_watches, and binocular_pov's last frame, clips and shot
     edit(hunt, "The lead wolf's amber eyes", "The leader's amber eyes")  # the next shot
     same_as_fresh(main, whole, offline)
+
+    # A mistake, then mended: the other scenes' warnings are put back, not found again.
+    yurt = film / "scenes" / "02_yurt.film"
+    text = yurt.read_text(encoding="utf-8")
+    yurt.write_text(text.replace("    action ", "    actoin ", 1), encoding="utf-8")
+    same_as_fresh(main, whole, offline)
+    yurt.write_text(text, encoding="utf-8")
+    same_as_fresh(main, whole, offline)
+    assert whole.check.made == 1 and whole.check.reused >= 2
 
     # A shot added, then moved, then removed; a line of dialogue added.
     edit(hunt, "  shot gazelles_graze 3s {",
