@@ -132,6 +132,8 @@ class GraphMemo:
     prints: dict[tuple[str, str], tuple[ir.Shot, Any, bytes]] = attrs.field(factory=dict)
     # what the exports say of a shot (compiler/exports.py), by its calls' fingerprints
     facts: dict[tuple, Any] = attrs.field(factory=dict)
+    # id(step) → (the step, what its backend cannot honour): compiler/warnings.py
+    problems: dict[int, tuple[Any, list[tuple[str, str]]]] = attrs.field(factory=dict)
     reused: int = 0  # calls the last compile put back
     made: int = 0  # calls it made again
 

@@ -251,7 +251,8 @@ def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader |
         diags.error("F0602", str(e), None, help="this is a bug in filmc: please report it")
         return out
     out.film = out.graph.graph["film"]  # its dialogue timed by what was said, where known
-    check_capabilities(out.project, out.graph, out.backends, diags)
+    check_capabilities(out.project, out.graph, out.backends, diags,
+                       memo.graph if memo is not None else None)
     stale_warnings(out.lock, out.graph.graph["picks"], shot_spans(out.project), diags,
                    offline=offline)
     return out

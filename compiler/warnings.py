@@ -48,8 +48,12 @@ def shot_spans(project: Project) -> dict[tuple[str, str], ast.Span]:
 
 
 def check_capabilities(project: Project, graph: Any, infos: Mapping[str, BackendInfo],
-                       diags: Diagnostics) -> None:
+                       diags: Diagnostics, memo: Any = None) -> None:
+    """`memo`: the GraphMemo of a process that compiles again: a step the graph put back
+    (the same object, made under the same backends) has the problems it had."""
     problems: dict[tuple[str, str, str, str], list[tuple[str, str]]] = {}
+    last = memo.problems if memo is not None else {}
+    kept: dict[int, tuple[Any, list[tuple[str, str]]]] = {}
 
     def note(backend: str, kind: str, what: tuple[str, str], scene: str | None,
              shot: str | None) -> None:
@@ -61,11 +65,18 @@ def check_capabilities(project: Project, graph: Any, infos: Mapping[str, Backend
         step = data["step"]
         if step.backend is None:
             continue
-        caps = infos[step.backend].capabilities(step.kind)
-        if caps is None:
-            continue
-        for problem in _unhonoured(caps, step.fields, step):
+        hit = last.get(id(step))
+        if hit is not None and hit[0] is step:
+            found = hit[1]
+        else:
+            caps = infos[step.backend].capabilities(step.kind)
+            found = [] if caps is None else list(_unhonoured(caps, step.fields, step))
+        if memo is not None:
+            kept[id(step)] = (step, found)
+        for problem in found:
             note(step.backend, step.kind, problem, step.scene, step.shot)
+    if memo is not None:
+        memo.problems = kept
 
     spans = shot_spans(project)
     for (backend, kind, what, help), shots in problems.items():
