@@ -96,8 +96,9 @@ def edit_camera(project: Path, at: float = 0.5) -> tuple[str, str]:
     return m.group(1), line
 
 
-_TIMING = re.compile(r"compiled in ([\d.]+)s \((\d+) of (\d+) shot .*?the first step made "
-                     r"started ([\d.]+)s after the save; done ([\d.]+)s after it")
+_TIMING = re.compile(r"compiled in ([\d.]+)s \(\d+ of \d+ scenes not lowered again, (\d+) of "
+                     r"(\d+) shot .*?the first step made started ([\d.]+)s after the save; "
+                     r"done ([\d.]+)s after it")
 
 
 def watched_edit(filmc: str, project: Path, env: dict[str, str]) -> dict:

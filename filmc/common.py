@@ -86,13 +86,15 @@ def count(errors: int, warnings: int) -> str:
     return "filmc: " + " and ".join(parts)
 
 
-def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = False) -> Any:
-    """The film compiled to its graph, or None after printing why not; warnings printed."""
+def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = False,
+                      memo: Any = None) -> Any:
+    """The film compiled to its graph, or None after printing why not; warnings printed.
+    `memo`: what a process that compiles the film again keeps (compiler/pipeline.py)."""
     from .compiler.pipeline import compile_film
     from .engine.lengths import lookup_for
 
     result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles,
-                          said=lookup_for)
+                          said=lookup_for, memo=memo)
     if not result.ok or result.graph is None:
         report(result.diags, result.sources)
         return None

@@ -56,17 +56,21 @@ class Review:
         self.broken = False  # the film stopped compiling since it was loaded
         self._stamps: dict[Path, tuple[int, int] | None] = {}
         self._seen: tuple[Any, Any] = (None, None)  # what the cards were gathered from
+        # The last compile, kept (compiler/pipeline.py Memo): a pick re-keys its shot alone.
+        self.memo: Any = None
 
     def load(self, first: bool = False) -> bool:
         """Compile the film; print its diagnostics the way every command does (warnings
         only the first time); False when it has errors."""
-        from .compiler.pipeline import compile_film
+        from .compiler.pipeline import Memo, compile_film
         from .engine.lengths import lookup_for
 
+        self.memo = self.memo or Memo()
         if first:
-            result = compile_or_report(self.path, offline=self.offline)
+            result = compile_or_report(self.path, offline=self.offline, memo=self.memo)
         else:
-            result = compile_film(self.path, offline=self.offline, said=lookup_for)
+            result = compile_film(self.path, offline=self.offline, said=lookup_for,
+                                  memo=self.memo)
             if not result.ok or result.graph is None:
                 report(result.diags, result.sources)
                 result = None
