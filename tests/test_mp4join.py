@@ -192,7 +192,7 @@ def test_same_shots_give_the_same_bytes(film, shots, srt, work):
         assert data[at + 8:at + 16] == bytes(8)
 
 
-def test_concat_film_takes_the_fast_path(shots, srt, work):
+def test_concat_film_takes_the_fast_path(shots, srt, film, work):
     out = concat_film(shots, CHAPTERS, work / "via_concat.mp4", subtitles=srt, language="zho")
     assert top_boxes(out) == ["ftyp", "moov", "mdat"]  # ffmpeg's concat writes mdat first
     assert out.read_bytes() == (work / "film.mp4").read_bytes()
@@ -245,13 +245,13 @@ def odd(work: Path) -> Path:
     return shot(work, 3, 1, w=64, h=32)
 
 
-def test_a_mismatching_shot_is_named(shots, odd, work):
+def test_a_mismatching_shot_is_named(shots, odd, srt, work):
     with pytest.raises(mp4join.Unjoinable) as e:
         mp4join.join([*shots, odd], work / "never.mp4")
     assert f"`{odd.name}`" in e.value.message and "sample description" in e.value.message
     assert not (work / "never.mp4").exists()
     with pytest.raises(mp4join.Unjoinable, match="not an MP4"):
-        mp4join.join([shots[0], work / "film.srt"], work / "never.mp4")
+        mp4join.join([shots[0], srt], work / "never.mp4")
 
 
 def test_concat_film_falls_back_to_ffmpeg(shots, odd, mix, work):
@@ -265,7 +265,7 @@ def test_concat_film_falls_back_to_ffmpeg(shots, odd, mix, work):
 
 # -- the 64-bit forms, past 4 GiB -------------------------------------------------------
 
-def test_a_film_past_4_gib_uses_64_bit_offsets(shots, srt, work, monkeypatch):
+def test_a_film_past_4_gib_uses_64_bit_offsets(shots, srt, film, work, monkeypatch):
     """The 4 GiB threshold lowered to 4 KiB: the same join writes co64, a 64-bit mdat
     size and version-1 durations, and ffmpeg reads it back frame for frame."""
     monkeypatch.setattr(mp4join, "_BIG", 1 << 12)

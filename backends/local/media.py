@@ -468,13 +468,26 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
             ("asetpts", ("PTS-STARTPTS",), {}), ("atrim", (), {"end_sample": length}),
             ("afade", (), {"t": "out", "start_sample": length - fade, "nb_samples": fade}),
             ("adelay", (), {"delays": f"{at}S", "all": 1})]))
+    wav = None
     if len(mixed) > 1:
+        # The lines are mixed to 16-bit PCM first, and the AAC encoded from that one input.
+        # Mixed and encoded in one run, the AAC's bits depended on how ffmpeg's threaded
+        # inputs happened to reach the mix (float sums that differ in the last bit, which
+        # the encoder quantised into another code): one step key, two outputs, depending
+        # on the machine's load.  PCM leaves no such difference to the encoder.
         audio = ffmpeg.filter(mixed, "amix", inputs=len(mixed), duration="first", normalize=0)
-        audio = _chain(audio, [("atrim", (), {"end_sample": body}), late])
+        audio = _chain(audio, [("atrim", (), {"end_sample": body})])
+        wav = Path(out).with_name(Path(out).stem + ".mix.wav")
+        run([*graph_args(audio), "-c:a", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-ac", "2",
+             "-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1",
+             "-filter_threads", "1", "-y", wav], f"mix the dialogue of `{Path(out).name}`")
+        audio = _chain(ffmpeg.input(str(wav)).audio, [late])
     else:
         audio = _chain(mixed[0], [late])
     run([*graph_args(video, audio), "-frames:v", frames, *codec, *AUDIO_ARGS, *_BITEXACT,
          "-y", out], f"conform the shot `{Path(out).name}`")
+    if wav is not None:
+        wav.unlink()
     return Path(out)
 
 
