@@ -226,8 +226,10 @@ def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader |
 
         memo.lower = memo.lower or LowerMemo()
         lowered = memo.lower
-        try:  # what decides each shot's backends: compared with the last compile's
-            choices = pickle.dumps((config, offline), 5)
+        try:  # what decides each shot's backends and fallbacks (what each backend can
+            # make follows its settings' files too: a workflow), against the last compile's
+            choices = pickle.dumps((config, offline, sorted(
+                (name, dict(info.key_settings)) for name, info in out.backends.items())), 5)
         except Exception:  # a value that does not pickle: lower it all
             lowered = None
     out.film = lower(out.project, out.checked, choose=choose, fallback=fallback, memo=lowered,
