@@ -52,11 +52,16 @@ class BuildResult:
 def build(program: Any, options: Options, events: Events, *, wait: bool = True,
           fast_key: dict[str, Any] | None = None,
           adapters: AdapterFactory | None = None, cache: Any = None,
-          again: Callable[[], Any] | None = None) -> BuildResult:
+          again: Callable[[], Any] | None = None,
+          runner: asyncio.Runner | None = None) -> BuildResult:
     """`cache`: filmc.toml's `[cache]` (compiler.config.CacheConfig), the team's remote
     cache; None: the local store alone.  `again()`: the program compiled anew (None: it
     no longer compiles), which a build that must say lines first asks for, to time the
-    dialogue by them (`_say_first`)."""
+    dialogue by them (`_say_first`).  `runner`: the event loop to run the steps in, kept
+    by a caller that builds again (`filmc build --watch`: what the backends keep between
+    builds, such as the local renderer's worker processes, belongs to one loop); None: a
+    loop of this build's own."""
+    run = runner.run if runner is not None else asyncio.run
     started = time.time()
     root = Path(program.root)
     where = location(root, program.store)
@@ -84,7 +89,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
             if again is not None:
                 program, executor, said = _say_first(program, executor, again, store, state,
                                                      journal, options, events, used, adapters,
-                                                     shared)
+                                                     shared, run)
             needed = {program.graph._node[n]["step"].key for n in executor.decision.nodes}
             others = [j for k, j in journal.open_jobs.items() if k not in needed]
             if others:
@@ -94,7 +99,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
             try:
                 prepared = process_age()
                 outcomes = said if executor.stopped_saying else \
-                    _merged(said, asyncio.run(executor.run()))
+                    _merged(said, run(executor.run()))
             finally:
                 if shared is not None:  # the uploads finish (or fail, said) before the end
                     shared.drain()
@@ -150,7 +155,7 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
 def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store: Store,
                state: State, journal: Journal, options: Options, events: Events,
                used: list[Executor], adapters: AdapterFactory | None,
-               shared: Any) -> tuple[Any, Executor, list[Outcome]]:
+               shared: Any, run: Callable[[Any], Any]) -> tuple[Any, Executor, list[Outcome]]:
     """Say the lines this build would say, before anything made from their timing.
 
     The compiler times a shot's dialogue by the real length of its lines where they have
@@ -173,7 +178,7 @@ def _say_first(program: Any, executor: Executor, again: Callable[[], Any], store
                    attrs.evolve(options, selection=first, until=None), events, adapters, shared)
     pre.preflight()
     used.append(pre)
-    said = asyncio.run(pre.run())
+    said = run(pre.run())
     failed = {o.id: o for o in said if o.id in first and o.status != "ran"}
     if pre.interrupted or pre.bug or (failed and not options.keep_going):
         pre.stopped_saying = True

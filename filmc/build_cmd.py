@@ -96,8 +96,8 @@ def _build(args: argparse.Namespace) -> int:
         code = watch.refused(args)
         if code is not None:
             return code
-        return watch.watch(args, lambda result, memo, events: _run(args, fast_key, result, memo,
-                                                                   events))
+        return watch.watch(args, lambda result, memo, events, runner: _run(
+            args, fast_key, result, memo, events, runner))
     if not args.force and noop.up_to_date(args.file, fast_key):
         print("up to date: nothing to do", file=sys.stderr)
         return 0
@@ -113,10 +113,11 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
 
 
 def _run(args: argparse.Namespace, fast_key: dict, result: Any, memo: Any = None,
-         events: Any = None) -> int:
+         events: Any = None, runner: Any = None) -> int:
     """Build the compiled film with the command's options: the exit code.  `memo`: what
     `--watch` keeps between compiles (the build's own compile again, once it has said its
-    lines, uses it too); `events`: its progress display."""
+    lines, uses it too); `events`: its progress display; `runner`: its event loop, which
+    every build it makes runs in (engine/build.py)."""
     from .engine.build import Options
 
     chosen = build_options(args, result.graph)
@@ -136,7 +137,7 @@ def _run(args: argparse.Namespace, fast_key: dict, result: Any, memo: Any = None
     done = run_build(result, options, args.quiet, wait=not args.no_wait,
                      fast_key=None if args.force else fast_key,
                      again=recompiler(args.file, args.offline, args.burn_subtitles, memo),
-                     events=events)
+                     events=events, runner=runner)
     if isinstance(done, int):
         return done
     ended = finished(done, args.debug)

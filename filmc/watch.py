@@ -3,8 +3,10 @@
 The process stays between builds, and so does what it compiled: the parses of the files
 that did not change (lang/loader.py) and the steps of the shots that did not change
 (compiler/pipeline.py `Memo`: not lowered nor keyed again, but put back), the imports, the
-machine's facts.  A save of one shot's camera in a feature therefore starts that shot's
-steps without compiling the other shots' again.
+machine's facts, and the local renderer's worker processes (every build runs in the
+watch's one event loop, backends/local/pool.py `kept_warm`).  A save of one shot's camera
+in a feature therefore starts that shot's steps without compiling the other shots' again,
+in workers that have their imports and fonts loaded.
 
 What is watched is what the build read (`Program.files`: every `.film` file loaded,
 filmc.toml, film.lock, the templates, the reference images, the files backends name);
@@ -22,6 +24,7 @@ save, and is refused with `--watch`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import sys
@@ -53,11 +56,19 @@ def refused(args: argparse.Namespace) -> int | None:
 
 
 def watch(args: argparse.Namespace, build: Any) -> int:
-    """Build (by `build(result, memo, events)`: the build command's own run, its exit
-    code), then wait for a change and build again, until interrupted (130, or 0 when
+    """Build (by `build(result, memo, events, runner)`: the build command's own run, its
+    exit code), then wait for a change and build again, until interrupted (130, or 0 when
     stopped while waiting) or a bug in filmc (3).  A film that does not compile, a step
     that fails, a build that cannot start: said, and watched for the change that mends
     them."""
+    from .backends.local.pool import kept_warm
+
+    with asyncio.Runner() as runner, kept_warm(runner):
+        return _watch(args, build, runner)
+
+
+def _watch(args: argparse.Namespace, build: Any, runner: asyncio.Runner) -> int:
+    from .backends.local.pool import prime
     from .compiler.pipeline import Memo
 
     memo = Memo()
@@ -78,9 +89,13 @@ def watch(args: argparse.Namespace, build: Any) -> int:
                 report(result.diags, result.sources)
             gc.freeze()
             events = _Timed(args.quiet)
-            code = build(result, memo, events)
+            code = build(result, memo, events, runner)
             if code in (BUG, INTERRUPTED):
                 return code
+            # Render workers for the next build, started while the user edits (a build
+            # that made nothing started none).
+            cpus = os.cpu_count() or 1
+            runner.run(prime(min(args.jobs or cpus, cpus)))
             if changed and not args.quiet:
                 print(_timing(saved_at, compiled, memo, events), file=sys.stderr)
             watched = _files(result.program().files)

@@ -134,12 +134,32 @@ def ran(root: Path) -> set[str]:
     return {s["id"] for s in report["steps"] if s["status"] == "ran"}
 
 
+def render_workers(parent: int) -> set[int]:
+    """The local renderer's worker processes of `parent` (backends/local/pool.py)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"filmc.backends.local.worker" in cmdline:
+            found.add(int(entry))
+    return found
+
+
 def test_each_save_builds_again_only_what_it_changed(project: Path) -> None:
     w = Watching(project, "--offline")
     try:
         first = w.rounds(1)
         assert "built in" in first and "watching " in first
         assert {"keyframe.one.a1.local-1", "film"} <= ran(project)
+        # The render workers stay while it waits, and the next build's steps run in them.
+        workers = render_workers(w.proc.pid)
+        assert workers
 
         save(project / "t.film", "    camera close_up\n", "    camera extreme_close_up\n")
         out = w.rounds(2)
@@ -152,6 +172,10 @@ def test_each_save_builds_again_only_what_it_changed(project: Path) -> None:
         assert "(0 of 2 scenes not lowered again, 6 of 9 shot steps' calls not keyed again)" \
             in out
         assert "the first step made started" in out
+        assert render_workers(w.proc.pid) == workers
+        # A kept worker that dies while it waits is replaced at the next build's step.
+        dead = min(workers)
+        os.kill(dead, signal.SIGKILL)
 
         # A save that breaks the film: said where, and watched until mended.
         save(project / "t.film", "    camera medium\n", "    camra medium\n")
@@ -161,6 +185,8 @@ def test_each_save_builds_again_only_what_it_changed(project: Path) -> None:
         out = w.rounds(4)
         assert {"keyframe.two.b1.local-1", "shot.two.b1"} <= ran(project)
         assert not {s for s in ran(project) if ".a1." in s or ".a2." in s}
+        assert "failed" not in out.split("camra")[-1] and dead not in render_workers(w.proc.pid)
+        workers = render_workers(w.proc.pid)
 
         # filmc.toml is watched too; a change that moves no key makes nothing
         with (project / "filmc.toml").open("a", encoding="utf-8") as f:
@@ -174,6 +200,10 @@ def test_each_save_builds_again_only_what_it_changed(project: Path) -> None:
         assert code == 0, w.text()
         assert w.text().rstrip().endswith("filmc: stopped watching")
         assert "Traceback" not in w.text()
+        end = time.monotonic() + 10  # the workers it kept stopped with it
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < end, workers
+            time.sleep(0.1)
     finally:
         w.kill()
 

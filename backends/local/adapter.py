@@ -87,6 +87,7 @@ class LocalBackend(Adapter):
         self._cluster: Any = None  # cluster.Cluster, connected on the first step it makes
         self._connecting = asyncio.Lock()
         self._cpu = (0.0, 0.0)  # CPU seconds of closed pools' workers: their own, ffmpeg's
+        self._base = (0.0, 0.0)  # what a pool kept from an earlier build had used then
 
     @classmethod
     def key_fields(cls, kind: str, settings: Mapping[str, Any]) -> frozenset[str]:
@@ -142,9 +143,10 @@ class LocalBackend(Adapter):
                 job, [(str(i.path), i.digest) for i in request.inputs], request.workdir)
         if answer is None:  # no cluster, a kind it does not make, or too big to send
             if self._pool is None:
-                from .pool import Pool
+                from . import pool
 
-                self._pool = Pool(self.setup.workers)
+                self._pool = pool.take(self.setup.workers) or pool.Pool(self.setup.workers)
+                self._base = self._pool.cpu()
             answer = await self._pool.call(job)
         if "error" in answer:
             error = answer["error"]
@@ -170,17 +172,22 @@ class LocalBackend(Adapter):
 
     def cpu(self) -> tuple[float, float]:
         """CPU seconds its render workers used: (their own, the ffmpegs they ran)."""
-        now = self._pool.cpu() if self._pool is not None else (0.0, 0.0)
-        return (self._cpu[0] + now[0], self._cpu[1] + now[1])
+        if self._pool is None:
+            return self._cpu
+        now, base = self._pool.cpu(), self._base
+        return (self._cpu[0] + now[0] - base[0], self._cpu[1] + now[1] - base[1])
 
     async def close(self) -> None:
         if self._cluster is not None:
             cluster, self._cluster = self._cluster, None
             await cluster.close()
         if self._pool is not None:
+            from . import pool
+
             self._cpu = self.cpu()
-            await self._pool.close()
-            self._pool = None
+            kept, self._pool = self._pool, None
+            if not pool.park(kept):  # kept for the next build (`filmc build --watch`)
+                await kept.close()
 
 
 class RenderBug(Exception):

@@ -10,6 +10,11 @@ in their own session, so a Ctrl-C at the terminal reaches only the build.
     pool = Pool(size=2)
     answer = await pool.call({"kind": ..., "spec": ..., ...})   # a worker's JSON answer
     await pool.close()       # idle workers exit; a busy one (Ctrl-C) is killed
+
+Between the builds of one process that runs them all in one event loop (`filmc build
+--watch`, inside `kept_warm`), a build's pool is parked instead of closed, and the next
+build's takes it: its workers started, their imports done and their fonts loaded, which
+for the one keyframe a saved shot needs is most of its time.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ..protocol import BackendError
@@ -30,6 +36,7 @@ _LIMIT = 1 << 24  # the longest answer line
 class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        self.parked = False  # kept from an earlier build: it may have died since
         self.errors = bytearray()  # the end of its stderr, for a worker that dies
         self.cpu = (0.0, 0.0)  # CPU seconds (its own, its ffmpegs') by its latest answer
         self.reader = asyncio.ensure_future(self._drain())
@@ -59,19 +66,27 @@ class Pool:
 
     async def call(self, job: dict[str, Any]) -> dict[str, Any]:
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await self._start()
-            self._busy.add(worker)
-            clean = False
-            try:
-                answer = await self._ask(worker, job)
-                clean = True
-                return answer
-            finally:
-                self._busy.discard(worker)
-                if clean:
-                    self._idle.append(worker)
-                else:  # cancelled or broken mid-render: its state is unknown
-                    self._kill(worker)
+            while True:
+                worker = self._idle.pop() if self._idle else await self._start()
+                parked, worker.parked = worker.parked, False
+                self._busy.add(worker)
+                clean = False
+                try:
+                    answer = await self._ask(worker, job)
+                    clean = True
+                    return answer
+                except BackendError:
+                    if not parked:
+                        raise
+                    # A worker kept from an earlier build that died at its first job of
+                    # this one (killed while it waited, out of memory): the job is given
+                    # once to a new worker.
+                finally:
+                    self._busy.discard(worker)
+                    if clean:
+                        self._idle.append(worker)
+                    else:  # cancelled or broken mid-render: its state is unknown
+                        self._kill(worker)
 
     async def _ask(self, worker: _Worker, job: dict[str, Any]) -> dict[str, Any]:
         proc = worker.proc
@@ -103,6 +118,15 @@ class Pool:
             worker.proc.kill()
         worker.reader.cancel()
 
+    def park(self) -> None:
+        """Keep the idle workers for a later build (busy ones, which a build that ended
+        cannot have but for a bug, are killed)."""
+        for worker in list(self._busy):
+            self._kill(worker)
+        self._busy.clear()
+        for worker in self._idle:
+            worker.parked = True
+
     async def close(self) -> None:
         """Idle workers are told to stop (their stdin closes); busy ones are killed."""
         for worker in list(self._busy):
@@ -119,3 +143,60 @@ class Pool:
                 await worker.proc.wait()
             worker.reader.cancel()
         self._busy.clear()
+
+
+class _Warm:
+    """Pools parked by the builds run in one event loop, by size."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pools: dict[int, Pool] = {}
+
+
+_warm: _Warm | None = None
+
+
+def take(size: int) -> Pool | None:
+    """A pool of `size` workers parked by an earlier build in this event loop, or None."""
+    if _warm is None or _warm.loop is not asyncio.get_running_loop():
+        return None
+    return _warm.pools.pop(max(1, size), None)
+
+
+def park(pool: Pool) -> bool:
+    """Keep `pool` for the next build in this event loop (False: none is kept warm, or one
+    of its size is kept already; close it)."""
+    if _warm is None or _warm.loop is not asyncio.get_running_loop() \
+            or pool.size in _warm.pools:
+        return False
+    pool.park()
+    _warm.pools[pool.size] = pool
+    return True
+
+
+async def prime(size: int) -> None:
+    """Start a pool of `size` workers and park it, for the next build in this event loop
+    to take with their imports done (nothing when none is kept warm, or one is kept)."""
+    size = max(1, size)
+    if _warm is None or _warm.loop is not asyncio.get_running_loop() or size in _warm.pools:
+        return
+    pool = Pool(size)
+    for _ in range(size):
+        pool._idle.append(await pool._start())
+    pool.park()
+    _warm.pools[size] = pool
+
+
+@contextlib.contextmanager
+def kept_warm(runner: asyncio.Runner) -> Iterator[None]:
+    """While inside, the pools of the builds `runner` runs are parked between them; on
+    leaving, their workers are told to stop."""
+    global _warm
+    previous, _warm = _warm, _Warm(runner.get_loop())
+    try:
+        yield
+    finally:
+        kept, _warm = _warm, previous
+        for pool in kept.pools.values():
+            with contextlib.suppress(Exception):  # stopping must not hide why it stopped
+                runner.run(pool.close())
