@@ -94,11 +94,14 @@ class Input:
     """An input file of a request: the part it plays and what it shows."""
 
     role: str  # lang.steps ROLES: first_frame, character, location, speech, clip...
-    path: Path  # readable; its name ends with the right extension
+    path: Path  # readable; its name ends with the right extension (but see `ext`)
     digest: str  # sha256 of the content (to cache uploads by)
     media: str
     step: str  # the step that made it, or the project file it is
     tags: Tags = Tags()
+    # The file's extension.  For a role in lang.steps NAMED (named, never read), `path` is
+    # the store's read-only object, whose name has none.
+    ext: str = ""
 
 
 @attrs.frozen

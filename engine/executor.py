@@ -53,7 +53,7 @@ from ..backends.protocol import (
 from ..compiler.config import ConfigError, secret
 from ..compiler.plan import decide, estimate, money
 from ..lang.files import film_dir
-from ..lang.steps import KINDS, Addressed, StepId
+from ..lang.steps import KINDS, NAMED, Addressed, StepId
 from . import verify
 from .db import StoreError, disk_error
 from .journal import Journal, OpenJob
@@ -147,7 +147,7 @@ class Executor:
         self._services: dict[str, Service] = {}
         self._local: dict[str, asyncio.Semaphore] = {}
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
-        self._tasks: dict[str, asyncio.Task[Outcome]] = {}
+        self._tasks: dict[str, asyncio.Future[Outcome]] = {}  # tasks, or reused ones settled
         self._known: dict[str, Any] = {}
         self._last: list[tuple[str, str, dict]] = []
         self._free: list[Path] = []
@@ -228,8 +228,19 @@ class Executor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
                 loop.add_signal_handler(sig, self.interrupt)
+        # A feature's rebuild reuses thousands of steps for a few it makes: those whose
+        # inputs are reused too and whose objects are intact by their signatures are
+        # settled here, at once, without a task each; the loop then has only the steps to
+        # make (and what waits on them) to run, and hears their workers without delay.
+        early: dict[str, Outcome] = {}
         for n in nodes:
-            self._tasks[n] = asyncio.ensure_future(self._run_step(n))
+            found = self._reused_now(n, early)
+            if found is None:
+                self._tasks[n] = asyncio.ensure_future(self._run_step(n))
+                continue
+            early[n] = self._done(found)
+            self._tasks[n] = done = loop.create_future()
+            done.set_result(early[n])
         try:
             results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
@@ -341,11 +352,47 @@ class Executor:
         self.events.finished(outcome)
         return outcome
 
+    def _reused_now(self, node: str, early: Mapping[str, Outcome]) -> Outcome | None:
+        """The outcome of a step the build reuses, when it is known without waiting: its
+        inputs and the steps it holds are reused too (`early`), its objects are intact by
+        their signatures, no remote cache is asked.  None: `_run_step` decides."""
+        if node in self.decision.run or node in self.decision.waiting or node in self.settled \
+                or self.shared is not None:
+            return None
+        step = self._step(node)
+        if step.pin is not None or any(r.step not in early for r in step.inputs) \
+                or any(r.step in self._tasks and r.step not in early for r in step.held):
+            return None
+        action = self._known.get(step.key)
+        if action is None:
+            return None
+        outputs = self._stored(action)
+        trusted = self.store.objects.trusted
+        if not all(trusted(o.digest) for o in outputs):
+            return None  # missing, or to be hashed again (off the event loop)
+        return self._reused(step, action, outputs)
+
+    @staticmethod
+    def _stored(action: Any) -> tuple[Stored, ...]:
+        return tuple(Stored(o["output"], o["digest"], o.get("ext", "")) for o in action.outputs)
+
+    def _reused(self, step: Any, action: Any, outputs: tuple[Stored, ...]) -> Outcome | None:
+        """The outcome of reusing `action` for `step`, unless what its output depends on
+        besides its key has moved (`_facts`)."""
+        facts = self._facts(step)
+        if any(action.meta.get(k) != v for k, v in facts.items()):
+            return None  # the store or the project's folder moved under it: make it again
+        status = "provided" if step.backend is None else "cached"
+        fallback = action.meta.get("fallback")  # made by a fallback backend, when it was
+        return self._outcome(step, status, outputs=outputs, fallback=fallback,
+                             backend=action.meta.get("backend", step.backend)
+                             if fallback else step.backend)
+
     async def _reuse(self, step: Any) -> Outcome | None:
         action = self._known.get(step.key)
         if action is None:
             return None
-        outputs = tuple(Stored(o["output"], o["digest"], o.get("ext", "")) for o in action.outputs)
+        outputs = self._stored(action)
         absent = []
         for o in outputs:
             trusted = self.store.objects.trusted(o.digest)
@@ -364,14 +411,7 @@ class Executor:
                 for p in problems:
                     self.events.note(f"{step.id}: {p}; it is made again")
                 return None
-        facts = self._facts(step)
-        if any(action.meta.get(k) != v for k, v in facts.items()):
-            return None  # the store or the project's folder moved under it: make it again
-        status = "provided" if step.backend is None else "cached"
-        fallback = action.meta.get("fallback")  # made by a fallback backend, when it was
-        return self._outcome(step, status, outputs=outputs, fallback=fallback,
-                             backend=action.meta.get("backend", step.backend)
-                             if fallback else step.backend)
+        return self._reused(step, action, outputs)
 
     async def _pinned(self, step: Any) -> Outcome:
         """A step film.lock pins (a pick, a take the user added): its output is the object
@@ -666,27 +706,37 @@ class Executor:
                 o.digest for ref in step.inputs for o in inputs[ref.step].outputs])
             if problems:
                 raise BackendError("; ".join(problems))
+        objects = self.store.objects
         for ref in step.inputs:
             outcome = inputs[ref.step]
             media = {o.name: o.media for o in KINDS[outcome.kind].outputs}
+            if ref.role in NAMED:  # named, never read: the objects themselves
+                out += [Input(ref.role, objects.path(o.digest), o.digest,
+                              media.get(o.output, "image"), ref.step, ref.tags, o.ext)
+                        for o in outcome.outputs]
+                continue
             for o in outcome.outputs:
                 n += 1
                 at = workdir / "in" / f"{n:03d}-{ref.role}{o.ext}"
-                link(self.store.objects.path(o.digest), at)
+                link(objects.path(o.digest), at)
                 out.append(Input(ref.role, at, o.digest, media.get(o.output, "image"), ref.step,
-                                 ref.tags))
+                                 ref.tags, o.ext))
         for ref, o in held:  # what the step names when the store holds it
+            if ref.role in NAMED:
+                out.append(Input(ref.role, objects.path(o.digest), o.digest, KINDS[self._step(
+                    ref.step).kind].outputs[0].media, ref.step, ref.tags, o.ext))
+                continue
             n += 1
             at = workdir / "in" / f"{n:03d}-{ref.role}{o.ext}"
             link(self.store.objects.path(o.digest), at)
             out.append(Input(ref.role, at, o.digest, KINDS[self._step(ref.step).kind]
-                             .outputs[0].media, ref.step, ref.tags))
+                             .outputs[0].media, ref.step, ref.tags, o.ext))
         for f in step.files:  # the user's own images of a generated sheet or plate
             stored = await self._provide(f)
             n += 1
             at = workdir / "in" / f"{n:03d}-reference{stored.ext}"
             link(self.store.objects.path(stored.digest), at)
-            out.append(Input("reference", at, stored.digest, "image", f.path))
+            out.append(Input("reference", at, stored.digest, "image", f.path, ext=stored.ext))
         return tuple(out)
 
     def _held(self, step: Any) -> list[tuple[Any, Stored]]:

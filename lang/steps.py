@@ -258,6 +258,10 @@ REFERENCE = "reference"  # sheet, plate: the user's own images of the subject
 MEDIA = "media"  # export: a file the export names
 ROLES = (FIRST_FRAME, LAST_FRAME, CHARACTER, LOCATION, SPEECH, CLIP, SHOT, SUBTITLES, PANEL,
          REFERENCE, MEDIA, MUSIC, AMBIENCE, EFFECT, MIX, PAGES)
+# The roles whose files a step names and never reads: handed over as the store's objects
+# themselves, their extensions beside them (backends/protocol.py `Input.ext`), not linked
+# into its work folder one by one (an export of a feature names some 15,000).
+NAMED = frozenset({PAGES, MEDIA})
 
 
 @attrs.frozen

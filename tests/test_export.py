@@ -81,7 +81,8 @@ OUT = Path("build") / "cut"
 
 def export_jobs(project: Path) -> list[tuple[str, dict, list[list]]]:
     """(format, spec, inputs) of the example's otio, edl and fcpxml exports, as the local
-    renderer is handed them, each input a file of its kind's extension."""
+    renderer is handed them: each input named (a store object, its name without an
+    extension) with its kind's extension beside it."""
     from filmc.compiler.pipeline import compile_film
     from filmc.lang.steps import MEDIA
 
@@ -91,8 +92,8 @@ def export_jobs(project: Path) -> list[tuple[str, dict, list[list]]]:
     for fmt in ("otio", "edl", "fcpxml"):
         step = graph.nodes[f"export.{fmt}"]["step"]
         spec = {**step.params, "folder": str(project / "build" / "wolfpack")}
-        inputs = [[MEDIA, f"in/x{ext[graph.nodes[i.step]['kind']]}", None, None, None, i.step]
-                  for i in step.inputs]
+        inputs = [[MEDIA, f"objects/{n:064x}", None, None, None, i.step,
+                   ext[graph.nodes[i.step]['kind']]] for n, i in enumerate(step.inputs)]
         jobs.append((fmt, spec, inputs))
     return jobs
 
@@ -481,7 +482,7 @@ def test_the_timeline_is_what_opentimelineios_api_makes_byte_for_byte(
         written = interchange.write_export(spec, inputs, out).read_text(encoding="utf-8")
         rate = interchange.fcpx_rate(Fraction(spec["fps"])) if fmt == "fcpxml" else \
             interchange.edl_rate(Fraction(spec["fps"])) if fmt == "edl" else Fraction(spec["fps"])
-        media = {i[5]: Path(i[1]).suffix for i in inputs}
+        media = {i[5]: i[6] for i in inputs}
         adapter = {"otio": "otio_json", "edl": "cmx_3600", "fcpxml": "fcpx_xml"}[fmt]
         oracle = otio.adapters.write_to_string(_timeline_by_api(spec, media, float(rate)),
                                                adapter)

@@ -4,7 +4,9 @@ A symbolic link costs a new inode, which on some disks takes a millisecond: the 
 and its exports link thousands of inputs after every edit.  A hard link costs none;
 where the store's disk or its owner refuses one, the inputs are symbolic links as
 before.  Either way the step reads the object's bytes under a name that keeps their
-extension.
+extension.  The files a step names and never reads (an export's media, the storyboard
+index's pages) are not linked at all: the step is handed the objects themselves, with
+their extensions beside them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from filmc.engine.executor import Executor, Options
 from filmc.engine.journal import Journal
 from filmc.engine.state import State
 from filmc.engine.store import Store
+from filmc.lang.steps import NAMED
 
 
 class Looks(Adapter):
@@ -35,7 +38,8 @@ class Looks(Adapter):
     async def submit(self, request: Request, handle: Handle | None) -> Done:
         for i in request.inputs:
             obj = Looks.objects / i.digest[:2] / i.digest
-            kind = "symbolic" if i.path.is_symlink() else "hard"
+            kind = "object" if i.path == obj else "symbolic" if i.path.is_symlink() else "hard"
+            assert i.ext.startswith(".") and (kind == "object" or i.path.suffix == i.ext)
             Looks.seen.append((str(request.step), i.role, kind, os.path.samefile(i.path, obj)))
             assert i.path.read_bytes() == obj.read_bytes()
         out = {}
@@ -70,8 +74,11 @@ def project(tmp_path: Path) -> Path:
 def test_inputs_are_hard_links_to_the_objects(project: Path) -> None:
     seen = build(project)
     film = [s for s in seen if s[0] == "film"]
-    assert film and {kind for _s, _r, kind, _same in seen} == {"hard"}
+    assert film and {kind for _s, role, kind, _same in seen if role not in NAMED} == {"hard"}
     assert all(same for *_x, same in seen)
+    named = [s for s in seen if s[1] in NAMED]
+    assert {s[0] for s in named} >= {"export.otio", "storyboard_index"}
+    assert {kind for _s, _r, kind, _same in named} == {"object"}
 
 
 def test_where_a_hard_link_is_refused_the_inputs_are_symbolic_links(
@@ -81,5 +88,5 @@ def test_where_a_hard_link_is_refused_the_inputs_are_symbolic_links(
 
     monkeypatch.setattr(executor_module.os, "link", refuse)
     seen = build(project)
-    assert seen and {kind for _s, _r, kind, _same in seen} == {"symbolic"}
+    assert seen and {kind for _s, role, kind, _same in seen if role not in NAMED} == {"symbolic"}
     assert all(same for *_x, same in seen)

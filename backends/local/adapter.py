@@ -135,7 +135,7 @@ class LocalBackend(Adapter):
         spec = {**request.fields.as_dict(), **request.params}
         job = {"kind": request.kind, "spec": spec, "prompt": request.fields.prompt,
                "inputs": [[i.role, str(i.path), i.tags.label, i.tags.character, i.tags.outfit,
-                           i.step] for i in request.inputs],
+                           i.step, i.ext or i.path.suffix] for i in request.inputs],
                "workdir": str(request.workdir)}
         answer = None
         if self.setup.cluster and request.kind in CLUSTER_KINDS:

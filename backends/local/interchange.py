@@ -72,7 +72,7 @@ def write_export(spec: dict[str, Any], inputs: list[list[Any]], out_dir: Path) -
 
         rate = fcpx_rate(Fraction(spec["fps"])) if fmt == "fcpxml" else \
             edl_rate(Fraction(spec["fps"])) if fmt == "edl" else None
-        media = {i[5]: Path(i[1]).suffix for i in inputs if i[0] == S.MEDIA}
+        media = {i[5]: i[6] for i in inputs if i[0] == S.MEDIA}  # named, never read
         timeline = build_timeline(spec, media, rate)
         out.write_text(otio.adapters.write_to_string(timeline, _ADAPTER[fmt]), encoding="utf-8")
     return out

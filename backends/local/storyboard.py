@@ -43,12 +43,12 @@ a { color: #8ab4f8; }
 
 def write_index(spec: dict[str, Any], inputs: list[list[Any]], out: Path) -> None:
     """`spec["scenes"]`: [step id or None, scene id, number, title, shots] in film order;
-    `inputs`: each scene step's pages, tagged with the step's id (the sixth item), in
-    the order that step made them.  (Not the film's title: a display name is in no key,
+    `inputs`: each scene step's pages, tagged with the step's id (the sixth item) and
+    their extension (the seventh), in the order that step made them.  (Not the film's title: a display name is in no key,
     and the page is `storyboard/index.html` of the film's own folder.)"""
     pages: dict[str, list[str]] = {}
     for item in inputs:
-        pages.setdefault(item[5], []).append(PurePosixPath(item[1]).suffix)
+        pages.setdefault(item[5], []).append(item[6])
     scenes = spec["scenes"]
     shots = sum(int(s[4]) for s in scenes)
     total = sum(len(v) for v in pages.values())
