@@ -79,15 +79,19 @@ def report(project: Path) -> dict:
     return json.loads(found.read_text(encoding="utf-8"))
 
 
-def edit_camera(project: Path, at: float = 0.5) -> tuple[str, str]:
+def edit_camera(project: Path, at: float = 0.5, fresh: bool = False) -> tuple[str, str]:
     """Change the camera of a shot `at` that far into the film (the middle by default):
-    (shot id, its new line)."""
+    (shot id, its new line).  `fresh`: with a description no build has seen (a film
+    built by an earlier run, where the move alone may come back to what was built)."""
     files = sorted((project / "seq").glob("*.film"))
     path = files[int(len(files) * at)]
     text = path.read_text(encoding="utf-8")
     shots = list(re.finditer(r"^  shot (\S+) [^\n]*\{\n    camera ([^\n]*)\n", text, re.M))
     m = shots[int(len(shots) * at)]
-    words = m.group(2).split()
+    camera = m.group(2)
+    if fresh:
+        camera = re.sub(r'"[^"]*"', "", camera) + f' "edit {time.time_ns()}"'
+    words = camera.split()
     move = "dolly_in" if "dolly_in" not in words else "dolly_out"
     words = [w for w in words if w not in MOVES]
     line = "camera " + " ".join([*words, move])
@@ -101,7 +105,7 @@ _TIMING = re.compile(r"compiled in ([\d.]+)s \(\d+ of \d+ scenes not lowered aga
                      r"done ([\d.]+)s after it")
 
 
-def watched_edit(filmc: str, project: Path, env: dict[str, str]) -> dict:
+def watched_edit(filmc: str, project: Path, env: dict[str, str], fresh: bool) -> dict:
     """`filmc build --watch` as a film-maker leaves it running: its first round (the film
     as built), then one shot's camera saved, and the line it prints after that rebuild."""
     proc = subprocess.Popen([filmc, "build", "--watch", "--offline", "film.film"], cwd=project,
@@ -121,7 +125,7 @@ def watched_edit(filmc: str, project: Path, env: dict[str, str]) -> dict:
     try:
         rounds(1)
         time.sleep(1)
-        shot, line = edit_camera(project, at=0.25)
+        shot, line = edit_camera(project, at=0.25, fresh=fresh)
         out = rounds(2)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -156,19 +160,26 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=3000)
     ap.add_argument("--size", default="96x40")
     ap.add_argument("--keep", type=Path, help="build in this folder and keep it")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --keep: the film an earlier run built there, edited again "
+                         "(P2 and P6 alone: no first build, so no P8)")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
 
+    if args.reuse and not (args.keep and (args.keep / "film" / "build").is_dir()):
+        sys.exit("--reuse needs --keep DIR where an earlier run built the film")
     base = args.keep or Path(tempfile.mkdtemp(prefix="filmc-feature-"))
     project = base / "film"
-    if project.exists():
-        shutil.rmtree(project)
-    write_film(project, args.shots, seed=1, size=args.size)
-    # Every build writes the exports it lists; the EDL and FCPXML writers (OpenTimelineIO's
-    # adapters) take minutes at this size (FCPXML's is quadratic in the clips), so this
-    # film, as a feature's project would, makes those on demand (`filmc export`).
-    with open(project / "filmc.toml", "a", encoding="utf-8") as f:
-        f.write('\n[build]\nexports = ["otio", "srt", "csv"]\n')
+    if not args.reuse:
+        if project.exists():
+            shutil.rmtree(project)
+        write_film(project, args.shots, seed=1, size=args.size)
+        # Every build writes the exports it lists; the EDL and FCPXML writers
+        # (OpenTimelineIO's adapters) take minutes at this size (FCPXML's is quadratic in
+        # the clips), so this film, as a feature's project would, makes those on demand
+        # (`filmc export`).
+        with open(project / "filmc.toml", "a", encoding="utf-8") as f:
+            f.write('\n[build]\nexports = ["otio", "srt", "csv"]\n')
     cache = base / "cache"
     shutil.rmtree(cache, ignore_errors=True)
     # Python keeps compiled bytecode, as an installed filmc does (pip compiles it): a shell
@@ -188,15 +199,18 @@ def main() -> None:
     shutil.rmtree(cache, ignore_errors=True)
     plan_cold, _ = run([filmc, "plan", "--offline", "film.film"], project, env, ok=(0, 2))
 
-    # P8: the first build, from an empty store.
-    print(f"building {args.shots} shots at {args.size} from an empty store…", flush=True)
+    # P8: the first build, from an empty store (with --reuse, the film as it was built).
+    if args.reuse:
+        print("building the film as an earlier run left it…", flush=True)
+    else:
+        print(f"building {args.shots} shots at {args.size} from an empty store…", flush=True)
     first_wall, first_cpu = run([filmc, "build", "--offline", "film.film"], project, env)
     first = report(project)
     own, tools = first["cpu"]["filmc"], first["cpu"]["tools"]
-    p8 = own / (own + tools)
+    p8 = None if args.reuse else own / (own + tools)
 
     # P2 and P6 after an edit: one shot's camera, then a build.
-    shot, line = edit_camera(project)
+    shot, line = edit_camera(project, fresh=args.reuse)
     edit_wall, _ = run([filmc, "build", "--offline", "film.film"], project, env)
     after = report(project)
     ran = [s for s in after["steps"] if s["status"] == "ran"]
@@ -208,7 +222,7 @@ def main() -> None:
 
     # The same in `filmc build --watch` (filmc/watch.py): another shot's camera saved while
     # it waits; from the save to its first step made, and to the end of that rebuild.
-    watched = watched_edit(filmc, project, env)
+    watched = watched_edit(filmc, project, env, args.reuse)
     again = report(project)
     w_own = sum(s["seconds"] for s in again["steps"]
                 if s["status"] == "ran" and s["shot"] == watched["shot"])
@@ -222,7 +236,9 @@ def main() -> None:
         "| --- | ---: | ---: | ---: | ---: | --- |",
         f"| P8 first build: filmc's CPU ÷ all CPU | {own:.0f} s of {own + tools:.0f} s "
         f"(kernel: {first_cpu:.0f} s; wall {first_wall:.0f} s) | ffmpeg {tools:.0f} s | "
-        f"{p8:.2f} | ≤ {GOAL_P8} | {'PASS' if p8 <= GOAL_P8 else 'MISS'} |",
+        f"{p8:.2f} | ≤ {GOAL_P8} | {'PASS' if p8 <= GOAL_P8 else 'MISS'} |"
+        if p8 is not None else f"| P8 first build | not measured: `--reuse` (the film built by "
+        f"an earlier run) | | | ≤ {GOAL_P8} | |",
         f"| P6 cold: `filmc plan` (no parse cache) | {plan_cold:.2f} s | Python + imports "
         f"{startup:.2f} s; `filmc check` {cold:.2f} s | | ≤ {GOAL_P6_COLD} s | "
         f"{'PASS' if plan_cold <= GOAL_P6_COLD else 'MISS'} |",

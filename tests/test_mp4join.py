@@ -204,6 +204,7 @@ def test_audio_from_a_film_wide_mix(shots, mix, work):
     out = concat_film(shots, CHAPTERS, work / "mixed.mp4", audio=mix)
     info, source = probe(out, packets=True), probe(mix, packets=True)
     assert info["frames"] == 150 and info["video_duration"] == SECONDS
+    assert framemd5(out) == [f for p in shots for f in framemd5(p)]  # each shot's frames
     assert info["audio_md5"] == source["audio_md5"]  # the mix's packets, not the shots'
     assert info["audio_duration"] == source["audio_duration"]
     assert ffmpeg("-i", out).stderr.decode().count("Audio: aac") == 1

@@ -46,7 +46,7 @@ import re
 import struct
 from collections.abc import Sequence
 from fractions import Fraction
-from itertools import accumulate
+from itertools import accumulate, repeat
 from pathlib import Path
 
 import attrs
@@ -295,19 +295,22 @@ def _from(t: Track) -> _Out:
                 sgpd=t.sgpd, sbgp=None if t.sgpd is None else [])
 
 
-def _chunks(t: Track) -> list[tuple[int, int]]:
-    """[start, end) in its file of each chunk of `t`."""
-    sizes = be_ints(t.stsz, 4)
+def _chunks(t: Track) -> tuple[list[int], list[int]]:
+    """The starts and the ends in its file of the chunks of `t`, in table order."""
     stsc = be_ints(t.stsc, 4)
     per: list[int] = []
     for i in range(0, len(stsc), 3):
         last = stsc[i + 3] if i + 3 < len(stsc) else t.chunks + 1
         per.extend([stsc[i + 1]] * (last - stsc[i]))
-    runs, s = [], 0
-    for off, n in zip(be_ints(t.stco, 8 if t.wide else 4), per):
-        runs.append((off, off + sum(sizes[s:s + n])))
-        s += n
-    return runs
+    starts = list(be_ints(t.stco, 8 if t.wide else 4))[:len(per)]
+    if not starts:
+        return [], []
+    total = list(accumulate(be_ints(t.stsz, 4), initial=0))  # bytes before each sample
+    after = list(accumulate(per[:len(starts)]))  # samples up to each chunk's end
+    if after[-1] >= len(total):  # a table that promises more samples than it sizes
+        after = [min(n, len(total) - 1) for n in after]
+    upto = [total[n] for n in after]
+    return starts, list(map(operator.add, starts, map(operator.sub, upto, [0, *upto[:-1]])))
 
 
 _DEAD = 8  # copy an input whole when what it drops is under 1/_DEAD of its payload
@@ -362,8 +365,13 @@ def _add_chunks(m: Movie, tracks: Sequence[Track], outs: Sequence[_Out],
                 pieces: list[_Piece], at: int) -> int:
     """An input's kept tracks' chunks, packed in file order from `at`."""
     start, end = m.payload
+    if len(tracks) == 1:  # the usual case, the video of a shot whose sound is dropped
+        starts, ends = _chunks(tracks[0])
+        if starts and start <= starts[0] and ends[-1] <= end \
+                and all(map(operator.le, ends[:-1], starts[1:])):  # in file order, each in the mdat
+            return _add_run(m.path, tracks[0], starts, ends, outs[0], pieces, at)
     spans = sorted((a, b, i, k) for i, t in enumerate(tracks)
-                   for k, (a, b) in enumerate(_chunks(t)))
+                   for k, (a, b) in enumerate(zip(*_chunks(t))))
     new = [[0] * t.chunks for t in tracks]
     for a, b, i, k in spans:
         if not start <= a <= b <= end:
@@ -377,6 +385,26 @@ def _add_chunks(m: Movie, tracks: Sequence[Track], outs: Sequence[_Out],
     for o, t, offsets in zip(outs, tracks, new):
         o.add([t], [be_bytes(offsets, 8)], [8], [0])
     return at
+
+
+def _add_run(path: str, track: Track, starts: list[int], ends: list[int], out: _Out,
+             pieces: list[_Piece], at: int) -> int:
+    """`_add_chunks` of one track whose chunks lie in file order: a comprehension a
+    table, not a Python step a chunk (a shot of a small animatic has a chunk a frame,
+    its sound between them)."""
+    sizes = list(map(operator.sub, ends, starts))
+    new = list(accumulate(sizes, initial=at))
+    if pieces and pieces[-1].path == path and pieces[-1].end == starts[0] \
+            or any(map(operator.eq, ends[:-1], starts[1:])):  # adjacent chunks: one piece each run
+        for a, b, to in zip(starts, ends, new):
+            if pieces and pieces[-1].path == path and pieces[-1].end == a:
+                pieces[-1].end = b
+            else:
+                pieces.append(_Piece(path, a, b, to))
+    else:
+        pieces += map(_Piece, repeat(path, len(starts)), starts, ends, new)
+    out.add([track], [be_bytes(new[:-1], 8)], [8], [0])
+    return new[-1]
 
 
 # -- subtitles and chapters --------------------------------------------------------
