@@ -65,6 +65,18 @@ def test_action_round_trip(store: Store) -> None:
         assert action.meta == {"backend": "local", "cost": 0.0, "seconds": 0.4}
 
 
+def test_a_remade_action_is_read_as_remade(store: Store) -> None:
+    """Records are decoded once a process (a watch reads them at every build): a step
+    made again under the same key is read as made the second time, never as remembered."""
+    store.record_action(KEY_A, OUT, {"backend": "local", "seconds": 0.4})
+    first = store.get_actions([KEY_A, KEY_B])[KEY_A]
+    assert store.get_actions([KEY_A])[KEY_A] is first  # the same record, decoded once
+    other = [{"output": "image", "digest": "c" * 64, "ext": ".jpg"}]
+    store.record_action(KEY_A, other, {"backend": "local", "seconds": 0.9})
+    again = store.get_actions([KEY_A])[KEY_A]
+    assert list(again.outputs) == other and again.meta["seconds"] == 0.9
+
+
 def test_actions_present_many_keys(store: Store) -> None:
     keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(3000)]
     for k in keys[::3]:
