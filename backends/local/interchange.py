@@ -2,7 +2,9 @@
 
     write_export(spec, inputs, out_dir)  →  out_dir/film.otio (or .edl, .fcpxml, .srt, .csv)
 
-- **otio**: an OpenTimelineIO timeline at the film's rate.  A video track
+- **otio**: an OpenTimelineIO timeline at the film's rate, as OpenTimelineIO's JSON
+  writer writes it without indentation (`timeline_json`, byte for byte: see
+  `write_export`).  A video track
   `Picture` of one clip a shot, named by the shot's id, its exact length in
   frames; each clip's media references are its takes (`take1`, `import-1`…), its
   keyframe candidates (`keyframe:openai-2`…) and the conformed shot
@@ -67,6 +69,13 @@ def write_export(spec: dict[str, Any], inputs: list[list[Any]], out_dir: Path) -
         shutil.copyfile(subs[0], out)
     elif fmt == "csv":
         write_csv(spec, out)
+    elif fmt == "otio":
+        # OTIO's own JSON, written as it is built: the bytes OpenTimelineIO's writer gives
+        # (compact) for the timeline its reader makes of it (tests/test_export.py), which a
+        # 3,000-shot film took 2 s to read and write again for nothing.
+        media = {i[5]: i[6] for i in inputs if i[0] == S.MEDIA}  # named, never read
+        out.write_text(json.dumps(timeline_json(spec, media), ensure_ascii=False,
+                                  check_circular=False, separators=(",", ":")), encoding="utf-8")
     else:
         import opentimelineio as otio
 
@@ -151,7 +160,9 @@ def build_timeline(spec: dict[str, Any], media: dict[str, str],
 def timeline_json(spec: dict[str, Any], media: dict[str, str],
                   at: Fraction | None = None) -> dict[str, Any]:
     """The timeline of `build_timeline` as OpenTimelineIO's JSON (schema `Timeline.1`
-    with its tracks, clips, references and markers), every field its reader asks for."""
+    with its tracks, clips, references and markers), every field its reader asks for,
+    in the order its writer writes them: each object's fields in its schema's order,
+    the keys of a dictionary (metadata, a clip's media references) sorted."""
     rate = float(at if at is not None else Fraction(spec["fps"]))
     folder = Path(spec["folder"])  # build/<film>/ where the build runs (engine/executor.py)
     one = spec["format"] == "otio"  # EDL, FCPXML: the active take alone, no shot metadata
@@ -187,16 +198,16 @@ def timeline_json(spec: dict[str, Any], media: dict[str, str],
                 continue  # passed over by a pick and never made: nothing to name
             refs[ref["name"]] = _external(
                 target, whole if ref["kind"] != "keyframe" else None,  # a still has no length
-                {"filmc": {k: ref[k] for k in ("kind", "step", "key", "backend", "seed")}})
+                {"filmc": {k: ref[k] for k in ("backend", "key", "kind", "seed", "step")}})
         active = shot["active"]
         if active not in refs:
             raise ValueError("The media references do not contain the active key")
         if not one:
             refs, active = {_DEFAULT: refs[active]}, _DEFAULT
-        clips.append(_clip(shot["id"], whole, refs, active,
-                           {"filmc": shot["meta"]} if "meta" in shot else {}))
-    markers = [{"OTIO_SCHEMA": "Marker.2", "metadata": {"filmc": {"scene": scene["id"],
-                                                                  "place": scene["place"]}},
+        clips.append(_clip(shot["id"], whole, dict(sorted(refs.items())), active,
+                           {"filmc": _sorted(shot["meta"])} if "meta" in shot else {}))
+    markers = [{"OTIO_SCHEMA": "Marker.2", "metadata": {"filmc": {"place": scene["place"],
+                                                                  "scene": scene["id"]}},
                 "name": scene["title"] or scene["id"], "color": _COLORS[n % len(_COLORS)],
                 "marked_range": span(scene["start"], scene["frames"]), "comment": ""}
                for n, scene in enumerate(spec["scenes"])]
@@ -212,9 +223,9 @@ def timeline_json(spec: dict[str, Any], media: dict[str, str],
                 _clip(f"film.{name}", whole, {_DEFAULT: ref}, _DEFAULT,
                       {"filmc": {"stem": name, "step": "mix"}})]))
     return {"OTIO_SCHEMA": "Timeline.1",
-            "metadata": {"filmc": {"title": spec["title"], "fps": spec["fps"],
-                                   "width": spec["width"], "height": spec["height"],
-                                   "language": spec["language"]}},
+            "metadata": {"filmc": {"fps": spec["fps"], "height": spec["height"],
+                                   "language": spec["language"], "title": spec["title"],
+                                   "width": spec["width"]}},
             "name": spec["title"], "global_start_time": zero,
             "tracks": {"OTIO_SCHEMA": "Stack.1", "metadata": {}, "name": "tracks",
                        "source_range": None, "effects": [], "markers": [], "enabled": True,
@@ -222,6 +233,15 @@ def timeline_json(spec: dict[str, Any], media: dict[str, str],
 
 
 _DEFAULT = "DEFAULT_MEDIA"  # OTIO's key for a clip's one media reference
+
+
+def _sorted(value: Any) -> Any:
+    """`value` with the keys of its dictionaries sorted, as OTIO keeps metadata."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def _time(frames: int, rate: float) -> dict[str, Any]:
@@ -268,7 +288,7 @@ def _dialogue(lines: list[dict[str, Any]], span: Any, url: Any) -> list[dict[str
         target = url(line)
         ref = _external(target, span(0, frames), {}) if target is not None else _MISSING
         out.append(_clip(line["name"], span(0, frames), {_DEFAULT: ref}, _DEFAULT,
-                         {"filmc": {k: line[k] for k in ("speaker", "paren", "text", "scene",
-                                                         "shot", "line", "step", "key")}}))
+                         {"filmc": {k: line[k] for k in ("key", "line", "paren", "scene",
+                                                         "shot", "speaker", "step", "text")}}))
         at = start + frames
     return out
