@@ -105,11 +105,21 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
-    """Everything but the no-op check, whose imports stay out of the fast path."""
-    result = compile_or_report(args.file, offline=args.offline, burn_subtitles=args.burn_subtitles)
-    if result is None:
-        return 1
-    return _run(args, fast_key, result)
+    """Everything but the no-op check, whose imports stay out of the fast path.  The local
+    renderer's workers are started first, and import what their jobs use while the film
+    compiles (backends/local/pool.py `prime`): the build runs in their event loop."""
+    import asyncio  # (not at the top: the no-op check stays light)
+
+    from .backends.local.pool import kept_warm, prime
+
+    with asyncio.Runner() as runner, kept_warm(runner):
+        cpus = os.cpu_count() or 1
+        runner.run(prime(min(args.jobs or cpus, cpus)))
+        result = compile_or_report(args.file, offline=args.offline,
+                                   burn_subtitles=args.burn_subtitles)
+        if result is None:
+            return 1
+        return _run(args, fast_key, result, runner=runner)
 
 
 def _run(args: argparse.Namespace, fast_key: dict, result: Any, memo: Any = None,

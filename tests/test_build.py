@@ -497,6 +497,26 @@ def test_an_error_at_the_end_neither_hangs_a_pipe_nor_leaves_a_process(project: 
     assert wait_gone(mark), marked(mark)
 
 
+def test_the_workers_started_while_it_compiles_stop_when_it_does_not(project: Path) -> None:
+    """`filmc build` starts its render workers before it compiles, so that they import
+    what their jobs use meanwhile; a film that does not compile stops them at once."""
+    path = project / "tiny.film"
+    path.write_text(path.read_text().replace("    camera wide eye_level static\n",
+                                             "    camra wide eye_level static\n"))
+    mark = f"filmc-test-{uuid.uuid4()}"
+    env = dict(os.environ, NO_COLOR="1", FILMC_TEST_MARK=mark)
+    with subprocess.Popen([sys.executable, "-m", "filmc", "build", "--offline", "tiny.film"],
+                          cwd=project, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        seen: set[int] = set()
+        while proc.poll() is None:  # the build and its workers, while it compiles
+            seen |= marked(mark)
+            time.sleep(0.01)
+        err = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 1 and "unknown attribute `camra`" in err, err
+    assert len(seen) > 1, seen  # its workers were started (and are children of the build)
+    assert wait_gone(mark, seconds=2), marked(mark)
+
+
 def test_an_unwritable_state_folder_is_a_clear_error(project: Path) -> None:
     path = project / "tiny.film"
     path.write_text(path.read_text().replace("a boy with a kite", "a boy with a kite, grinning"))

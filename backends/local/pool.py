@@ -37,6 +37,7 @@ class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.parked = False  # kept from an earlier build: it may have died since
+        self.used = False  # it has answered a job
         self.errors = bytearray()  # the end of its stderr, for a worker that dies
         self.cpu = (0.0, 0.0)  # CPU seconds (its own, its ffmpegs') by its latest answer
         self.reader = asyncio.ensure_future(self._drain())
@@ -104,6 +105,7 @@ class Pool:
             raise BackendError(f"the local renderer process exited (status {code})"
                                + (": " + " / ".join(said) if said else ""))
         answer: dict[str, Any] = json.loads(line)
+        worker.used = True
         own, tools = answer.pop("cpu", worker.cpu)
         worker.cpu = (float(own), float(tools))
         return answer
@@ -133,7 +135,9 @@ class Pool:
             self._kill(worker)
         idle, self._idle = self._idle, []
         for worker in idle:
-            if worker.proc.stdin is not None:
+            if not worker.used:  # started for a job that never came: still importing, maybe
+                self._kill(worker)
+            elif worker.proc.stdin is not None:
                 worker.proc.stdin.close()
         for worker in [*idle, *self._busy]:
             try:

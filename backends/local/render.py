@@ -21,6 +21,14 @@ from ...lang import steps as S
 from ..protocol import BackendError
 
 
+def preload() -> None:
+    """Import what the jobs use (Pillow and the panels' drawing, ffmpeg-python, the mixer,
+    the storyboard's pages, the exports), in a worker before its first job: started
+    while the build compiles (pool.py `prime`), it has them when its job comes.
+    OpenTimelineIO, which only the EDL and FCPXML exports read, is left to them."""
+    from . import interchange, media, mix, panels, sound, storyboard, subtitles  # noqa: F401
+
+
 def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]],
            workdir: str) -> dict[str, list[str]]:
     from . import media, panels, sound, subtitles

@@ -107,7 +107,9 @@ def main(parent: int) -> None:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from .. import ffmpeg
-    from . import render  # noqa: F401  # the heavy imports, once per worker, before a job
+    from . import render
+
+    render.preload()  # the heavy imports, once per worker, before a job
 
     ffmpeg.PREEXEC = die_with_parent
     out = sys.stdout.buffer
