@@ -27,10 +27,10 @@ from .db import Database, StoreError, chunks, connect, disk_error
 
 DIR = ".filmc"
 NAME = "state.db"
-VERSION = 1
+VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS last_build (node TEXT PRIMARY KEY, key TEXT NOT NULL,
-                                       record TEXT NOT NULL);
+                                       record TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS uploads (scope TEXT NOT NULL, digest TEXT NOT NULL,
                                     value TEXT NOT NULL, PRIMARY KEY (scope, digest));
 """
@@ -65,7 +65,11 @@ class State(Database):
             db = connect(db_path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:  # each row's labels, added (empty: the next build writes them)
+                db.executescript("ALTER TABLE last_build ADD COLUMN labels TEXT NOT NULL "
+                                 f"DEFAULT ''; PRAGMA user_version={VERSION};")
+            elif version != VERSION:
                 db.executescript("DROP TABLE IF EXISTS last_build; DROP TABLE IF EXISTS uploads;"
                                  + _SCHEMA + f"PRAGMA user_version={VERSION};")
             else:
@@ -108,23 +112,25 @@ class State(Database):
 
     def record_last(self, rows: Iterable[tuple[str, str, dict]]) -> None:
         """(node, key, record) rows, in one transaction.  A row recorded already (the same
-        key, backend, inputs and files: a step reused as it was) is not written again: a
-        feature film's rebuild reuses thousands, and writing each one's record out as
-        JSON was most of this."""
-        rows = list(rows)
-        kept: set[str] = set()
+        key and labels: a step reused as it was) is not written again: a feature film's
+        rebuild reuses thousands, and writing each one's record out as JSON was most of
+        this.  The labels, what a record holds beside its key (its backend's name, its
+        inputs' ids, its files' paths), are kept in a column of their own, so that
+        telling is a comparison of strings, not a parse of every record."""
+        labelled = [(n, k, r, _labels(r)) for n, k, r in rows]
+        kept: set[tuple[str, str, str]] = set()
         with self.sql() as db:
-            for chunk in chunks(n for n, _k, _r in rows):
-                q = (f"SELECT node, key, json_extract(record, '$.backend'), "
-                     f"json_extract(record, '$.inputs'), json_extract(record, '$.files') "
-                     f"FROM last_build WHERE node IN ({','.join('?' * len(chunk))})")
-                kept.update(f"{n}\0{k}\0{b}\0{i}\0{f}" for n, k, b, i, f in db.execute(q, chunk))
-        fresh = [(n, k, r) for n, k, r in rows if not _recorded(kept, n, k, r)]
+            for chunk in chunks(n for n, _k, _r, _l in labelled):
+                q = (f"SELECT node, key, labels FROM last_build "
+                     f"WHERE node IN ({','.join('?' * len(chunk))})")
+                kept.update(db.execute(q, chunk))
+        fresh = [(n, k, canonical(r), labels) for n, k, r, labels in labelled
+                 if (n, k, labels) not in kept]
         if not fresh:
             return
         with self.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO last_build VALUES (?, ?, ?)",
-                           [(n, k, canonical(r)) for n, k, r in fresh])
+            db.executemany("INSERT OR REPLACE INTO last_build (node, key, record, labels) "
+                           "VALUES (?, ?, ?, ?)", fresh)
 
     # -- the upload cache (backends.protocol.UploadCache) ------------------------------------
 
@@ -140,11 +146,9 @@ class State(Database):
                        (scope, digest, json.dumps(value)))
 
 
-def _recorded(kept: set[str], node: str, key: str, record: dict) -> bool:
-    """Whether `record` is in `kept` as record_last read it back: the labels a key does not
-    hold (backend name, input ids, file paths) compared as SQLite's json_extract writes
-    them, which for what `canonical` wrote is `canonical` again."""
-    backend = record.get("backend")
-    return (f"{node}\0{key}\0{backend}\0{canonical(record.get('inputs', {}))}\0"
-            f"{canonical(record.get('files', {}))}") in kept
+def _labels(record: dict) -> str:
+    """What a record holds that its key does not (its backend's name, its inputs' ids,
+    its files' paths), as a string to compare: equal strings, equal labels (in another
+    order they differ, and the row is written again, which is all that costs)."""
+    return repr((record.get("backend"), record.get("inputs", {}), record.get("files", {})))
 

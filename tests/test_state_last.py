@@ -36,3 +36,35 @@ def test_only_what_changed_is_written(tmp_path: Path) -> None:
         state.record_last(changed)
         assert state.last_records(["keyframe.a.b.local-1"])["keyframe.a.b.local-1"] == (
             "k2", changed[0][2])
+
+
+def test_a_state_of_the_version_before_keeps_its_rows(tmp_path: Path) -> None:
+    """The labels column came with version 2: a version 1 state keeps what it remembers
+    (the last build, the uploads) and gains the column, filled by the next build."""
+    import sqlite3
+
+    folder = tmp_path / ".filmc"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "state.db")
+    db.executescript(
+        "CREATE TABLE last_build (node TEXT PRIMARY KEY, key TEXT NOT NULL, record TEXT NOT "
+        "NULL); CREATE TABLE uploads (scope TEXT NOT NULL, digest TEXT NOT NULL, value TEXT "
+        "NOT NULL, PRIMARY KEY (scope, digest)); PRAGMA user_version=1;")
+    row = _record("local", {"sheet.CHEN": "s1"}, {})
+    db.execute("INSERT INTO last_build VALUES (?, ?, ?)",
+               ("keyframe.a.b.local-1", "k1", '{"backend":"local","files":{},"inputs":{'
+                                               '"sheet.CHEN":"s1"},"kind":"keyframe",'
+                                               '"prompt":"a wolf"}'))
+    db.execute("INSERT INTO uploads VALUES ('fal', 'd1', '\"https://x/1\"')")
+    db.commit()
+    db.close()
+    with State.open(tmp_path) as state:  # type: ignore[union-attr]
+        assert state.last_records(["keyframe.a.b.local-1"]) == {
+            "keyframe.a.b.local-1": ("k1", row)}
+        assert state.get("fal", "d1") == "https://x/1"
+        state.record_last([("keyframe.a.b.local-1", "k1", row)])  # its labels written
+        with state.sql() as con:
+            before = con.total_changes
+        state.record_last([("keyframe.a.b.local-1", "k1", row)])
+        with state.sql() as con:
+            assert con.total_changes == before
