@@ -28,7 +28,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -206,19 +206,20 @@ def _result_steps(program: Any) -> dict[str, tuple[Any, Any]]:
     return found
 
 
-def _results(out: Path) -> list[Path]:
+def _results(out: Path, laid: Collection[str] = ()) -> list[Path]:
     """The result files under `out` (or under its stale/): film, subtitles, timeline,
-    storyboard pages and shots.  (`storyboard*.png` beside the film: the whole-film
-    contact sheets of builds before the storyboard had a page a scene, which no step
-    makes any more.)"""
-    files = [f for f in out.glob("film.*") if f.is_file()]
-    files += [f for f in out.glob("storyboard*") if f.is_file()]
-    if (out / "timeline.json").is_file():
-        files.append(out / "timeline.json")
+    storyboard pages and shots, but those of `laid` (paths as strings: the thousands a
+    build laid out, told apart without a path object or a stat each).  (`storyboard*.png`
+    beside the film: the whole-film contact sheets of builds before the storyboard had a
+    page a scene, which no step makes any more.)"""
+    files = [f for f in (*out.glob("film.*"), *out.glob("storyboard*"), out / "timeline.json")
+             if os.fspath(f) not in laid and f.is_file()]
+    found: list[str] = []
     for sub in FOLDERS:
-        if (out / sub).is_dir():
-            files += [f for f in (out / sub).iterdir() if f.is_file()]
-    return files
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), \
+                os.scandir(out / sub) as entries:
+            found += [e.path for e in entries if e.path not in laid and e.is_file()]
+    return files + [Path(f) for f in found]
 
 
 def set_aside(out: Path, wanted: set[Path], owners: dict[str, tuple[Any, Any]],
@@ -261,9 +262,7 @@ def set_aside(out: Path, wanted: set[Path], owners: dict[str, tuple[Any, Any]],
 
     aside = out / STALE
     stale: list[dict[str, str]] = []
-    for f in _results(out):
-        if f in wanted:
-            continue
+    for f in _results(out, {os.fspath(p) for p in wanted}):
         rel = f.relative_to(out).as_posix()
         sid = owner(rel)
         if sid in current or (full and sid is None):
