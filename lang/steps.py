@@ -120,6 +120,23 @@ class StepId:
     line: int | None = None  # the line of dialogue (speech), 1-based within its shot
     subject: str | None = None  # the character (sheet), location (plate) or format (export)
     variant: str | None = None  # the outfit (sheet) or time of day (plate)
+    # `str()`, made once: a feature's build asks each step's id tens of times (the graph,
+    # the executor, the layout, the review page, the report: 180,000 asks a rebuild).
+    _id: str = attrs.field(init=False, eq=False, hash=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        parts: list[str] = [self.kind]
+        if self.subject is not None:
+            parts.append(self.subject)
+            if self.variant is not None:
+                parts.append(self.variant)
+        if self.scene is not None:  # a scene's own step (music.hunt) has no shot
+            parts += [self.scene] if self.shot is None else [self.scene, self.shot]
+        if self.candidate is not None:
+            parts.append(self.candidate)
+        if self.line is not None:
+            parts.append(str(self.line))
+        object.__setattr__(self, "_id", ".".join(parts))
 
     @classmethod
     def sheet(cls, character: str, outfit: str | None) -> StepId:
@@ -173,18 +190,7 @@ class StepId:
         return cls("export", subject=fmt)
 
     def __str__(self) -> str:
-        parts: list[str] = [self.kind]
-        if self.subject is not None:
-            parts.append(self.subject)
-            if self.variant is not None:
-                parts.append(self.variant)
-        if self.scene is not None:  # a scene's own step (music.hunt) has no shot
-            parts += [self.scene] if self.shot is None else [self.scene, self.shot]
-        if self.candidate is not None:
-            parts.append(self.candidate)
-        if self.line is not None:
-            parts.append(str(self.line))
-        return ".".join(parts)
+        return self._id
 
 
 class Addressed:
