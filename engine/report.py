@@ -98,7 +98,8 @@ def render(report: dict[str, Any]) -> str:
     text = json.dumps(head, ensure_ascii=False, indent=1)
     if "steps" not in report:
         return text + "\n"
-    steps = ",\n  ".join(json.dumps(s, ensure_ascii=False, separators=(",", ":"))
-                         for s in report["steps"])
+    # One encoder for them all (json.dumps with options makes a new one at each call).
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    steps = ",\n  ".join(map(encode, report["steps"]))
     body = f'"steps": [\n  {steps}\n ]' if report["steps"] else '"steps": []'
     return (text[:-2] + ",\n " + body + "\n}\n") if head else "{\n " + body + "\n}\n"
