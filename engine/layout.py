@@ -114,8 +114,11 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
     the whole film), files that no step of the film makes any more are removed.  `cause`
     says why this build made less than the whole film ("it stopped at `keyframe`")."""
     out = film_dir(program.root, program.name)
+    # Paths as strings (out/ then the name): a feature lays out some 30,000 files, and a
+    # path object each was a third of laying them out.
+    at = os.fspath(out) + os.sep
     outcomes = list(outcomes)
-    wanted: dict[Path, str] = {}
+    wanted: dict[str, str] = {}
     timeline: str | None = None
     for o in outcomes:
         if o.status not in ("ran", "cached", "provided") or not o.outputs:
@@ -123,7 +126,7 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
         if o.kind == "timeline":
             timeline = o.outputs[0].digest
         for rel, digest in places(o):
-            wanted[out / rel] = digest
+            wanted[at + rel] = digest
     # What this build did not run but the store holds for the current sources is current.
     owners = _result_steps(program)
     done = {o.id for o in outcomes if o.status in ("ran", "cached", "provided")}
@@ -145,16 +148,17 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
             if made.kind == "timeline":
                 timeline = stored[0].digest
             for rel, digest in places(made):
-                wanted[out / rel] = digest
+                wanted[at + rel] = digest
     for rel, digest in extra:
-        wanted.setdefault(out / rel, digest)
+        wanted.setdefault(at + rel, digest)
+    timeline_path = at + "timeline.json"  # written, not linked: see _write_timeline
     if timeline is not None:
-        wanted[out / "timeline.json"] = timeline
+        wanted[timeline_path] = timeline
     try:
         folders = _Folders()
         objects = os.fspath(store.objects.root)
         for path, digest in wanted.items():
-            if path.name != "timeline.json" or path.parent != out:
+            if path != timeline_path:
                 _place(os.path.join(objects, digest[:2], digest), path, folders)
         if timeline is not None:
             _write_timeline(store.objects.path(timeline), out / "timeline.json")
@@ -222,7 +226,7 @@ def _results(out: Path, laid: Collection[str] = ()) -> list[Path]:
     return files + [Path(f) for f in found]
 
 
-def set_aside(out: Path, wanted: set[Path], owners: dict[str, tuple[Any, Any]],
+def set_aside(out: Path, wanted: set[str], owners: dict[str, tuple[Any, Any]],
               current: set[str], outcomes: list[Any], cause: str,
               full: bool) -> list[dict[str, str]]:
     """Move each result file this build did not lay out to `stale/` (same relative path),
@@ -262,7 +266,7 @@ def set_aside(out: Path, wanted: set[Path], owners: dict[str, tuple[Any, Any]],
 
     aside = out / STALE
     stale: list[dict[str, str]] = []
-    for f in _results(out, {os.fspath(p) for p in wanted}):
+    for f in _results(out, wanted):
         rel = f.relative_to(out).as_posix()
         sid = owner(rel)
         if sid in current or (full and sid is None):
@@ -275,7 +279,7 @@ def set_aside(out: Path, wanted: set[Path], owners: dict[str, tuple[Any, Any]],
         for f in _results(aside):
             rel = f.relative_to(aside).as_posix()
             sid = owner(rel)
-            if out / rel in wanted or sid in current or (full and sid is None):
+            if os.fspath(out / rel) in wanted or sid in current or (full and sid is None):
                 f.unlink()
                 continue
             stale.append({"path": rel, "why": why(rel, sid), "moved_to": f"{STALE}/{rel}"})
@@ -332,24 +336,26 @@ class _Folders:
         return None if found is None else (seen[0], found)
 
 
-def _place(obj: str | Path, dest: Path, folders: _Folders | None = None) -> None:
+def _place(obj: str | Path, dest: str | Path, folders: _Folders | None = None) -> None:
     """`dest` becomes the object: a hard link when possible (objects are read-only), else
     a copy; replaced atomically, so a reader sees the old file or the new one.  With
     `folders`, a `dest` that already is the object (the same inode) is left as it is."""
+    parent, name = os.path.split(dest)
     if folders is not None:
-        there = folders.inode(os.fspath(dest.parent), dest.name)
+        there = folders.inode(parent, name)
         if there is not None:
             with contextlib.suppress(OSError):
                 st = os.stat(obj)
                 if (st.st_dev, st.st_ino) == there:
                     return
     else:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(parent, exist_ok=True)
         with contextlib.suppress(OSError):
             if os.path.samefile(obj, dest):
                 return
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = os.path.join(parent, f".{name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
     try:
         os.link(obj, tmp)
     except OSError:
