@@ -14,11 +14,13 @@ Every run adds `-nostdin -hide_banner -loglevel error`; a run that fails raises
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 
@@ -92,13 +94,25 @@ def _tail(text: str, lines: int = 12) -> str:
 
 
 def run(args: Sequence[object], what: str, *, capture_stdout: bool = False,
-        loglevel: str = "error", timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run ffmpeg with `args`; raise MediaError("could not <what>: ...") if it fails."""
+        loglevel: str = "error", timeout: float | None = None,
+        fixed_addresses: bool = False) -> subprocess.CompletedProcess:
+    """Run ffmpeg with `args`; raise MediaError("could not <what>: ...") if it fails.
+
+    `fixed_addresses`: run it without address space randomisation (Linux), for an
+    encode whose bits depend on where its buffers lie: ffmpeg's AAC encoder, given the
+    same samples, writes one of two streams from run to run (a few frames differ,
+    inaudibly; with the addresses fixed, always the same one, whatever the paths, the
+    environment or the threads).  Only for runs that read filmc's own PCM, never a file
+    from elsewhere: randomised addresses are a defence for a program parsing untrusted
+    media."""
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", loglevel, *map(str, args)]
+    preexec = PREEXEC
+    if fixed_addresses and sys.platform.startswith("linux"):
+        preexec = functools.partial(_fixed_addresses, PREEXEC)
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=timeout, preexec_fn=PREEXEC)
+                              stderr=subprocess.PIPE, timeout=timeout, preexec_fn=preexec)
     except OSError as e:
         raise MediaError(f"could not {what}: cannot run ffmpeg at `{cmd[0]}` ({e.strerror})",
                          "") from e
@@ -110,6 +124,20 @@ def run(args: Sequence[object], what: str, *, capture_stdout: bool = False,
         first = _tail(err, 1) or f"ffmpeg exited with status {proc.returncode}"
         raise MediaError(f"could not {what}: {first}", _command_tail(cmd) + "\n" + _tail(err))
     return proc
+
+
+_ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
+
+
+def _fixed_addresses(then: Callable[[], None] | None) -> None:
+    """In the child, before exec: turn off address randomisation for the program it
+    runs (personality(2)); then `then`."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    persona = libc.personality(0xFFFFFFFF)  # the current one
+    if persona != -1:
+        libc.personality(persona | _ADDR_NO_RANDOMIZE)
+    if then is not None:
+        then()
 
 
 def _command_tail(cmd: Sequence[str], chars: int = 400) -> str:

@@ -484,10 +484,21 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
         audio = _chain(ffmpeg.input(str(wav)).audio, [late])
     else:
         audio = _chain(mixed[0], [late])
-    run([*graph_args(video, audio), "-frames:v", frames, *codec, *AUDIO_ARGS, *_BITEXACT,
-         "-y", out], f"conform the shot `{Path(out).name}`")
-    if wav is not None:
-        wav.unlink()
+    # The AAC in a run of its own, from filmc's own samples, with fixed addresses (the
+    # encoder's bits vary with them: ffmpeg.run), as a raw ADTS stream (no time stamps:
+    # it starts at 0, its encoder delay the silence `late` made room for); then copied
+    # beside the video, in a run that reads the clip, which may come from a service.
+    aac = Path(out).with_name(Path(out).stem + ".audio.m4a")
+    run([*graph_args(audio), *AUDIO_ARGS, "-fflags", "+bitexact", "-flags:a", "+bitexact",
+         "-use_editlist", "0", "-y", aac], f"encode the sound of `{Path(out).name}`",
+        fixed_addresses=True)
+    picture = graph_args(video)
+    inputs = next(i for i, a in enumerate(picture) if a in ("-filter_complex", "-map"))
+    run([*picture[:inputs], "-i", aac, *picture[inputs:], "-map", "1:a", "-frames:v", frames,
+         *codec, "-c:a", "copy", *_BITEXACT, "-y", out], f"conform the shot `{Path(out).name}`")
+    for made in (wav, aac):
+        if made is not None:
+            made.unlink()
     return Path(out)
 
 

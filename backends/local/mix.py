@@ -274,6 +274,7 @@ def soundtrack(lines: Sequence[Line], seconds: float, cues: Sequence[Cue], loudn
         made = mix(dialogue, seconds, cues, loudness, out_dir)
     audio = out_dir / "mix.m4a"
     run(["-i", made.mix, "-map", "0:a", "-c:a", "aac", "-b:a", "192k", "-ar", str(SAMPLE_RATE),
-         "-ac", "2", *_BITEXACT, "-y", audio], "encode the mix")
+         "-ac", "2", *_BITEXACT, "-y", audio], "encode the mix",
+        fixed_addresses=True)  # filmc's own PCM; the AAC's bits vary with addresses otherwise
     made.mix.unlink()  # the step declares the AAC track and the stems
     return attrs.evolve(made, mix=audio)
