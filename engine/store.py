@@ -210,8 +210,10 @@ class Store(Database):
                         action = Action(k, tuple(_load(outputs, self.db_path)),
                                         _load(meta, self.db_path))
                     found[row[0]] = kept[row] = action
-        if len(kept) >= len(seen) // 2:  # a build's own reads replace the last one's
+        if len(seen) + len(kept) > _DECODED_MAX:  # bounded: the latest read's alone
             _decoded = kept
+        else:
+            seen.update(kept)
         return found
 
     def actions_present(self, keys: Iterable[str]) -> set[str]:
@@ -420,9 +422,11 @@ def _mtime(path: Path) -> float:
 # The actions `get_actions` read last, by their rows as stored (key, outputs, meta): a
 # process that builds again (`filmc build --watch`) reads the same ~15,000 records of a
 # feature each time, several times a build, and decoding their JSON again was two thirds
-# of reading them.  Keyed by the stored text itself, so never stale.  (Their outputs and
-# meta are read, never changed, by every caller.)
+# of reading them.  Keyed by the stored text itself, so never stale (a record replaced
+# under its key is a new entry; the old one goes when the memo is full).  (Their outputs
+# and meta are read, never changed, by every caller.)
 _decoded: dict[tuple[str, str, str], Action] = {}
+_DECODED_MAX = 60_000  # records: a feature's ~15,000 several times over
 
 
 def _load(text: str, db_path: Path) -> Any:
