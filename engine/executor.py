@@ -233,8 +233,9 @@ class Executor:
         # settled here, at once, without a task each; the loop then has only the steps to
         # make (and what waits on them) to run, and hears their workers without delay.
         early: dict[str, Outcome] = {}
+        touched = frozenset(nodes)
         for n in nodes:
-            found = self._reused_now(n, early)
+            found = self._reused_now(n, early, touched)
             if found is None:
                 self._tasks[n] = asyncio.ensure_future(self._run_step(n))
                 continue
@@ -352,16 +353,18 @@ class Executor:
         self.events.finished(outcome)
         return outcome
 
-    def _reused_now(self, node: str, early: Mapping[str, Outcome]) -> Outcome | None:
+    def _reused_now(self, node: str, early: Mapping[str, Outcome],
+                    touched: frozenset[str]) -> Outcome | None:
         """The outcome of a step the build reuses, when it is known without waiting: its
-        inputs and the steps it holds are reused too (`early`), its objects are intact by
-        their signatures, no remote cache is asked.  None: `_run_step` decides."""
+        inputs, and the steps it holds that this build touches (`touched`), are reused
+        too (`early`), its objects are intact by their signatures, no remote cache is
+        asked.  None: `_run_step` decides."""
         if node in self.decision.run or node in self.decision.waiting or node in self.settled \
                 or self.shared is not None:
             return None
         step = self._step(node)
         if step.pin is not None or any(r.step not in early for r in step.inputs) \
-                or any(r.step in self._tasks and r.step not in early for r in step.held):
+                or any(r.step in touched and r.step not in early for r in step.held):
             return None
         action = self._known.get(step.key)
         if action is None:
