@@ -485,9 +485,10 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
     else:
         audio = _chain(mixed[0], [late])
     # The AAC in a run of its own, from filmc's own samples, with fixed addresses (the
-    # encoder's bits vary with them: ffmpeg.run), as a raw ADTS stream (no time stamps:
-    # it starts at 0, its encoder delay the silence `late` made room for); then copied
-    # beside the video, in a run that reads the clip, which may come from a service.
+    # encoder's bits vary with them: ffmpeg.run), into an MP4 without an edit list (its
+    # packets from 0, the encoder delay in the silence `late` made room for, the last
+    # one as long as it is); then copied beside the video, in a run that reads the clip,
+    # which may come from a service.
     aac = Path(out).with_name(Path(out).stem + ".audio.m4a")
     run([*graph_args(audio), *AUDIO_ARGS, "-fflags", "+bitexact", "-flags:a", "+bitexact",
          "-use_editlist", "0", "-y", aac], f"encode the sound of `{Path(out).name}`",
