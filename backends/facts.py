@@ -70,7 +70,7 @@ def _failed(value: str) -> bool:
 
 @functools.cache
 def _folder() -> str | None:
-    from ..lang.parser import user_cache
+    from ..lang.paths import user_cache
 
     found = user_cache()
     return str(found) if found is not None else None

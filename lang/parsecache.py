@@ -13,7 +13,7 @@ change to what a parse produces misses.  A path is in the key because the AST's 
 name their file.
 
 Where: `$XDG_CACHE_HOME/filmc/parse/` (else `~/.cache/filmc/parse/`), the folder of the
-grammar's own cache (parser.py `user_cache`): mode 0700 and owned by the user, because
+grammar's own cache (paths.py `user_cache`): mode 0700 and owned by the user, because
 loading a pickle runs code, so a folder another user could write means no cache.
 Small files are not kept (parsing them costs less than the file system); the folder is
 trimmed to `LIMIT` bytes, oldest first.  Any failure to read or write the cache is a
@@ -62,7 +62,7 @@ def salt() -> bytes:
 
 @functools.cache
 def _folder() -> Path | None:
-    from .parser import user_cache
+    from .paths import user_cache
 
     found = user_cache("parse")
     if found is not None:

@@ -19,7 +19,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from importlib import resources
-from pathlib import Path
 
 import lark
 from lark import Token, Transformer
@@ -28,6 +27,7 @@ from lark.lexer import Lexer
 
 from . import ast
 from .diagnostics import Diagnostics, Label, suggest
+from .paths import user_cache
 
 KEYWORDS = {
     "use": "USE",
@@ -812,28 +812,6 @@ def _cache_path(grammar: str) -> str | bool:
     except OSError:
         return False
     return str(path)
-
-
-def user_cache(sub: str | None = None) -> Path | None:
-    """filmc's folder in the user's cache (`$XDG_CACHE_HOME/filmc`, else
-    `~/.cache/filmc`), or a folder `sub` in it; None when it cannot be made safe.
-
-    What is kept there is unpickled (Lark's parse table, parses: lang/parsecache.py),
-    so it must be a folder of the user's own, mode 0700, never a predictable name in
-    the shared temp folder: a folder another user could write means no cache."""
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = Path(base) / "filmc"
-    try:
-        for f in (folder, folder / sub) if sub else (folder,):
-            os.makedirs(f, mode=0o700, exist_ok=True)
-            st = os.stat(f)
-            if st.st_uid != os.getuid() or st.st_mode & 0o077:
-                return None
-    except OSError:
-        return None
-    return folder / sub if sub else folder
 
 
 _MEMO_BYTES = 64 << 20  # text the parses remembered hold at most (the newest kept)

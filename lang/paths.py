@@ -3,6 +3,7 @@ and the one rule for what a path written in a film may name."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CONFIG_FILE = "filmc.toml"
@@ -24,6 +25,28 @@ def film_name(main: Path, root: Path) -> str:
     """A film's name, as its outputs are named (`build/<name>/`): the project folder's
     name for a main file called `film.film`, else the main file's stem."""
     return root.name if main.stem == "film" else main.stem
+
+
+def user_cache(sub: str | None = None) -> Path | None:
+    """filmc's folder in the user's cache (`$XDG_CACHE_HOME/filmc`, else
+    `~/.cache/filmc`), or a folder `sub` in it; None when it cannot be made safe.
+
+    What is kept there is unpickled (Lark's parse table, parses: lang/parsecache.py),
+    so it must be a folder of the user's own, mode 0700, never a predictable name in
+    the shared temp folder: a folder another user could write means no cache.  (Here,
+    not beside the parser, so that a render worker asks without importing Lark.)"""
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "filmc"
+    try:
+        for f in (folder, folder / sub) if sub else (folder,):
+            os.makedirs(f, mode=0o700, exist_ok=True)
+            st = os.stat(f)
+            if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                return None
+    except OSError:
+        return None
+    return folder / sub if sub else folder
 
 
 # --- paths written in a film: `use "..."`, `part "..."`, `ref "..."` -----------------------

@@ -454,7 +454,7 @@ class Headers:
 
     @classmethod
     def of_user(cls) -> Headers:
-        from filmc.lang.parser import user_cache  # the one safe folder for such caches
+        from filmc.lang.paths import user_cache  # the one safe folder for such caches
 
         return cls(user_cache("mp4join"))
 
