@@ -221,12 +221,39 @@ def test_audio_from_a_film_wide_mix(shots, mix, work):
     assert top_boxes(out) == ["ftyp", "moov", "mdat"]  # joined, not by ffmpeg
 
 
-def test_a_silent_shots_audio_stays_unreferenced_under_a_mix(mix, work):
-    """A shot whose own audio is a sliver of its bytes (silence under a larger picture)
-    is copied whole, the sliver left in the mdat unreferenced: the film is still
-    exactly the mix's sound."""
-    big = shot(work, 4, 2, w=320, h=134)
+def test_a_shot_holds_its_video_then_its_sound_and_gives_the_video_in_one_piece(
+        shots, mix, work):
+    """A shot made here is its video, then its sound (conform_shot writes it with this
+    join): under a mix, the film takes each shot's video as one span, no byte more."""
+    for p in shots:
+        m = mp4join.read_movie(p)
+        video, sound = (next(t for t in m.tracks if t.kind == k) for k in (b"vide", b"soun"))
+        last_video = struct.unpack(f">{video.chunks}I", video.stco)[-1]
+        assert last_video < struct.unpack(f">{sound.chunks}I", sound.stco)[0]
+        assert mp4join._span(m, [b"vide"]) is not None
+    pieces: list = []
+    keep = [b"vide"]
+    outs = [mp4join._from(mp4join.read_movie(shots[0]).tracks[0])]
+    mp4join._add_movies([mp4join.read_movie(p) for p in shots], keep, outs, pieces, 0)
+    assert [p.path for p in pieces] == [str(p) for p in shots]  # one piece a shot
+    out = mp4join.join(shots, work / "spans_mixed.mp4", audio=mix)
+    assert framemd5(out) == [f for p in shots for f in framemd5(p)]
+    video = sum(sum(struct.unpack(f">{t.samples}I", t.stsz)) for p in shots
+                for t in mp4join.read_movie(p).tracks if t.kind == b"vide")
+    joined, sound = (mp4join.read_movie(p).payload for p in (out, mix))
+    assert joined[1] - joined[0] == video + sound[1] - sound[0]  # the videos, then the mix
+
+
+def test_an_interleaved_files_sliver_of_audio_stays_unreferenced_under_a_mix(mix, work):
+    """A file whose audio is interleaved with its video (as ffmpeg writes one) and a
+    sliver of its bytes (silence under a larger picture) is copied whole, the sliver
+    left in the mdat unreferenced: the film is still exactly the mix's sound."""
+    made = shot(work, 4, 2, w=320, h=134)
+    big = work / "interleaved.mp4"
+    run(["-i", made, "-map", "0", "-c", "copy", "-fflags", "+bitexact", "-y", big],
+        "remux a shot as ffmpeg interleaves it")
     silent = mp4join.read_movie(big)
+    assert mp4join._span(silent, [b"vide"]) is None  # interleaved
     sizes = {t.kind: sum(struct.unpack(f">{t.samples}I", t.stsz)) for t in silent.tracks}
     assert sizes[b"soun"] * 8 <= silent.payload[1] - silent.payload[0]
     out = mp4join.join([big, big], work / "silent_mixed.mp4", audio=mix)

@@ -35,9 +35,10 @@ RENDERER = "2"  # the animatic's drawing and encoding: bump when every kind's ou
 # copies its clip's video when the clip already is the shot's; clip 3: zooms rendered at
 # a fixed size by `zoompan`, centred on the camera's window and the same bytes every run;
 # export 2: the OTIO timeline written as OpenTimelineIO writes it without indentation;
-# shot 3 and mix 2: their AAC encoded with fixed addresses, the same bits every run).
+# shot 3 and mix 2: their AAC encoded with fixed addresses, the same bits every run; shot
+# 4: written by mp4join, its video then its sound, which the film copies in one piece).
 DRAWING = {"sheet": "3", "plate": "3", "keyframe": "3", "speech": "4", "film": "3",
-           "mix": "2", "music": "1", "sfx": "1", "clip": "3", "shot": "3", "export": "2"}
+           "mix": "2", "music": "1", "sfx": "1", "clip": "3", "shot": "4", "export": "2"}
 PANEL_KINDS = frozenset({"sheet", "plate", "keyframe", "storyboard", "film"})
 # What `--cluster` sends to Dask workers (cluster.py): the CPU-heavy kinds.
 CLUSTER_KINDS = frozenset({"sheet", "plate", "keyframe", "storyboard", "clip", "lastframe",

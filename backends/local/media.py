@@ -18,7 +18,9 @@ core count).
   stereo). Every shot of a film is encoded with the same settings (`VIDEO_ARGS`) and
   has the same header, so the film step can join them without re-encoding.  A clip
   that already is all that (every clip `render_clip` makes for a shot) is copied, not
-  encoded again (`copyable`): each frame of the animatic is encoded once.
+  encoded again (`copyable`): each frame of the animatic is encoded once.  The shot
+  is written by mp4join, its video then its sound, so the film copies each shot's
+  video in one piece when the film's own mix replaces the shots' sound.
 - `concat_film(shots, chapters, out, subtitles, burn, language, audio)`: the shots joined
   without re-encoding, one chapter per scene, the subtitles as a soft track or burned
   in, the audio the shots' or the film's mix (`audio`).  The shots' payloads are
@@ -431,22 +433,21 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
     body = total - PRIMING
     late: Filter = ("asetpts", (f"PTS-STARTPTS+{PRIMING}/({SAMPLE_RATE}*TB)",), {})
     video = ffmpeg.input(str(clip)).video
-    codec: list[object]
-    if copyable(clip, w, h, fps, frames):
-        # The clip already is this shot's video, as an encode would make it: copy it.
-        # The MP4 sample description also names the encoder, which ffmpeg writes only
-        # when it encodes: name it, so that a copied shot's description is an encoded
-        # one's, which the film's join compares (mp4join.py).
-        named = _encoded(w, h, fps, ffmpeg_exe()).compressor
-        codec = ["-c:v", "copy", "-video_track_timescale", timescale(fps),
-                 "-metadata:s:v:0", f"encoder={named}"]
-    else:
+    # The shot is written by mp4join: its video, then its sound, each in one span of its
+    # payload, which the film's join copies in one piece (not a chunk a frame, as
+    # ffmpeg's interleaving muxer would leave them).
+    picture: Path | None = None
+    if not copyable(clip, w, h, fps, frames):
+        # Any other clip is encoded anew, alone, into an MP4 the join then reads.
         video = _chain(video, [
             ("setpts", ("PTS-STARTPTS",), {}), *_fit(w, h), ("fps", (_fps_str(fps),), {}),
             ("format", ("yuv420p",), {}), ("tpad", (), {"stop_mode": "clone", "stop": frames}),
             ("trim", (), {"end_frame": frames}), ("setpts", (f"N/({_fps_str(fps)})/TB",), {}),
             *_PLAIN])
-        codec = ["-r", _fps_str(fps), *VIDEO_ARGS, *gop_args(fps)]
+        picture = Path(out).with_name(Path(out).stem + ".video.mp4")
+        run([*graph_args(video), "-frames:v", frames, "-r", _fps_str(fps), *VIDEO_ARGS,
+             *gop_args(fps), "-an", *_BITEXACT, "-y", picture],
+            f"encode the picture of `{Path(out).name}`")
     silence = ffmpeg.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi").audio
     mixed = [silence.filter("atrim", end_sample=body)]
     for i, (path, (start, end)) in enumerate(zip(speech, lines)):
@@ -493,13 +494,17 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
     run([*graph_args(audio), *AUDIO_ARGS, "-fflags", "+bitexact", "-flags:a", "+bitexact",
          "-use_editlist", "0", "-y", aac], f"encode the sound of `{Path(out).name}`",
         fixed_addresses=True)
-    picture = graph_args(video)
-    inputs = next(i for i, a in enumerate(picture) if a in ("-filter_complex", "-map"))
-    run([*picture[:inputs], "-i", aac, *picture[inputs:], "-map", "1:a", "-frames:v", frames,
-         *codec, "-c:a", "copy", *_BITEXACT, "-y", out], f"conform the shot `{Path(out).name}`")
-    for made in (wav, aac):
-        if made is not None:
-            made.unlink()
+    try:
+        # The clip's (or the new encode's) video copied, then the sound: the header
+        # built from their tables, as the film's is (the clip's sample description names
+        # its encoder, as an encoded shot's does, which the film's join compares).
+        mp4join.join([picture or clip], Path(out), audio=aac)
+    except mp4join.Unjoinable as e:
+        raise MediaError(f"cannot write the shot `{Path(out).name}`: {e}") from None
+    finally:
+        for made in (wav, aac, picture):
+            if made is not None:
+                made.unlink(missing_ok=True)
     return Path(out)
 
 

@@ -16,8 +16,10 @@ header:
   concatenated, sync samples and chunk numbers shifted, chunk offsets moved to
   where the payload lands), then one `mdat` into which each input's payload is
   copied whole with `os.copy_file_range` (the kernel copies, nothing passes
-  through Python; an input whose audio the film replaces gives only its video's
-  chunks, unless that audio is a sliver: see `_add_movies`).  The `moov` comes first (fast start: a browser plays while it
+  through Python; an input whose audio the film replaces gives the span its video
+  fills, when its video and audio are not interleaved, as in a shot this module
+  wrote, else only its video's chunks, unless that audio is a sliver: see
+  `_add_movies`).  The `moov` comes first (fast start: a browser plays while it
   downloads), so its size is computed before the chunk offsets are; `co64`
   replaces `stco` when the film passes 4 GiB;
 - optional extra tracks, as ffmpeg writes them for MP4: a film-wide audio track
@@ -322,33 +324,70 @@ def _add_movies(movies: Sequence[Movie], keep: Sequence[bytes], outs: Sequence[_
     the output's mdat payload; returns where the next bytes go.
 
     An input whose tracks are all kept is copied whole (its chunk offsets all move by
-    one shift).  One that drops a track (the film's audio comes from a mix) is copied
-    whole too when the dropped bytes are small, under 1/8 of its payload, where they
-    stay in the mdat unreferenced, as an editor's file often has them; otherwise only
-    its kept chunks are copied, packed in file order: a film no larger than its
+    one shift).  One that drops a track (the film's audio comes from a mix) gives the
+    span of its payload its kept tracks fill when they lie before or after what it
+    drops (a shot made here: its video, then its sound), one shift too; otherwise it
+    is copied whole when the dropped bytes are small, under 1/8 of its payload, where
+    they stay in the mdat unreferenced, as an editor's file often has them; otherwise
+    only its kept chunks are copied, packed in file order: a film no larger than its
     streams, for a step that costs a few system calls more a shot."""
     if all(t.kind in keep for t in movies[0].tracks):  # (every input has the same kinds)
         return _add_whole(movies, keep, outs, pieces, at)
     whole: list[Movie] = []
+    spans: list[tuple[int, int]] = []
     for m in movies:
-        tracks = [t for t in m.tracks if t.kind in keep]
-        dropped = sum(sum(be_ints(t.stsz, 4)) for t in m.tracks if t.kind not in keep)
-        if dropped * _DEAD <= m.payload[1] - m.payload[0]:
+        span = _span(m, keep)
+        if span is None:
+            tracks = [t for t in m.tracks if t.kind in keep]
+            dropped = sum(sum(be_ints(t.stsz, 4)) for t in m.tracks if t.kind not in keep)
+            if dropped * _DEAD <= m.payload[1] - m.payload[0]:
+                span = m.payload
+        if span is not None:
             whole.append(m)
+            spans.append(span)
             continue
-        at = _add_whole(whole, keep, outs, pieces, at)
-        whole = []
+        at = _add_whole(whole, keep, outs, pieces, at, spans)
+        whole, spans = [], []
         at = _add_chunks(m, tracks, outs, pieces, at)
-    return _add_whole(whole, keep, outs, pieces, at)
+    return _add_whole(whole, keep, outs, pieces, at, spans)
+
+
+def _span(m: Movie, keep: Sequence[bytes]) -> tuple[int, int] | None:
+    """[start, end) of `m`'s payload that holds every chunk of its kept tracks and none
+    of the others, when the kept chunks all lie before the others' or all after them;
+    else None.  (A shot made here holds its video, then its sound: media.conform_shot.)"""
+    first, last = m.payload[1], m.payload[0]  # the kept chunks' least and greatest starts
+    other_first, other_last = m.payload[1], m.payload[0]
+    for t in m.tracks:
+        if not t.chunks:
+            continue
+        starts = be_ints(t.stco, 8 if t.wide else 4)
+        lo, hi = min(starts), max(starts)
+        if t.kind in keep:
+            first, last = min(first, lo), max(last, hi)
+        else:
+            other_first, other_last = min(other_first, lo), max(other_last, hi)
+    if first > last:  # nothing kept
+        return None
+    if last < other_first:  # the kept chunks, then the others from `other_first`
+        return m.payload[0], other_first
+    if other_last < first and other_first <= other_last:  # the others, then the kept
+        end = m.payload[1]
+        return (first, end) if first >= m.payload[0] else None
+    return None
 
 
 def _add_whole(movies: Sequence[Movie], keep: Sequence[bytes], outs: Sequence[_Out],
-               pieces: list[_Piece], at: int) -> int:
-    """Inputs copied whole, one after another from `at`: column by column."""
+               pieces: list[_Piece], at: int,
+               spans: Sequence[tuple[int, int]] | None = None) -> int:
+    """Inputs copied whole (or the `spans` of their payloads that hold what is kept), one
+    after another from `at`: column by column."""
     if not movies:
         return at
-    starts = [m.payload[0] for m in movies]
-    ends = [m.payload[1] for m in movies]
+    if spans is None:
+        spans = [m.payload for m in movies]
+    starts = [a for a, _ in spans]
+    ends = [b for _, b in spans]
     ats = list(accumulate([e - s for s, e in zip(starts, ends)], initial=at))
     shifts = [a - s for a, s in zip(ats, starts)]
     pieces += map(_Piece, [m.path for m in movies], starts, ends, ats)
