@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from filmc.backends.ffmpeg import probe, run, video_duration
+from filmc.backends.ffmpeg import MediaError, probe, run, video_duration
 from filmc.backends.local.media import (
     conform_shot,
     copyable,
@@ -291,3 +291,63 @@ def test_the_header_reader_agrees_with_ffmpeg(keyframe, work) -> None:
     assert Fraction(track.timescale, track.durations[0]) == fraction(info["fps"])
     assert track.sync == (1, 49) and not track.reordered and not track.shifted
     assert track.encoder.startswith(b"x264 - core ") and b"stitchable=1" in track.encoder
+
+
+def test_a_clip_another_ffmpeg_named_is_copied_under_the_films_name(work, line, copied) -> None:
+    """A clip encoded with the shots' settings by an ffmpeg run without bitexact flags
+    names the encoder's version in its sample description: still copied (no second
+    encode), and the shot's description is the film's, so the film joins it by copy."""
+    clip = work / "named.mp4"
+    run(["-f", "lavfi", "-i", f"color=gray:s={W}x{H}:r=24", "-frames:v", 48, "-c:v",
+         "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
+         "-bf", "0", "-sc_threshold", "0", "-x264-params", "stitchable=1",
+         "-threads", "2", "-g", "48", "-keyint_min", "48", "-video_track_timescale", "10008",
+         "-y", clip], "encode a clip without bitexact flags")
+    track = video_track(clip)
+    assert track is not None and track.compressor != copied["track"].compressor
+    assert copyable(clip, W, H, Fraction(24), 48)
+    info = conform(clip, work, line, "named")
+    assert info["video_md5"] == video_packets(clip)  # copied
+    assert info["description"] == copied["description"]
+    exact(info, 24, 2)
+
+
+def test_a_copyable_clip_the_join_cannot_read_is_encoded_anew(keyframe, work, line,
+                                                              copied) -> None:
+    """A clip whose video is the shot's but which carries a sound track with an edit
+    list (ffmpeg's AAC hides its encoder delay so): the join refuses it, and the shot
+    is encoded anew, frame-exact, with the film's header."""
+    clip = local_clip(keyframe, work, W, H, 24, 2)
+    sounded = work / "sounded.mp4"
+    run(["-i", clip, "-f", "lavfi", "-i", "sine=frequency=300:duration=2", "-map", "0:v",
+         "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-y", sounded], "add a sound track")
+    assert copyable(sounded, W, H, Fraction(24), 48)
+    info = conform(sounded, work, line, "sounded")
+    exact(info, 24, 2)
+    assert info["description"] == copied["description"]
+    assert info["audio_md5"] == copied["audio_md5"]  # the shot's own sound, not the clip's
+
+
+def test_a_failed_shot_leaves_nothing_behind(keyframe, work, line, monkeypatch) -> None:
+    """A shot that fails, at its sound (a line that is not audio) or after its picture
+    was encoded anew (the join refusing it), fails with a message and leaves none of
+    the files made on the way (the mixed lines, the sound, the picture)."""
+    from filmc.backends.local import mp4join
+
+    clip = local_clip(keyframe, work, 320, 134, 24, 2)  # not the shot's: encoded anew
+    folder = work / "failing"
+    folder.mkdir()
+    bad = folder / "bad.wav"
+    bad.write_bytes(b"RIFF not really a wave")
+    params = {"width": W, "height": H, "fps": 24, "duration": 2, "lines": [[0.3, 1.2]]}
+    with pytest.raises(MediaError):
+        conform_shot(clip, [bad], params, folder / "shot.mp4")
+    assert sorted(p.name for p in folder.iterdir()) == ["bad.wav"]
+    bad.unlink()
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise mp4join.Unjoinable("refused")
+    monkeypatch.setattr(mp4join, "join", refuse)
+    with pytest.raises(MediaError, match="shot.mp4.*refused"):
+        conform_shot(clip, [line], params, folder / "shot.mp4")
+    assert list(folder.iterdir()) == []

@@ -377,7 +377,8 @@ def copyable(clip: Path, w: int, h: int, fps: Fraction, frames: int) -> bool:
     and none cut by an edit list, a keyframe every `gop_size` frames from the first,
     and the same header (`avcC`: profile, level, pixel format, square pixels, no colour
     description) and x264 settings and version as a shot encoded here.  The film joins
-    its shots by copying their video, which needs every shot's header to be the same.
+    its shots by copying their video, which needs every shot's header to be the same
+    (the encoder's name in the sample description, which may differ, the shot sets).
 
     This holds for every clip the local backend renders (`render_clip` encodes at the
     film's size, fps and length with these settings); a service's clip, a user's video
@@ -431,23 +432,48 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
     # audio follows them and ends that much sooner, so the track runs from exactly 0
     # to the end of the last frame: shots then join end to end with no overlap.
     body = total - PRIMING
-    late: Filter = ("asetpts", (f"PTS-STARTPTS+{PRIMING}/({SAMPLE_RATE}*TB)",), {})
-    video = ffmpeg.input(str(clip)).video
-    # The shot is written by mp4join: its video, then its sound, each in one span of its
-    # payload, which the film's join copies in one piece (not a chunk a frame, as
-    # ffmpeg's interleaving muxer would leave them).
-    picture: Path | None = None
-    if not copyable(clip, w, h, fps, frames):
+    name = Path(out).name
+    wav = Path(out).with_name(Path(out).stem + ".mix.wav")
+    aac = Path(out).with_name(Path(out).stem + ".audio.m4a")
+    picture = Path(out).with_name(Path(out).stem + ".video.mp4")
+    try:
+        _shot_sound(speech, lines, frames, fps, body, wav, aac, name)
+        # The shot is written by mp4join: its video, then its sound, each in one span of
+        # its payload, which the film's join copies in one piece (not a chunk a frame, as
+        # ffmpeg's interleaving muxer would leave them); its header built from their
+        # tables, as the film's is.
+        if copyable(clip, w, h, fps, frames):
+            try:  # the clip's video copied, its sample description naming the encoder
+                # as an encoded shot's does (an encode without bitexact flags names its
+                # version), which the film's join compares
+                named = _encoded(w, h, fps, ffmpeg_exe()).compressor
+                return mp4join.join([clip], Path(out), audio=aac, compressor=named)
+            except mp4join.Unjoinable:
+                pass  # a track or layout the join does not take: encode its picture anew
         # Any other clip is encoded anew, alone, into an MP4 the join then reads.
-        video = _chain(video, [
+        video = _chain(ffmpeg.input(str(clip)).video, [
             ("setpts", ("PTS-STARTPTS",), {}), *_fit(w, h), ("fps", (_fps_str(fps),), {}),
             ("format", ("yuv420p",), {}), ("tpad", (), {"stop_mode": "clone", "stop": frames}),
             ("trim", (), {"end_frame": frames}), ("setpts", (f"N/({_fps_str(fps)})/TB",), {}),
             *_PLAIN])
-        picture = Path(out).with_name(Path(out).stem + ".video.mp4")
         run([*graph_args(video), "-frames:v", frames, "-r", _fps_str(fps), *VIDEO_ARGS,
-             *gop_args(fps), "-an", *_BITEXACT, "-y", picture],
-            f"encode the picture of `{Path(out).name}`")
+             *gop_args(fps), "-an", *_BITEXACT, "-y", picture], f"encode the picture of `{name}`")
+        try:
+            return mp4join.join([picture], Path(out), audio=aac)
+        except mp4join.Unjoinable as e:
+            raise MediaError(f"cannot write the shot `{name}` from its encoded picture and "
+                             f"sound: {e}") from None
+    finally:
+        for made in (wav, aac, picture):
+            made.unlink(missing_ok=True)
+
+
+def _shot_sound(speech: Sequence[Path], lines: Sequence[tuple[Fraction, Fraction]],
+                frames: int, fps: Fraction, body: int, wav: Path, aac: Path,
+                name: str) -> None:
+    """A shot's sound as `aac` (see `conform_shot`): silence, each line placed, in an MP4
+    of AAC without an edit list; `wav` the mixed lines on the way, where there are any."""
+    late: Filter = ("asetpts", (f"PTS-STARTPTS+{PRIMING}/({SAMPLE_RATE}*TB)",), {})
     silence = ffmpeg.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi").audio
     mixed = [silence.filter("atrim", end_sample=body)]
     for i, (path, (start, end)) in enumerate(zip(speech, lines)):
@@ -469,7 +495,6 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
             ("asetpts", ("PTS-STARTPTS",), {}), ("atrim", (), {"end_sample": length}),
             ("afade", (), {"t": "out", "start_sample": length - fade, "nb_samples": fade}),
             ("adelay", (), {"delays": f"{at}S", "all": 1})]))
-    wav = None
     if len(mixed) > 1:
         # The lines are mixed to 16-bit PCM first, and the AAC encoded from that one input.
         # Mixed and encoded in one run, the AAC's bits depended on how ffmpeg's threaded
@@ -478,34 +503,19 @@ def conform_shot(clip: Path, speech: Sequence[Path], params: dict, out: Path) ->
         # on the machine's load.  PCM leaves no such difference to the encoder.
         audio = ffmpeg.filter(mixed, "amix", inputs=len(mixed), duration="first", normalize=0)
         audio = _chain(audio, [("atrim", (), {"end_sample": body})])
-        wav = Path(out).with_name(Path(out).stem + ".mix.wav")
         run([*graph_args(audio), "-c:a", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-ac", "2",
              "-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1",
-             "-filter_threads", "1", "-y", wav], f"mix the dialogue of `{Path(out).name}`")
+             "-filter_threads", "1", "-y", wav], f"mix the dialogue of `{name}`")
         audio = _chain(ffmpeg.input(str(wav)).audio, [late])
     else:
         audio = _chain(mixed[0], [late])
     # The AAC in a run of its own, from filmc's own samples, with fixed addresses (the
     # encoder's bits vary with them: ffmpeg.run), into an MP4 without an edit list (its
     # packets from 0, the encoder delay in the silence `late` made room for, the last
-    # one as long as it is); then copied beside the video, in a run that reads the clip,
-    # which may come from a service.
-    aac = Path(out).with_name(Path(out).stem + ".audio.m4a")
+    # one as long as it is), which the shot then copies beside its video.
     run([*graph_args(audio), *AUDIO_ARGS, "-fflags", "+bitexact", "-flags:a", "+bitexact",
-         "-use_editlist", "0", "-y", aac], f"encode the sound of `{Path(out).name}`",
+         "-use_editlist", "0", "-y", aac], f"encode the sound of `{name}`",
         fixed_addresses=True)
-    try:
-        # The clip's (or the new encode's) video copied, then the sound: the header
-        # built from their tables, as the film's is (the clip's sample description names
-        # its encoder, as an encoded shot's does, which the film's join compares).
-        mp4join.join([picture or clip], Path(out), audio=aac)
-    except mp4join.Unjoinable as e:
-        raise MediaError(f"cannot write the shot `{Path(out).name}`: {e}") from None
-    finally:
-        for made in (wav, aac, picture):
-            if made is not None:
-                made.unlink(missing_ok=True)
-    return Path(out)
 
 
 # -- film ------------------------------------------------------------------------

@@ -367,13 +367,12 @@ def _span(m: Movie, keep: Sequence[bytes]) -> tuple[int, int] | None:
             first, last = min(first, lo), max(last, hi)
         else:
             other_first, other_last = min(other_first, lo), max(other_last, hi)
-    if first > last:  # nothing kept
-        return None
+    if first > last or first < m.payload[0] or last >= m.payload[1]:
+        return None  # nothing kept, or a chunk outside the mdat (the chunk path says so)
     if last < other_first:  # the kept chunks, then the others from `other_first`
         return m.payload[0], other_first
     if other_last < first and other_first <= other_last:  # the others, then the kept
-        end = m.payload[1]
-        return (first, end) if first >= m.payload[0] else None
+        return first, m.payload[1]
     return None
 
 
@@ -641,6 +640,13 @@ def _moov(outs: Sequence[_Out], base: int | None, wide: bool, movie_scale: int, 
                                  for i, t in enumerate(outs, 1)), udta)
 
 
+def _named(entry: bytes, compressor: str) -> bytes:
+    """A visual sample entry with its compressor name (32 bytes from offset 50: a
+    length, then the name, zero-padded) set to `compressor`."""
+    name = compressor.encode("latin-1")[:31]
+    return entry[:50] + bytes([len(name)]) + name.ljust(31, b"\0") + entry[82:]
+
+
 def _audio_track(path: Path) -> tuple[Movie, Track]:
     movie = read_movie(path)
     if len(movie.tracks) != 1 or movie.tracks[0].entry[4:8] != b"mp4a":
@@ -651,14 +657,17 @@ def _audio_track(path: Path) -> tuple[Movie, Track]:
 
 def join(inputs: Sequence[Path], out: Path, *, chapters: Sequence[tuple[str, object]] = (),
          subtitles: Path | None = None, language: str | None = None,
-         audio: Path | None = None, headers: Headers | None = None) -> Path:
+         audio: Path | None = None, headers: Headers | None = None,
+         compressor: str | None = None) -> Path:
     """Join the MP4 files `inputs` into `out` without re-encoding (see the module doc).
 
     chapters: (title, start seconds) in order; the last runs to the end of the video.
     subtitles: an SRT file, made a `mov_text` track in `language` (ISO 639-2; `und`
     when None).  audio: an MP4/M4A file whose one AAC track replaces the inputs' audio.
     headers: where headers read before are remembered (`Headers.of_user()`: the
-    user's cache); None reads every header.  Raises `Unjoinable` (naming the first
+    user's cache); None reads every header.  compressor: the encoder's name the video's
+    sample description gives (a Pascal string of 31 bytes at most), in place of the
+    inputs'.  Raises `Unjoinable` (naming the first
     input that differs) when the inputs cannot be joined by copying, MediaError when
     the output cannot be written.
     """
@@ -672,6 +681,8 @@ def join(inputs: Sequence[Path], out: Path, *, chapters: Sequence[tuple[str, obj
     at = 0
     at = _add_movies(movies, keep, outs, pieces, at)
     video = outs[0]
+    if compressor is not None and video.kind == b"vide":
+        video.entry = _named(video.entry, compressor)
     movie_scale = video.timescale
     if audio is not None:
         source, track = _audio_track(Path(audio))
@@ -754,7 +765,7 @@ def _write(out: Path, header: bytes, pieces: Sequence[_Piece]) -> None:
         os.replace(tmp, out)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise MediaError(f"could not write the film `{out.name}`: {e.strerror or e}") from e
+        raise MediaError(f"could not write `{out.name}`: {e.strerror or e}") from e
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

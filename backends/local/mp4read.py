@@ -47,7 +47,8 @@ _UNREAD = (KeyError, ValueError, struct.error, IndexError)  # a box missing, sho
 
 class Unjoinable(MediaError):
     """The inputs cannot be joined by copying: one differs from the first, or is not an
-    MP4 this module reads.  The film step then joins them with ffmpeg instead."""
+    MP4 this module reads.  The film step then joins them with ffmpeg instead, and the
+    shot step encodes the clip's picture anew (media.conform_shot)."""
 
 
 # -- reading ---------------------------------------------------------------------
