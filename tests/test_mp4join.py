@@ -14,6 +14,7 @@ import math
 import os
 import struct
 import subprocess
+import sys
 import wave
 from fractions import Fraction
 from pathlib import Path
@@ -355,6 +356,37 @@ def test_a_file_linked_again_is_still_recognised(shots, tmp_path):
     b = mp4join.join(links, tmp_path / "b.mp4", chapters=CHAPTERS, headers=again)
     assert again.read == 0
     assert b.read_bytes() == (tmp_path / "a.mp4").read_bytes()
+
+
+def test_a_process_that_joins_again_reads_the_journal_once(shots, tmp_path, monkeypatch):
+    """A render worker that `build --watch` keeps joins the film again without reading
+    the journal again or making the shots' tracks again; a journal another process
+    appended to is read again, with that process's records."""
+    (tmp_path / "cache").mkdir()
+    first = mp4join.Headers(tmp_path / "cache")
+    a = mp4join.join(shots, tmp_path / "a.mp4", chapters=CHAPTERS, headers=first)
+    again = mp4join.Headers(tmp_path / "cache")  # the journal as the first join left it
+    tracks = [again.movie(p).tracks for p in shots]
+
+    def unread(self: Path) -> bytes:
+        raise AssertionError(f"{self} read again")
+    with monkeypatch.context() as m:
+        m.setattr(Path, "read_bytes", unread)
+        kept = mp4join.Headers(tmp_path / "cache")
+        assert kept.known == again.known and kept.parts == again.parts
+        assert [kept.movie(p).tracks for p in shots] == tracks
+        assert all(kept.movie(p).tracks is t for p, t in zip(shots, tracks))
+        b = mp4join.join(shots, tmp_path / "b.mp4", chapters=CHAPTERS, headers=kept)
+    assert kept.read == 0 and b.read_bytes() == a.read_bytes()
+    other = tmp_path / "other.mp4"
+    other.write_bytes(shots[0].read_bytes())
+    script = ("import sys; from pathlib import Path; from filmc.backends.local import mp4join; "
+              "h = mp4join.Headers(Path(sys.argv[1])); h.movie(sys.argv[2]); h.save()")
+    subprocess.run([sys.executable, "-c", script, tmp_path / "cache", other], check=True)
+    later = mp4join.Headers(tmp_path / "cache")
+    assert len(later.known) == len(kept.known) + 1 and later.parts == kept.parts + 1
+    later.movie(other)
+    assert later.read == 0
 
 
 def test_a_damaged_header_cache_is_no_cache(shots, tmp_path):
