@@ -5,7 +5,8 @@
     noop.json     the stat manifest of the last successful build (engine/noop.py)
     state.db      SQLite: the last build per step id, and what each backend was sent
 
-    last_build(node PRIMARY KEY, key, record)      what `filmc plan` compares against
+    last_build(node PRIMARY KEY, key, record, labels)
+                                                   what `filmc plan` compares against
     uploads(scope, digest, value)                  reference images a service already has
 
 Unlike the store, this is about one project on one machine: node ids are the
@@ -40,6 +41,30 @@ def state_dir(root: Path) -> Path:
     return root / DIR
 
 
+def _set_up(db: sqlite3.Connection) -> None:
+    """The tables, as this version has them, in one transaction: a process killed
+    half-way, or two opening an older file at once, leave it as it was or done.  A
+    version 1 file gains each row's labels (empty: the next build writes them); any
+    other version starts over (nothing here was paid for)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (1, VERSION):
+            db.execute("DROP TABLE IF EXISTS last_build")
+            db.execute("DROP TABLE IF EXISTS uploads")
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        if version == 1 and "labels" not in {
+                row[1] for row in db.execute("PRAGMA table_info(last_build)")}:
+            db.execute("ALTER TABLE last_build ADD COLUMN labels TEXT NOT NULL DEFAULT ''")
+        if version != VERSION:
+            db.execute(f"PRAGMA user_version={VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 class State(Database):
     what = "the build state"
     damaged = "delete `{path}`: it only remembers what the last build did"
@@ -65,15 +90,7 @@ class State(Database):
             db = connect(db_path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 1:  # each row's labels, added (empty: the next build writes them)
-                db.executescript("ALTER TABLE last_build ADD COLUMN labels TEXT NOT NULL "
-                                 f"DEFAULT ''; PRAGMA user_version={VERSION};")
-            elif version != VERSION:
-                db.executescript("DROP TABLE IF EXISTS last_build; DROP TABLE IF EXISTS uploads;"
-                                 + _SCHEMA + f"PRAGMA user_version={VERSION};")
-            else:
-                db.executescript(_SCHEMA)
+            _set_up(db)
         except sqlite3.OperationalError as e:  # read-only, full, locked: say where
             raise StoreError(f"cannot use `{db_path}`: {e}",
                              f"make `{path}` writable, and check its disk's free space") from None
@@ -82,7 +99,7 @@ class State(Database):
             try:
                 db_path.unlink(missing_ok=True)
                 db = connect(db_path)
-                db.executescript(_SCHEMA + f"PRAGMA user_version={VERSION};")
+                _set_up(db)
             except (OSError, sqlite3.Error) as e:
                 raise StoreError(f"cannot replace the damaged `{db_path}`: {e}",
                                  f"delete `{db_path}` by hand") from None

@@ -68,3 +68,33 @@ def test_a_state_of_the_version_before_keeps_its_rows(tmp_path: Path) -> None:
         state.record_last([("keyframe.a.b.local-1", "k1", row)])
         with state.sql() as con:
             assert con.total_changes == before
+
+
+def test_a_migration_cut_short_or_run_twice_leaves_a_usable_state(tmp_path: Path) -> None:
+    """A version 1 state whose column was added by a process killed before it set the
+    version (as a migration in two transactions could leave it), opened by two processes
+    one after the other: each open works, rows kept."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    folder = tmp_path / ".filmc"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "state.db")
+    db.executescript(
+        "CREATE TABLE last_build (node TEXT PRIMARY KEY, key TEXT NOT NULL, record TEXT NOT "
+        "NULL, labels TEXT NOT NULL DEFAULT ''); CREATE TABLE uploads (scope TEXT NOT NULL, "
+        "digest TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (scope, digest)); "
+        "PRAGMA user_version=1;")
+    db.execute("INSERT INTO uploads VALUES ('fal', 'd1', '\"https://x/1\"')")
+    db.commit()
+    db.close()
+    opener = ("import sys; from pathlib import Path; from filmc.engine.state import State; "
+              "s = State.open(Path(sys.argv[1])); print(s.get('fal', 'd1'))")
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", opener, tmp_path], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "https://x/1"
+    with sqlite3.connect(folder / "state.db") as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
