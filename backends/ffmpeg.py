@@ -107,8 +107,8 @@ def run(args: Sequence[object], what: str, *, capture_stdout: bool = False,
     media."""
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", loglevel, *map(str, args)]
     preexec = PREEXEC
-    if fixed_addresses and sys.platform.startswith("linux"):
-        preexec = functools.partial(_fixed_addresses, PREEXEC)
+    if fixed_addresses and (persona := _personality()) is not None:
+        preexec = functools.partial(_fixed_addresses, persona, PREEXEC)
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
@@ -129,13 +129,29 @@ def run(args: Sequence[object], what: str, *, capture_stdout: bool = False,
 _ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
 
 
-def _fixed_addresses(then: Callable[[], None] | None) -> None:
+@functools.cache
+def _personality() -> Callable[[int], int] | None:
+    """libc's personality(2), looked up once in this process; None where there is none
+    (not Linux, a libc without it): the run then keeps its randomised addresses."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).personality
+    except (OSError, AttributeError):
+        return None
+
+
+def _fixed_addresses(persona: Callable[[int], int], then: Callable[[], None] | None) -> None:
     """In the child, before exec: turn off address randomisation for the program it
-    runs (personality(2)); then `then`."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    persona = libc.personality(0xFFFFFFFF)  # the current one
-    if persona != -1:
-        libc.personality(persona | _ADDR_NO_RANDOMIZE)
+    runs; then `then`.  A kernel or a container that refuses (a seccomp profile that
+    allows personality(2) only to read it, as Docker's default does) leaves them
+    randomised: the run goes on, as it would without the flag."""
+    try:
+        current = persona(0xFFFFFFFF)  # the current one
+        if current != -1:
+            persona(current | _ADDR_NO_RANDOMIZE)
+    except Exception:  # nothing may stop the exec
+        pass
     if then is not None:
         then()
 
