@@ -11,6 +11,7 @@ not start; 3 a bug in filmc (its traceback in report.json, and on screen with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -113,8 +114,10 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
     from .backends.local.pool import kept_warm, prime
 
     with asyncio.Runner() as runner, kept_warm(runner):
-        cpus = os.cpu_count() or 1
-        runner.run(prime(min(args.jobs or cpus, cpus)))
+        if not args.cluster:  # (with one, this machine's workers are sized by the cluster's)
+            cpus = os.cpu_count() or 1
+            with contextlib.suppress(OSError):  # none started: the build starts its own
+                runner.run(prime(min(args.jobs or cpus, cpus)))
         result = compile_or_report(args.file, offline=args.offline,
                                    burn_subtitles=args.burn_subtitles)
         if result is None:

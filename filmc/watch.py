@@ -93,9 +93,15 @@ def _watch(args: argparse.Namespace, build: Any, runner: asyncio.Runner) -> int:
             if code in (BUG, INTERRUPTED):
                 return code
             # Render workers for the next build, started while the user edits (a build
-            # that made nothing started none).
+            # that made nothing started none; one that did keeps its own).
             cpus = os.cpu_count() or 1
-            runner.run(prime(min(args.jobs or cpus, cpus)))
+            try:
+                if not args.cluster:
+                    runner.run(prime(min(args.jobs or cpus, cpus)))
+            except OSError:
+                pass  # none started: the next build starts its own
+            except KeyboardInterrupt:
+                return _stopped()
             if changed and not args.quiet:
                 print(_timing(saved_at, compiled, memo, events), file=sys.stderr)
             watched = _files(result.program().files)

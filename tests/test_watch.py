@@ -221,3 +221,34 @@ def test_paid_work_needs_a_limit_and_force_is_refused(project: Path) -> None:
     r = run("--offline", "--force", "shot:a1")
     assert r.returncode == 1 and "`--force` cannot go with `--watch`" in r.stderr
     assert not (project / "build").exists()
+
+
+def test_one_pool_is_kept_between_builds_the_last_ones() -> None:
+    """A pool started ahead (`prime`) of a size the build does not ask for is closed
+    when the build parks its own: one pool stays, and no workers pile up."""
+    import asyncio
+
+    from filmc.backends.local import pool
+
+    def alive(p: pool.Pool) -> set[int]:
+        return {w.proc.pid for w in p._started if w.proc.returncode is None}
+
+    with asyncio.Runner() as runner, pool.kept_warm(runner):
+        runner.run(pool.prime(2))
+
+        async def build() -> tuple[pool.Pool, list[pool.Pool]]:
+            assert pool.take(1) is None  # the primed pool is of another size
+            own = pool.Pool(1)
+            own._idle.append(await own._start())
+            return own, pool.park(own)
+
+        own, spare = runner.run(build())
+        assert len(spare) == 1 and spare[0].size == 2 and len(alive(spare[0])) == 2
+        runner.run(spare[0].close())
+        assert alive(spare[0]) == set()
+        runner.run(pool.prime(2))  # a pool is kept: nothing more started
+
+        async def next_build() -> pool.Pool | None:
+            return pool.take(1)
+        assert runner.run(next_build()) is own and len(alive(own)) == 1
+        runner.run(own.close())

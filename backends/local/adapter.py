@@ -189,8 +189,8 @@ class LocalBackend(Adapter):
 
             self._cpu = self.cpu()
             kept, self._pool = self._pool, None
-            if not pool.park(kept):  # kept for the next build (`filmc build --watch`)
-                await kept.close()
+            for spare in pool.park(kept):  # kept for the next build (`filmc build --watch`)
+                await spare.close()
 
 
 class RenderBug(Exception):

@@ -3,8 +3,9 @@
     write_export(spec, inputs, out_dir)  →  out_dir/film.otio (or .edl, .fcpxml, .srt, .csv)
 
 - **otio**: an OpenTimelineIO timeline at the film's rate, as OpenTimelineIO's JSON
-  writer writes it without indentation (`timeline_json`, byte for byte: see
-  `write_export`).  A video track
+  writer writes it without indentation (`timeline_json`, byte for byte but for a
+  number under 1e-4 and a control character in a text, which Python's JSON writes
+  otherwise, as the same value: see `write_export`).  A video track
   `Picture` of one clip a shot, named by the shot's id, its exact length in
   frames; each clip's media references are its takes (`take1`, `import-1`…), its
   keyframe candidates (`keyframe:openai-2`…) and the conformed shot

@@ -167,22 +167,25 @@ def take(size: int) -> Pool | None:
     return _warm.pools.pop(max(1, size), None)
 
 
-def park(pool: Pool) -> bool:
-    """Keep `pool` for the next build in this event loop (False: none is kept warm, or one
-    of its size is kept already; close it)."""
+def park(pool: Pool) -> list[Pool]:
+    """Keep `pool` for the next build in this event loop; returns the pools to close:
+    `pool` itself when none is kept warm or one of its size is kept already, else those
+    of other sizes it replaces (one pool is kept, the last build's)."""
     if _warm is None or _warm.loop is not asyncio.get_running_loop() \
             or pool.size in _warm.pools:
-        return False
+        return [pool]
     pool.park()
-    _warm.pools[pool.size] = pool
-    return True
+    replaced = list(_warm.pools.values())
+    _warm.pools = {pool.size: pool}
+    return replaced
 
 
 async def prime(size: int) -> None:
     """Start a pool of `size` workers and park it, for the next build in this event loop
-    to take with their imports done (nothing when none is kept warm, or one is kept)."""
+    to take with their imports done (nothing when none is kept warm, or a pool is kept:
+    the last build's, of the size it asked for)."""
     size = max(1, size)
-    if _warm is None or _warm.loop is not asyncio.get_running_loop() or size in _warm.pools:
+    if _warm is None or _warm.loop is not asyncio.get_running_loop() or _warm.pools:
         return
     pool = Pool(size)
     for _ in range(size):
