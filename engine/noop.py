@@ -17,7 +17,10 @@ This is what ninja's log and Bazel's digest cache do.
 
 filmc's own files are found from the packages loaded when the full build
 records (never by walking a checkout: a development tree holds a virtualenv
-and tests that no build reads).
+and tests that no build reads), and the manifest names the filmc that wrote it
+(where its package is): another installation of filmc (another virtualenv, a
+checkout) building the same project is never told "up to date" by the files of
+the one that recorded.
 
 Must stay cheap to import: the standard library and `lang.paths` only.
 """
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from ..lang.paths import find_root
 
-VERSION = 3
+VERSION = 4
 NAME = "noop.json"
 STATE_DIR = ".filmc"
 _OWN = (".py", ".film", ".j2", ".lark", ".otf", ".ttf")
@@ -67,6 +70,11 @@ def own_code(modules: Iterable[str] = ()) -> list[str]:
     return sorted(out)
 
 
+def _this_filmc() -> str:
+    """The folder of the filmc package running now."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def path_of(root: Path) -> Path:
     return root / STATE_DIR / NAME
 
@@ -76,7 +84,7 @@ def record(root: Path, options: dict, inputs: Iterable[str], outputs: Iterable[s
     """Remember what a successful full build depended on and laid out; `env`: the
     environment variables (by name) its adapters' keys depend on."""
     files = sorted(set(inputs) | set(own_code(modules)))
-    doc = {"version": VERSION, "options": options,
+    doc = {"version": VERSION, "filmc": _this_filmc(), "options": options,
            "env": {name: os.environ.get(name) for name in env},
            "inputs": [[p, _stat(p)] for p in files],
            "outputs": [[p, _stat(p)] for p in sorted(set(outputs))]}
@@ -97,7 +105,8 @@ def up_to_date(main: Path, options: dict) -> bool:
         doc = json.loads(path_of(find_root(main)).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if doc.get("version") != VERSION or doc.get("options") != options:
+    if doc.get("version") != VERSION or doc.get("options") != options \
+            or doc.get("filmc") != _this_filmc():
         return False
     if any(os.environ.get(name) != value for name, value in doc.get("env", {}).items()):
         return False

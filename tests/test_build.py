@@ -675,3 +675,20 @@ def test_a_new_panel_font_is_not_a_no_op(project: Path, tmp_path: Path) -> None:
     r = filmc("build", "--offline", "tiny.film", cwd=project, env=env)
     assert r.returncode == 0 and "up to date" not in r.stderr
     assert ran(project) == {s for s in to_run if not s.startswith("export.")}
+
+
+def test_another_filmc_is_never_told_up_to_date(project: Path) -> None:
+    """The manifest names the filmc that wrote it: one installed elsewhere (another
+    virtualenv, a checkout, whose code may differ) building the same project builds."""
+    assert filmc("build", "--offline", "tiny.film", cwd=project).returncode == 0
+    assert "up to date" in filmc("build", "--offline", "tiny.film", cwd=project).stderr
+    path = project / ".filmc" / "noop.json"
+    doc = json.loads(path.read_text())
+    from filmc.engine import noop
+
+    assert doc["filmc"] == str(Path(os.path.abspath(noop.__file__)).parents[1])
+    doc["filmc"] = "/elsewhere/site-packages/filmc"
+    path.write_text(json.dumps(doc))
+    r = filmc("build", "--offline", "tiny.film", cwd=project)
+    assert r.returncode == 0 and "up to date" not in r.stderr
+    assert "up to date" in filmc("build", "--offline", "tiny.film", cwd=project).stderr
