@@ -494,7 +494,8 @@ class Headers:
             try:
                 ftyp, payload, scale, tracks = record
                 made = _TRACKS.get(key)
-                if made is None or made[0] is not record:
+                # (by equality: a journal read again after an append holds new objects)
+                if made is None or made[0] != record:
                     if len(_TRACKS) >= _CACHEKEEP:
                         _TRACKS.clear()
                     made = _TRACKS[key] = (record, tuple(Track(*t) for t in tracks))
@@ -550,7 +551,7 @@ class Headers:
 
 # What this process read of the journal: path → (its device, inode, size and mtime when
 # read, the records, how many parts); and the tracks made of each record, by the file
-# identity it is known under (with the record they were made of).  Track objects are
+# identity it is known under (with the record they were made of, compared by value).  Track objects are
 # never changed once made (mp4join copies what it needs into its own).
 _LOADED: dict[Path, tuple[tuple[int, int, int, int], dict[tuple, tuple], int]] = {}
 _TRACKS: dict[tuple, tuple[tuple, tuple[Track, ...]]] = {}
