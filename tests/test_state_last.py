@@ -4,6 +4,7 @@ as it was is not written again, a relabelled one is."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from filmc.engine.state import State
 
@@ -11,6 +12,20 @@ from filmc.engine.state import State
 def _record(backend: str | None, inputs: dict, files: dict, prompt: str = "a wolf") -> dict:
     return {"kind": "keyframe", "prompt": prompt, "backend": backend, "inputs": inputs,
             "files": files}
+
+
+def _version_1(root: Path, more: str = "") -> Any:
+    """A version 1 state.db in `root`/.filmc (its last_build with `more` columns too)."""
+    import sqlite3
+
+    folder = root / ".filmc"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "state.db")
+    db.executescript(
+        "CREATE TABLE last_build (node TEXT PRIMARY KEY, key TEXT NOT NULL, record TEXT NOT "
+        f"NULL{more}); CREATE TABLE uploads (scope TEXT NOT NULL, digest TEXT NOT NULL, "
+        "value TEXT NOT NULL, PRIMARY KEY (scope, digest)); PRAGMA user_version=1;")
+    return db
 
 
 def test_only_what_changed_is_written(tmp_path: Path) -> None:
@@ -41,15 +56,8 @@ def test_only_what_changed_is_written(tmp_path: Path) -> None:
 def test_a_state_of_the_version_before_keeps_its_rows(tmp_path: Path) -> None:
     """The labels column came with version 2: a version 1 state keeps what it remembers
     (the last build, the uploads) and gains the column, filled by the next build."""
-    import sqlite3
 
-    folder = tmp_path / ".filmc"
-    folder.mkdir()
-    db = sqlite3.connect(folder / "state.db")
-    db.executescript(
-        "CREATE TABLE last_build (node TEXT PRIMARY KEY, key TEXT NOT NULL, record TEXT NOT "
-        "NULL); CREATE TABLE uploads (scope TEXT NOT NULL, digest TEXT NOT NULL, value TEXT "
-        "NOT NULL, PRIMARY KEY (scope, digest)); PRAGMA user_version=1;")
+    db = _version_1(tmp_path)
     row = _record("local", {"sheet.CHEN": "s1"}, {})
     db.execute("INSERT INTO last_build VALUES (?, ?, ?)",
                ("keyframe.a.b.local-1", "k1", '{"backend":"local","files":{},"inputs":{'
@@ -78,14 +86,8 @@ def test_a_migration_cut_short_or_run_twice_leaves_a_usable_state(tmp_path: Path
     import subprocess
     import sys
 
+    db = _version_1(tmp_path, ", labels TEXT NOT NULL DEFAULT ''")
     folder = tmp_path / ".filmc"
-    folder.mkdir()
-    db = sqlite3.connect(folder / "state.db")
-    db.executescript(
-        "CREATE TABLE last_build (node TEXT PRIMARY KEY, key TEXT NOT NULL, record TEXT NOT "
-        "NULL, labels TEXT NOT NULL DEFAULT ''); CREATE TABLE uploads (scope TEXT NOT NULL, "
-        "digest TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (scope, digest)); "
-        "PRAGMA user_version=1;")
     db.execute("INSERT INTO uploads VALUES ('fal', 'd1', '\"https://x/1\"')")
     db.commit()
     db.close()
