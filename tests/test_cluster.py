@@ -166,14 +166,15 @@ def test_a_step_whose_worker_dies_is_rendered_by_another(cluster, tmp_path) -> N
     c, client = cluster
     work = tmp_path / "tmp" / "work"
     work.mkdir(parents=True)
-    # A clip long enough to be killed in the middle of: 20 s of 640x360 from a still.
+    # A clip long enough to be killed in the middle of: 40 s of 640x360 from a still (under
+    # a second's work on a fast machine, so the worker dies a tenth of a second in).
     from PIL import Image
 
     still = work / "in.png"
     Image.new("RGB", (640, 360), (90, 120, 150)).save(still)
     from fractions import Fraction
 
-    spec = {"width": 640, "height": 360, "fps": Fraction(24), "duration": Fraction(20),
+    spec = {"width": 640, "height": 360, "fps": Fraction(24), "duration": Fraction(40),
             "camera": {"motion": "push_in", "amount": 1}}
     job = {"kind": "clip", "spec": spec, "prompt": "", "workdir": str(work),
            "inputs": [["first_frame", str(still), "", "", "", "keyframe.x"]]}
@@ -198,7 +199,7 @@ def test_a_step_whose_worker_dies_is_rendered_by_another(cluster, tmp_path) -> N
                 break
         assert victim is not None, task.result() if task.done() else "never ran"
         victims.append(victim)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
         pid = client.run(os.getpid, workers=[victim])[victim]
         os.kill(pid, signal.SIGKILL)
         return await asyncio.wait_for(task, 120)
