@@ -232,6 +232,9 @@ class Executor:
         # inputs are reused too and whose objects are intact by their signatures are
         # settled here, at once, without a task each; the loop then has only the steps to
         # make (and what waits on them) to run, and hears their workers without delay.
+        # Their bookkeeping (the progress display, the last-build records) waits until the
+        # steps to make have started: after a one-shot edit, the shot's first step is with
+        # a worker while the 14,000 others are counted.
         early: dict[str, Outcome] = {}
         touched = frozenset(nodes)
         for n in nodes:
@@ -239,10 +242,13 @@ class Executor:
             if found is None:
                 self._tasks[n] = asyncio.ensure_future(self._run_step(n))
                 continue
-            early[n] = self._done(found)
+            early[n] = found
             self._tasks[n] = done = loop.create_future()
-            done.set_result(early[n])
+            done.set_result(found)
         try:
+            await asyncio.sleep(0)  # each step to make runs to its first wait
+            for found in early.values():
+                self._done(found)
             results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
