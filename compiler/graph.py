@@ -157,6 +157,7 @@ class _Builder:
         self._chars = {c.id: c for c in film.characters}
         self._locs = {loc.id: loc for loc in film.locations}
         self._backend_keys: dict[tuple[str, str], dict] = {}
+        self._keyed_fields: dict[tuple[str, str], tuple[str, ...]] = {}
         self.burn_subtitles = False
         self.loudness = DEFAULT_LOUDNESS  # [sound] loudness: the film's mix target, LUFS
         self.exports: ExportSetup | None = None  # None: a graph without the exports
@@ -204,6 +205,15 @@ class _Builder:
             found = self._backend_keys[k] = self.infos[name].key(kind)
         return found
 
+    def keyed_fields(self, name: str, kind: str) -> tuple[str, ...]:
+        """The request fields that key a `kind` step on backend `name`, in field order."""
+        k = (name, kind)
+        found = self._keyed_fields.get(k)
+        if found is None:
+            keyed = self.infos[name].fields(kind)
+            found = self._keyed_fields[k] = tuple(n for n in S.FIELD_NAMES if n in keyed)
+        return found
+
     def add(self, sid: StepId, backend: str | None, *, characters: frozenset[str] = frozenset(),
             template: tuple[str, dict] | None = None, into: str = "prompt",
             fields: Fields = _NO_FIELDS, params: dict[str, Any] | None = None,
@@ -226,8 +236,8 @@ class _Builder:
             info = self.infos[backend]
             keyed = info.fields(sid.kind)
             material["adapter"] = self.backend_key(backend, sid.kind)
-            material.update((name, getattr(fields, name)) for name in S.FIELD_NAMES
-                            if name in keyed)
+            for name in self.keyed_fields(backend, sid.kind):
+                material[name] = getattr(fields, name)
             if into in keyed and tmpl_digest is not None:
                 material["template"] = tmpl_digest
             if "params" in keyed:
@@ -322,7 +332,10 @@ class _Builder:
         """The shot's IR and its entry in film.lock, pickled: equal bytes, equal values of
         equal types (a memo keyed by `==` would take 1 for 1.0, whose keys differ).  Not
         its number in the film, which no step of its own reads: a shot added near the
-        start renumbers every shot after it, and re-keys none of them."""
+        start renumbers every shot after it, and re-keys none of them.  Without a memo (a
+        command's one compile) nothing reads it: empty, not pickled."""
+        if self.memo is None:
+            return b""
         at = (shot.scene, shot.id)
         found = self._fingerprints.get(at)
         if found is None:

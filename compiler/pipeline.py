@@ -146,7 +146,7 @@ class Compiled:
 def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = None,
                  loader: Loader | None = None, offline: bool = False,
                  burn_subtitles: bool = False, said: Said | None = None,
-                 memo: Memo | None = None) -> Compiled:
+                 memo: Memo | None = None, keep: bool = False) -> Compiled:
     """`offline`: every step on the built-in `local` backend (the animatic), whatever
     filmc.toml and the shots say; keys follow, so the animatic never stands in for a
     real service's output in the cache.  `said(root, store)`: where the project's store
@@ -154,23 +154,30 @@ def compile_film(path: Path, until: str = "graph", diags: Diagnostics | None = N
     (engine/lengths.py `lookup_for`), by which the graph times the dialogue; None (or a
     lookup of None) keeps every line's estimate.  `memo`: what a process keeps between
     compiles of one film (`Memo`), so that the scenes and shots an edit did not touch are
-    not lowered or keyed again."""
+    not lowered or keyed again.  `keep`: what the compile made lives as long as the
+    process, or until it calls `gc.unfreeze()` (a command's compile, a `build --watch`
+    round): it is frozen out of the cycle collector's reach, not walked by it once more
+    as the compile ends (a tenth of a feature film's compile)."""
     assert until in STAGES
-    with _no_cycle_collection():
+    with _no_cycle_collection(keep):
         return _compile(path, until, diags, loader, offline, burn_subtitles, said, memo)
 
 
 @contextlib.contextmanager
-def _no_cycle_collection() -> Iterator[None]:
+def _no_cycle_collection(keep: bool = False) -> Iterator[None]:
     """Python's cycle collector paused while compiling: a feature film's compile makes
     millions of objects that live until it returns, and the collector's passes over them
     were a quarter of its time (3,000 shots: 5.9 s → 4.6 s of CPU).  The compile makes
-    few cycles; the next collection after it finds them."""
+    few cycles; the next collection after it finds them.  `keep`: the objects frozen
+    (gc.freeze) as it ends, which also sets the collector's count back, so that its first
+    allocation after does not start a pass over all of them."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if keep:
+            gc.freeze()
         if was:
             gc.enable()
 

@@ -7,7 +7,6 @@ import this one, and it imports none of them: no import cycles.
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,16 +92,16 @@ def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = 
     from .compiler.pipeline import compile_film
     from .engine.lengths import lookup_for
 
+    # The compiled film lives as long as the command: kept out of the cycle collector's
+    # reach (frozen), a build's collections need not walk its million objects again and
+    # again.
     result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles,
-                          said=lookup_for, memo=memo)
+                          said=lookup_for, memo=memo, keep=True)
     if not result.ok or result.graph is None:
         report(result.diags, result.sources)
         return None
     if result.diags.items:  # warnings: shown, not fatal
         report(result.diags, result.sources)
-    # The compiled film lives as long as the command: a build's cycle collections need not
-    # walk its million objects again and again.
-    gc.freeze()
     return result
 
 
@@ -118,7 +117,7 @@ def recompiler(file: Path, offline: bool = False, burn_subtitles: bool = False,
         from .engine.lengths import lookup_for
 
         result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles,
-                              said=lookup_for, memo=memo)
+                              said=lookup_for, memo=memo, keep=True)
         if not result.ok or result.graph is None:
             report(result.diags, result.sources)
             return None

@@ -78,16 +78,14 @@ def _watch(args: argparse.Namespace, build: Any, runner: asyncio.Runner) -> int:
     while True:
         before = _stats(watched)
         started = time.perf_counter()
-        gc.unfreeze()  # the last build's film, kept frozen while it ran
         try:
-            result = _compile(args, memo)
+            result = _compile(args, memo)  # frozen as it ends (`_collect`)
         except KeyboardInterrupt:
             return _stopped()
         compiled = time.perf_counter() - started
         if result.ok and result.graph is not None:
             if result.diags.items:
                 report(result.diags, result.sources)
-            gc.freeze()
             events = _Timed(args.quiet)
             code = build(result, memo, events, runner)
             if code in (BUG, INTERRUPTED):
@@ -113,6 +111,7 @@ def _watch(args: argparse.Namespace, build: Any, runner: asyncio.Runner) -> int:
             print(f"filmc: watching {len(watched)} files for changes (Ctrl-C to stop)",
                   file=sys.stderr)
         try:
+            _collect()
             changed, saved_at = _wait(watched, before)
         except KeyboardInterrupt:
             return _stopped()
@@ -127,7 +126,17 @@ def _compile(args: argparse.Namespace, memo: Any) -> Any:
     from .engine.lengths import lookup_for
 
     return compile_film(args.file, offline=args.offline, burn_subtitles=args.burn_subtitles,
-                        said=lookup_for, memo=memo)
+                        said=lookup_for, memo=memo, keep=True)
+
+
+def _collect() -> None:
+    """The cycles the last compile and build left, collected while the user edits: each
+    compile freezes what it made (`keep`), so that neither its end nor the build walks a
+    feature's million objects; here they are walked once, out of the edit's way, and
+    frozen again for the next round."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _stopped() -> int:
