@@ -10,6 +10,11 @@ settings as the CLI, times each stage, then times selections on the graph it
 built (cold: the first selection builds the index; warm: the next). Wall is
 measured from outside the process, so it includes interpreter start-up.
 
+The stages are the compile the goal was set on (2026-11-24: parse, check, IR, the
+shots' graph).  Then, as many times again, the whole compile a command runs
+(`compile_film`: the same and film.lock, the exports, the capability warnings), in
+one call, as its own fresh process: the figure a user waits for.
+
     .venv/bin/python bench/bench_compile.py [--runs 5] [--record]
 """
 
@@ -51,14 +56,17 @@ t1 = time.perf_counter()
 r = compile_film(Path(sys.argv[1]), until="check")  # load, parse, check, config
 assert r.ok, [d.message for d in r.diags.errors][:3]
 t2 = time.perf_counter()
-cfg = r.config  # the rest of compile_film, stage by stage
-infos = describe(cfg, r.project.root, r.diags)
+cfg = r.config  # the rest of compile_film, stage by stage, with the cycle collector
+infos = describe(cfg, r.project.root, r.diags)  # paused as compile_film pauses it
 def choose(k, o=None):
     return cfg.backend_for(k, o).name if KINDS[k].assignable else "local"
+gc.disable()
 film = lower(r.project, r.checked, choose=choose)
 t3 = time.perf_counter()
 g = build_graph(film, Templates(r.project.root), choose, infos)
 t4 = time.perf_counter()
+gc.freeze()  # as the CLI's compile ends (compile_film's `keep`)
+gc.enable()
 out = {"imports": t1 - t0, "check": t2 - t1, "ir": t3 - t2, "graph": t4 - t3,
        "compile": t4 - t1, "after_compile": t4 - t0,
        "nodes": g.number_of_nodes(), "edges": g.number_of_edges(), "select": {}}
@@ -72,9 +80,27 @@ import os; os._exit(0)  # as the filmc command does: no heap teardown at exit
 """
 
 
-def run_once(film: Path) -> dict:
+# The whole compile as a command runs it (compiler/pipeline.py `compile_film`: the stages
+# above and the lock, the exports, the warnings), in one call.
+_WHOLE = r"""
+import gc, json, sys, time
+t0 = time.perf_counter()
+gc.set_threshold(100_000, 50, 100)  # what filmc.cli does
+from pathlib import Path
+from filmc.compiler.pipeline import compile_film
+t1 = time.perf_counter()
+r = compile_film(Path(sys.argv[1]), keep=True)  # as the CLI compiles (filmc/common.py)
+t2 = time.perf_counter()
+assert r.ok and r.graph is not None, [d.message for d in r.diags.errors][:3]
+print(json.dumps({"imports": t1 - t0, "compile": t2 - t1, "nodes": r.graph.number_of_nodes()}),
+      flush=True)
+import os; os._exit(0)
+"""
+
+
+def run_once(film: Path, child: str = _CHILD) -> dict:
     started = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", _CHILD, str(film), json.dumps(SPECS)],
+    p = subprocess.run([sys.executable, "-c", child, str(film), json.dumps(SPECS)],
                        capture_output=True, text=True, check=True)
     result = json.loads(p.stdout)
     result["wall"] = time.perf_counter() - started
@@ -90,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         film = write_film(Path(tmp) / "film", args.shots)
         runs = [run_once(film) for _ in range(args.runs)]
+        whole = [run_once(film, _WHOLE) for _ in range(args.runs)]
     med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
     # one full compile as a user runs it: start-up + imports + compile (selections excluded)
     user_wall = statistics.median(
         r["wall"] - sum(v[0] + v[1] for v in r["select"].values()) for r in runs)
     rss = max(r["rss_mb"] for r in runs)
+    whole_wall = statistics.median(r["wall"] for r in whole)
     lines = [
         f"Graph: {runs[0]['nodes']} steps, {runs[0]['edges']} edges.", "",
         f"| measure | median of {args.runs} | goal |", "| --- | ---: | ---: |",
@@ -105,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         f"| full compile in process | {med('compile') * 1000:.0f} ms | |",
         f"| **full compile, new process, wall** (start-up + imports + compile) | "
         f"**{user_wall * 1000:.0f} ms** | {GOAL_WALL_S * 1000:.0f} ms |",
+        f"| whole compile as a command runs it (`compile_film`: and the lock, the exports, "
+        f"the warnings; {whole[0]['nodes']} steps), in process | "
+        f"{statistics.median(r['compile'] for r in whole) * 1000:.0f} ms | |",
+        f"| **whole compile, new process, wall** | **{whole_wall * 1000:.0f} ms** | "
+        f"{GOAL_WALL_S * 1000:.0f} ms |",
         f"| peak RSS | {rss:.0f} MB | {GOAL_RSS_MB:.0f} MB |",
     ]
     for spec in SPECS:
@@ -116,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     worst_select = max(r["select"][s][0] for r in runs for s in SPECS) * 1000
     verdict = [
         f"- full compile ≤ {GOAL_WALL_S} s: {'PASS' if user_wall <= GOAL_WALL_S else 'FAIL'} "
-        f"({user_wall:.2f} s, ratio {user_wall / GOAL_WALL_S:.2f})",
+        f"({user_wall:.2f} s, ratio {user_wall / GOAL_WALL_S:.2f}); the whole compile: "
+        f"{'PASS' if whole_wall <= GOAL_WALL_S else 'FAIL'} ({whole_wall:.2f} s, ratio "
+        f"{whole_wall / GOAL_WALL_S:.2f})",
         f"- peak RSS ≤ {GOAL_RSS_MB:.0f} MB: {'PASS' if rss <= GOAL_RSS_MB else 'FAIL'} ({rss:.0f} MB)",
         f"- selection ≤ {GOAL_SELECT_MS:.0f} ms: {'PASS' if worst_select <= GOAL_SELECT_MS else 'FAIL'}"
         f" (worst cold {worst_select:.1f} ms)",
