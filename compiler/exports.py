@@ -42,6 +42,7 @@ from ..lang import files
 from ..lang import steps as S
 from ..lang.steps import FILM_STEMS, InputRef, StepId
 from . import ir
+from .keys import Spliced, canonical
 from .lock import CONTINUES, PICKED, SINGLE, STALE, UNPICKED, ShotPicks
 from .pipeline import shot_info
 
@@ -81,10 +82,10 @@ def add_exports(b: Any, picks: dict[tuple[str, str], ShotPicks], setup: ExportSe
                   params={"format": fmt, "columns": list(CSV_COLUMNS),
                           "currency": setup.currency, "rows": cut.rows()})
             continue
-        doc, inputs, held = cut.document(fmt, holds)
+        doc, inputs, held, spliced = cut.document(fmt, holds)
         chars = frozenset(c.id for c in film.characters)
         b.add(StepId.export(fmt), b.choose("export"), characters=chars, params=doc,
-              inputs=inputs, held=held, located=True)
+              inputs=inputs, held=held, located=True, spliced=spliced)
     for fmt in FORMATS:
         if setup.formats is not None and fmt not in setup.formats:
             b.g.nodes[str(StepId.export(fmt))]["optional"] = True
@@ -211,9 +212,11 @@ class _Cut:
     # -- the timeline formats --------------------------------------------------------------
 
     def document(self, fmt: str, holds: str) -> tuple[dict, tuple[InputRef, ...],
-                                                      tuple[InputRef, ...]]:
-        """(params, inputs, held) of a timeline export: OTIO holds every take, every
-        candidate and each shot's metadata; EDL and FCPXML the active take alone."""
+                                                      tuple[InputRef, ...], Spliced | None]:
+        """(params, inputs, held, spliced) of a timeline export: OTIO holds every take,
+        every candidate and each shot's metadata; EDL and FCPXML the active take alone.
+        `spliced`: in a process that compiles again, the canonical text of the shots'
+        entries, each made once (`part`), for its key (compiler/keys.py `canonical`)."""
         film = self.film
         inputs: list[InputRef] = []
         held: list[InputRef] = []
@@ -222,18 +225,17 @@ class _Cut:
             (inputs if strong else held).append(InputRef(node, S.MEDIA))
 
         shots = []
+        texts: list[str] | None = [] if self.b.memo is not None else None
         for scene in film.scenes:
             for shot in scene.shots:
-                f = self.facts(scene, shot)
                 start, frames = self._frames[(shot.scene, shot.id)]
-                refs = f.refs if holds == _EVERY else [f.active]
-                for r in refs:
-                    media(r["step"], self.needed(r["step"]))
-                doc = {"id": shot.id, "start": start, "frames": frames,
-                       "active": f.active["name"], "refs": refs}
-                if holds == _EVERY:
-                    doc["meta"] = f.meta
+                doc, named, text = self.part(self.facts(scene, shot), shot.id, holds, start,
+                                             frames)
+                for node, strong in named:
+                    media(node, strong)
                 shots.append(doc)
+                if texts is not None and text is not None:
+                    texts.append(text)
         lines = []
         if fmt != "edl":  # CMX 3600 holds the picture; the dialogue goes with FCPXML and OTIO
             for shot in film.shots:
@@ -268,7 +270,35 @@ class _Cut:
                "width": film.width, "height": film.height, "language": film.language or "",
                "currency": self.setup.currency,
                "scenes": scenes, "shots": shots, "lines": lines}
-        return doc, tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(held))
+        spliced = None
+        if texts is not None and len(texts) == len(shots):
+            spliced = {("params", "shots"): "[" + ",".join(texts) + "]"}
+        return doc, tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(held)), spliced
+
+    def part(self, f: _Facts, shot: str, holds: str, start: int, frames: int
+             ) -> tuple[dict, list[tuple[str, bool]], str | None]:
+        """One shot's entry in a timeline export, the media it names (each with whether a
+        whole build makes it) and, in a process that compiles again, its canonical text:
+        made once for the same facts at the same place in the film (a one-shot edit makes
+        one entry again, not 3,000, and encodes one, not the whole cut)."""
+        at = (id(f), shot, holds, start, frames)
+        memo = self.b.memo
+        if memo is not None:
+            found = self.b.parts.get(at) or memo.parts.get(at)
+            if found is not None and found[0] is f:
+                self.b.parts[at] = found
+                return found[1], found[2], found[3]
+        refs = f.refs if holds == _EVERY else [f.active]
+        doc = {"id": shot, "start": start, "frames": frames, "active": f.active["name"],
+               "refs": refs}
+        if holds == _EVERY:
+            doc["meta"] = f.meta
+        named = [(r["step"], self.needed(r["step"])) for r in refs]
+        if memo is None:
+            return doc, named, None
+        text = canonical(doc)
+        self.b.parts[at] = (f, doc, named, text)
+        return doc, named, text
 
     # -- the shot list ---------------------------------------------------------------------
 

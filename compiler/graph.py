@@ -58,7 +58,7 @@ from ..lang.steps import Addressed, Fields, InputRef, StepId, Tags
 from . import ir
 from .backends import BackendInfo
 from .exports import ExportSetup, add_exports
-from .keys import step_key
+from .keys import Spliced, step_key
 from .lock import CONTINUES, LOCK_NAME, STALE, UNPICKED, Choice, Lock, ShotPicks, resolve
 from .passes import time_lines
 from .sound import DEFAULT_LOUDNESS, add_mix
@@ -132,6 +132,8 @@ class GraphMemo:
     prints: dict[tuple[str, str], tuple[ir.Shot, Any, bytes]] = attrs.field(factory=dict)
     # what the exports say of a shot (compiler/exports.py), by its calls' fingerprints
     facts: dict[tuple, Any] = attrs.field(factory=dict)
+    # each shot's entry in a timeline export, and its canonical text (exports.py `part`)
+    parts: dict[tuple, tuple] = attrs.field(factory=dict)
     # id(step) → (the step, what its backend cannot honour): compiler/warnings.py
     problems: dict[int, tuple[Any, list[tuple[str, str]]]] = attrs.field(factory=dict)
     reused: int = 0  # calls the last compile put back
@@ -172,6 +174,7 @@ class _Builder:
         self._prints: dict[tuple[str, str], tuple[ir.Shot, Any, bytes]] = {}
         self._by_shot: dict[bytes, list[tuple]] = {}  # a shot's fingerprint → its calls'
         self.facts: dict[tuple, Any] = {}  # what this compile's exports said of each shot
+        self.parts: dict[tuple, tuple] = {}  # and their entries in the timelines
         # (scene, shot, kind) → (the shot's backend, its fallback), for the shots that have one
         self._fallbacks: dict[tuple[str | None, str | None, str], tuple[str, str]] = {
             (scene.id, shot.id, kind): (shot.backend(kind), fb)
@@ -219,8 +222,11 @@ class _Builder:
             fields: Fields = _NO_FIELDS, params: dict[str, Any] | None = None,
             inputs: tuple[InputRef, ...] = (), files: tuple[ir.RefFile, ...] = (),
             pin: str | None = None, waits: str | None = None,
-            held: tuple[InputRef, ...] = (), located: bool = False) -> str:
-        """Add a step; `template` (name, context) renders the field named `into`."""
+            held: tuple[InputRef, ...] = (), located: bool = False,
+            spliced: Spliced | None = None) -> str:
+        """Add a step; `template` (name, context) renders the field named `into`;
+        `spliced`: the canonical text of parts of its key material, made before
+        (compiler/keys.py `canonical`)."""
         id = str(sid)
         if id in self.keys:
             return id
@@ -253,7 +259,7 @@ class _Builder:
             material["held"] = [[self.keys[i.step], i.role, _shown(i.tags)] for i in held]
         if backend is None and pin is not None:
             material["digest"] = pin  # a take the user added: it is its bytes
-        key = step_key(material)
+        key = step_key(material, spliced)
         record = {**material, "backend": backend,
                   "inputs": {i.step: k for i, k in zip(inputs, input_keys)},
                   "files": {f.path: f.digest for f in files}}
@@ -387,12 +393,14 @@ class _Builder:
                 same = False
         if not same:
             memo.calls, memo.templates, memo.prints, memo.facts = {}, {}, {}, {}
+            memo.parts = {}
         memo.context = context
 
     def end_memo(self) -> None:
         memo = self.memo
         if memo is not None:
             memo.calls, memo.prints, memo.facts = self._calls, self._prints, self.facts
+            memo.parts = self.parts
             memo.templates = {**memo.templates, **self.templates.loaded()}
 
     # -- references: sheets and plates -------------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from fractions import Fraction
 
 KEY_SCHEMA = 2
@@ -46,11 +47,33 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
                             default=_default)
 
 
-def canonical(record: dict) -> str:
-    """The one JSON text of a record: sorted keys, no spaces, exact fractions."""
-    return _ENCODER.encode(record)
+Spliced = Mapping[tuple[str, ...], str]
 
 
-def step_key(material: dict) -> str:
-    """The key of a step: the sha256 of its key material's canonical JSON."""
-    return hashlib.sha256(canonical({"v": KEY_SCHEMA, **material}).encode()).hexdigest()
+def canonical(record: dict, spliced: Spliced | None = None) -> str:
+    """The one JSON text of a record: sorted keys, no spaces, exact fractions.
+
+    `spliced`: the canonical text of some of its values, by their path of keys, made
+    before (a process that compiles again keeps each shot's part of an export: see
+    compiler/exports.py), put in place of encoding them again.  The text is the same:
+    a dict on the way to one is written as the encoder writes it, key by key in order."""
+    if not spliced:
+        return _ENCODER.encode(record)
+    return _assembled(record, (), spliced)
+
+
+def _assembled(value: object, path: tuple[str, ...], spliced: Spliced) -> str:
+    text = spliced.get(path)
+    if text is not None:
+        return text
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value) \
+            and any(p[:len(path)] == path for p in spliced):
+        return "{" + ",".join(f"{_ENCODER.encode(k)}:{_assembled(v, (*path, k), spliced)}"
+                              for k, v in sorted(value.items())) + "}"
+    return _ENCODER.encode(value)
+
+
+def step_key(material: dict, spliced: Spliced | None = None) -> str:
+    """The key of a step: the sha256 of its key material's canonical JSON (`spliced`:
+    the text of some of its parts, made before: see `canonical`)."""
+    return hashlib.sha256(canonical({"v": KEY_SCHEMA, **material}, spliced).encode()).hexdigest()
