@@ -270,7 +270,7 @@ class _Cut:
                "width": film.width, "height": film.height, "language": film.language or "",
                "currency": self.setup.currency,
                "scenes": scenes, "shots": shots, "lines": lines}
-        spliced = None
+        spliced: Spliced | None = None
         if texts is not None and len(texts) == len(shots):
             spliced = {("params", "shots"): "[" + ",".join(texts) + "]"}
         return doc, tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(held)), spliced

@@ -94,6 +94,9 @@ class Step(Addressed):
     # where build/<film>/ is (`folder`), records that with its output, and a moved project
     # makes it again.
     located: bool = False
+    # The canonical text of parts of its key material and record, made before
+    # (compiler/keys.py `canonical`): what writing its record needs not encode again.
+    spliced: Spliced | None = attrs.field(default=None, repr=False)
 
     @property
     def prompt(self) -> str:
@@ -265,7 +268,7 @@ class _Builder:
                   "files": {f.path: f.digest for f in files}}
         step = Step(sid, backend, characters, tmpl_path, fields, params, inputs, files, key, record,
                     pin, waits, None if backend is None else self.fallback(sid, backend), held,
-                    located)
+                    located, spliced)
         self.keys[id] = key
         self.g.add_node(id, kind=sid.kind, scene=sid.scene, shot=sid.shot, characters=characters,
                         step=step)

@@ -150,6 +150,7 @@ class Executor:
         self._tasks: dict[str, asyncio.Future[Outcome]] = {}  # tasks, or reused ones settled
         self._known: dict[str, Any] = {}
         self._last: list[tuple[str, str, dict]] = []
+        self._last_spliced: dict[str, Any] = {}  # node → its record's parts encoded before
         self._free: list[Path] = []
         self._runs = 0
         # Hashing, fsyncing and checking outputs: two threads are enough to keep the disk
@@ -354,6 +355,8 @@ class Executor:
         if outcome.status in ("ran", "cached", "provided"):
             step = self._step(outcome.id)
             self._last.append((step.id, step.key, step.record))
+            if step.spliced:
+                self._last_spliced[step.id] = step.spliced
             if len(self._last) >= LAST_BATCH:
                 self._flush_last()
         self.events.finished(outcome)
@@ -822,7 +825,8 @@ class Executor:
     def _flush_last(self) -> None:
         if self._last:
             rows, self._last = self._last, []
-            self.state.record_last(rows)
+            spliced, self._last_spliced = self._last_spliced, {}
+            self.state.record_last(rows, spliced)
 
     def _workdir(self) -> Path:
         """An empty folder for one run of one step (`in/` is made for steps with inputs).

@@ -17,13 +17,14 @@ a reference image is uploaded again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..compiler.keys import canonical
+from ..compiler.keys import Spliced, canonical
 from .db import Database, StoreError, chunks, connect, disk_error
 
 DIR = ".filmc"
@@ -127,13 +128,16 @@ class State(Database):
                 out.update((n, (k, json.loads(r))) for n, k, r in db.execute(q, chunk))
         return out
 
-    def record_last(self, rows: Iterable[tuple[str, str, dict]]) -> None:
+    def record_last(self, rows: Iterable[tuple[str, str, dict]],
+                    spliced: Mapping[str, Spliced] | None = None) -> None:
         """(node, key, record) rows, in one transaction.  A row recorded already (the same
         key and labels: a step reused as it was) is not written again: a feature film's
         rebuild reuses thousands, and writing each one's record out as JSON was most of
         this.  The labels, what a record holds beside its key (its backend's name, its
         inputs' ids, its files' paths), are kept in a column of their own, so that
-        telling is a comparison of strings, not a parse of every record."""
+        telling is a comparison of strings, not a parse of every record.  `spliced`: by
+        node, parts of its record encoded before (compiler/keys.py `canonical`): an
+        export's record is its whole cut."""
         labelled = [(n, k, r, _labels(r)) for n, k, r in rows]
         kept: set[tuple[str, str, str]] = set()
         with self.sql() as db:
@@ -141,7 +145,8 @@ class State(Database):
                 q = (f"SELECT node, key, labels FROM last_build "
                      f"WHERE node IN ({','.join('?' * len(chunk))})")
                 kept.update(db.execute(q, chunk))
-        fresh = [(n, k, canonical(r), labels) for n, k, r, labels in labelled
+        parts = spliced or {}
+        fresh = [(n, k, canonical(r, parts.get(n)), labels) for n, k, r, labels in labelled
                  if (n, k, labels) not in kept]
         if not fresh:
             return
@@ -163,9 +168,17 @@ class State(Database):
                        (scope, digest, json.dumps(value)))
 
 
+_LONG_LABELS = 256  # labels longer than this are kept as their digest
+
+
 def _labels(record: dict) -> str:
     """What a record holds that its key does not (its backend's name, its inputs' ids,
     its files' paths), as a string to compare: equal strings, equal labels (in another
-    order they differ, and the row is written again, which is all that costs)."""
-    return repr((record.get("backend"), record.get("inputs", {}), record.get("files", {})))
+    order they differ, and the row is written again, which is all that costs).  Long
+    ones by their sha256: the film's and an export's name every shot's steps (1.5 MB for
+    a feature's OTIO), read back and compared at every build."""
+    text = repr((record.get("backend"), record.get("inputs", {}), record.get("files", {})))
+    if len(text) <= _LONG_LABELS:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 

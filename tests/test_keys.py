@@ -534,3 +534,23 @@ def test_what_an_input_shows_is_keyed(project: Path, base: dict[str, str]) -> No
     assert shots
     now = keys_of(project)
     assert shot_steps(g, *shots, kinds=("keyframe",)) <= changed(base, now)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.text(max_size=5), _JSON, max_size=4), st.text(max_size=5),
+       st.text(max_size=5), st.lists(_JSON, max_size=4))
+def test_spliced_parts_give_the_same_text(record: dict, outer: str, inner: str,
+                                          part: list) -> None:
+    """A record encoded with the text of one of its parts made before (what a process that
+    compiles again keeps of an export's shots) is the text encoding it whole gives."""
+    record = {**record, outer: {"x": 1, inner: part}}
+    spliced = {(outer, inner): canonical(part)}  # type: ignore[arg-type]
+    assert canonical(record, spliced) == canonical(record)
+    assert canonical(record, {("absent", "path"): "[]"}) == canonical(record)
