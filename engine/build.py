@@ -119,7 +119,11 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         # Every build lays out each candidate the store holds (a pick leaves the others
         # unbuilt by it, yet the review page shows them) and writes the static review
         # page: `--until keyframe` is how candidates are made to be reviewed.
-        cards = review.contact_sheet(program, store)
+        node = program.graph._node
+        cards = review.contact_sheet(program, store, {
+            node[o.id]["step"].key: (o.outputs[0].digest, o.outputs[0].ext) for o in outcomes
+            if o.kind in ("keyframe", "clip") and o.outputs
+            and o.status in ("ran", "cached", "provided")})
         laid = materialize(program, store, outcomes, full=full,
                            extra=review.media(program, store, cards),
                            cause=_cause(options, executor.interrupted))

@@ -114,9 +114,11 @@ class Card:
 # --- the data -------------------------------------------------------------------------------
 
 
-def contact_sheet(program: Any, store: Store | None) -> list[Card]:
+def contact_sheet(program: Any, store: Store | None,
+                  made: Mapping[str, tuple[str, str]] | None = None) -> list[Card]:
     """Every shot of the film, in order, with its candidates and takes and whether each is
-    in the store."""
+    in the store.  `made`: step key → (digest, extension) of what a build just made or
+    reused, which the store is not asked for again."""
     nodes = program.graph._node
     per_shot: dict[tuple[str, str], list[Any]] = {}
     for data in nodes.values():
@@ -129,7 +131,10 @@ def contact_sheet(program: Any, store: Store | None) -> list[Card]:
             for name in choice.candidates:
                 sid = StepId(choice.kind, info.scene, info.id, candidate=name)
                 steps[(info.id, choice.kind, name)] = nodes[str(sid)]["step"]
-    outputs = _outputs(store, [s for s in steps.values() if s.backend is not None])
+    known = made or {}
+    outputs = dict(known)
+    outputs.update(_outputs(store, [s for s in steps.values()
+                                    if s.backend is not None and s.key not in known]))
     cards = []
     for info, picks in shots:
         kinds = dict(info.backends)

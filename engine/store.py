@@ -260,23 +260,31 @@ class Store(Database):
         """Remember that a build reused these actions now (`filmc gc --older-than` keeps
         what was of use lately): one log line for those whose last recorded use (or
         record) is older than TOUCH_EVERY, so that a build a minute does not grow the
-        log.  How many were logged."""
+        log.  How many were logged.  What this process already knows was used within
+        TOUCH_EVERY (`_recent`: a `build --watch` reuses the same 14,000 every round) is
+        not asked of the index again."""
         self.flush_index()
         now = time.time()
+        recent = _recent.setdefault(str(self.path), {})
+        ask = [k for k in set(keys) if recent.get(k, 0.0) < now - TOUCH_EVERY]
         stale: list[str] = []
         with self.sql() as db:
-            for chunk in chunks(set(keys)):
+            for chunk in chunks(ask):
                 marks = ",".join("?" * len(chunk))
-                stale += [k for k, last in db.execute(
-                    f"SELECT a.key, max(a.created, coalesce(u.t, 0)) FROM actions a "
-                    f"LEFT JOIN used u ON u.key = a.key WHERE a.key IN ({marks})", chunk)
-                    if last < now - TOUCH_EVERY]
+                for k, last in db.execute(
+                        f"SELECT a.key, max(a.created, coalesce(u.t, 0)) FROM actions a "
+                        f"LEFT JOIN used u ON u.key = a.key WHERE a.key IN ({marks})", chunk):
+                    if last < now - TOUCH_EVERY:
+                        stale.append(k)
+                    else:
+                        recent[k] = last
         if stale:
             try:
                 self.log.append([{"used": sorted(stale)}])
             except OSError as e:
                 raise disk_error(f"write `{self.log.path}`", e, self.path) from None
             self._catch_up()
+            recent.update(dict.fromkeys(stale, now))
         return len(stale)
 
     def inventory(self) -> list[Cached]:
@@ -426,6 +434,8 @@ def _mtime(path: Path) -> float:
 # under its key is a new entry; the old one goes when the memo is full).  (Their outputs
 # and meta are read, never changed, by every caller.)
 _decoded: dict[tuple[str, str, str], Action] = {}
+# store path → key → when this process last knew it used (Store.touch)
+_recent: dict[str, dict[str, float]] = {}
 _DECODED_MAX = 60_000  # records: a feature's ~15,000 several times over
 
 
