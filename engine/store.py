@@ -142,29 +142,40 @@ class Store(Database):
         """Index what the log holds beyond the index's offset — this build's lines and any
         another build sharing the store appended — with the objects' fresh signatures, in
         one transaction; the offset advances over exactly what was read."""
-        with self.transaction() as db:
-            db.execute(_USED)
-            row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
-            offset = int(row[0]) if row else 0
-            if self.log.size() < offset:  # shorter than the index remembers: replaced
-                offset = 0
-            count, read_to = 0, offset
-            for after, record in self.log.read(offset):
-                count += self._apply(db, record)
-                read_to = after
-            if read_to != offset:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)", (read_to,))
-            self._flush_stats(db)
+        where = str(self.path)
+        try:
+            with self.transaction() as db:
+                db.execute(_USED)
+                row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
+                offset = int(row[0]) if row else 0
+                follow = _following(where, offset)
+                if self.log.size() < offset:  # shorter than the index remembers: replaced
+                    offset = 0
+                    follow.clear()
+                count, read_to = 0, offset
+                for after, record in self.log.read(offset):
+                    count += self._apply(db, record, follow)
+                    read_to = after
+                if read_to != offset:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('log_offset', ?)",
+                               (read_to,))
+                self._flush_stats(db)
+        except BaseException:
+            _followed.pop(where, None)  # not indexed after all
+            raise
+        _followed[where] = (read_to, follow)
         if opening and offset == 0 and count:
             self.notes.append(f"rebuilt the store index from {LOG_NAME}: {count} cached steps")
 
     @staticmethod
-    def _apply(db: sqlite3.Connection, record: dict) -> int:
+    def _apply(db: sqlite3.Connection, record: dict, follow: dict[str, Action]) -> int:
         if "forget" in record:
             for chunk in chunks(record["forget"]):
                 marks = ",".join("?" * len(chunk))
                 db.execute(f"DELETE FROM actions WHERE key IN ({marks})", chunk)
                 db.execute(f"DELETE FROM used WHERE key IN ({marks})", chunk)
+                for key in chunk:
+                    follow.pop(key, None)
             return 0
         if isinstance(record.get("used"), list):
             t = record.get("t") or time.time()
@@ -176,6 +187,7 @@ class Store(Database):
             db.execute("INSERT OR REPLACE INTO actions VALUES (?, ?, ?, ?)",
                        (record["key"], canonical(record["outputs"]),
                         canonical(record.get("meta") or {}), record.get("t") or time.time()))
+            follow.pop(record["key"], None)  # asked for again, as the index now has it
             return 1
         return 0
 
@@ -194,13 +206,23 @@ class Store(Database):
 
     def get_actions(self, keys: Iterable[str]) -> dict[str, Action]:
         """The actions of `keys` the store holds.  (Their records decoded once a process:
-        `_decoded`.)"""
+        `_decoded`; and the actions this process found, not asked for again while the index
+        is where this process left it: `_followed`.)"""
         global _decoded
         self.flush_index()
         found: dict[str, Action] = {}
         seen, kept = _decoded, {}
         with self.sql() as db:
-            for chunk in chunks(set(keys)):
+            row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
+            follow = _following(str(self.path), int(row[0]) if row else 0)
+            ask = set()
+            for k in keys:
+                action = follow.get(k)
+                if action is None:
+                    ask.add(k)
+                else:
+                    found[k] = action
+            for chunk in chunks(ask):
                 marks = ",".join("?" * len(chunk))
                 for row in db.execute(
                         f"SELECT key, outputs, meta FROM actions WHERE key IN ({marks})", chunk):
@@ -209,7 +231,7 @@ class Store(Database):
                         k, outputs, meta = row
                         action = Action(k, tuple(_load(outputs, self.db_path)),
                                         _load(meta, self.db_path))
-                    found[row[0]] = kept[row] = action
+                    found[row[0]] = kept[row] = follow[row[0]] = action
         if len(seen) + len(kept) > _DECODED_MAX:  # bounded: the latest read's alone
             _decoded = kept
         else:
@@ -436,6 +458,19 @@ def _mtime(path: Path) -> float:
 _decoded: dict[tuple[str, str, str], Action] = {}
 # store path → key → when this process last knew it used (Store.touch)
 _recent: dict[str, dict[str, float]] = {}
+# store path → (the index's log offset, the actions this process found in it at that
+# offset): while the index stays there (no other process indexed anything: a watch
+# between builds), those are not asked for again.  Only what is found is kept; a line
+# this process indexes drops its key (asked again), and any other offset starts afresh.
+_followed: dict[str, tuple[int, dict[str, Action]]] = {}
+
+
+def _following(where: str, offset: int) -> dict[str, Action]:
+    """The actions this process knows of the store at `where` whose index is at `offset`."""
+    entry = _followed.get(where)
+    if entry is None or entry[0] != offset:
+        entry = _followed[where] = (offset, {})
+    return entry[1]
 _DECODED_MAX = 60_000  # records: a feature's ~15,000 several times over
 
 

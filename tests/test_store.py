@@ -353,3 +353,28 @@ def test_builds_sharing_a_store_never_skip_each_others_actions(tmp_path: Path) -
     a._db = None
     with reopen(path) as c:
         assert c.actions_present([KEY_A, KEY_B]) == {KEY_A, KEY_B}
+
+
+def test_a_process_asking_again_sees_what_another_process_changed(tmp_path: Path) -> None:
+    """A process keeps the actions it found while the index stays where it left it (a
+    `build --watch` between builds): another process's change to the index is seen."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "store"
+    with Store.open(path, create=True) as store:  # type: ignore[union-attr]
+        store.record_action(KEY_A, OUT, {"backend": "local"})
+        assert set(store.get_actions([KEY_A, KEY_B])) == {KEY_A}
+        assert set(store.get_actions([KEY_A])) == {KEY_A}  # from what it found
+        # Another process forgets it (`filmc gc` of another project sharing the store),
+        # then records B under another project's build.
+        script = ("import sys; from pathlib import Path; from filmc.engine.store import Store\n"
+                  "s = Store.open(Path(sys.argv[1])); s.collect(set()); "
+                  "s.record_action(sys.argv[2], [], {'backend': 'local'}); s.close()")
+        subprocess.run([sys.executable, "-c", script, str(path), KEY_B], check=True)
+        assert store.get_actions([KEY_A]) == {}
+        assert set(store.get_actions([KEY_A, KEY_B])) == {KEY_B}
+        # Its own record, indexed here, is asked for again, not served as it was found.
+        store.record_action(KEY_A, OUT, {"backend": "other"})
+        store.flush_index()
+        assert store.get_actions([KEY_A])[KEY_A].meta["backend"] == "other"
