@@ -248,8 +248,10 @@ class Executor:
             done.set_result(found)
         try:
             await asyncio.sleep(0)  # each step to make runs to its first wait
-            for found in early.values():
+            for i, found in enumerate(early.values(), 1):
                 self._done(found)
+                if i % 256 == 0:  # and on from there (a reference it reads, copied)
+                    await asyncio.sleep(0)
             results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
