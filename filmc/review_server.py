@@ -402,8 +402,9 @@ def serve(path: Path, host: str, port: int, offline: bool = False) -> int:
                     "`--port 0` for any free one" if port else None)
     shown = str(server.server_address[0])
     shown = f"[{shown}]" if ":" in shown else shown
-    print(f"serving http://{shown}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
-    try:
+    try:  # (a Ctrl-C as soon as the address is out is a stop too)
+        print(f"serving http://{shown}:{server.server_address[1]}/ (Ctrl-C to stop)",
+              flush=True)
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
