@@ -161,7 +161,7 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
             if path != timeline_path:
                 _place(os.path.join(objects, digest[:2], digest), path, folders)
         if timeline is not None:
-            _write_timeline(store.objects.path(timeline), out / "timeline.json")
+            _write_timeline(store.objects.path(timeline), out / "timeline.json", timeline)
         stale = set_aside(out, set(wanted), owners, current, outcomes, cause, full)
     except OSError as e:
         raise disk_error(f"lay out the build in `{out}`", e, out) from None
@@ -291,12 +291,25 @@ def set_aside(out: Path, wanted: set[str], owners: dict[str, tuple[Any, Any]],
     return sorted(stale, key=lambda s: ("/" in s["path"], s["path"]))
 
 
-def _write_timeline(obj: Path, dest: Path) -> None:
-    """The timeline step's cut, with each shot's file as laid out here."""
-    doc = json.loads(obj.read_text(encoding="utf-8"))
-    for clip in doc.get("clips", []):
-        clip["file"] = shot_file(clip["shot"])
-    write_atomic(dest, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+def _write_timeline(obj: Path, dest: Path, digest: str) -> None:
+    """The timeline step's cut, with each shot's file as laid out here; left as it is when
+    it says that already (an edit that moves no cut writes nothing: a feature's timeline
+    is some 3,000 clips, and Python's indenting encoder is slow)."""
+    text = _timelines.get(digest)
+    if text is None:
+        doc = json.loads(obj.read_text(encoding="utf-8"))
+        for clip in doc.get("clips", []):
+            clip["file"] = shot_file(clip["shot"])
+        text = json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+        _timelines.clear()  # the latest alone
+        _timelines[digest] = text
+    with contextlib.suppress(OSError):
+        if dest.read_text(encoding="utf-8") == text:
+            return
+    write_atomic(dest, text)
+
+
+_timelines: dict[str, str] = {}  # the timeline object's digest → the text laid out for it
 
 
 def write_atomic(dest: Path, text: str) -> None:
