@@ -387,6 +387,23 @@ def test_a_process_that_joins_again_reads_the_journal_once(shots, tmp_path, monk
     assert len(later.known) == len(kept.known) + 1 and later.parts == kept.parts + 1
     later.movie(other)
     assert later.read == 0
+    # Its own append (a shot made again after an edit) is known without reading it back.
+    mine = tmp_path / "mine.mp4"
+    mine.write_bytes(shots[1].read_bytes())
+    later.movie(mine)
+    later.save()
+    with monkeypatch.context() as m:
+        m.setattr(Path, "read_bytes", unread)
+        after = mp4join.Headers(tmp_path / "cache")
+        assert after.parts == later.parts + 1 and len(after.known) == len(later.known) + 1
+        after.movie(mine)
+        assert after.read == 0
+    # ... and one more from another process after it is read again.
+    other2 = tmp_path / "other2.mp4"
+    other2.write_bytes(shots[2].read_bytes())
+    subprocess.run([sys.executable, "-c", script, tmp_path / "cache", other2], check=True)
+    last = mp4join.Headers(tmp_path / "cache")
+    assert len(last.known) == len(after.known) + 1
 
 
 def test_a_damaged_header_cache_is_no_cache(shots, tmp_path):

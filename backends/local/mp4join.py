@@ -673,7 +673,7 @@ def join(inputs: Sequence[Path], out: Path, *, chapters: Sequence[tuple[str, obj
     """
     if not inputs:
         raise Unjoinable("there is nothing to join")
-    movies = [headers.movie(p) if headers is not None else read_movie(p) for p in inputs]
+    movies = headers.movies(inputs) if headers is not None else [read_movie(p) for p in inputs]
     _check(movies)
     keep = [t.kind for t in movies[0].tracks if audio is None or t.kind != b"soun"]
     outs = [_from(t) for t in movies[0].tracks if t.kind in keep]
