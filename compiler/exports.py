@@ -236,21 +236,14 @@ class _Cut:
                 shots.append(doc)
                 if texts is not None and text is not None:
                     texts.append(text)
-        lines = []
+        lines: list[dict] = []
         if fmt != "edl":  # CMX 3600 holds the picture; the dialogue goes with FCPXML and OTIO
             for shot in film.shots:
-                start, _n = self._frames[(shot.scene, shot.id)]
-                for line in shot.lines:
-                    node = str(StepId.speech(shot.scene, shot.id, line.index))
-                    media(node, True)
-                    a = start + round(line.start * self.fps)
-                    lines.append({"name": f"{shot.id}.{line.index}", "step": node,
-                                  "file": files.stem(files.speech_file(shot.id, line.index)),
-                                  "start": a,
-                                  "frames": max(1, start + round(line.end * self.fps) - a),
-                                  "speaker": line.speaker, "paren": line.paren or "",
-                                  "text": line.text, "shot": shot.id, "scene": shot.scene,
-                                  "line": line.index, "key": self.b.keys[node]})
+                if shot.lines:
+                    said = self.said(shot, self._frames[(shot.scene, shot.id)][0])
+                    for entry in said:
+                        media(entry["step"], True)
+                    lines += said
         scenes = []
         for scene in film.scenes:
             if not scene.shots:
@@ -274,6 +267,30 @@ class _Cut:
         if texts is not None and len(texts) == len(shots):
             spliced = {("params", "shots"): "[" + ",".join(texts) + "]"}
         return doc, tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(held)), spliced
+
+    def said(self, shot: ir.Shot, start: int) -> list[dict]:
+        """A shot's lines as the timelines hold them, from frame `start`; in a process that
+        compiles again, made once for the same (timed) shot at the same place."""
+        at = ("lines", id(shot), start)
+        memo = self.b.memo
+        if memo is not None:
+            found = self.b.parts.get(at) or memo.parts.get(at)
+            if found is not None and found[0] is shot:
+                self.b.parts[at] = found
+                return found[1]
+        out = []
+        for line in shot.lines:
+            node = str(StepId.speech(shot.scene, shot.id, line.index))
+            a = start + round(line.start * self.fps)
+            out.append({"name": f"{shot.id}.{line.index}", "step": node,
+                        "file": files.stem(files.speech_file(shot.id, line.index)),
+                        "start": a, "frames": max(1, start + round(line.end * self.fps) - a),
+                        "speaker": line.speaker, "paren": line.paren or "",
+                        "text": line.text, "shot": shot.id, "scene": shot.scene,
+                        "line": line.index, "key": self.b.keys[node]})
+        if memo is not None:
+            self.b.parts[at] = (shot, out)
+        return out
 
     def part(self, f: _Facts, shot: str, holds: str, start: int, frames: int
              ) -> tuple[dict, list[tuple[str, bool]], str | None]:

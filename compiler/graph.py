@@ -137,6 +137,10 @@ class GraphMemo:
     facts: dict[tuple, Any] = attrs.field(factory=dict)
     # each shot's entry in a timeline export, and its canonical text (exports.py `part`)
     parts: dict[tuple, tuple] = attrs.field(factory=dict)
+    # (scene, shot) → (the lowered shot, its lines' speech keys); → (the lowered shot, the
+    # lengths said, the shot timed by them): `_Builder.retime`
+    spoken: dict[tuple[str, str], tuple[ir.Shot, list[str]]] = attrs.field(factory=dict)
+    timed: dict[tuple[str, str], tuple[ir.Shot, tuple, ir.Shot]] = attrs.field(factory=dict)
     # id(step) → (the step, what its backend cannot honour): compiler/warnings.py
     problems: dict[int, tuple[Any, list[tuple[str, str]]]] = attrs.field(factory=dict)
     reused: int = 0  # calls the last compile put back
@@ -178,6 +182,8 @@ class _Builder:
         self._by_shot: dict[bytes, list[tuple]] = {}  # a shot's fingerprint → its calls'
         self.facts: dict[tuple, Any] = {}  # what this compile's exports said of each shot
         self.parts: dict[tuple, tuple] = {}  # and their entries in the timelines
+        self._spoken: dict[tuple[str, str], tuple[ir.Shot, list[str]]] = {}
+        self._timed: dict[tuple[str, str], tuple[ir.Shot, tuple, ir.Shot]] = {}
         # (scene, shot, kind) → (the shot's backend, its fallback), for the shots that have one
         self._fallbacks: dict[tuple[str | None, str | None, str], tuple[str, str]] = {
             (scene.id, shot.id, kind): (shot.backend(kind), fb)
@@ -396,14 +402,14 @@ class _Builder:
                 same = False
         if not same:
             memo.calls, memo.templates, memo.prints, memo.facts = {}, {}, {}, {}
-            memo.parts = {}
+            memo.parts, memo.spoken, memo.timed = {}, {}, {}
         memo.context = context
 
     def end_memo(self) -> None:
         memo = self.memo
         if memo is not None:
             memo.calls, memo.prints, memo.facts = self._calls, self._prints, self.facts
-            memo.parts = self.parts
+            memo.parts, memo.spoken, memo.timed = self.parts, self._spoken, self._timed
             memo.templates = {**memo.templates, **self.templates.loaded()}
 
     # -- references: sheets and plates -------------------------------------------------------
@@ -619,11 +625,24 @@ class _Builder:
         spoken = [(shot, line) for shot in self.film.shots for line in shot.lines]
         if not spoken:
             return
-        ids = [self.speech(shot, line) for shot, line in spoken]
-        keys = [self.keys[i] for i in ids]
-        for i in ids:
-            self.g.remove_node(i)
-            del self.keys[i]
+        # In a process that compiles again, a shot the lowering put back (the same object)
+        # in the same context has the same lines' keys, and timed by the same lengths, the
+        # same timed shot (whose fingerprint is then not pickled again).
+        memo = self.memo
+        keys: list[str] = []
+        for shot in self.film.shots:
+            if not shot.lines:
+                continue
+            at = (shot.scene, shot.id)
+            found = memo.spoken.get(at) if memo is not None else None
+            if found is None or found[0] is not shot:
+                ids = [self.speech(shot, line) for line in shot.lines]
+                found = (shot, [self.keys[i] for i in ids])
+                for i in ids:
+                    self.g.remove_node(i)
+                    del self.keys[i]
+            self._spoken[at] = found
+            keys += found[1]
         known = said(keys)
         lengths: dict[tuple[str, str], dict[int, Fraction]] = {}
         for (shot, line), key in zip(spoken, keys):
@@ -633,10 +652,20 @@ class _Builder:
             return
         self.film = attrs.evolve(self.film, scenes=tuple(
             attrs.evolve(scene, shots=tuple(
-                time_lines(shot, lengths[(shot.scene, shot.id)])
+                self._timed_shot(shot, lengths[(shot.scene, shot.id)])
                 if (shot.scene, shot.id) in lengths else shot for shot in scene.shots))
             for scene in self.film.scenes))
         self.retimed = len(known)
+
+    def _timed_shot(self, shot: ir.Shot, lengths: dict[int, Fraction]) -> ir.Shot:
+        """`time_lines`, or what it gave the last compile for the same shot and lengths."""
+        at = (shot.scene, shot.id)
+        said = tuple(sorted(lengths.items()))
+        found = self.memo.timed.get(at) if self.memo is not None else None
+        if found is None or found[0] is not shot or found[1] != said:
+            found = (shot, said, time_lines(shot, lengths))
+        self._timed[at] = found
+        return found[2]
 
     def finish(self, shot: ir.Shot, clip: str, waits: str | None) -> str:
         """The shot: its picked clip conformed, with its dialogue."""
@@ -653,9 +682,9 @@ class _Builder:
     # -- the film and the side outputs -------------------------------------------------------------
 
     def build(self) -> nx.DiGraph:
+        self.start_memo()  # (before the dialogue is timed: what it keeps needs the context)
         if self.said is not None:
             self.retime(self.said)
-        self.start_memo()
         film = self.film
         shots = film.shots
         picks: dict[tuple[str, str], ShotPicks] = {}
