@@ -43,6 +43,10 @@ def hash_file(path: Path | str) -> str:
     return h.hexdigest()
 
 
+_PATHS_KEPT = 200_000
+_paths: dict[str, Path] = {}  # Objects.path's
+
+
 class Objects:
     """The objects of one store.  `known` maps digests to their verified signatures; the
     store persists it (`fresh` collects what changed since it last did)."""
@@ -56,7 +60,15 @@ class Objects:
         self._shards: set[Path] = set()  # shard folders known to exist
 
     def path(self, digest: str) -> Path:
-        return Path(self.where(digest))
+        """The object's path.  The same Path object for the same object in one process (a
+        feature's export names 15,000, at every rebuild of `build --watch`)."""
+        where = self.where(digest)
+        found = _paths.get(where)
+        if found is None:
+            if len(_paths) >= _PATHS_KEPT:
+                _paths.clear()
+            found = _paths[where] = Path(where)
+        return found
 
     def where(self, digest: str) -> str:
         """`path` as a string: a rebuild of a feature film checks tens of thousands of
