@@ -157,9 +157,14 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
     try:
         folders = _Folders()
         objects = os.fspath(store.objects.root)
+        # An object's inode as the store verified it (this build checked each it reused
+        # by its signature): a file already linked to it needs no stat of the object.
+        device, known = os.stat(objects).st_dev, store.objects.known
         for path, digest in wanted.items():
             if path != timeline_path:
-                _place(os.path.join(objects, digest[:2], digest), path, folders)
+                sig = known.get(digest)
+                _place(f"{objects}/{digest[:2]}/{digest}", path, folders,
+                       None if sig is None else (device, sig[2]))
         if timeline is not None:
             _write_timeline(store.objects.path(timeline), out / "timeline.json", timeline)
         stale = set_aside(out, set(wanted), owners, current, outcomes, cause, full)
@@ -349,14 +354,18 @@ class _Folders:
         return None if found is None else (seen[0], found)
 
 
-def _place(obj: str | Path, dest: str | Path, folders: _Folders | None = None) -> None:
+def _place(obj: str | Path, dest: str | Path, folders: _Folders | None = None,
+           ident: tuple[int, int] | None = None) -> None:
     """`dest` becomes the object: a hard link when possible (objects are read-only), else
     a copy; replaced atomically, so a reader sees the old file or the new one.  With
-    `folders`, a `dest` that already is the object (the same inode) is left as it is."""
+    `folders`, a `dest` that already is the object (the same inode: `ident`, the object's
+    (device, inode) where known, else its stat) is left as it is."""
     parent, name = os.path.split(dest)
     if folders is not None:
         there = folders.inode(parent, name)
         if there is not None:
+            if ident == there:
+                return
             with contextlib.suppress(OSError):
                 st = os.stat(obj)
                 if (st.st_dev, st.st_ino) == there:
