@@ -33,7 +33,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..lang.paths import find_root
+from ..lang.paths import find_root, stamp
 
 VERSION = 4
 NAME = "noop.json"
@@ -42,11 +42,8 @@ _OWN = (".py", ".film", ".j2", ".lark", ".otf", ".ttf")
 
 
 def _stat(path: str) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    found = stamp(path)
+    return None if found is None else list(found)  # as JSON holds it
 
 
 def own_code(modules: Iterable[str] = ()) -> list[str]:

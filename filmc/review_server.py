@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import compile_or_report, fail, report
+from .lang.paths import stamp
 
 MEDIA = re.compile(r"/media/([0-9a-f]{64})(\.[A-Za-z0-9]{1,8})")
 MAX_BODY = 64 * 1024
@@ -54,7 +55,7 @@ class Review:
         self.cards: list[Any] = []
         self.digests: set[str] = set()
         self.broken = False  # the film stopped compiling since it was loaded
-        self._stamps: dict[Path, tuple[int, int] | None] = {}
+        self._stamps: dict[Path, tuple[int, int, int] | None] = {}
         self._seen: tuple[Any, Any] = (None, None)  # what the cards were gathered from
         # The last compile, kept (compiler/pipeline.py Memo): a pick re-keys its shot alone.
         self.memo: Any = None
@@ -155,15 +156,8 @@ class Review:
             self.store.close()
 
 
-def _stamps(files: Any) -> dict[Path, tuple[int, int] | None]:
-    out: dict[Path, tuple[int, int] | None] = {}
-    for f in files:
-        try:
-            st = os.stat(f)
-            out[f] = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            out[f] = None
-    return out
+def _stamps(files: Any) -> dict[Path, tuple[int, int, int] | None]:
+    return {f: stamp(f) for f in files}
 
 
 def page_link(filter: str, page: int) -> str:

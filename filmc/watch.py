@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import fail, report
+from .lang.paths import stamp
 
 POLL = 0.1
 SETTLE = 0.05
@@ -167,15 +168,7 @@ def _files(paths: Iterable[Path], folders: bool = False) -> list[str]:
 
 
 def _stats(paths: Iterable[str]) -> Stats:
-    out: Stats = {}
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            out[p] = None
-        else:
-            out[p] = (st.st_size, st.st_mtime_ns, st.st_ino)
-    return out
+    return {p: stamp(p) for p in paths}
 
 
 def _wait(paths: list[str], before: Stats) -> tuple[list[str], float | None]:

@@ -27,6 +27,17 @@ def film_name(main: Path, root: Path) -> str:
     return root.name if main.stem == "film" else main.stem
 
 
+def stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """A file's size, modification time and inode (None: it is not there): what tells
+    that a file was written since, cheaply (the no-op build, `build --watch`, the review
+    page, each over the files a film reads)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 def user_cache(sub: str | None = None) -> Path | None:
     """filmc's folder in the user's cache (`$XDG_CACHE_HOME/filmc`, else
     `~/.cache/filmc`), or a folder `sub` in it; None when it cannot be made safe.
