@@ -72,7 +72,9 @@ exit $rc
 _MADE = {"clip.mp4": "clip", "shot.mp4": "shot", "film.mp4": "film", "joined.mp4": "film",
          "frame.png": "lastframe", "speech.wav": "speech", "music.wav": "music",
          "sfx.wav": "sfx", "-": "probe", "-version": "version",
-         "frame.mp4": "shot: the header to match (one frame, once a worker)"}
+         "frame.mp4": "shot: the header to match (one frame, once a worker)",
+         # a shot's sound, which mp4join writes behind its clip's video (media.conform_shot)
+         "shot.audio.m4a": "shot", "shot.mix.wav": "shot"}
 
 
 def children() -> float:
