@@ -108,11 +108,11 @@ def _watch(args: argparse.Namespace, build: Any, runner: asyncio.Runner) -> int:
             report(result.diags, result.sources)
             watched = _files(_read(result, args.file), folders=True)
         before.update({p: s for p, s in _stats(watched).items() if p not in before})
-        if not args.quiet:
-            print(f"filmc: watching {len(watched)} files for changes (Ctrl-C to stop)",
-                  file=sys.stderr)
         try:
             _collect()
+            if not args.quiet:
+                print(f"filmc: watching {len(watched)} files for changes (Ctrl-C to stop)",
+                      file=sys.stderr)
             changed, saved_at = _wait(watched, before)
         except KeyboardInterrupt:
             return _stopped()
@@ -131,10 +131,11 @@ def _compile(args: argparse.Namespace, memo: Any) -> Any:
 
 
 def _collect() -> None:
-    """The cycles the last compile and build left, collected while the user edits: each
-    compile freezes what it made (`keep`), so that neither its end nor the build walks a
-    feature's million objects; here they are walked once, out of the edit's way, and
-    frozen again for the next round."""
+    """The cycles the last compile and build left (the graph a compile replaced holds
+    some), collected once a round is over: each compile freezes what it made (`keep`), so
+    that neither its end nor the build walks a feature's million objects; here they are
+    walked once, after the rebuild's timing line and before `watching` (0.6 s for a
+    3,000-shot film: a save meanwhile is seen as soon as it ends), and frozen again."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()
