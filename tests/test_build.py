@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from fractions import Fraction
@@ -307,11 +308,26 @@ def test_two_builds_at_once_do_not_corrupt_anything(project: Path) -> None:
                                              "camera extreme_wide birds_eye crane_down"))
     env = dict(os.environ, NO_COLOR="1")
     cmd = [sys.executable, "-m", "filmc", "build", "--offline", "tiny.film"]
-    procs = [subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    assert all(code == 0 for code, _ in results), results
-    assert any("waiting for another build" in err for _, err in results)
+    from filmc.engine.lock import project_lock
+    from filmc.engine.state import state_dir
+
+    # Both started while a build holds the project (this test, standing in for it), so that
+    # they meet however fast the machine is: each waits, then they build in turn.
+    with project_lock(state_dir(project), True):
+        procs = [subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        said: list[list[str]] = [[], []]
+        readers = [threading.Thread(target=lambda p=p, out=out: out.extend(p.stderr),
+                                    daemon=True) for p, out in zip(procs, said)]
+        for r in readers:
+            r.start()
+        deadline = time.monotonic() + 120
+        while not all(any("waiting for another build" in line for line in out) for out in said):
+            assert time.monotonic() < deadline, said
+            assert all(p.poll() is None for p in procs), said
+            time.sleep(0.02)
+    results = [(p.wait(timeout=300), r.join(30)) for p, r in zip(procs, readers)]
+    assert all(code == 0 for code, _ in results), said
     assert probe(project / "build" / "tiny" / "film.mp4")["frames"] == sum(SHOTS.values()) * 24
     with sqlite3.connect(project / ".filmc" / "index.db") as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
