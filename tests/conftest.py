@@ -31,7 +31,15 @@ def pytest_configure(config: pytest.Config) -> None:
             del os.environ[name]
     if bless:
         os.environ["FILMC_BLESS"] = bless
-    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="filmc-tests-cache-")
+    os.environ["XDG_CACHE_HOME"] = _CACHE[0] = tempfile.mkdtemp(prefix="filmc-tests-cache-")
+
+
+_CACHE: list[str] = [""]  # this process's per-user cache for the tests (each xdist worker's own)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE[0]:
+        shutil.rmtree(_CACHE[0], ignore_errors=True)
 
 
 @pytest.fixture
