@@ -494,3 +494,40 @@ def test_the_timeline_is_what_opentimelineios_api_makes_byte_for_byte(
             assert "mes%20films/loup%20%C3%A9/build/wolfpack/shots/%E5%B0%8F%E7%8B%BC.mp4" \
                 in written
             assert ("MissingReference" in written) != made and ("stem" in written) == made
+
+
+def test_a_worker_writing_the_timeline_again_encodes_only_the_clips_that_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A render worker keeps the clips of the timelines it wrote (`build --watch` keeps
+    its workers): the next timeline encodes only the shots whose entry or media changed,
+    and its text is the one encoding the whole timeline gives."""
+    import copy
+
+    from conftest import copy_example
+
+    from filmc.backends.local import interchange
+
+    project = copy_example(tmp_path / "p")
+    for fmt, spec, inputs in export_jobs(project):
+        media = {i[5]: i[6] for i in inputs}
+
+        def whole(spec: dict, media: dict) -> str:
+            return json.dumps(interchange.timeline_json(spec, media), ensure_ascii=False,
+                              separators=(",", ":"))
+
+        first = interchange.timeline_text(spec, media)
+        assert first == whole(spec, media), fmt
+        made: list[str] = []
+        clip = interchange._Parts.clip
+        with monkeypatch.context() as m:
+            m.setattr(interchange._Parts, "clip",
+                      lambda self, shot, made=made, clip=clip:
+                      made.append(shot["id"]) or clip(self, shot))
+            assert interchange.timeline_text(spec, media) == first and made == [], fmt
+            edited, moved = copy.deepcopy(spec), dict(media)
+            one, two = edited["shots"][1], edited["shots"][2]
+            one["frames"] += 1  # its own entry: its clip again
+            moved[two["refs"][0]["step"]] = ".mov"  # another's take, made as another file
+            again = interchange.timeline_text(edited, moved)
+            assert made == [one["id"], two["id"]], (fmt, made)
+        assert again == whole(edited, moved), fmt

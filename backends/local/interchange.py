@@ -75,8 +75,7 @@ def write_export(spec: dict[str, Any], inputs: list[list[Any]], out_dir: Path) -
         # (compact) for the timeline its reader makes of it (tests/test_export.py), which a
         # 3,000-shot film took 2 s to read and write again for nothing.
         media = {i[5]: i[6] for i in inputs if i[0] == S.MEDIA}  # named, never read
-        out.write_text(json.dumps(timeline_json(spec, media), ensure_ascii=False,
-                                  check_circular=False, separators=(",", ":")), encoding="utf-8")
+        out.write_text(timeline_text(spec, media), encoding="utf-8")
     else:
         import opentimelineio as otio
 
@@ -153,9 +152,41 @@ def build_timeline(spec: dict[str, Any], media: dict[str, str],
     format's writer gets the same timeline."""
     import opentimelineio as otio
 
-    text = json.dumps(timeline_json(spec, media, at), ensure_ascii=False,
-                      check_circular=False, separators=(",", ":"))
-    return otio.adapters.read_from_string(text, _ADAPTER["otio"])
+    return otio.adapters.read_from_string(timeline_text(spec, media, at), _ADAPTER["otio"])
+
+
+# OpenTimelineIO's compact JSON, as its writer writes it (but for what `write_export` says).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False,
+                           separators=(",", ":")).encode
+# Where the clips go in the timeline's text: a string no film holds (a NUL and a nonce).
+_CLIPS = "\0filmc-clips-" + os.urandom(8).hex()
+# A render worker's clips of the last timeline it wrote at each (rate, folder, format):
+# (the shot's entry as text, its media's extensions) → the clip as text.
+_clips: dict[tuple, dict[tuple, str]] = {}
+
+
+def timeline_text(spec: dict[str, Any], media: dict[str, str],
+                  at: Fraction | None = None) -> str:
+    """`timeline_json` as OpenTimelineIO's compact JSON text.  A worker that wrote the
+    film's timeline before (`build --watch` keeps its workers) encodes again only the
+    clips of the shots whose entry, media or place changed, and splices them into the
+    rest: a one-shot edit's export makes one clip, not 3,000, and the same text."""
+    parts = _Parts(spec, media, at)
+    common = (parts.rate, spec["folder"], parts.one)
+    kept, made = _clips.pop(common, {}), {}
+    texts = []
+    for shot in spec["shots"]:
+        key = (_ENCODE(shot), tuple(media.get(r["step"]) for r in shot["refs"]))
+        text = kept.get(key)
+        if text is None:
+            text = _ENCODE(parts.clip(shot))
+        made[key] = text
+        texts.append(text)
+    while len(_clips) >= 4:  # the latest few timelines (the formats a build writes)
+        del _clips[next(iter(_clips))]
+    _clips[common] = made
+    whole = _ENCODE(parts.timeline(_CLIPS))
+    return whole.replace(_ENCODE(_CLIPS), "[" + ",".join(texts) + "]", 1)
 
 
 def timeline_json(spec: dict[str, Any], media: dict[str, str],
@@ -164,37 +195,49 @@ def timeline_json(spec: dict[str, Any], media: dict[str, str],
     with its tracks, clips, references and markers), every field its reader asks for,
     in the order its writer writes them: each object's fields in its schema's order,
     the keys of a dictionary (metadata, a clip's media references) sorted."""
-    rate = float(at if at is not None else Fraction(spec["fps"]))
-    folder = Path(spec["folder"])  # build/<film>/ where the build runs (engine/executor.py)
-    one = spec["format"] == "otio"  # EDL, FCPXML: the active take alone, no shot metadata
-    zero = _time(0, rate)
-    spans: dict[int, dict[str, Any]] = {}
+    parts = _Parts(spec, media, at)
+    return parts.timeline([parts.clip(shot) for shot in spec["shots"]])
 
-    def span(start: int, frames: int) -> dict[str, Any]:
+
+class _Parts:
+    """The pieces of one timeline: its shots' clips and the rest around them."""
+
+    def __init__(self, spec: dict[str, Any], media: dict[str, str],
+                 at: Fraction | None) -> None:
+        self.spec, self.media = spec, media
+        self.rate = float(at if at is not None else Fraction(spec["fps"]))
+        # build/<film>/ where the build runs (engine/executor.py)
+        folder = Path(spec["folder"])
+        self.one = spec["format"] == "otio"  # EDL, FCPXML: the active take alone, no metadata
+        self.zero = _time(0, self.rate)
+        self.spans: dict[int, dict[str, Any]] = {}
+        # `(folder / file).as_uri()`, without a path object a file: the prefix once, each
+        # file's name quoted as `as_uri` quotes it (lang/files.py's names are plain relative
+        # paths, nothing to normalise).
+        self.prefix = folder.as_uri().rstrip("/") + "/"
+
+    def span(self, start: int, frames: int) -> dict[str, Any]:
         if start:
-            return {"OTIO_SCHEMA": "TimeRange.1", "duration": _time(frames, rate),
-                    "start_time": _time(start, rate)}
-        found = spans.get(frames)  # the same length again: the same (read-only) dict
+            return {"OTIO_SCHEMA": "TimeRange.1", "duration": _time(frames, self.rate),
+                    "start_time": _time(start, self.rate)}
+        found = self.spans.get(frames)  # the same length again: the same (read-only) dict
         if found is None:
-            found = spans[frames] = {"OTIO_SCHEMA": "TimeRange.1",
-                                     "duration": _time(frames, rate), "start_time": zero}
+            found = self.spans[frames] = {"OTIO_SCHEMA": "TimeRange.1",
+                                          "duration": _time(frames, self.rate),
+                                          "start_time": self.zero}
         return found
 
-    # `(folder / file).as_uri()`, without a path object a file: the prefix once, each
-    # file's name quoted as `as_uri` quotes it (lang/files.py's names are plain relative
-    # paths, nothing to normalise).
-    prefix = folder.as_uri().rstrip("/") + "/"
+    def url(self, ref: dict[str, Any]) -> str | None:
+        ext = self.media.get(ref["step"])
+        return None if ext is None else \
+            self.prefix + quote_from_bytes(os.fsencode(ref["file"] + ext))
 
-    def url(ref: dict[str, Any]) -> str | None:
-        ext = media.get(ref["step"])
-        return None if ext is None else prefix + quote_from_bytes(os.fsencode(ref["file"] + ext))
-
-    clips = []
-    for shot in spec["shots"]:
-        whole = span(0, shot["frames"])
+    def clip(self, shot: dict[str, Any]) -> dict[str, Any]:
+        """A shot's clip on the picture track."""
+        whole = self.span(0, shot["frames"])
         refs = {}
         for ref in shot["refs"]:
-            target = url(ref)
+            target = self.url(ref)
             if target is None:
                 continue  # passed over by a pick and never made: nothing to name
             refs[ref["name"]] = _external(
@@ -203,34 +246,38 @@ def timeline_json(spec: dict[str, Any], media: dict[str, str],
         active = shot["active"]
         if active not in refs:
             raise ValueError("The media references do not contain the active key")
-        if not one:
+        if not self.one:
             refs, active = {_DEFAULT: refs[active]}, _DEFAULT
-        clips.append(_clip(shot["id"], whole, dict(sorted(refs.items())), active,
-                           {"filmc": _sorted(shot["meta"])} if "meta" in shot else {}))
-    markers = [{"OTIO_SCHEMA": "Marker.2", "metadata": {"filmc": {"place": scene["place"],
-                                                                  "scene": scene["id"]}},
-                "name": scene["title"] or scene["id"], "color": _COLORS[n % len(_COLORS)],
-                "marked_range": span(scene["start"], scene["frames"]), "comment": ""}
-               for n, scene in enumerate(spec["scenes"])]
-    tracks = [_track("Picture", "Video", clips, markers)]
-    if spec["lines"]:
-        tracks.append(_track("Dialogue", "Audio", _dialogue(spec["lines"], span, url)))
-    if spec.get("stems") and "mix" in media:  # the mix's stems, each the film's length
-        whole = span(0, spec["frames"])
-        for name in spec["stems"]:
-            ref = _external(prefix + quote_from_bytes(os.fsencode(f"film.{name}.wav")), whole,
-                            {})
-            tracks.append(_track(f"{name.capitalize()} stem", "Audio", [
-                _clip(f"film.{name}", whole, {_DEFAULT: ref}, _DEFAULT,
-                      {"filmc": {"stem": name, "step": "mix"}})]))
-    return {"OTIO_SCHEMA": "Timeline.1",
-            "metadata": {"filmc": {"fps": spec["fps"], "height": spec["height"],
-                                   "language": spec["language"], "title": spec["title"],
-                                   "width": spec["width"]}},
-            "name": spec["title"], "global_start_time": zero,
-            "tracks": {"OTIO_SCHEMA": "Stack.1", "metadata": {}, "name": "tracks",
-                       "source_range": None, "effects": [], "markers": [], "enabled": True,
-                       "color": None, "children": tracks}}
+        return _clip(shot["id"], whole, dict(sorted(refs.items())), active,
+                     {"filmc": _sorted(shot["meta"])} if "meta" in shot else {})
+
+    def timeline(self, clips: Any) -> dict[str, Any]:
+        """The timeline around `clips` (the picture track's)."""
+        spec, span, prefix = self.spec, self.span, self.prefix
+        markers = [{"OTIO_SCHEMA": "Marker.2",
+                    "metadata": {"filmc": {"place": scene["place"], "scene": scene["id"]}},
+                    "name": scene["title"] or scene["id"], "color": _COLORS[n % len(_COLORS)],
+                    "marked_range": span(scene["start"], scene["frames"]), "comment": ""}
+                   for n, scene in enumerate(spec["scenes"])]
+        tracks = [_track("Picture", "Video", clips, markers)]
+        if spec["lines"]:
+            tracks.append(_track("Dialogue", "Audio", _dialogue(spec["lines"], span, self.url)))
+        if spec.get("stems") and "mix" in self.media:  # the mix's stems, the film's length
+            whole = span(0, spec["frames"])
+            for name in spec["stems"]:
+                ref = _external(prefix + quote_from_bytes(os.fsencode(f"film.{name}.wav")),
+                                whole, {})
+                tracks.append(_track(f"{name.capitalize()} stem", "Audio", [
+                    _clip(f"film.{name}", whole, {_DEFAULT: ref}, _DEFAULT,
+                          {"filmc": {"stem": name, "step": "mix"}})]))
+        return {"OTIO_SCHEMA": "Timeline.1",
+                "metadata": {"filmc": {"fps": spec["fps"], "height": spec["height"],
+                                       "language": spec["language"], "title": spec["title"],
+                                       "width": spec["width"]}},
+                "name": spec["title"], "global_start_time": self.zero,
+                "tracks": {"OTIO_SCHEMA": "Stack.1", "metadata": {}, "name": "tracks",
+                           "source_range": None, "effects": [], "markers": [],
+                           "enabled": True, "color": None, "children": tracks}}
 
 
 _DEFAULT = "DEFAULT_MEDIA"  # OTIO's key for a clip's one media reference
