@@ -483,8 +483,8 @@ class Headers:
         return cls(user_cache("mp4join"))
 
     def movies(self, files: Sequence[Path | str]) -> list[Movie]:
-        """`movie` of each file, the remembered ones in one tight loop (a film step after a
-        one-shot edit looks up 3,000, and the lookups were a third of its own time)."""
+        """Each file's header (`movie`), the remembered ones in one tight loop (a film step
+        after a one-shot edit looks up 3,000, and the lookups were a third of its own time)."""
         if self.path is None:
             return [read_movie(f) for f in files]
         out: list[Movie] = []
@@ -494,42 +494,34 @@ class Headers:
             try:
                 st = stat(path)
             except OSError:
-                out.append(self.movie(path))  # which says why
+                out.append(read_movie(path))  # which says why it cannot be read
                 continue
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             record = known.get(key)
             made = made_of.get(key)
             # (by equality: a journal read again after an append holds new objects)
-            if record is None or made is None or made[0] != record:
-                out.append(self.movie(path))
-                continue
-            out.append(Movie(path, record[0], record[1], record[2], made[1]))
-            used[key] = record
+            if record is not None and made is not None and made[0] == record:
+                out.append(Movie(path, record[0], record[1], record[2], made[1]))
+                used[key] = record
+            else:
+                out.append(self._movie(path, key, record))
         return out
 
     def movie(self, file: Path | str) -> Movie:
         """`file`'s header: remembered if the file is the one read before."""
-        if self.path is None:
-            return read_movie(file)
-        path = os.fspath(file)
-        try:
-            st = os.stat(path)
-        except OSError:
-            return read_movie(path)  # which says why it cannot be read
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        record = self.known.get(key)
+        return self.movies([file])[0]
+
+    def _movie(self, path: str, key: tuple, record: tuple | None) -> Movie:
+        """A header `movies` has no tracks at hand for: made of its record, else read from
+        the file and kept for the journal."""
         if record is not None:
             try:
                 ftyp, payload, scale, tracks = record
-                made = _TRACKS.get(key)
-                # (by equality: a journal read again after an append holds new objects)
-                if made is None or made[0] != record:
-                    if len(_TRACKS) >= _CACHEKEEP:
-                        _TRACKS.clear()
-                    made = _TRACKS[key] = (record, tuple(Track(*t) for t in tracks))
-                movie = Movie(path, ftyp, payload, scale, made[1])
+                if len(_TRACKS) >= _CACHEKEEP:
+                    _TRACKS.clear()
+                made = _TRACKS[key] = (record, tuple(Track(*t) for t in tracks))
                 self.used[key] = record
-                return movie
+                return Movie(path, ftyp, payload, scale, made[1])
             except (TypeError, ValueError):  # not a record this version wrote
                 pass
         movie, tracks = _read(path)
