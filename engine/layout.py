@@ -156,14 +156,14 @@ def materialize(program: Any, store: Store, outcomes: Iterable[Any], full: bool,
         wanted[timeline_path] = timeline
     try:
         folders = _Folders()
-        objects = os.fspath(store.objects.root)
         # An object's inode as the store verified it (this build checked each it reused
         # by its signature): a file already linked to it needs no stat of the object.
-        device, known = os.stat(objects).st_dev, store.objects.known
+        objects = store.objects
+        device = os.stat(objects.root).st_dev
         for path, digest in wanted.items():
             if path != timeline_path:
-                sig = known.get(digest)
-                _place(f"{objects}/{digest[:2]}/{digest}", path, folders,
+                sig = objects.known.get(digest)
+                _place(objects.where(digest), path, folders,
                        None if sig is None else (device, sig[2]))
         if timeline is not None:
             _write_timeline(store.objects.path(timeline), out / "timeline.json", timeline)
