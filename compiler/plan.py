@@ -225,8 +225,9 @@ def decide(graph: Any, selection: Iterable[str] | None, until: str | None,
     waiting = frozenset() if use_first else waiting_steps(graph, nodes)
     forced = frozenset(force) & set(nodes) - waiting
     forced = frozenset(n for n in forced if graph._node[n]["step"].pin is None)
-    present = cached(s.key for s in steps if (s.backend is not None or s.pin is not None)
-                     and s.id not in forced)
+    # The user's own images (no backend) are asked for too: found, they are reused with
+    # the rest, not copied into the store again.
+    present = cached(s.key for s in steps if s.id not in forced)
     run = frozenset(s.id for s in steps if s.backend is not None and s.pin is None
                     and s.id not in waiting and (s.id in forced or s.key not in present))
     return Decision(tuple(nodes), run, forced, waiting)

@@ -66,6 +66,7 @@ from .state import State
 from .store import Action, Store
 
 LAST_BATCH = 2000  # last-build rows written per transaction
+FIRST_AT_MOST = 1000  # steps to make, over which a build settles its steps in plain order
 
 
 class BuildError(Exception):
@@ -233,26 +234,38 @@ class Executor:
         # inputs are reused too and whose objects are intact by their signatures are
         # settled here, at once, without a task each; the loop then has only the steps to
         # make (and what waits on them) to run, and hears their workers without delay.
-        # Their bookkeeping (the progress display, the last-build records) waits until the
-        # steps to make have started: after a one-shot edit, the shot's first step is with
-        # a worker while the 14,000 others are counted.
+        # The steps to make that no other step to make comes before, and what they are
+        # made from, are settled first and start at once: after a one-shot edit, the
+        # shot's first step is with a worker while the 14,000 others are settled; their
+        # bookkeeping (the progress display, the last-build records) comes last.
         early: dict[str, Outcome] = {}
         touched = frozenset(nodes)
-        for n in nodes:
+
+        def settle(n: str) -> None:
             found = self._reused_now(n, early, touched)
             if found is None:
                 self._tasks[n] = asyncio.ensure_future(self._run_step(n))
-                continue
+                return
             early[n] = found
             self._tasks[n] = done = loop.create_future()
             done.set_result(found)
+
         try:
+            first = self._first(nodes, touched)
+            for n in first:
+                settle(n)
+            if first:
+                await asyncio.sleep(0)  # they run to their first wait: with a worker
+            for n in nodes:
+                if n not in self._tasks:
+                    settle(n)
             await asyncio.sleep(0)  # each step to make runs to its first wait
             for i, found in enumerate(early.values(), 1):
                 self._done(found)
                 if i % 256 == 0:  # and on from there (a reference it reads, copied)
                     await asyncio.sleep(0)
-            results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            results = await asyncio.gather(*(self._tasks[n] for n in nodes),
+                                           return_exceptions=True)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(ValueError, RuntimeError):
@@ -266,7 +279,7 @@ class Executor:
                 with contextlib.suppress(Exception):  # closing must not hide the outcome
                     await asyncio.wait_for(a.close(), 30)
         outcomes = []
-        for n, r in zip(self._tasks, results):
+        for n, r in zip(nodes, results):
             if isinstance(r, Outcome):
                 outcomes.append(r)
             elif isinstance(r, asyncio.CancelledError):  # Ctrl-C
@@ -277,6 +290,31 @@ class Executor:
                     self._step(n), "failed", error=f"internal error: {type(r).__name__}: {r}",
                     traceback="".join(traceback.format_exception(r))))
         return outcomes
+
+    def _first(self, nodes: tuple[str, ...], touched: frozenset[str]) -> list[str]:
+        """The steps to make that no other step to make comes before, with every step they
+        are made from or hold, in dependency order; none when the build makes many (a
+        first build: the order of the rest is as good)."""
+        run = self.decision.run
+        if not run or len(run) > FIRST_AT_MOST:
+            return []
+        pred = self.graph._pred
+        ahead: set[str] = set()
+        for r in run:
+            seen: set[str] = set()
+            stack = [r]
+            while stack:
+                n = stack.pop()
+                if n in seen:
+                    continue
+                if n in run and n != r:
+                    break  # another step to make comes first
+                seen.add(n)
+                stack.extend(pred[n])
+                stack.extend(h.step for h in self._step(n).held if h.step in touched)
+            else:
+                ahead |= seen
+        return [n for n in nodes if n in ahead]
 
     def interrupt(self) -> None:
         """Ctrl-C (or SIGTERM): stop now, but let paid synchronous requests come back."""
@@ -327,7 +365,8 @@ class Executor:
             return self._done(self._outcome(step, "skipped", error=why))
         if step.pin is not None:
             return self._done(await self._pinned(step))
-        if node not in self.decision.run:
+        if node not in self.decision.run and (step.backend is not None or self.shared is None):
+            # (the user's own image is taken from its file, never from the team's cache)
             cached = await self._reuse(step)
             if cached is not None:
                 return self._done(cached)

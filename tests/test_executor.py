@@ -17,7 +17,7 @@ from conftest import copy_example
 
 from filmc.backends.protocol import Adapter, BackendError, Done, Handle, Request
 from filmc.compiler.pipeline import compile_film
-from filmc.engine.executor import Executor, Options
+from filmc.engine.executor import Events, Executor, Options
 from filmc.engine.journal import Journal
 from filmc.engine.state import State
 from filmc.engine.store import Store
@@ -49,7 +49,8 @@ def project(tmp_path: Path) -> Path:
     return copy_example(tmp_path / "w")
 
 
-def build(project: Path, fail: set[str] = frozenset(), **options) -> dict[str, str]:
+def build(project: Path, fail: set[str] = frozenset(), events: Events | None = None,
+          **options) -> dict[str, str]:
     """An offline build (every step on `local`) whose renders are the fake's."""
     compiled = compile_film(project / "film.film", offline=True)
     assert compiled.ok
@@ -58,7 +59,9 @@ def build(project: Path, fail: set[str] = frozenset(), **options) -> dict[str, s
             State.open(project, create=True) as state:
         journal = Journal(state.path / "journal.log")
         ex = Executor(compiled.program(), store, state, journal, Options(**options),
-                      adapters=lambda info, setup: Fake(setup))
+                      events=events, adapters=lambda info, setup: Fake(setup))
+        if events is not None:
+            events.executor = ex  # type: ignore[attr-defined]
         outcomes = asyncio.run(ex.run())
         journal.close()
     return {o.id: o.status for o in outcomes}
@@ -87,6 +90,33 @@ def test_editing_one_shot_runs_exactly_its_steps(project: Path) -> None:
                 | {"clip.hunt.chen_watches.take1", "clip.hunt.chen_watches.take2"}
                 | {"shot.hunt.chen_watches", "film", "storyboard.hunt", "storyboard_index"})
     assert ran(build(project)) == expected
+
+
+def test_after_an_edit_the_first_step_starts_before_the_rest_are_settled(
+        project: Path) -> None:
+    """The edited shot's first step goes to its backend as soon as what it is made from is
+    settled, not after every step the build reuses; the user's own images are found in
+    the store like any step (`provided`, not copied in again)."""
+    build(project)
+    part = project / "scenes" / "01_hunt.film"
+    part.write_text(part.read_text().replace("camera close_up ground_level",
+                                             "camera medium ground_level"))
+
+    class Watch(Events):
+        settled_then: dict[str, int] = {}
+
+        def started(self, node: str) -> None:
+            self.settled_then[node] = len(self.executor._tasks)  # type: ignore[attr-defined]
+
+    watch = Watch()
+    statuses = build(project, events=watch)
+    first = "keyframe.hunt.chen_watches.local-1"
+    assert statuses[first] == "ran" and statuses["sheet.CHEN.winter"] == "provided"
+    assert "sheet.CHEN.winter" not in watch.settled_then  # reused, not stored again
+    # the keyframe started when only it, the references it is made from and its siblings
+    # had been settled: not the other shots' steps
+    assert watch.settled_then[first] < len(statuses) // 4
+    assert watch.settled_then["film"] == len(statuses)
 
 
 def test_each_key_runs_once(project: Path) -> None:
