@@ -73,7 +73,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -202,7 +202,10 @@ def needed(graph: Any, selection: Iterable[str] | None, until: str | None) -> li
     nodes = graph._node
     targets = {n for n in graph.nodes if not nodes[n].get("optional")} if selection is None \
         else set(selection)
-    targets = {n for n in targets if reaches(nodes[n]["kind"], until)}
+    if until is not None:
+        targets = {n for n in targets if reaches(nodes[n]["kind"], until)}
+    if selection is None and len(targets) == len(nodes):  # every step: what they are made
+        return list(graph)  # from is among them
     need = set(targets)
     stack = list(targets)
     pred = graph._pred
@@ -221,22 +224,25 @@ def decide(graph: Any, selection: Iterable[str] | None, until: str | None,
     (a pick) is never run: the store has its output, or the build says it is lost.
     `use_first`: steps that would wait for a pick use the first candidate instead."""
     nodes = needed(graph, selection, until)
-    steps = [graph._node[n]["step"] for n in nodes]
+    node = graph._node
+    steps = [node[n]["step"] for n in nodes]  # (a step's id is its node)
     waiting = frozenset() if use_first else waiting_steps(graph, nodes)
-    forced = frozenset(force) & set(nodes) - waiting
-    forced = frozenset(n for n in forced if graph._node[n]["step"].pin is None)
+    forced = frozenset(force) & set(nodes) - waiting if force else frozenset()
+    forced = frozenset(n for n in forced if node[n]["step"].pin is None)
     # The user's own images (no backend) are asked for too: found, they are reused with
     # the rest, not copied into the store again.
-    present = cached(s.key for s in steps if s.id not in forced)
-    run = frozenset(s.id for s in steps if s.backend is not None and s.pin is None
-                    and s.id not in waiting and (s.id in forced or s.key not in present))
+    present = cached(s.key for n, s in zip(nodes, steps) if n not in forced)
+    run = frozenset(n for n, s in zip(nodes, steps) if s.backend is not None and s.pin is None
+                    and (n in forced or s.key not in present) and n not in waiting)
     return Decision(tuple(nodes), run, forced, waiting)
 
 
-def waiting_steps(graph: Any, nodes: Iterable[str]) -> frozenset[str]:
+def waiting_steps(graph: Any, nodes: Sequence[str]) -> frozenset[str]:
     """The steps among `nodes` that wait for a pick, and every one made from them."""
     node = graph._node
     out: set[str] = set()
+    if all(node[n]["step"].waits is None for n in nodes):
+        return frozenset()
     for n in nodes:  # dependency order: a step's inputs are decided before it
         if node[n]["step"].waits is not None or any(p in out for p in graph._pred[n]):
             out.add(n)
