@@ -177,6 +177,7 @@ class _Builder:
         self.memo: GraphMemo | None = None
         self._calls: dict[tuple, tuple[list[tuple], Any]] = {}  # what this compile made
         self._recording: list[tuple] | None = None
+        self._unordered = False  # a step added before what it is made from (`_insert`)
         self._fingerprints: dict[tuple[str, str], bytes] = {}
         self._prints: dict[tuple[str, str], tuple[ir.Shot, Any, bytes]] = {}
         self._by_shot: dict[bytes, list[tuple]] = {}  # a shot's fingerprint → its calls'
@@ -276,9 +277,10 @@ class _Builder:
                     pin, waits, None if backend is None else self.fallback(sid, backend), held,
                     located, spliced)
         self.keys[id] = key
-        _insert(self.g, id, {"kind": sid.kind, "scene": sid.scene, "shot": sid.shot,
-                             "characters": characters, "step": step},
-                [i.step for i in inputs])
+        if not _insert(self.g, id, {"kind": sid.kind, "scene": sid.scene, "shot": sid.shot,
+                                    "characters": characters, "step": step},
+                       [i.step for i in inputs]):
+            self._unordered = True
         if self._recording is not None and sid.kind not in _CONTEXT_KINDS:
             self._recording.append(("node", id))
         return id
@@ -318,7 +320,8 @@ class _Builder:
                 _, id, data = entry
                 step = data["step"]
                 keys[id] = step.key
-                _insert(g, id, data, [i.step for i in step.inputs])
+                if not _insert(g, id, data, [i.step for i in step.inputs]):
+                    self._unordered = True
             elif what == "face":
                 self.face_sheet(self._chars[entry[1]])
             elif what == "outfit":
@@ -783,7 +786,9 @@ class _Builder:
         self.storyboard(panels)
         if self.exports is not None:
             add_exports(self, picks, self.exports)
-        if not nx.is_directed_acyclic_graph(self.g):
+        # Each step was added after what it is made from, so the graph has no cycle; were
+        # one ever added otherwise, it is looked for.
+        if self._unordered and not nx.is_directed_acyclic_graph(self.g):
             cycle = [u for u, _ in nx.find_cycle(self.g)]
             raise GraphError("the step graph has a cycle: " + " --> ".join(cycle + cycle[:1]))
         self.g.graph["picks"] = picks
@@ -860,26 +865,31 @@ def _shown(tags: Tags) -> dict[str, Any]:
 _FIELD_INDEX = {name: i for i, name in enumerate(S.FIELD_NAMES)}
 
 
-def _insert(g: nx.DiGraph, node: str, data: dict[str, Any], sources: list[str]) -> None:
+def _insert(g: nx.DiGraph, node: str, data: dict[str, Any], sources: list[str]) -> bool:
     """`g.add_node(node, **data)`, then `g.add_edge(source, node)` for each source, as
     networkx makes them (the same dicts, in the same order), without its bookkeeping at
     each call: a watch's compile puts back 14,000 nodes and 23,000 edges, and networkx's
-    calls were a fifth of it.  (`build` clears networkx's cache once, at its end.)"""
+    calls were a fifth of it.  (`build` clears networkx's cache once, at its end.)
+    Whether the graph stays in order: a new node, made from nodes already there (so the
+    graph can have no cycle)."""
     succ, pred, attrs_of = g._succ, g._pred, g._node
-    if node in succ:
-        attrs_of[node].update(data)
-    else:
+    ordered = node not in succ
+    if ordered:
         succ[node], pred[node], attrs_of[node] = {}, {}, dict(data)
+    else:
+        attrs_of[node].update(data)
     into = pred[node]
     for source in sources:
         out = succ.get(source)
         if out is None:  # (never here: a step's inputs are added before it)
+            ordered = False
             out = succ[source] = {}
             pred[source], attrs_of[source] = {}, {}
         edge = out.get(node)
         if edge is None:
             edge = {}
         out[node] = into[source] = edge
+    return ordered
 
 
 def _with(fields: Fields, name: str, value: Any) -> Fields:

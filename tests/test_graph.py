@@ -65,6 +65,24 @@ def test_graph_is_a_dag(wolfpack: Compiled) -> None:
     assert nx.is_directed_acyclic_graph(wolfpack.graph)
 
 
+def test_a_step_inserted_out_of_order_is_known(wolfpack: Compiled) -> None:
+    """The graph is checked for cycles only when a step was added before what it is made
+    from: `_insert` says so, and otherwise makes what networkx's calls make."""
+    from filmc.compiler.graph import _insert
+
+    g, ref = nx.DiGraph(), nx.DiGraph()
+    assert _insert(g, "a", {"kind": "sheet"}, [])
+    assert _insert(g, "b", {"kind": "keyframe"}, ["a"])
+    ref.add_node("a", kind="sheet")
+    ref.add_node("b", kind="keyframe")
+    ref.add_edge("a", "b")
+    assert nx.utils.graphs_equal(g, ref)
+    assert not _insert(g, "c", {"kind": "clip"}, ["d"])  # made from a step not there yet
+    assert not _insert(g, "a", {"kind": "sheet"}, ["b"])  # added again: a cycle now
+    assert not nx.is_directed_acyclic_graph(g)
+    assert nx.is_directed_acyclic_graph(wolfpack.graph)
+
+
 def test_every_node_has_the_attribute_contract(wolfpack: Compiled) -> None:
     for n, d in wolfpack.graph.nodes(data=True):
         step = d["step"]
