@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -28,9 +29,25 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..protocol import BackendError
-from .worker import dumps
+from .worker import frame
 
 _LIMIT = 1 << 24  # the longest answer line
+# A worker's stdin holds a whole job of a feature's film step (its 3,000 shots: 0.4 MB):
+# written at once, not 64 KB each time the event loop comes round, which while the
+# build encoded the next job (the OTIO export's, 0.1 s) held the film back.
+_PIPE_BYTES = 1 << 20
+
+
+def _widen(proc: asyncio.subprocess.Process) -> None:
+    """The worker's stdin pipe made `_PIPE_BYTES` long, where the system allows (Linux:
+    up to /proc/sys/fs/pipe-max-size, 1 MB unless lowered); else as it is."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    transport = proc.stdin.transport if proc.stdin is not None else None
+    pipe = transport.get_extra_info("pipe") if transport is not None else None
+    if setsize is None or pipe is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), setsize, _PIPE_BYTES)
 
 
 class _Worker:
@@ -61,6 +78,7 @@ class Pool:
             sys.executable, "-m", "filmc.backends.local.worker", str(os.getpid()),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=_LIMIT)
+        _widen(proc)
         worker = _Worker(proc)
         self._started.append(worker)
         return worker
@@ -93,7 +111,7 @@ class Pool:
         proc = worker.proc
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            proc.stdin.write(dumps(job))
+            proc.stdin.write(frame(job))
             await proc.stdin.drain()
             line = await proc.stdout.readline()
         except (ConnectionError, OSError):
