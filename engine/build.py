@@ -29,7 +29,7 @@ from .db import disk_error
 from .executor import AdapterFactory, BuildError, Events, Executor, Options, Outcome
 from .journal import NAME as JOURNAL
 from .journal import Journal
-from .layout import materialize
+from .layout import film_dir, materialize
 from .lock import project_lock
 from .report import make_report, write_report
 from .state import State, state_dir
@@ -96,10 +96,14 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
                 events.note(f"{len(others)} paid job(s) an earlier build started are for steps "
                             f"this build does not make; they stay recorded for the build "
                             f"that needs them")
+            early: tuple[list[review.Card], OSError | None] | None = None
             try:
                 prepared = process_age()
-                outcomes = said if executor.stopped_saying else \
-                    _merged(said, run(executor.run()))
+                if executor.stopped_saying:
+                    outcomes = said
+                else:
+                    ran, early = run(_run_and_review(executor, program, store))
+                    outcomes = _merged(said, ran)
             finally:
                 if shared is not None:  # the uploads finish (or fail, said) before the end
                     shared.drain()
@@ -119,19 +123,13 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
         # Every build lays out each candidate the store holds (a pick leaves the others
         # unbuilt by it, yet the review page shows them) and writes the static review
         # page: `--until keyframe` is how candidates are made to be reviewed.
-        node = program.graph._node
-        cards = review.contact_sheet(program, store, {
-            node[o.id]["step"].key: (o.outputs[0].digest, o.outputs[0].ext) for o in outcomes
-            if o.kind in ("keyframe", "clip") and o.outputs
-            and o.status in ("ran", "cached", "provided")})
+        cards, failed = early or _review(program, store, outcomes)
         laid = materialize(program, store, outcomes, full=full,
                            extra=review.media(program, store, cards),
                            cause=_cause(options, executor.interrupted))
         folder = laid.folder
-        try:
-            review.write_static(program, store, folder / "review", cards)
-        except OSError as e:
-            raise disk_error(f"write the review page in `{folder / 'review'}`", e,
+        if failed is not None:
+            raise disk_error(f"write the review page in `{folder / 'review'}`", failed,
                              folder) from None
         bug = executor.bug
         report = make_report(program.title, program.currency, outcomes, time.time() - started,
@@ -154,6 +152,42 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
             except OSError as e:
                 raise disk_error(f"write `{noop.path_of(root)}`", e, state.path) from None
     return BuildResult(outcomes, report, folder, executor.interrupted, bug, running)
+
+
+async def _run_and_review(executor: Executor, program: Any, store: Store
+                          ) -> tuple[list[Outcome], tuple[list[review.Card], OSError | None]]:
+    """The build's steps, and meanwhile, once its keyframes and clips have their outcomes,
+    the contact sheet and the review page (`_review`): written while the shots, the film
+    and the exports are with the workers, none of which the page shows."""
+    page = asyncio.ensure_future(_review_when_made(executor, program, store))
+    try:
+        outcomes = await executor.run()
+    except BaseException:
+        page.cancel()
+        raise
+    return outcomes, await page
+
+
+async def _review_when_made(executor: Executor, program: Any, store: Store
+                            ) -> tuple[list[review.Card], OSError | None]:
+    return _review(program, store, await executor.outcomes_of(("keyframe", "clip")))
+
+
+def _review(program: Any, store: Store, outcomes: list[Outcome]
+            ) -> tuple[list[review.Card], OSError | None]:
+    """The contact sheet from the keyframes and clips among `outcomes`, and the static
+    review page written from it (build/<film>/review/), or why the page could not be."""
+    node = program.graph._node
+    cards = review.contact_sheet(program, store, {
+        node[o.id]["step"].key: (o.outputs[0].digest, o.outputs[0].ext) for o in outcomes
+        if o.kind in ("keyframe", "clip") and o.outputs
+        and o.status in ("ran", "cached", "provided")})
+    try:
+        review.write_static(program, store, film_dir(program.root, program.name) / "review",
+                            cards)
+    except OSError as e:
+        return cards, e
+    return cards, None
 
 
 def _files_under(folder: Path) -> list[str]:

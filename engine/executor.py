@@ -33,7 +33,7 @@ import shutil
 import signal
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,7 @@ class Executor:
         self._local: dict[str, asyncio.Semaphore] = {}
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         self._tasks: dict[str, asyncio.Future[Outcome]] = {}  # tasks, or reused ones settled
+        self._placed = asyncio.Event()  # every step of the run has its task (`outcomes_of`)
         self._known: dict[str, Any] = {}
         self._last: list[tuple[str, str, dict]] = []
         self._last_spliced: dict[str, Any] = {}  # node → its record's parts encoded before
@@ -259,6 +260,7 @@ class Executor:
             for n in nodes:
                 if n not in self._tasks:
                     settle(n)
+            self._placed.set()
             await asyncio.sleep(0)  # each step to make runs to its first wait
             for i, found in enumerate(early.values(), 1):
                 self._done(found)
@@ -267,6 +269,7 @@ class Executor:
             results = await asyncio.gather(*(self._tasks[n] for n in nodes),
                                            return_exceptions=True)
         finally:
+            self._placed.set()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(ValueError, RuntimeError):
                     loop.remove_signal_handler(sig)
@@ -290,6 +293,17 @@ class Executor:
                     self._step(n), "failed", error=f"internal error: {type(r).__name__}: {r}",
                     traceback="".join(traceback.format_exception(r))))
         return outcomes
+
+    async def outcomes_of(self, kinds: Collection[str]) -> list[Outcome]:
+        """The outcomes of the run's steps of `kinds`, once each has one, while the others
+        may still be running (`run` is under way in the same loop).  Waiting here cancels
+        none of them, even when this wait is cancelled."""
+        await self._placed.wait()
+        node = self.graph._node
+        tasks = [t for n, t in self._tasks.items() if node[n]["kind"] in kinds]
+        if tasks:
+            await asyncio.wait(tasks)
+        return [t.result() for t in tasks if not t.cancelled() and t.exception() is None]
 
     def _first(self, nodes: tuple[str, ...], touched: frozenset[str]) -> list[str]:
         """The steps to make that no other step to make comes before, with every step they

@@ -8,6 +8,7 @@ tests/test_build.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -117,6 +118,37 @@ def test_after_an_edit_the_first_step_starts_before_the_rest_are_settled(
     # had been settled: not the other shots' steps
     assert watch.settled_then[first] < len(statuses) // 4
     assert watch.settled_then["film"] == len(statuses)
+
+
+def test_the_review_page_is_written_while_the_film_is_being_made(project: Path) -> None:
+    """The contact sheet and the static review page need the keyframes and the clips
+    alone: the build writes them once those are made, while the shots, the film and the
+    exports are with their backend, and the page names every candidate."""
+    from filmc.engine.build import build as whole_build
+    from filmc.engine.layout import film_dir
+
+    compiled = compile_film(project / "film.film", offline=True)
+    assert compiled.ok
+    program = compiled.program()
+    page = film_dir(program.root, program.name) / "review" / "index.html"
+    seen: dict[str, bool] = {}
+
+    class Watching(Fake):
+        async def submit(self, request: Request, handle: Handle | None) -> Done:
+            if str(request.step) in ("film", "shot.hunt.chen_watches"):
+                seen[str(request.step)] = page.is_file()
+            done = await super().submit(request, handle)
+            if request.kind == "timeline":  # laid out as JSON (the key, as written, is not)
+                Path(str(done.outputs["timeline"])).write_text(json.dumps({"clips": []}))
+            return done
+
+    Fake.fail = set()
+    done = whole_build(program, Options(), Events(),
+                       adapters=lambda info, setup: Watching(setup))
+    assert not done.bug and done.report["counts"].get("failed") is None
+    assert seen == {"shot.hunt.chen_watches": False, "film": True}
+    text = page.read_text(encoding="utf-8")
+    assert "chen_watches" in text and "local-4" in text
 
 
 def test_each_key_runs_once(project: Path) -> None:
