@@ -15,8 +15,9 @@ frame size (where encoding is trivial, so what is measured is filmc):
   after the edit.  Python's start-up with filmc's imports is measured beside them.
 - **P2** one shot's camera changed, then `filmc build` (the film writes the OTIO, SRT
   and CSV exports on every build: `[build] exports`): its wall time against that
-  shot's own steps (their run times in the same build's report) plus a `cat` of the
-  film's shot files.  Goals: ≤ 2 × that, and ≤ 3 s.
+  shot's own steps run alone (the steps the rebuild ran for the shot, made again by a
+  build that selects and forces them alone: their run times in its report) plus a
+  `cat` of the film's shot files.  Goals: ≤ 2 × that, and ≤ 3 s.
 - **P6 and P2 in `filmc build --watch`**: the process left waiting, another shot's camera
   saved: from the save (the file's mtime) to the first step the rebuild made, and to
   its end, as the watch prints them.
@@ -77,6 +78,18 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0
 def report(project: Path) -> dict:
     (found,) = (project / "build").glob("*/report.json")
     return json.loads(found.read_text(encoding="utf-8"))
+
+
+def alone(filmc: str, project: Path, env: dict[str, str], ids: list[str]) -> float:
+    """The run time of steps `ids` made again on their own (a build that selects and
+    forces them alone): the baseline P2 names, "that shot's own steps run alone".  In
+    the rebuild they share the machine's two cores with the build's own work and the
+    whole-film steps, which makes them slower there."""
+    spec = " ".join(f"id:{i}" for i in ids)
+    run([filmc, "build", "--offline", "--quiet", "--select", spec, "--force", spec,
+         "film.film"], project, env)
+    return sum(s["seconds"] for s in report(project)["steps"]
+               if s["status"] == "ran" and s["id"] in ids)
 
 
 def edit_camera(project: Path, at: float = 0.5, fresh: bool = False) -> tuple[str, str]:
@@ -214,18 +227,23 @@ def main() -> None:
     edit_wall, _ = run([filmc, "build", "--offline", "film.film"], project, env)
     after = report(project)
     ran = [s for s in after["steps"] if s["status"] == "ran"]
-    own_steps = sum(s["seconds"] for s in ran if s["shot"] == shot)
+    own_ids = [s["id"] for s in ran if s["shot"] == shot]
+    in_build = sum(s["seconds"] for s in ran if s["shot"] == shot)
     (film_dir,) = (project / "build").glob("*/shots")
     cat = cat_seconds(sorted(film_dir.glob("*.mp4")), base / "cat.out")
-    p2 = edit_wall / (own_steps + cat)
     prepared = after["prepared"]
+    own_steps = alone(filmc, project, env, own_ids)
+    p2 = edit_wall / (own_steps + cat)
 
     # The same in `filmc build --watch` (filmc/watch.py): another shot's camera saved while
     # it waits; from the save to its first step made, and to the end of that rebuild.
     watched = watched_edit(filmc, project, env, args.reuse)
     again = report(project)
-    w_own = sum(s["seconds"] for s in again["steps"]
-                if s["status"] == "ran" and s["shot"] == watched["shot"])
+    w_ids = [s["id"] for s in again["steps"]
+             if s["status"] == "ran" and s["shot"] == watched["shot"]]
+    w_in_build = sum(s["seconds"] for s in again["steps"] if s["id"] in w_ids
+                     and s["status"] == "ran")
+    w_own = alone(filmc, project, env, w_ids)
     w_p2 = watched["done"] / (w_own + cat)
 
     rows = [
@@ -245,15 +263,17 @@ def main() -> None:
         f"| P6 after a one-shot edit: start → first step | {prepared:.2f} s | Python + "
         f"imports {startup:.2f} s | | ≤ {GOAL_P6_EDIT} s | "
         f"{'PASS' if prepared <= GOAL_P6_EDIT else 'MISS'} |",
-        f"| P2 one camera edit, rebuild | {edit_wall:.2f} s | shot's steps {own_steps:.2f} s "
-        f"+ cat {cat:.3f} s | {p2:.1f} | ≤ {GOAL_P2_RATIO} and ≤ {GOAL_P2_S} s | "
+        f"| P2 one camera edit, rebuild | {edit_wall:.2f} s | shot's steps alone "
+        f"{own_steps:.2f} s (in the rebuild {in_build:.2f} s) + cat {cat:.3f} s | "
+        f"{p2:.1f} | ≤ {GOAL_P2_RATIO} and ≤ {GOAL_P2_S} s | "
         f"{'PASS' if p2 <= GOAL_P2_RATIO and edit_wall <= GOAL_P2_S else 'MISS'} |",
         f"| P6 in `build --watch`: save → first step made | {watched['first']:.2f} s | "
         f"compiled in {watched['compiled']:.2f} s, {watched['reused']} of {watched['calls']} "
         f"shot calls put back | | ≤ {GOAL_P6_EDIT} s | "
         f"{'PASS' if watched['first'] <= GOAL_P6_EDIT else 'MISS'} |",
         f"| P2 in `build --watch`: save → rebuilt | {watched['done']:.2f} s | shot's steps "
-        f"{w_own:.2f} s + cat {cat:.3f} s | {w_p2:.1f} | ≤ {GOAL_P2_RATIO} and ≤ {GOAL_P2_S} s "
+        f"alone {w_own:.2f} s (in the rebuild {w_in_build:.2f} s) + cat {cat:.3f} s | "
+        f"{w_p2:.1f} | ≤ {GOAL_P2_RATIO} and ≤ {GOAL_P2_S} s "
         f"| {'PASS' if w_p2 <= GOAL_P2_RATIO and watched['done'] <= GOAL_P2_S else 'MISS'} |",
         "",
         f"The edits: `{shot}` → `{line}` (a build), `{watched['shot']}` → "
