@@ -65,3 +65,33 @@ def test_a_worker_takes_a_whole_film_job_into_its_pipe_at_once() -> None:
             await p.close()
 
     assert asyncio.run(size()) >= pool._PIPE_BYTES
+
+
+def test_a_step_goes_back_to_the_worker_that_made_it_last() -> None:
+    """Of the idle workers, the one that made the step before gets it again (it keeps
+    the OTIO clips it wrote); any other job takes the latest to be idle."""
+    import asyncio
+
+    from filmc.backends.local import pool
+
+    async def workers() -> tuple[list[object], list[object]]:
+        p = pool.Pool(2)
+        bad = {"kind": "no such kind", "spec": {}, "prompt": "", "inputs": [],
+               "workdir": "/nonexistent"}
+        try:
+            # two at once: one worker each
+            await asyncio.gather(p.call(bad, affinity="export.otio"),
+                                 p.call(bad, affinity="film"))
+            first = [p._made_by["export.otio"], p._made_by["film"]]
+            assert first[0] is not first[1]
+            again = []
+            for step in ("film", "export.otio", "film", "export.otio"):
+                answer = await p.call(bad, affinity=step)
+                assert "error" in answer
+                again.append(p._made_by[step])
+            return first, again
+        finally:
+            await p.close()
+
+    (otio, film), again = asyncio.run(workers())
+    assert again == [film, otio, film, otio]

@@ -150,7 +150,7 @@ class LocalBackend(Adapter):
 
                 self._pool = pool.take(self.setup.workers) or pool.Pool(self.setup.workers)
                 self._base = self._pool.cpu()
-            answer = await self._pool.call(job)
+            answer = await self._pool.call(job, affinity=str(request.step))
         if "error" in answer:
             error = answer["error"]
             if error.get("type") == "bug":

@@ -36,6 +36,7 @@ _LIMIT = 1 << 24  # the longest answer line
 # written at once, not 64 KB each time the event loop comes round, which while the
 # build encoded the next job (the OTIO export's, 0.1 s) held the film back.
 _PIPE_BYTES = 1 << 20
+_AFFINITIES = 4096  # steps whose last worker a pool remembers (a first build makes more)
 
 
 def _widen(proc: asyncio.subprocess.Process) -> None:
@@ -72,6 +73,8 @@ class Pool:
         self._busy: set[_Worker] = set()
         self._slots = asyncio.Semaphore(self.size)
         self._started: list[_Worker] = []  # every worker, for the CPU they used
+        # the worker that last made each step (`call`'s `affinity`), the latest few
+        self._made_by: dict[str, _Worker] = {}
 
     async def _start(self) -> _Worker:
         proc = await asyncio.create_subprocess_exec(
@@ -83,16 +86,23 @@ class Pool:
         self._started.append(worker)
         return worker
 
-    async def call(self, job: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, job: dict[str, Any], affinity: str | None = None) -> dict[str, Any]:
+        """`affinity`: what the job makes (its step), given to the worker that made it last
+        when that one is idle: a worker keeps what it wrote (the clips of the OTIO
+        timeline it encoded, interchange.py), and the watch's next edit writes it again."""
         async with self._slots:
             while True:
-                worker = self._idle.pop() if self._idle else await self._start()
+                worker = self._idle_one(affinity) if self._idle else await self._start()
                 parked, worker.parked = worker.parked, False
                 self._busy.add(worker)
                 clean = False
                 try:
                     answer = await self._ask(worker, job)
                     clean = True
+                    if affinity is not None:
+                        if len(self._made_by) >= _AFFINITIES:
+                            self._made_by.clear()
+                        self._made_by[affinity] = worker
                     return answer
                 except BackendError:
                     if not parked:
@@ -106,6 +116,14 @@ class Pool:
                         self._idle.append(worker)
                     else:  # cancelled or broken mid-render: its state is unknown
                         self._kill(worker)
+
+    def _idle_one(self, affinity: str | None) -> _Worker:
+        """The idle worker that made `affinity` last, else the latest to become idle."""
+        found = self._made_by.get(affinity) if affinity is not None else None
+        if found is not None and found in self._idle:
+            self._idle.remove(found)
+            return found
+        return self._idle.pop()
 
     async def _ask(self, worker: _Worker, job: dict[str, Any]) -> dict[str, Any]:
         proc = worker.proc
