@@ -44,6 +44,7 @@ not keyed again.
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -145,6 +146,14 @@ class GraphMemo:
     problems: dict[int, tuple[Any, list[tuple[str, str]]]] = attrs.field(factory=dict)
     reused: int = 0  # calls the last compile put back
     made: int = 0  # calls it made again
+
+    def loaded(self) -> None:
+        """What is kept by object identity keyed again by the new objects' ids, once
+        unpickled (compiler/memocache.py): the steps' problems, each shot's timeline
+        entries (by its facts) and dialogue (by its shot)."""
+        self.problems = {id(v[0]): v for v in self.problems.values()}
+        self.parts = {(k[0], id(v[0]), *k[2:]) if k[0] == "lines" else (id(v[0]), *k[1:]): v
+                      for k, v in self.parts.items()}
 
 
 
@@ -361,7 +370,7 @@ class _Builder:
             if last is not None and last[0] is shot and last[1] == entry:
                 found = last[2]
             else:
-                found = pickle.dumps((attrs.evolve(shot, number=0), entry), 5)
+                found = pickled((attrs.evolve(shot, number=0), entry))
             self._fingerprints[at] = found
             if self.memo is not None:
                 self._prints[at] = (shot, entry, found)
@@ -369,16 +378,21 @@ class _Builder:
 
     def context(self) -> bytes | None:
         """Everything but the shots that a shot's steps read; None where it cannot be told
-        (then nothing is remembered)."""
+        (then nothing is remembered).  With each backend's part of the keys of every kind
+        it makes, which holds the facts of this machine it says matter (the animatic's
+        panel font, its ffmpeg): a memo kept between processes (compiler/memocache.py)
+        may meet another `FILMC_PANEL_FONT`."""
         film = self.film
         try:
-            return pickle.dumps((
+            return pickled((
                 film.width, film.height, film.fps, film.language, film.style, film.characters,
                 film.locations,
                 [(name, info.type, info.adapter.__module__, info.adapter.__qualname__,
                   info.adapter.version, dict(info.settings), dict(info.key_settings),
-                  info.config, str(info.root)) for name, info in sorted(self.infos.items())],
-                [self.choose(kind) for kind in sorted(S.KINDS)]), 5)
+                  info.config, str(info.root),
+                  [self.backend_key(name, kind) for kind in sorted(info.adapter.kinds)])
+                 for name, info in sorted(self.infos.items())],
+                [self.choose(kind) for kind in sorted(S.KINDS)]))
         except Exception:  # an object that does not pickle: compile without the memo
             return None
 
@@ -863,6 +877,18 @@ def _shown(tags: Tags) -> dict[str, Any]:
 
 
 _FIELD_INDEX = {name: i for i, name in enumerate(S.FIELD_NAMES)}
+
+
+def pickled(value: Any) -> bytes:
+    """`value` pickled without pickle's memo, so that the bytes say its values and types
+    alone, not which of its parts happen to be one object: a memo kept between processes
+    (compiler/memocache.py) compares fingerprints made from objects shared otherwise (a
+    parse unpickled, a parse made).  (No value fingerprinted refers to itself.)"""
+    out = io.BytesIO()
+    p = pickle.Pickler(out, 5)
+    p.fast = True
+    p.dump(value)
+    return out.getvalue()
 
 
 def _insert(g: nx.DiGraph, node: str, data: dict[str, Any], sources: list[str]) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import pickle
 from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -104,6 +103,13 @@ class Memo:
     check: Any = None  # lang.check.CheckMemo
     lower: Any = None  # compiler.passes.LowerMemo
     graph: Any = None  # compiler.graph.GraphMemo
+
+    def loaded(self) -> None:
+        """Once unpickled in another process (compiler/memocache.py): what each part keeps
+        by object identity keyed again by the new objects' ids."""
+        for part in (self.check, self.lower, self.graph):
+            if part is not None:
+                part.loaded()
 
 
 @attrs.define(eq=False)
@@ -201,7 +207,7 @@ def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader |
     # The later stages import networkx, jinja2 and the adapters: `check` does without them.
     from .backends import describe
     from .exports import ExportSetup
-    from .graph import GraphError, build_graph
+    from .graph import GraphError, build_graph, pickled
     from .lock import read_lock, stale_warnings
     from .passes import lower
     from .templates import TemplateError, Templates
@@ -235,8 +241,8 @@ def _compile(path: Path, until: str, diags: Diagnostics | None, loader: Loader |
         lowered = memo.lower
         try:  # what decides each shot's backends and fallbacks (what each backend can
             # make follows its settings' files too: a workflow), against the last compile's
-            choices = pickle.dumps((config, offline, sorted(
-                (name, dict(info.key_settings)) for name, info in out.backends.items())), 5)
+            choices = pickled((config, offline, sorted(
+                (name, dict(info.key_settings)) for name, info in out.backends.items())))
         except Exception:  # a value that does not pickle: lower it all
             lowered = None
     out.film = lower(out.project, out.checked, choose=choose, fallback=fallback, memo=lowered,
