@@ -55,6 +55,12 @@ class LowerMemo:
     reused: int = 0  # scenes the last lowering put back
     made: int = 0
 
+    def loaded(self) -> None:
+        """Keyed again by the scenes' and shots' ids, once unpickled
+        (compiler/memocache.py)."""
+        self.scenes = {id(v[0]): v for v in self.scenes.values()}
+        self.shots = {(k[0], id(v[0])): v for k, v in self.shots.items()}
+
 
 @attrs.frozen
 class State:

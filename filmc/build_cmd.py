@@ -119,7 +119,7 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
             with contextlib.suppress(OSError):  # none started: the build starts its own
                 runner.run(prime(min(args.jobs or cpus, cpus)))
         result = compile_or_report(args.file, offline=args.offline,
-                                   burn_subtitles=args.burn_subtitles)
+                                   burn_subtitles=args.burn_subtitles, kept=True)
         if result is None:
             return 1
         return _run(args, fast_key, result, runner=runner)

@@ -86,17 +86,28 @@ def count(errors: int, warnings: int) -> str:
 
 
 def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = False,
-                      memo: Any = None) -> Any:
+                      memo: Any = None, kept: bool = False) -> Any:
     """The film compiled to its graph, or None after printing why not; warnings printed.
-    `memo`: what a process that compiles the film again keeps (compiler/pipeline.py)."""
+    `memo`: what a process that compiles the film again keeps (compiler/pipeline.py).
+    `kept`: with no `memo`, the one the last command that compiled this film left, and
+    this compile's left for the next as the command ends (compiler/memocache.py)."""
     from .compiler.pipeline import compile_film
     from .engine.lengths import lookup_for
 
+    if kept and memo is None:
+        from .compiler import memocache
+
+        variant = memocache.variant(offline, burn_subtitles)
+        memo = memocache.load(file, variant)
+    else:
+        kept = False
     # The compiled film lives as long as the command: kept out of the cycle collector's
     # reach (frozen), a build's collections need not walk its million objects again and
     # again.
     result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles,
                           said=lookup_for, memo=memo, keep=True)
+    if kept and result.project is not None:
+        memocache.keep(file, variant, memo, result.project)
     if not result.ok or result.graph is None:
         report(result.diags, result.sources)
         return None

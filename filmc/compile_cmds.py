@@ -66,7 +66,7 @@ def _plan(args: argparse.Namespace) -> int:
     from .engine.db import StoreError
     from .lang.diagnostics import use_color
 
-    result = compile_or_report(args.file, offline=args.offline)
+    result = compile_or_report(args.file, offline=args.offline, kept=True)
     if result is None:
         return 1
     options = build_options(args, result.graph)

@@ -72,9 +72,12 @@ def watch(args: argparse.Namespace, build: Any) -> int:
 
 def _watch(args: argparse.Namespace, build: Any, runner: asyncio.Runner) -> int:
     from .backends.local.pool import prime
-    from .compiler.pipeline import Memo
+    from .compiler import memocache
 
-    memo = Memo()
+    # The memo the last command that compiled this film left (compiler/memocache.py), and
+    # this watch's, for the next, as it stops.
+    variant = memocache.variant(args.offline, args.burn_subtitles)
+    memo = memocache.load(args.file, variant)
     watched: list[str] = []
     changed: list[str] = []
     saved_at: float | None = None
@@ -86,6 +89,8 @@ def _watch(args: argparse.Namespace, build: Any, runner: asyncio.Runner) -> int:
         except KeyboardInterrupt:
             return _stopped()
         compiled = time.perf_counter() - started
+        if result.project is not None:
+            memocache.keep(args.file, variant, memo, result.project)
         if result.ok and result.graph is not None:
             if result.diags.items:
                 report(result.diags, result.sources)

@@ -91,6 +91,10 @@ class CheckMemo:
     reused: int = 0
     made: int = 0
 
+    def loaded(self) -> None:
+        """Keyed again by the scenes' ids, once unpickled (compiler/memocache.py)."""
+        self.scenes = {id(v[0]): v for v in self.scenes.values()}
+
 
 def check(project: Project, diags: Diagnostics, memo: CheckMemo | None = None) -> Checked:
     """`memo`: what the last check of this film in this process kept (updated)."""

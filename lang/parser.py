@@ -818,6 +818,24 @@ _MEMO_BYTES = 64 << 20  # text the parses remembered hold at most (the newest ke
 _memo: OrderedDict[tuple[str, str], tuple[ast.Module, Diagnostics]] = OrderedDict()
 
 
+def parses_of(modules: list[ast.Module]) -> dict[tuple[str, str], tuple[ast.Module, Diagnostics]]:
+    """The parses this process remembers of `modules` (by identity), as `keep_parses`
+    takes them back: a compile memo kept between processes holds the very modules it
+    was made from (compiler/memocache.py)."""
+    wanted = {id(m) for m in modules}
+    with _lock:
+        return {k: v for k, v in _memo.items() if id(v[0]) in wanted}
+
+
+def keep_parses(parses: dict[tuple[str, str], tuple[ast.Module, Diagnostics]]) -> None:
+    """Remember `parses` (`parses_of` another process's) as if this process had made
+    them: the same text of the same file gets the same module back."""
+    with _lock:
+        for key, value in parses.items():
+            if isinstance(key, tuple) and len(key) == 2 and key not in _memo:
+                _memo[key] = value
+
+
 def parse(text: str, file: str, diags: Diagnostics) -> ast.Module:
     """Parse one file's text; syntax errors go to `diags` and what parsed survives.
 
