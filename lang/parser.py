@@ -821,7 +821,7 @@ _memo: OrderedDict[tuple[str, str], tuple[ast.Module, Diagnostics]] = OrderedDic
 def parses_of(modules: list[ast.Module]) -> dict[tuple[str, str], tuple[ast.Module, Diagnostics]]:
     """The parses this process remembers of `modules` (by identity), as `keep_parses`
     takes them back: a compile memo kept between processes holds the very modules it
-    was made from (compiler/memocache.py)."""
+    was made from (filmc/memocache.py)."""
     wanted = {id(m) for m in modules}
     with _lock:
         return {k: v for k, v in _memo.items() if id(v[0]) in wanted}

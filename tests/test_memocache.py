@@ -1,4 +1,4 @@
-"""The compile memo kept between processes (compiler/memocache.py): a command after an
+"""The compile memo kept between processes (filmc/memocache.py): a command after an
 edit loads what the last one kept, and its compile makes exactly the graph a fresh
 compile makes (tests/test_graph_memo.py `same_as_fresh`), putting back what the edit did
 not touch.  Then the command line: a build leaves the memo as it exits, the next build
@@ -17,7 +17,7 @@ import pytest
 from conftest import copy_example
 from test_graph_memo import edit, same_as_fresh
 
-from filmc.compiler import memocache
+from filmc import memocache
 from filmc.compiler.pipeline import Memo, compile_film
 from filmc.lang import parser
 

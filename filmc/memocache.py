@@ -1,6 +1,8 @@
-"""The compile memo kept between processes: a `filmc build` or `plan` after an edit
+"""The compile memo kept between commands: a `filmc build` or `plan` after an edit
 puts back what the last compile of the same film made of everything the edit did not
 touch, as `filmc build --watch` does between its rounds (compiler/pipeline.py `Memo`).
+Here, in the command line's stage, and not in the compiler, which has no effects: the
+memo is loaded before a command compiles and written by a child process as it ends.
 
     memo = load(main, variant(offline, burnt))   # the Memo the last command left, or a new one
     result = compile_film(main, memo=memo, ...)
@@ -42,7 +44,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .pipeline import Memo
+from .compiler.pipeline import Memo
 
 __all__ = ["load", "keep", "write_kept", "variant", "KEEP"]
 
@@ -56,17 +58,20 @@ _kept: list[tuple[Path, Memo, dict]] = []  # what `write_kept` writes as the com
 def salt() -> bytes:
     """filmc's own sources (what parses, checks, lowers and keys a film) and the versions
     of what they run on."""
+    import importlib
+
     import jinja2
     import lark
     import networkx
 
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent.parent
-    for folder in _SOURCES:
-        for path in sorted((here / folder).rglob("*")):
+    h.update(Path(__file__).read_bytes())  # how the memo is written
+    for name in _SOURCES:
+        folder = Path(importlib.import_module(f"filmc.{name}").__file__ or "").parent
+        for path in sorted(folder.rglob("*")):
             if path.suffix in (".py", ".lark", ".j2", ".film", ".toml", ".json") \
                     and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(here)).encode() + b"\0")
+                h.update(f"{name}/{path.relative_to(folder)}".encode() + b"\0")
                 h.update(path.read_bytes())
     h.update(f"{sys.version} {lark.__version__} {jinja2.__version__} "
              f"{networkx.__version__} {pickle.HIGHEST_PROTOCOL}".encode())
@@ -79,7 +84,7 @@ def variant(offline: bool, burn_subtitles: bool) -> str:
 
 
 def _path(main: Path, variant: str) -> Path | None:
-    from ..lang.paths import user_cache
+    from .lang.paths import user_cache
 
     folder = user_cache("compile")
     if folder is None:
@@ -122,7 +127,7 @@ def load(main: Path, variant: str) -> Memo:
         gc.freeze()
         if was:
             gc.enable()
-    from ..lang.parser import keep_parses
+    from .lang.parser import keep_parses
 
     keep_parses(parses)
     with contextlib.suppress(OSError):
@@ -133,7 +138,7 @@ def load(main: Path, variant: str) -> Memo:
 def keep(main: Path, variant: str, memo: Memo, project: Any) -> None:
     """Write `memo` for the next command as this one ends (`write_kept`), with the
     parses of `project`'s files it was made from."""
-    from ..lang.parser import parses_of
+    from .lang.parser import parses_of
 
     path = _path(main, variant)
     if path is not None and hasattr(os, "fork"):
