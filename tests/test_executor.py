@@ -135,7 +135,7 @@ def test_the_review_page_is_written_while_the_film_is_being_made(project: Path) 
 
     class Watching(Fake):
         async def submit(self, request: Request, handle: Handle | None) -> Done:
-            if str(request.step) in ("film", "shot.hunt.chen_watches"):
+            if str(request.step) in ("film", "keyframe.hunt.chen_watches.local-1"):
                 seen[str(request.step)] = page.is_file()
             done = await super().submit(request, handle)
             if request.kind == "timeline":  # laid out as JSON (the key, as written, is not)
@@ -146,7 +146,7 @@ def test_the_review_page_is_written_while_the_film_is_being_made(project: Path) 
     done = whole_build(program, Options(), Events(),
                        adapters=lambda info, setup: Watching(setup))
     assert not done.bug and done.report["counts"].get("failed") is None
-    assert seen == {"shot.hunt.chen_watches": False, "film": True}
+    assert seen == {"keyframe.hunt.chen_watches.local-1": False, "film": True}
     text = page.read_text(encoding="utf-8")
     assert "chen_watches" in text and "local-4" in text
 
