@@ -33,8 +33,8 @@ def signature(graph: Any) -> tuple:
     compiles again) are not compared: each must be that part's text."""
     nodes = []
     for n, data in graph.nodes(data=True):
-        rest = {k: v for k, v in data.items() if k != "step"}
-        step = attrs.asdict(data["step"], recurse=False)
+        rest = {k: _ordered(v) for k, v in data.items() if k != "step"}
+        step = {k: _ordered(v) for k, v in attrs.asdict(data["step"], recurse=False).items()}
         for path, text in (step.pop("spliced") or {}).items():
             value = data["step"].record
             for k in path:
@@ -44,6 +44,12 @@ def signature(graph: Any) -> tuple:
     return (nodes, list(graph.edges()), [(n, list(graph.pred[n])) for n in graph],
             repr(sorted(graph.graph["picks"].items())), graph.graph["retimed"],
             graph.graph["lock"], repr(graph.graph["film"]))
+
+
+def _ordered(value: Any) -> Any:
+    """A set as its sorted list: equal sets may iterate in another order (one a pickle
+    rebuilt: tests/test_memocache.py), which no key and no output reads."""
+    return sorted(value) if isinstance(value, (set, frozenset)) else value
 
 
 def same_as_fresh(main: Path, memo: Memo, offline: bool, said: Any = None) -> None:
