@@ -40,7 +40,6 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -170,20 +169,10 @@ def write_kept() -> None:
 
 
 def _write(path: Path, memo: Memo, parses: dict) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_MAGIC)
-                pickle.dump((parses, memo), f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    from .lang.paths import keep_pickled
+
+    if keep_pickled(path, (parses, memo), _MAGIC):  # else no memo: the same compile
         _trim(path.parent)
-    except Exception:  # a full disk, a read-only home: no memo, same compile
-        return
 
 
 def _trim(folder: Path, keep: int = KEEP) -> None:

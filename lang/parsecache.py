@@ -29,7 +29,6 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -103,19 +102,10 @@ def save(file: str, text: str, module: ast.Module, found: Diagnostics) -> None:
     folder = _folder()
     if folder is None:
         return
-    path = _path(folder, file, text)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump((module, found), f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except Exception:  # a full disk, a read-only home: no cache, same parse
-        return
+    from .paths import keep_pickled
+
+    if not keep_pickled(_path(folder, file, text), (module, found)):
+        return  # a full disk, a read-only home: no cache, same parse
     _writes += 1
     if _writes % _TRIM_EVERY == 1:
         trim(folder)

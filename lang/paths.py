@@ -60,6 +60,30 @@ def user_cache(sub: str | None = None) -> Path | None:
     return folder / sub if sub else folder
 
 
+def keep_pickled(path: Path, value: object, head: bytes = b"") -> bool:
+    """Write `value`'s pickle (after `head`) to `path` in the user's cache, whole or not at
+    all: into a temporary file beside it, renamed over it.  False when it could not be (a
+    full disk, a read-only home): what the cache keeps only ever saves time."""
+    import contextlib
+    import pickle
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(head)
+                pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except Exception:
+        return False
+    return True
+
+
 # --- paths written in a film: `use "..."`, `part "..."`, `ref "..."` -----------------------
 
 MAX_NAME_BYTES = 255  # one file or folder name (the limit of common file systems)
