@@ -117,7 +117,7 @@ def _watch(args: argparse.Namespace, build: Any, runner: asyncio.Runner) -> int:
         # What a file was before this round (a save while it built is a change), or is
         # now for one it did not watch; none it no longer watches (a folder watched while
         # the film did not compile): that would be a change of nothing.
-        before = {p: before[p] if p in before else s for p, s in _stats(watched).items()}
+        before = {p: before.get(p, s) for p, s in _stats(watched).items()}
         try:
             _collect()
             if not args.quiet:

@@ -65,7 +65,7 @@ def _folder() -> Path | None:
 
     found = user_cache("parse")
     if found is not None:
-        _fast_pickling()
+        fast_pickling()
     return found
 
 
@@ -131,15 +131,21 @@ def trim(folder: Path, limit: int = LIMIT) -> None:
         total -= size
 
 
-def _fast_pickling() -> None:
-    """Pickle the AST's frozen attrs classes as `cls(*fields)`: attrs' own state
-    protocol sets each slot through `object.__setattr__`, which made loading a
-    3,000-shot film's ASTs about 1.5 times slower."""
-    for cls in (*vars(ast).values(), *vars(diagnostics).values()):
-        if isinstance(cls, type) and attrs.has(cls) and cls.__module__ in (
-                ast.__name__, diagnostics.__name__):
-            names = tuple(a.name for a in attrs.fields(cls))
-            if all(a.init for a in attrs.fields(cls)):
+@functools.cache
+def fast_pickling(*modules: Any, derived: tuple[type, ...] = ()) -> None:
+    """Pickle the AST's frozen attrs classes (and those of `modules`: the compile memo's,
+    filmc/memocache.py) as `cls(*fields)`: attrs' own state protocol sets each slot
+    through `object.__setattr__`, which made loading a 3,000-shot film's ASTs about 1.5
+    times slower.  A class with a field `__init__` does not take is left as it is, but
+    for those `derived`, which make such fields from the others (a step id, its text)."""
+    for mod in (ast, diagnostics, *modules):
+        for cls in vars(mod).values():
+            if not (isinstance(cls, type) and attrs.has(cls) and cls.__module__ == mod.__name__
+                    and cls.__setattr__.__name__ == "_frozen_setattrs"):
+                continue
+            fields = attrs.fields(cls)
+            if all(a.init for a in fields) or cls in derived:
+                names = tuple(a.name for a in fields if a.init)
                 copyreg.pickle(cls, functools.partial(_reduce, cls, names))
 
 
