@@ -406,6 +406,60 @@ def test_a_process_that_joins_again_reads_the_journal_once(shots, tmp_path, monk
     assert len(last.known) == len(after.known) + 1
 
 
+def test_a_new_worker_makes_the_remembered_tracks_before_its_first_join(shots, tmp_path,
+                                                                       monkeypatch):
+    """A render worker reads the journal back as it starts (render.preload, while the
+    build compiles): its first join after an edit then reads only the edited shot and
+    makes no track of the others."""
+    (tmp_path / "cache").mkdir()
+    a = mp4join.join(shots, tmp_path / "a.mp4", chapters=CHAPTERS,
+                     headers=mp4join.Headers(tmp_path / "cache"))
+    monkeypatch.setattr(mp4read, "_LOADED", {})  # a new process
+    monkeypatch.setattr(mp4read, "_TRACKS", {})
+    mp4join.Headers(tmp_path / "cache").warm()
+    made = dict(mp4read._TRACKS)
+    assert len(made) == 3 and all(m[2] is None for m in made.values())
+    edited = tmp_path / "edited.mp4"
+    edited.write_bytes(shots[1].read_bytes())
+    headers = mp4join.Headers(tmp_path / "cache")
+    movies = headers.movies([shots[0], edited, shots[2]])
+    assert headers.read == 1
+    assert movies[0].tracks is made[_identity(shots[0])][1]
+    assert movies[2].tracks is made[_identity(shots[2])][1]
+    b = mp4join.join([shots[0], edited, shots[2]], tmp_path / "b.mp4", chapters=CHAPTERS,
+                     headers=mp4join.Headers(tmp_path / "cache"))
+    assert b.read_bytes() == a.read_bytes()
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def test_pieces_are_written_in_order_across_the_buffer(tmp_path, monkeypatch):
+    """The film's bytes go through one reused buffer (here of 64 bytes): pieces that fill
+    it, cross it, or are larger than it (copied in the kernel), scattered pieces of one
+    file, and made ones, come out in order; a file shorter than its piece is said."""
+    monkeypatch.setattr(mp4join._Sink, "SIZE", 64)
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(bytes(range(256)) * 2)
+    b.write_bytes(bytes(reversed(range(256))))
+    da, db = a.read_bytes(), b.read_bytes()
+    P = mp4join._Piece
+    pieces = [P(str(a), 0, 40, 0), P(None, 0, 0, 0, b"made" * 30), P(str(b), 10, 50, 0),
+              P(str(a), 100, 300, 0), P(str(a), 5, 9, 0), P(str(a), 20, 30, 0),
+              P(str(a), 400, 430, 0), P(None, 0, 0, 0, b"x"), P(str(b), 0, 256, 0)]
+    mp4join._write(tmp_path / "out.bin", b"HEAD" * 20, pieces)
+    want = (b"HEAD" * 20 + da[0:40] + b"made" * 30 + db[10:50] + da[100:300] + da[5:9]
+            + da[20:30] + da[400:430] + b"x" + db)
+    assert (tmp_path / "out.bin").read_bytes() == want
+    with pytest.raises(MediaError, match="`b.bin` ended before its `mdat` did"):
+        mp4join._write(tmp_path / "short.bin", b"", [P(str(b), 200, 300, 0)])
+    with pytest.raises(MediaError, match="ended before"):
+        mp4join._write(tmp_path / "short.bin", b"", [P(str(b), 0, 30, 0), P(str(b), 200, 300, 0)])
+    assert not (tmp_path / "short.bin").exists() and not list(tmp_path.glob(".short*"))
+
+
 def test_a_damaged_header_cache_is_no_cache(shots, tmp_path):
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / mp4read._CACHE_FILE).write_bytes(b"\x00not marshal")

@@ -429,8 +429,8 @@ class Headers:
 
     A process that joins again (a render worker `build --watch` keeps) reads the
     journal again only when it changed (`_LOADED`), and keeps the tracks it made of
-    each record (`_TRACKS`), so that after a one-shot edit its join stats 3,000 files
-    and makes one Movie each, not 6,000 Track objects from the records again."""
+    each record (`_TRACKS`) and the Movie of it, so that after a one-shot edit its join
+    stats 3,000 files and makes nothing of them again."""
 
     def __init__(self, folder: Path | None) -> None:
         self.path = folder / _CACHE_FILE if folder is not None else None
@@ -500,12 +500,30 @@ class Headers:
             record = known.get(key)
             made = made_of.get(key)
             # (by equality: a journal read again after an append holds new objects)
-            if record is not None and made is not None and made[0] == record:
-                out.append(Movie(path, record[0], record[1], record[2], made[1]))
+            if record is not None and made is not None and (made[0] is record
+                                                            or made[0] == record):
+                movie = made[2]
+                if movie is None or movie.path != path:
+                    movie = Movie(path, record[0], record[1], record[2], made[1])
+                    made_of[key] = (made[0], made[1], movie)
+                out.append(movie)
                 used[key] = record
             else:
                 out.append(self._movie(path, key, record))
         return out
+
+    def warm(self) -> None:
+        """Make the tracks of every header the journal remembers, as a render worker
+        starts (render.preload: while the build compiles), so that its first film step
+        finds them made."""
+        for key, record in self.known.items():
+            if len(_TRACKS) >= _CACHEKEEP:
+                break
+            made = _TRACKS.get(key)
+            if made is None or made[0] != record:
+                # (a record this version did not write is left to `movies` to read again)
+                with contextlib.suppress(TypeError, ValueError, IndexError):
+                    _TRACKS[key] = (record, tuple(Track(*t) for t in record[3]), None)
 
     def movie(self, file: Path | str) -> Movie:
         """`file`'s header: remembered if the file is the one read before."""
@@ -519,9 +537,11 @@ class Headers:
                 ftyp, payload, scale, tracks = record
                 if len(_TRACKS) >= _CACHEKEEP:
                     _TRACKS.clear()
-                made = _TRACKS[key] = (record, tuple(Track(*t) for t in tracks))
+                made = tuple(Track(*t) for t in tracks)
+                movie = Movie(path, ftyp, payload, scale, made)
+                _TRACKS[key] = (record, made, movie)
                 self.used[key] = record
-                return Movie(path, ftyp, payload, scale, made[1])
+                return movie
             except (TypeError, ValueError):  # not a record this version wrote
                 pass
         movie, tracks = _read(path)
@@ -582,11 +602,12 @@ class Headers:
 
 
 # What this process read of the journal: path → (its device, inode, size and mtime when
-# read, the records, how many parts); and the tracks made of each record, by the file
-# identity it is known under (with the record they were made of, compared by value).  Track objects are
-# never changed once made (mp4join copies what it needs into its own).
+# read, the records, how many parts); and the tracks and the Movie (once looked up)
+# made of each record, by the file identity it is known under (with the record they were made of, compared by
+# value).  Track and Movie objects are never changed once made (mp4join copies what it
+# needs into its own).
 _LOADED: dict[Path, tuple[tuple[int, int, int, int], dict[tuple, tuple], int]] = {}
-_TRACKS: dict[tuple, tuple[tuple, tuple[Track, ...]]] = {}
+_TRACKS: dict[tuple, tuple[tuple, tuple[Track, ...], Movie | None]] = {}
 
 
 def _part(records: dict) -> bytes:
