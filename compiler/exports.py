@@ -13,7 +13,10 @@ Each is a `kind:export` step made by the built-in `local` backend
 `build/<film>/export/` (lang/files.py).  Its parameters are the whole of what the
 file says — film order, frame counts, names, prompts, step keys, estimated costs,
 picks, where each file lies — so its key changes exactly when the file would,
-and a build makes it again only then.
+and a build makes it again only then.  A timeline's key holds each shot's entry, and
+each shot's lines, by the sha256 of its canonical text (`digest`): a one-shot edit
+hashes that shot's entry again, not the whole cut, and the last build's record of
+the export is its header and those digests, not a copy of the cut.
 
 What an export names it is made from, as inputs, where a whole build makes it
 anyway: the conformed shots, every candidate and take of a shot not yet picked,
@@ -32,6 +35,7 @@ makes its exports again, in milliseconds.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
@@ -78,14 +82,16 @@ def add_exports(b: Any, picks: dict[tuple[str, str], ShotPicks], setup: ExportSe
                   inputs=(InputRef(str(StepId("subtitles")), S.SUBTITLES),))
             continue
         if fmt == "csv":
-            b.add(StepId.export(fmt), b.choose("export"),
-                  params={"format": fmt, "columns": list(CSV_COLUMNS),
-                          "currency": setup.currency, "rows": cut.rows()})
+            rows, digests = cut.rows()
+            head = {"format": fmt, "columns": list(CSV_COLUMNS), "currency": setup.currency}
+            b.add(StepId.export(fmt), b.choose("export"), params={**head, "rows": rows},
+                  keyed_params={**head, "rows": digests})
             continue
-        doc, inputs, held, spliced = cut.document(fmt, holds)
+        doc, keyed, inputs, held, spliced = cut.document(fmt, holds)
         chars = frozenset(c.id for c in film.characters)
         b.add(StepId.export(fmt), b.choose("export"), characters=chars, params=doc,
-              inputs=inputs, held=held, located=True, spliced=spliced)
+              keyed_params=keyed, inputs=inputs, held=held, located=True,
+              spliced=spliced)
     for fmt in FORMATS:
         if setup.formats is not None and fmt not in setup.formats:
             b.g.nodes[str(StepId.export(fmt))]["optional"] = True
@@ -97,6 +103,34 @@ class _Facts:
     refs: list[dict[str, Any]]  # every take, candidate and the conformed shot
     active: dict[str, Any]  # the take the film uses
     cost: float | None
+
+
+@attrs.define
+class _Said:
+    """A shot's lines as the timelines hold them, the speech they name, their digest, and
+    (in a process that compiles again) the speech's entries in the key as text."""
+
+    entries: list[dict[str, Any]]
+    refs: tuple[InputRef, ...]
+    digest: str
+    inputs: str = ""
+
+
+@attrs.frozen
+class _Texts:
+    """A shot's entry in a timeline by its digest, and (in a process that compiles again)
+    its media's entries in the key's material as text (those a whole build makes, and the
+    `held` ones): none or one each."""
+
+    digest: str
+    inputs: list[str]
+    held: list[str]
+
+
+def digest(text: str) -> str:
+    """How an export's key holds a shot's entry (or its lines): the sha256 of its
+    canonical text."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class _Cut:
@@ -211,39 +245,46 @@ class _Cut:
 
     # -- the timeline formats --------------------------------------------------------------
 
-    def document(self, fmt: str, holds: str) -> tuple[dict, tuple[InputRef, ...],
+    def document(self, fmt: str, holds: str) -> tuple[dict, dict, tuple[InputRef, ...],
                                                       tuple[InputRef, ...], Spliced | None]:
-        """(params, inputs, held, spliced) of a timeline export: OTIO holds every take,
-        every candidate and each shot's metadata; EDL and FCPXML the active take alone.
-        `spliced`: in a process that compiles again, the canonical text of the shots'
-        entries, each made once (`part`), for its key (compiler/keys.py `canonical`)."""
+        """(params, keyed, inputs, held, spliced) of a timeline export: OTIO holds every
+        take, every candidate and each shot's metadata; EDL and FCPXML the active take
+        alone.  `keyed`: the params as the key holds them, each shot's entry and each
+        shot's lines by its digest.  `spliced`: in a process that compiles again, the
+        canonical text of the media's entries in the key, each shot's made once (`part`;
+        compiler/keys.py `canonical`)."""
         film = self.film
         inputs: list[InputRef] = []
         held: list[InputRef] = []
-
-        def media(node: str, strong: bool) -> None:
-            (inputs if strong else held).append(InputRef(node, S.MEDIA))
-
         shots = []
-        texts: list[str] | None = [] if self.b.memo is not None else None
+        # In a process that compiles again, the canonical text of the shots' entries, of
+        # their lines and of each input's entry in the key's material, made once a shot.
+        memo = self.b.memo is not None
+        digests: list[str] = []
+        line_digests: list[str] = []
+        in_texts: list[str] = []
+        held_texts: list[str] = []
         for scene in film.scenes:
             for shot in scene.shots:
                 start, frames = self._frames[(shot.scene, shot.id)]
-                doc, named, text = self.part(self.facts(scene, shot), shot.id, holds, start,
-                                             frames)
-                for node, strong in named:
-                    media(node, strong)
+                doc, strong, passed, text = self.part(self.facts(scene, shot), shot.id, holds,
+                                                      start, frames)
+                inputs += strong
+                held += passed
                 shots.append(doc)
-                if texts is not None and text is not None:
-                    texts.append(text)
+                digests.append(text.digest)
+                in_texts += text.inputs
+                held_texts += text.held
         lines: list[dict] = []
         if fmt != "edl":  # CMX 3600 holds the picture; the dialogue goes with FCPXML and OTIO
             for shot in film.shots:
                 if shot.lines:
                     said = self.said(shot, self._frames[(shot.scene, shot.id)][0])
-                    for entry in said:
-                        media(entry["step"], True)
-                    lines += said
+                    inputs += said.refs
+                    lines += said.entries
+                    line_digests.append(said.digest)
+                    if memo:
+                        in_texts.append(said.inputs)
         scenes = []
         for scene in film.scenes:
             if not scene.shots:
@@ -255,7 +296,10 @@ class _Cut:
                            "start": first, "frames": last[0] + last[1] - first})
         stems: list[str] = []
         if holds == _EVERY and film.shots:  # OTIO: the mix's stems, as audio tracks
-            media(str(StepId("mix")), True)
+            mix = InputRef(str(StepId("mix")), S.MEDIA)
+            inputs.append(mix)
+            if memo:
+                in_texts.append(self.b.entry_text(mix))
             stems = list(FILM_STEMS)
         last = self._frames[(film.shots[-1].scene, film.shots[-1].id)] if film.shots else (0, 0)
         doc = {"format": fmt, "title": film.title, "fps": _fraction(film.fps),
@@ -263,12 +307,20 @@ class _Cut:
                "width": film.width, "height": film.height, "language": film.language or "",
                "currency": self.setup.currency,
                "scenes": scenes, "shots": shots, "lines": lines}
-        spliced: Spliced | None = None
-        if texts is not None and len(texts) == len(shots):
-            spliced = {("params", "shots"): "[" + ",".join(texts) + "]"}
-        return doc, tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(held)), spliced
+        # The key holds each shot's entry, and each shot's lines, by its digest.
+        keyed = {**doc, "shots": digests, "lines": line_digests}
+        spliced: dict[tuple[str, ...], str] | None = {} if memo else None
+        # Each medium once (a step is named by one shot); were one named twice, the
+        # first naming stands, and the inputs' entries are encoded whole.
+        for refs, entries, path in ((inputs, in_texts, "inputs"), (held, held_texts, "held")):
+            steps = {r.step for r in refs}
+            if len(steps) < len(refs):
+                refs[:] = dict.fromkeys(refs)
+            elif spliced is not None and refs:
+                spliced[(path,)] = "[" + ",".join(entries) + "]"
+        return doc, keyed, tuple(inputs), tuple(held), spliced or None
 
-    def said(self, shot: ir.Shot, start: int) -> list[dict]:
+    def said(self, shot: ir.Shot, start: int) -> _Said:
         """A shot's lines as the timelines hold them, from frame `start`; in a process that
         compiles again, made once for the same (timed) shot at the same place."""
         at = ("lines", id(shot), start)
@@ -288,45 +340,65 @@ class _Cut:
                         "speaker": line.speaker, "paren": line.paren or "",
                         "text": line.text, "shot": shot.id, "scene": shot.scene,
                         "line": line.index, "key": self.b.keys[node]})
+        refs = tuple(InputRef(e["step"], S.MEDIA) for e in out)
+        said = _Said(out, refs, digest(canonical(out)))
         if memo is not None:
-            self.b.parts[at] = (shot, out)
-        return out
+            said.inputs = ",".join(map(self.b.entry_text, refs))
+            self.b.parts[at] = (shot, said)
+        return said
 
     def part(self, f: _Facts, shot: str, holds: str, start: int, frames: int
-             ) -> tuple[dict, list[tuple[str, bool]], str | None]:
-        """One shot's entry in a timeline export, the media it names (each with whether a
-        whole build makes it) and, in a process that compiles again, its canonical text:
-        made once for the same facts at the same place in the film (a one-shot edit makes
-        one entry again, not 3,000, and encodes one, not the whole cut)."""
+             ) -> tuple[dict, tuple[InputRef, ...], tuple[InputRef, ...], _Texts]:
+        """One shot's entry in a timeline export, the media it names that a whole build
+        makes and those it does not (`held`), and its digest (with, in a process that
+        compiles again, its media's entries in the key as text): made once for the same
+        facts at the same place in the film (a one-shot edit makes one entry again, not
+        3,000, and hashes one, not the whole cut)."""
         at = (id(f), shot, holds, start, frames)
         memo = self.b.memo
         if memo is not None:
             found = self.b.parts.get(at) or memo.parts.get(at)
             if found is not None and found[0] is f:
                 self.b.parts[at] = found
-                return found[1], found[2], found[3]
+                return found[1], found[2], found[3], found[4]
         refs = f.refs if holds == _EVERY else [f.active]
         doc = {"id": shot, "start": start, "frames": frames, "active": f.active["name"],
                "refs": refs}
         if holds == _EVERY:
             doc["meta"] = f.meta
-        named = [(r["step"], self.needed(r["step"])) for r in refs]
+        named = [InputRef(r["step"], S.MEDIA) for r in refs]
+        strong = tuple(r for r in named if self.needed(r.step))
+        passed = tuple(r for r in named if not self.needed(r.step))
         if memo is None:
-            return doc, named, None
-        text = canonical(doc)
-        self.b.parts[at] = (f, doc, named, text)
-        return doc, named, text
+            return doc, strong, passed, _Texts(digest(canonical(doc)), [], [])
+        entry = self.b.entry_text
+        text = _Texts(digest(canonical(doc)), [",".join(map(entry, strong))] if strong else [],
+                      [",".join(map(entry, passed))] if passed else [])
+        self.b.parts[at] = (f, doc, strong, passed, text)
+        return doc, strong, passed, text
 
     # -- the shot list ---------------------------------------------------------------------
 
-    def rows(self) -> list[list[Any]]:
-        out = []
+    def rows(self) -> tuple[list[list[Any]], list[str]]:
+        """The shot list's rows, and each one's digest (how the key holds it); in a process
+        that compiles again, each made once for the same shot, facts and picks."""
+        out, digests = [], []
+        memo = self.b.memo
         for scene in self.film.scenes:
             for shot in scene.shots:
                 p = self.picks[(shot.scene, shot.id)]
+                f = self.facts(scene, shot)
+                at = (id(f), shot.id, "row", shot.number)
+                if memo is not None:
+                    found = self.b.parts.get(at) or memo.parts.get(at)
+                    if found is not None and found[0] is f and found[1] is shot \
+                            and found[2] == p:
+                        self.b.parts[at] = found
+                        out.append(found[3])
+                        digests.append(found[4])
+                        continue
                 cam = shot.camera
-                cost = self.facts(scene, shot).cost
-                out.append([
+                row = [
                     shot.number, shot.scene, shot.id, cam.size or "", cam.angle or "",
                     f"{_fraction(cam.lens_mm)}mm" if cam.lens_mm else "", cam.movement or "",
                     _light(shot.light),
@@ -334,8 +406,12 @@ class _Cut:
                               for m in shot.cast),
                     _fraction(shot.duration), " ".join(p.keyframe.candidates),
                     _picked(p.keyframe), " ".join(p.clip.candidates), _picked(p.clip),
-                    _status(p), "" if cost is None else cost, shot.action])
-        return out
+                    _status(p), "" if f.cost is None else f.cost, shot.action]
+                out.append(row)
+                digests.append(digest(canonical(row)))
+                if memo is not None:
+                    self.b.parts[at] = (f, shot, p, row, digests[-1])
+        return out, digests
 
 
 def _light(light: ir.Look) -> str:

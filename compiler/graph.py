@@ -61,7 +61,7 @@ from ..lang.steps import Addressed, Fields, InputRef, StepId, Tags
 from . import ir
 from .backends import BackendInfo
 from .exports import ExportSetup, add_exports
-from .keys import Spliced, step_key
+from .keys import Spliced, canonical, step_key
 from .lock import CONTINUES, LOCK_NAME, STALE, UNPICKED, Choice, Lock, ShotPicks, resolve
 from .passes import time_lines
 from .sound import DEFAULT_LOUDNESS, add_mix
@@ -244,10 +244,12 @@ class _Builder:
             inputs: tuple[InputRef, ...] = (), files: tuple[ir.RefFile, ...] = (),
             pin: str | None = None, waits: str | None = None,
             held: tuple[InputRef, ...] = (), located: bool = False,
+            keyed_params: dict[str, Any] | None = None,
             spliced: Spliced | None = None) -> str:
         """Add a step; `template` (name, context) renders the field named `into`;
-        `spliced`: the canonical text of parts of its key material, made before
-        (compiler/keys.py `canonical`)."""
+        `keyed_params`: its params as its key holds them, when not as they are (an
+        export holds each shot's entry by its digest); `spliced`: the canonical text of
+        parts of its key material, made before (compiler/keys.py `canonical`)."""
         id = str(sid)
         if id in self.keys:
             return id
@@ -268,13 +270,16 @@ class _Builder:
             if into in keyed and tmpl_digest is not None:
                 material["template"] = tmpl_digest
             if "params" in keyed:
-                material["params"] = params
+                material["params"] = params if keyed_params is None else keyed_params
             per_request = info.adapter.key_request(sid.kind, info.settings, fields)
             if per_request:
                 material["request"] = dict(per_request)
         # Each input by its key, and the part it plays and what it shows: an adapter may
         # tell the service ("Image 1 shows CHEN (winter outfit)").
-        material["inputs"] = [[k, i.role, _shown(i.tags)] for i, k in zip(inputs, input_keys)]
+        if spliced is not None and ("inputs",) in spliced:
+            material["inputs"] = None  # their text is spliced; the record names each below
+        else:
+            material["inputs"] = [[k, i.role, _shown(i.tags)] for i, k in zip(inputs, input_keys)]
         material["files"] = [f.digest for f in files]
         if held:
             material["held"] = [[self.keys[i.step], i.role, _shown(i.tags)] for i in held]
@@ -284,6 +289,8 @@ class _Builder:
         record = {**material, "backend": backend,
                   "inputs": {i.step: k for i, k in zip(inputs, input_keys)},
                   "files": {f.path: f.digest for f in files}}
+        if spliced is not None and ("inputs",) in spliced:  # the record names them by id
+            spliced = {p: t for p, t in spliced.items() if p != ("inputs",)} or None
         step = Step(sid, backend, characters, tmpl_path, fields, params, inputs, files, key, record,
                     pin, waits, None if backend is None else self.fallback(sid, backend), held,
                     located, spliced)
@@ -295,6 +302,11 @@ class _Builder:
         if self._recording is not None and sid.kind not in _CONTEXT_KINDS:
             self._recording.append(("node", id))
         return id
+
+    def entry_text(self, ref: InputRef) -> str:
+        """An input's entry in the key material of the step it goes into, as canonical
+        text (what `add` writes for it): for a step that splices its inputs' entries."""
+        return canonical([self.keys[ref.step], ref.role, _shown(ref.tags)])
 
     # -- remembering a shot's steps between compiles (GraphMemo) -------------------------------
 

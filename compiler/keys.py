@@ -50,12 +50,13 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
 Spliced = Mapping[tuple[str, ...], str]
 
 
-def canonical(record: dict, spliced: Spliced | None = None) -> str:
-    """The one JSON text of a record: sorted keys, no spaces, exact fractions.
+def canonical(record: object, spliced: Spliced | None = None) -> str:
+    """The one JSON text of a record (or of any value a key holds): sorted keys, no
+    spaces, exact fractions.
 
     `spliced`: the canonical text of some of its values, by their path of keys, made
-    before (a process that compiles again keeps each shot's part of an export: see
-    compiler/exports.py), put in place of encoding them again.  The text is the same:
+    before (a process that compiles again keeps each shot's media's entries in an
+    export's inputs: see compiler/exports.py), put in place of encoding them again.  The text is the same:
     a dict on the way to one is written as the encoder writes it, key by key in order."""
     if not spliced:
         return _ENCODER.encode(record)

@@ -290,6 +290,34 @@ def test_exports_follow_what_they_hold(project: Path) -> None:
         assert [r["size"] for r in csv.DictReader(f)] == ["wide", "close_up", "full"]
 
 
+def test_an_exports_key_holds_each_shots_entry_by_its_digest(project: Path) -> None:
+    """A timeline's key holds each shot's entry, and each shot's lines, by the sha256 of
+    its canonical text (the shot list each row), the same whether the compile kept a memo
+    or not; the record the last build keeps is that, not a second copy of the cut."""
+    from filmc.compiler import exports, pipeline
+    from filmc.compiler.keys import canonical
+
+    fresh = pipeline.compile_film(project / "cut.film", offline=True).graph
+    memo = pipeline.Memo()
+    pipeline.compile_film(project / "cut.film", offline=True, memo=memo)
+    again = pipeline.compile_film(project / "cut.film", offline=True, memo=memo).graph
+    assert memo.graph.reused > 0
+    for fmt in ("otio", "edl", "fcpxml", "csv"):
+        step = fresh.nodes[f"export.{fmt}"]["step"]
+        assert again.nodes[f"export.{fmt}"]["step"].key == step.key
+        params, keyed = step.params, step.record["params"]
+        held = "rows" if fmt == "csv" else "shots"
+        assert keyed[held] == [exports.digest(canonical(e)) for e in params[held]]
+        assert {k: v for k, v in keyed.items() if k not in (held, "lines")} == \
+            {k: v for k, v in params.items() if k not in (held, "lines")}
+        if fmt in ("otio", "fcpxml"):
+            said: dict[str, list] = {}
+            for line in params["lines"]:
+                said.setdefault(line["shot"], []).append(line)
+            assert len(said) == 2  # a1's line, and b1's
+            assert keyed["lines"] == [exports.digest(canonical(v)) for v in said.values()]
+
+
 def test_a_pick_is_active_and_what_it_passed_over_stays_without_being_made(
         project: Path) -> None:
     r = filmc("pick", "cut.film", "a1", "local-2", cwd=project)
