@@ -188,6 +188,7 @@ class _Builder:
         self.memo: GraphMemo | None = None
         self._calls: dict[tuple, tuple[list[tuple], Any]] = {}  # what this compile made
         self._recording: list[tuple] | None = None
+        self._replay_asked: set[tuple] = set()  # the sheets and plates replays asked for
         self._unordered = False  # a step added before what it is made from (`_insert`)
         self._fingerprints: dict[tuple[str, str], bytes] = {}
         self._prints: dict[tuple[str, str], tuple[ir.Shot, Any, bytes]] = {}
@@ -336,7 +337,9 @@ class _Builder:
         return result
 
     def _replay(self, made: list[tuple]) -> None:
-        g, keys = self.g, self.keys
+        """Put back what a call made: its steps, and the sheets and plates it asked for,
+        each of these asked once a compile (a film's 3,000 shots ask for a few dozen)."""
+        g, keys, asked = self.g, self.keys, self._replay_asked
         for entry in made:
             what = entry[0]
             if what == "node":
@@ -345,7 +348,11 @@ class _Builder:
                 keys[id] = step.key
                 if not _insert(g, id, data, [i.step for i in step.inputs]):
                     self._unordered = True
-            elif what == "face":
+                continue
+            if entry in asked:
+                continue
+            asked.add(entry)
+            if what == "face":
                 self.face_sheet(self._chars[entry[1]])
             elif what == "outfit":
                 c = self._chars[entry[1]]
