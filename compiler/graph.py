@@ -189,6 +189,7 @@ class _Builder:
         self._calls: dict[tuple, tuple[list[tuple], Any]] = {}  # what this compile made
         self._recording: list[tuple] | None = None
         self._replay_asked: set[tuple] = set()  # the sheets and plates replays asked for
+        self._holding: list[str] = []  # the steps with `held` inputs (the exports)
         self._unordered = False  # a step added before what it is made from (`_insert`)
         self._fingerprints: dict[tuple[str, str], bytes] = {}
         self._prints: dict[tuple[str, str], tuple[ir.Shot, Any, bytes]] = {}
@@ -300,6 +301,8 @@ class _Builder:
                                     "characters": characters, "step": step},
                        [i.step for i in inputs]):
             self._unordered = True
+        if held:
+            self._holding.append(id)
         if self._recording is not None and sid.kind not in _CONTEXT_KINDS:
             self._recording.append(("node", id))
         return id
@@ -348,6 +351,8 @@ class _Builder:
                 keys[id] = step.key
                 if not _insert(g, id, data, [i.step for i in step.inputs]):
                     self._unordered = True
+                if step.held:
+                    self._holding.append(id)
                 continue
             if entry in asked:
                 continue
@@ -827,6 +832,9 @@ class _Builder:
             cycle = [u for u, _ in nx.find_cycle(self.g)]
             raise GraphError("the step graph has a cycle: " + " --> ".join(cycle + cycle[:1]))
         self.g.graph["picks"] = picks
+        self.g.graph["holding"] = tuple(self._holding)  # the steps that hold others
+        # each step added after what it is made from (compiler/plan.py `needed` relies on it)
+        self.g.graph["ordered"] = not self._unordered
         self.g.graph["film"] = self.film  # its dialogue timed by the lines said, where known
         self.g.graph["retimed"] = self.retimed
         self.g.graph["lock"] = self.lock.path.name if self.lock.path is not None else LOCK_NAME

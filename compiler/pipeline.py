@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import attrs
 
@@ -67,6 +67,36 @@ def shot_info(scene: ir.Scene, shot: ir.Shot) -> ShotInfo:
         shot.backends, tuple((b or "", n) for b, n in shot.candidates), shot.takes)
 
 
+class ShotInfos(Sequence[ShotInfo]):
+    """The film's shots as the review page and the editor show them (`shot_info`), worked
+    out when first read: a build's first step does not wait for 3,000 of them."""
+
+    def __init__(self, film: ir.Film) -> None:
+        self._film: ir.Film | None = film
+        self._infos: tuple[ShotInfo, ...] = ()
+
+    def _all(self) -> tuple[ShotInfo, ...]:
+        if self._film is not None:
+            film, self._film = self._film, None
+            self._infos = tuple(shot_info(scene, s) for scene in film.scenes for s in scene.shots)
+        return self._infos
+
+    @overload
+    def __getitem__(self, i: int) -> ShotInfo: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[ShotInfo, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> ShotInfo | tuple[ShotInfo, ...]:
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[ShotInfo]:
+        return iter(self._all())
+
+
 @attrs.frozen(eq=False)
 class Program:
     """A film compiled for the engine: the step graph (networkx, node attribute `step`),
@@ -77,7 +107,7 @@ class Program:
     root: Path
     name: str  # the film's folder name under build/
     title: str
-    shots: tuple[ShotInfo, ...]
+    shots: Sequence[ShotInfo]  # (`ShotInfos`)
     currency: str
     concurrency: int  # [build] concurrency: steps at once, over every backend
     store: str | None  # [build] store
@@ -131,7 +161,7 @@ class Compiled:
     def program(self) -> Program:
         assert self.graph is not None and self.project and self.config and self.film
         project, config, film = self.project, self.config, self.film
-        shots = tuple(shot_info(scene, s) for scene in film.scenes for s in scene.shots)
+        shots = ShotInfos(film)
         root = project.root
         lock = lock_path(project.main.path)
         files = [f.path for f in project.files] + [root / "filmc.toml", root / "templates", lock]

@@ -200,6 +200,18 @@ def needed(graph: Any, selection: Iterable[str] | None, until: str | None) -> li
     pick passed over) whose kind `--until` reaches, and everything they are made from,
     in dependency order."""
     nodes = graph._node
+    if selection is None and graph.graph.get("ordered"):
+        # The whole film, its steps added after what they are made from: one pass back
+        # from the last, a step needed when it is a target or what a needed one is made
+        # from (its optional steps are the few looked at twice).
+        succ = graph._succ
+        need: set[str] = set()
+        for n in reversed(nodes):
+            data = nodes[n]
+            if (not data.get("optional") and (until is None or reaches(data["kind"], until))) \
+                    or any(s in need for s in succ[n]):
+                need.add(n)
+        return list(graph) if len(need) == len(nodes) else [n for n in graph if n in need]
     targets = {n for n in graph.nodes if not nodes[n].get("optional")} if selection is None \
         else set(selection)
     if until is not None:

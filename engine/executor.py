@@ -33,7 +33,7 @@ import shutil
 import signal
 import time
 import traceback
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,44 @@ class Events:
 
 
 AdapterFactory = Callable[[Any, Setup], Backend]  # (BackendInfo, Setup) → an adapter
+
+
+def first_steps(graph: Any, nodes: Sequence[str], run: Collection[str],
+                touched: Collection[str]) -> list[str]:
+    """Of the steps `run`, those that no other of them comes before (is made from, or
+    held by, through any steps), with every step they are made from or hold, in the
+    order of `nodes`.  A held step counts where `touched` has both it and its holder.
+
+    What comes after a step to make is looked for forward, from all of them at once (a
+    one-shot edit's steps are followed by a few dozen others), not back from each (the
+    film's and the exports' steps are made from the whole film)."""
+    succ, pred, node = graph._succ, graph._pred, graph._node
+    holders = graph.graph.get("holding")
+    if holders is None:
+        holders = [n for n in nodes if node[n]["step"].held]
+    held_by: dict[str, list[str]] = {}  # a held step → the steps that hold it
+    for n in holders:
+        if n in touched:
+            for h in node[n]["step"].held:
+                if h.step in touched:
+                    held_by.setdefault(h.step, []).append(n)
+    after: set[str] = set()  # made from, or holding, a step to make
+    stack = [s for r in run for s in (*succ[r], *held_by.get(r, ()))]
+    while stack:
+        n = stack.pop()
+        if n not in after:
+            after.add(n)
+            stack.extend(succ[n])
+            stack.extend(held_by.get(n, ()))
+    ahead: set[str] = set()
+    stack = [r for r in run if r not in after]
+    while stack:
+        n = stack.pop()
+        if n not in ahead:
+            ahead.add(n)
+            stack.extend(pred[n])
+            stack.extend(h.step for h in node[n]["step"].held if h.step in touched)
+    return [n for n in nodes if n in ahead]
 
 
 class Executor:
@@ -307,28 +345,12 @@ class Executor:
 
     def _first(self, nodes: tuple[str, ...], touched: frozenset[str]) -> list[str]:
         """The steps to make that no other step to make comes before, with every step they
-        are made from or hold, in dependency order; none when the build makes many (a
-        first build: the order of the rest is as good)."""
+        are made from or hold (`first_steps`); none when the build makes many (a first
+        build: the order of the rest is as good)."""
         run = self.decision.run
         if not run or len(run) > FIRST_AT_MOST:
             return []
-        pred = self.graph._pred
-        ahead: set[str] = set()
-        for r in run:
-            seen: set[str] = set()
-            stack = [r]
-            while stack:
-                n = stack.pop()
-                if n in seen:
-                    continue
-                if n in run and n != r:
-                    break  # another step to make comes first
-                seen.add(n)
-                stack.extend(pred[n])
-                stack.extend(h.step for h in self._step(n).held if h.step in touched)
-            else:
-                ahead |= seen
-        return [n for n in nodes if n in ahead]
+        return first_steps(self.graph, nodes, run, touched)
 
     def interrupt(self) -> None:
         """Ctrl-C (or SIGTERM): stop now, but let paid synchronous requests come back."""

@@ -76,7 +76,7 @@ def lookup_for(root: Path, configured: str | None) -> Lookup | None:
         if not wanted:
             return {}
         try:
-            store = Store.open(where)
+            store = Store.open(where, objects=False)
         except StoreError:
             return {}  # the build says what is wrong with the store; timing keeps estimates
         if store is None:

@@ -302,7 +302,8 @@ def record_build(store: Path, program: Any) -> None:
     """A build's record: what its film needs, as the set of its mode (offline when every
     step is the local backend's).  The build holds the store's lock, shared."""
     root = Path(program.root).resolve()
-    offline = all(d["step"].backend in (None, "local") for _n, d in program.graph.nodes(data=True))
+    offline = all(name == "local" for name in program.backends) or all(
+        d["step"].backend in (None, "local") for d in program.graph._node.values())
     update(store, root, program.name, _main(program, root), OFFLINE if offline else BUILD,
            needs_of(program.graph))
 

@@ -216,3 +216,77 @@ def test_a_reference_file_changed_after_the_compile_is_not_stored_under_its_old_
     sheet = outcomes["sheet.CHEN.winter"]
     assert sheet.status == "failed" and "changed while the build started" in (sheet.error or "")
     assert outcomes["keyframe.hunt.chen_watches.local-1"].status == "skipped"
+
+
+def test_first_steps_are_those_no_other_step_to_make_comes_before() -> None:
+    """A one-shot edit: its keyframe comes first (with the sheet it is made from), not the
+    film or the export made from it, nor the storyboard drawn from it; a take the export
+    holds counts as coming before it.  Checked against the definition, a walk back from
+    each step, on random graphs too."""
+    import random
+    from types import SimpleNamespace
+
+    import networkx as nx
+
+    from filmc.engine.executor import first_steps
+
+    def graph(edges: list[tuple[str, str]], held: dict[str, list[str]]) -> nx.DiGraph:
+        g = nx.DiGraph()
+        for a, b in edges:
+            g.add_edge(a, b)
+        for n in g.nodes:
+            refs = tuple(SimpleNamespace(step=h) for h in held.get(n, ()))
+            g.nodes[n]["step"] = SimpleNamespace(held=refs)
+        return g
+
+    def by_definition(g: nx.DiGraph, nodes: list[str], run: set[str],
+                      touched: set[str]) -> list[str]:
+        def before(n: str) -> set[str]:
+            seen, stack = set(), [n]
+            while stack:
+                m = stack.pop()
+                if m not in seen:
+                    seen.add(m)
+                    stack += [*g.predecessors(m), *(h.step for h in g.nodes[m]["step"].held
+                                                    if h.step in touched)]
+            return seen
+        ahead = set()
+        for r in run:
+            if not (before(r) - {r}) & run:
+                ahead |= before(r)
+        return [n for n in nodes if n in ahead]
+
+    edges = [("sheet", "kf1"), ("sheet", "kf2"), ("kf1", "clip1"), ("kf2", "clip2"),
+             ("clip1", "shot1"), ("clip2", "shot2"), ("shot1", "film"), ("shot2", "film"),
+             ("kf1", "board"), ("kf2", "board"), ("shot1", "otio"), ("shot2", "otio")]
+    g = graph(edges, {"otio": ["take2"]})
+    g.add_edge("kf2", "take2")
+    g.nodes["take2"]["step"] = SimpleNamespace(held=())
+    nodes = list(nx.topological_sort(g))
+    assert first_steps(g, nodes, {"kf1", "clip1", "board", "film", "otio"}, set(nodes)) == \
+        [n for n in nodes if n in {"sheet", "kf1"}]
+    # the export holds take2, which is made: the export waits for it
+    assert set(first_steps(g, nodes, {"take2", "otio"}, set(nodes))) == {"sheet", "kf2", "take2"}
+    assert first_steps(g, nodes, {"otio"}, set(nodes)) == \
+        [n for n in nodes if n not in {"film", "board"}]
+    rng = random.Random(7)
+    for _ in range(200):
+        names = [f"n{i}" for i in range(rng.randint(2, 25))]
+        edges = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if rng.random() < 0.15]
+        held = {b: [a for a in names[:i] if rng.random() < 0.05] for i, b in enumerate(names)}
+        g = graph(edges, held)
+        for n in names:
+            if n not in g:
+                g.add_node(n, step=SimpleNamespace(held=tuple(
+                    SimpleNamespace(step=h) for h in held.get(n, ()))))
+        # what a build touches: some targets and all they are made from; it makes some
+        touched = set()
+        stack = [n for n in names if rng.random() < 0.4]
+        while stack:
+            n = stack.pop()
+            if n not in touched:
+                touched.add(n)
+                stack += g.predecessors(n)
+        nodes = [n for n in names if n in touched]
+        run = {n for n in nodes if rng.random() < 0.3}
+        assert first_steps(g, nodes, run, touched) == by_definition(g, nodes, run, touched)
