@@ -745,13 +745,14 @@ class _Builder:
             kf_node[at] = str(StepId.keyframe(shot.scene, shot.id, choice.used))
         shot_refs: list[InputRef] = []
         chapters: list[list] = []
-        t = Fraction(0)
+        clock = ir.Clock()  # the time from the film's start, exactly
         for scene in film.scenes:
-            chapters.append([scene.title, t])
-            t += sum((s.duration for s in scene.shots), Fraction(0))
+            chapters.append([scene.title, clock.value])
+            for s in scene.shots:
+                clock.add(s.duration)
         lines: list[list] = []
         rows: list[list] = []
-        t = Fraction(0)
+        clock = ir.Clock()
         prev_clip: str | None = None
         prev_panel: str | None = None
         prev_waits: str | None = None
@@ -804,13 +805,15 @@ class _Builder:
             assert panel is not None
             panels.setdefault(shot.scene, []).append(InputRef(panel, S.PANEL, Tags(label=shot.id)))
             prev_clip, prev_panel, prev_waits = clip, panel, clip_waits
-            for line in shot.lines:
-                lines.append([t + line.start, t + line.end, line.text, line.speaker])
+            if shot.lines:
+                t = clock.value
+                for line in shot.lines:
+                    lines.append([t + line.start, t + line.end, line.text, line.speaker])
             rows.append([shot.scene, shot.id, shot.duration])
-            t += shot.duration
+            clock.add(shot.duration)
         size = Fields(width=film.width, height=film.height, fps=film.fps)
         subs = self.add(StepId("subtitles"), self.choose("subtitles"),
-                        params={"lines": lines, "end": t})
+                        params={"lines": lines, "end": clock.value})
         # The film's sound is the mix of its lines, music, ambience and effects to the
         # loudness filmc.toml sets (compiler/sound.py): a step that hears no picture, so a
         # camera edit re-joins the film and never re-mixes it.  The film carries the mix,

@@ -28,7 +28,6 @@ long as the joined film, and each line lies where its shot carries it.
 
 from __future__ import annotations
 
-import math
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -138,12 +137,6 @@ def add_sound(builder: Any, film: ir.Film) -> tuple[tuple[InputRef, ...], list[l
     return tuple(inputs), placed
 
 
-def frames(duration: Fraction, fps: Fraction) -> int:
-    """The frames a shot of `duration` has: round(duration x fps), halves rounded up, the
-    rule the local renderer conforms shots by (backends/local/media.py `frame_count`)."""
-    return math.floor(duration * fps + Fraction(1, 2))
-
-
 def add_mix(builder: Any, film: ir.Film, loudness: float) -> str:
     """The `mix` step, added to the graph with the cue steps it takes: its inputs are every
     line's speech (already in the graph: each shot's own) and the cues, nothing that is
@@ -153,8 +146,16 @@ def add_mix(builder: Any, film: ir.Film, loudness: float) -> str:
     speech: list[InputRef] = []
     lines: list[list[Any]] = []
     at = 0  # the shot's first frame in the film
+    # The frames a shot has: round(duration x fps), halves rounded up, the rule the local
+    # renderer conforms shots by (backends/local/media.py `frame_count`), in integers:
+    # floor((2 x duration x fps + 1) / 2) (a feature's 3,000 shots, no Fraction each).
+    fn, fd = fps.numerator, fps.denominator
     for shot in film.shots:
-        n = frames(shot.duration, fps)
+        d = shot.duration
+        n = (2 * d.numerator * fn + d.denominator * fd) // (2 * d.denominator * fd)
+        if not shot.lines:
+            at += n
+            continue
         begin, stop = Fraction(at) / fps, Fraction(at + n) / fps
         for i, line in enumerate(shot.lines):
             node = str(StepId.speech(shot.scene, shot.id, line.index))

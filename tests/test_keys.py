@@ -554,3 +554,27 @@ def test_spliced_parts_give_the_same_text(record: dict, outer: str, inner: str,
     spliced = {(outer, inner): canonical(part)}  # type: ignore[arg-type]
     assert canonical(record, spliced) == canonical(record)
     assert canonical(record, {("absent", "path"): "[]"}) == canonical(record)
+
+
+def test_a_clock_sums_times_exactly_and_rounds_frames_as_a_fraction_does() -> None:
+    """The compiler's running sum of shot durations (ir.Clock), kept in integers, is the
+    Fraction sum, and its frames are round(sum x fps), a half to the even number."""
+    import random
+    from fractions import Fraction
+
+    from filmc.compiler.ir import Clock
+
+    rng = random.Random(3)
+    for fps in (Fraction(24), Fraction(24000, 1001), Fraction(25), Fraction(2)):
+        clock, total = Clock(), Fraction(0)
+        for _ in range(300):
+            t = Fraction(rng.randint(1, 4000), rng.choice((1, 2, 3, 4, 10, 1000)))
+            clock.add(t)
+            total += t
+            assert clock.value == total
+            assert clock.frames(fps) == round(total * fps)
+    halves = Clock()
+    halves.add(Fraction(1, 48))  # half a frame at 24 fps: rounds to 0, 3/48 to 2
+    assert halves.frames(Fraction(24)) == 0
+    halves.add(Fraction(2, 48))
+    assert halves.frames(Fraction(24)) == 2
