@@ -190,6 +190,7 @@ class _Builder:
         self._recording: list[tuple] | None = None
         self._replay_asked: set[tuple] = set()  # the sheets and plates replays asked for
         self._holding: list[str] = []  # the steps with `held` inputs (the exports)
+        self._files: set[str] = set()  # the files the steps read, relative to the project
         self._unordered = False  # a step added before what it is made from (`_insert`)
         self._fingerprints: dict[tuple[str, str], bytes] = {}
         self._prints: dict[tuple[str, str], tuple[ir.Shot, Any, bytes]] = {}
@@ -303,6 +304,8 @@ class _Builder:
             self._unordered = True
         if held:
             self._holding.append(id)
+        if files:
+            self._files.update(f.path for f in files)
         if self._recording is not None and sid.kind not in _CONTEXT_KINDS:
             self._recording.append(("node", id))
         return id
@@ -353,6 +356,8 @@ class _Builder:
                     self._unordered = True
                 if step.held:
                     self._holding.append(id)
+                if step.files:
+                    self._files.update(f.path for f in step.files)
                 continue
             if entry in asked:
                 continue
@@ -836,6 +841,7 @@ class _Builder:
             raise GraphError("the step graph has a cycle: " + " --> ".join(cycle + cycle[:1]))
         self.g.graph["picks"] = picks
         self.g.graph["holding"] = tuple(self._holding)  # the steps that hold others
+        self.g.graph["files"] = frozenset(self._files)  # the files they read (a project's)
         # each step added after what it is made from (compiler/plan.py `needed` relies on it)
         self.g.graph["ordered"] = not self._unordered
         self.g.graph["film"] = self.film  # its dialogue timed by the lines said, where known

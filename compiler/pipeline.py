@@ -168,8 +168,10 @@ class Compiled:
         templates = root / "templates"
         if templates.is_dir():
             files += sorted(templates.iterdir())
-        files += sorted({root / f.path for _n, d in self.graph.nodes(data=True)
-                         for f in d["step"].files})
+        read = self.graph.graph.get("files")  # (compiler/graph.py keeps them)
+        if read is None:
+            read = {f.path for d in self.graph._node.values() for f in d["step"].files}
+        files += sorted({root / p for p in read})
         backends = self.backends or {}
         files += [p for info in backends.values() for p in info.files]
         files += [p for info in backends.values() for p in info.adapter.key_files(info.settings)]

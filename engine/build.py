@@ -90,8 +90,11 @@ def build(program: Any, options: Options, events: Events, *, wait: bool = True,
                 program, executor, said = _say_first(program, executor, again, store, state,
                                                      journal, options, events, used, adapters,
                                                      shared, run)
-            needed = {program.graph._node[n]["step"].key for n in executor.decision.nodes}
-            others = [j for k, j in journal.open_jobs.items() if k not in needed]
+            others = []
+            if journal.open_jobs:
+                node = program.graph._node
+                needed = {node[n]["step"].key for n in executor.decision.nodes}
+                others = [j for k, j in journal.open_jobs.items() if k not in needed]
             if others:
                 events.note(f"{len(others)} paid job(s) an earlier build started are for steps "
                             f"this build does not make; they stay recorded for the build "

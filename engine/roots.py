@@ -120,13 +120,9 @@ def needs_of(graph: Any, lock: Any = None) -> Needs:
     """What a compiled film needs: every step's key, and the digests its picks and takes
     pin — of the graph, and of `lock` (compiler.lock.Lock) when given, stale picks and
     shots the film no longer has included (a revert brings them back)."""
-    keys: set[str] = set()
-    digests: set[str] = set()
-    for _n, data in graph.nodes(data=True):
-        step = data["step"]
-        keys.add(step.key)
-        if step.pin is not None:
-            digests.add(step.pin)
+    steps = [d["step"] for d in graph._node.values()]
+    keys = {step.key for step in steps}
+    digests = {step.pin for step in steps if step.pin is not None}
     for picks in graph.graph.get("picks", {}).values():
         for choice in (picks.keyframe, picks.clip):
             if choice.pick is not None:
