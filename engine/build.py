@@ -173,18 +173,31 @@ async def _run_and_review(executor: Executor, program: Any, store: Store
 
 async def _review_when_made(executor: Executor, program: Any, store: Store
                             ) -> tuple[list[review.Card], OSError | None]:
-    return _review(program, store, await executor.outcomes_of(("keyframe", "clip")))
+    """`_review`, its store's queries in the event loop's thread and the rest (the sheet's
+    cards, the page's rendering and writing: 0.2 s for a feature) in another, so that the
+    loop goes on handing the shots, the film and the exports to the workers meanwhile."""
+    found = _looked_up(program, store, await executor.outcomes_of(("keyframe", "clip")))
+    return await asyncio.get_running_loop().run_in_executor(None, _page, program, found)
 
 
 def _review(program: Any, store: Store, outcomes: list[Outcome]
             ) -> tuple[list[review.Card], OSError | None]:
     """The contact sheet from the keyframes and clips among `outcomes`, and the static
     review page written from it (build/<film>/review/), or why the page could not be."""
+    return _page(program, _looked_up(program, store, outcomes))
+
+
+def _looked_up(program: Any, store: Store, outcomes: list[Outcome]) -> review.LookedUp:
     node = program.graph._node
-    cards = review.contact_sheet(program, store, {
+    return review.looked_up(program, store, {
         node[o.id]["step"].key: (o.outputs[0].digest, o.outputs[0].ext) for o in outcomes
         if o.kind in ("keyframe", "clip") and o.outputs
         and o.status in ("ran", "cached", "provided")})
+
+
+def _page(program: Any, found: review.LookedUp) -> tuple[list[review.Card], OSError | None]:
+    store = found.store
+    cards = review.sheet_of(found)
     try:
         review.write_static(program, store, film_dir(program.root, program.name) / "review",
                             cards)

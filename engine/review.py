@@ -119,11 +119,26 @@ def contact_sheet(program: Any, store: Store | None,
     """Every shot of the film, in order, with its candidates and takes and whether each is
     in the store.  `made`: step key → (digest, extension) of what a build just made or
     reused, which the store is not asked for again."""
+    return sheet_of(looked_up(program, store, made))
+
+
+@attrs.frozen
+class LookedUp:
+    """What the contact sheet needs of the store, read (`looked_up`): the rest of the sheet
+    (`sheet_of`) reads files alone, and may be made in another thread than the store's."""
+
+    program: Any
+    store: Store | None
+    shots: list[tuple[Any, Any]]  # (ShotInfo, ShotPicks), in film order
+    steps: dict[tuple[str, str, str], Any]  # (shot, kind, candidate) → its step
+    outputs: dict[str, tuple[str, str]]  # step key → (digest, extension)
+
+
+def looked_up(program: Any, store: Store | None,
+              made: Mapping[str, tuple[str, str]] | None = None) -> LookedUp:
+    """The candidates of every shot, and what the store holds of them (`made`: what a build
+    just made or reused, which the store is not asked for again)."""
     nodes = program.graph._node
-    per_shot: dict[tuple[str, str], list[Any]] = {}
-    for data in nodes.values():
-        if data.get("shot") is not None:
-            per_shot.setdefault((data["scene"], data["shot"]), []).append(data["step"])
     shots = [(info, program.picks[(info.scene, info.id)]) for info in program.shots]
     steps: dict[tuple[str, str, str], Any] = {}
     for info, picks in shots:
@@ -135,6 +150,17 @@ def contact_sheet(program: Any, store: Store | None,
     outputs = dict(known)
     outputs.update(_outputs(store, [s for s in steps.values()
                                     if s.backend is not None and s.key not in known]))
+    return LookedUp(program, store, shots, steps, outputs)
+
+
+def sheet_of(found: LookedUp) -> list[Card]:
+    """The contact sheet of what `looked_up` found (no query of the store's index)."""
+    program, store, shots, steps, outputs = (found.program, found.store, found.shots,
+                                             found.steps, found.outputs)
+    per_shot: dict[tuple[str, str], list[Any]] = {}
+    for data in program.graph._node.values():
+        if data.get("shot") is not None:
+            per_shot.setdefault((data["scene"], data["shot"]), []).append(data["step"])
     cards = []
     for info, picks in shots:
         kinds = dict(info.backends)

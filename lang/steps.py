@@ -202,7 +202,7 @@ class Addressed:
 
     @property
     def id(self) -> str:
-        return str(self.sid)
+        return self.sid._id  # (str(self.sid), a call less: asked 90,000 times a rebuild)
 
     @property
     def kind(self) -> str:
