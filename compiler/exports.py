@@ -260,8 +260,8 @@ class _Cut:
         inputs: list[InputRef] = []
         held: list[InputRef] = []
         shots = []
-        # In a process that compiles again, the canonical text of the shots' entries, of
-        # their lines and of each input's entry in the key's material, made once a shot.
+        # The digests of the shots' entries and of their lines, and (in a process that
+        # compiles again) each input's entry in the key's material as text, kept a shot.
         memo = self.b.memo is not None
         digests: list[str] = []
         line_digests: list[str] = []

@@ -118,19 +118,25 @@ def _full_build(args: argparse.Namespace, fast_key: dict) -> int:
             cpus = os.cpu_count() or 1
             with contextlib.suppress(OSError):  # none started: the build starts its own
                 runner.run(prime(min(args.jobs or cpus, cpus)))
+        from . import memocache
+
+        # The memo the last command left, used by this build's compile, and again by its
+        # compile after it said its lines; left for the next as that compile left it.
+        memo = memocache.load(args.file, memocache.variant(args.offline, args.burn_subtitles))
         result = compile_or_report(args.file, offline=args.offline,
-                                   burn_subtitles=args.burn_subtitles, kept=True)
+                                   burn_subtitles=args.burn_subtitles, memo=memo, kept=True)
         if result is None:
             return 1
-        return _run(args, fast_key, result, runner=runner)
+        return _run(args, fast_key, result, memo, runner=runner)
 
 
 def _run(args: argparse.Namespace, fast_key: dict, result: Any, memo: Any = None,
          events: Any = None, runner: Any = None) -> int:
     """Build the compiled film with the command's options: the exit code.  `memo`: what
-    `--watch` keeps between compiles (the build's own compile again, once it has said its
-    lines, uses it too); `events`: its progress display; `runner`: its event loop, which
-    every build it makes runs in (engine/build.py)."""
+    the compile used (the last command's, or what `--watch` keeps between compiles): the
+    build's own compile again, once it has said its lines, uses it too, and leaves it for
+    the next command; `events`: the watch's progress display; `runner`: its event loop,
+    which every build it makes runs in (engine/build.py)."""
     from .engine.build import Options
 
     chosen = build_options(args, result.graph)
@@ -149,7 +155,8 @@ def _run(args: argparse.Namespace, fast_key: dict, result: Any, memo: Any = None
                       use_first=args.use_first, cluster=cluster)
     done = run_build(result, options, args.quiet, wait=not args.no_wait,
                      fast_key=None if args.force else fast_key,
-                     again=recompiler(args.file, args.offline, args.burn_subtitles, memo),
+                     again=recompiler(args.file, args.offline, args.burn_subtitles, memo,
+                                      kept=True),
                      events=events, runner=runner)
     if isinstance(done, int):
         return done

@@ -89,25 +89,22 @@ def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = 
                       memo: Any = None, kept: bool = False) -> Any:
     """The film compiled to its graph, or None after printing why not; warnings printed.
     `memo`: what a process that compiles the film again keeps (compiler/pipeline.py).
-    `kept`: with no `memo`, the one the last command that compiled this film left, and
-    this compile's left for the next as the command ends (filmc/memocache.py)."""
+    `kept`: the memo left for the next command as this one ends (filmc/memocache.py):
+    `memo`, or with none, the one the last command that compiled this film left."""
     from .compiler.pipeline import compile_film
     from .engine.lengths import lookup_for
 
     if kept and memo is None:
         from . import memocache
 
-        variant = memocache.variant(offline, burn_subtitles)
-        memo = memocache.load(file, variant)
-    else:
-        kept = False
+        memo = memocache.load(file, memocache.variant(offline, burn_subtitles))
     # The compiled film lives as long as the command: kept out of the cycle collector's
     # reach (frozen), a build's collections need not walk its million objects again and
     # again.
     result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles,
                           said=lookup_for, memo=memo, keep=True)
-    if kept and result.project is not None:
-        memocache.keep(file, variant, memo, result.project)
+    if kept:
+        _keep(file, offline, burn_subtitles, memo, result)
     if not result.ok or result.graph is None:
         report(result.diags, result.sources)
         return None
@@ -116,12 +113,23 @@ def compile_or_report(file: Path, offline: bool = False, burn_subtitles: bool = 
     return result
 
 
+def _keep(file: Path, offline: bool, burn_subtitles: bool, memo: Any, result: Any) -> None:
+    """Leave `memo`, as `result`'s compile left it, for the next command."""
+    from . import memocache
+
+    if result.project is not None:
+        memocache.keep(file, memocache.variant(offline, burn_subtitles), memo, result.project)
+
+
 def recompiler(file: Path, offline: bool = False, burn_subtitles: bool = False,
-               memo: Any = None) -> Any:
+               memo: Any = None, kept: bool = False) -> Any:
     """What a build calls to compile the film again once it has said its lines (they time
     the dialogue: engine/build.py `_say_first`): the new program, or None after printing
     why it no longer compiles.  Its warnings were printed by the first compile.  `memo`:
-    the graph `filmc build --watch` keeps between compiles."""
+    what the first compile used (`compile_or_report`, `filmc build --watch`), so that
+    only the shots whose lines were said are keyed again; `kept`: the memo as this
+    compile leaves it is the one left for the next command (the first compile's, before
+    the lines were said, would time them by their estimates)."""
 
     def again() -> Any:
         from .compiler.pipeline import compile_film
@@ -129,6 +137,8 @@ def recompiler(file: Path, offline: bool = False, burn_subtitles: bool = False,
 
         result = compile_film(file, offline=offline, burn_subtitles=burn_subtitles,
                               said=lookup_for, memo=memo, keep=True)
+        if kept and memo is not None:
+            _keep(file, offline, burn_subtitles, memo, result)
         if not result.ok or result.graph is None:
             report(result.diags, result.sources)
             return None

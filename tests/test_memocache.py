@@ -136,3 +136,28 @@ def test_a_build_after_an_edit_uses_the_last_builds_memo(tmp_path: Path) -> None
     steps = json.loads(plan.stdout)["steps"]
     assert plan.returncode == 0 and steps, \
         [s for s in steps if s["status"] not in ("cached", "provided")][:3]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork: no memo is kept")
+def test_a_build_that_said_its_lines_leaves_the_memo_of_its_compile_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first build says the lines, then compiles again to time the dialogue by them
+    (with the memo its first compile used): the memo it leaves is that second compile's,
+    so the next command, whose store knows the lines, puts every shot back."""
+    from filmc.engine.lengths import lookup_for
+
+    film = copy_example(tmp_path / "w")
+    cache = tmp_path / "cache"
+    start = time.time()
+    first = _cli(["build", "--offline", "--quiet"], film, cache)
+    assert first.returncode == 0, first.stderr
+    _written(cache, start)
+    time.sleep(0.5)  # (the child that writes it has renamed it into place)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.chdir(film)
+    parser._memo.clear()
+    memo = memocache.load(film / "film.film", "offline")
+    assert memo.graph is not None and memo.graph.calls
+    compiled = compile_film(film / "film.film", offline=True, said=lookup_for, memo=memo)
+    assert compiled.ok and compiled.graph.graph["retimed"] > 0  # timed by what was said
+    assert memo.graph.made == 0 and memo.graph.reused == len(memo.graph.calls)
