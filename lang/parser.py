@@ -65,7 +65,10 @@ _UNIT_WORDS = {"s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
 _SPACED_UNIT = re.compile(r"(\d+(?:\.\d+)?)[ \t]+(" + "|".join(
     sorted(_UNIT_WORDS, key=len, reverse=True)) + r")(?!\w)")
 _HEAD_WORDS = re.compile(r"(\w+)(?:[ \t]+(\w+))?")
-_OPENS_BLOCK = re.compile(r"[^\n]*[{｛][ \t]*(?://[^\n]*?)?\r?$", re.MULTILINE)  # a line ending in `{`
+# A line ending in `{`, or in an empty block `{}` (a declaration that opens one where it
+# cannot be is read the same either way: the block around it lacks its `}`).
+_OPENS_BLOCK = re.compile(r"[^\n]*[{｛][ \t]*(?:[}｝][ \t]*)?(?://[^\n]*?)?\r?$",
+                          re.MULTILINE)
 _PAREN = re.compile(r"[(（][^()（）\n]*[)）]")
 _COMMENT = re.compile(r"//[^\n]*")
 # One value of an attribute line, for the scanner's fast path (`_value_run`).

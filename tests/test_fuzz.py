@@ -471,3 +471,17 @@ def test_an_attribute_holds_at_most_256_values(sep: str) -> None:
     assert "F0108" not in codes(MAX_VALUES)
     assert codes(MAX_VALUES + 1).count("F0108") == 1
     assert codes(100_000).count("F0108") == 1
+
+
+@pytest.mark.parametrize("inner", ["shot y 1.5s {}", "shot y 1.5s {\n    }", "shot y 1.5s { }  // y"])
+def test_a_shot_inside_a_shot_is_the_outer_ones_missing_brace_however_its_block_is_written(
+        inner: str) -> None:
+    """Found by the fuzzing: `shot y 1.5s {}` inside a shot was read as a block of the outer
+    shot, with no error, while the same with its `}` on the next line (as the formatter
+    writes it) closed the outer shot: the formatted file parsed to another film.  Both
+    now say the outer shot is never closed, and read `y` as a shot of the scene."""
+    text = f'scene b {{\n  shot z 500ms {{\n    {inner}\n  }}\n}}\n'
+    diags = Diagnostics()
+    scene = parse(text, "film.film", diags).decls[0]
+    assert [s.id.text for s in scene.items] == ["z", "y"] and not scene.items[0].items
+    assert [d.code for d in diags.sorted()] == ["F0104", "F0101"]
