@@ -99,8 +99,9 @@ class Input:
     media: str
     step: str  # the step that made it, or the project file it is
     tags: Tags = Tags()
-    # The file's extension.  For a role in lang.steps NAMED (named, never read), `path` is
-    # the store's read-only object, whose name has none.
+    # The file's extension.  For a role in lang.steps NAMED (named, never read), and one in
+    # IN_PLACE given to the `local` renderer (read by its content), `path` is the store's
+    # read-only object, whose name has none.
     ext: str = ""
 
 

@@ -50,10 +50,10 @@ from ..backends.protocol import (
     ServiceError,
     Setup,
 )
-from ..compiler.config import ConfigError, secret
+from ..compiler.config import LOCAL, ConfigError, secret
 from ..compiler.plan import decide, estimate, money
 from ..lang.files import film_dir
-from ..lang.steps import KINDS, NAMED, Addressed, StepId
+from ..lang.steps import IN_PLACE, KINDS, NAMED, Addressed, StepId
 from . import verify
 from .db import StoreError, disk_error
 from .journal import Journal, OpenJob
@@ -703,8 +703,8 @@ class Executor:
                        backend: str) -> Request:
         params = {**step.params, "folder": self._folder()} if step.located else step.params
         return Request(step.sid, step.key, backend, step.fields, params,
-                       await self._inputs(step, inputs, workdir), KINDS[step.kind].outputs,
-                       workdir)
+                       await self._inputs(step, inputs, workdir, backend),
+                       KINDS[step.kind].outputs, workdir)
 
     async def _keep(self, step: Any, info: Any, files: Any, workdir: Path, started: float,
                     cost: float | None, source: str, price: float | None,
@@ -766,17 +766,19 @@ class Executor:
             raise disk_error(f"store an output in `{self.store.objects.root}`", e,
                              self.store.path) from None
 
-    async def _inputs(self, step: Any, inputs: dict[str, Outcome],
-                      workdir: Path) -> tuple[Input, ...]:
+    async def _inputs(self, step: Any, inputs: dict[str, Outcome], workdir: Path,
+                      backend: str | None = None) -> tuple[Input, ...]:
         """Each input's files, linked into the work folder under names that keep their
         extension, with the part each plays.  A hard link where the store's disk allows
         one (the work folder is on it): a symbolic link costs a new inode, which on some
-        disks takes a millisecond, and the film and its exports link thousands; else
-        (another user's object, a disk without hard links) a symbolic link.  The objects
-        are read-only either way."""
+        disks takes a millisecond; else (another user's object, a disk without hard links)
+        a symbolic link.  The objects are read-only either way.  What a step names and
+        never reads (lang/steps.py NAMED), and what the `local` renderer reads by its
+        content (IN_PLACE: the film's shots), is handed over as the objects themselves."""
         out: list[Input] = []
         n = 0
         hard = True
+        in_place = IN_PLACE if backend == LOCAL else frozenset()
 
         def link(obj: Path, at: Path) -> None:
             nonlocal hard
@@ -799,7 +801,7 @@ class Executor:
         for ref in step.inputs:
             outcome = inputs[ref.step]
             media = {o.name: o.media for o in KINDS[outcome.kind].outputs}
-            if ref.role in NAMED:  # named, never read: the objects themselves
+            if ref.role in NAMED or ref.role in in_place:  # the objects themselves
                 out += [Input(ref.role, objects.path(o.digest), o.digest,
                               media.get(o.output, "image"), ref.step, ref.tags, o.ext)
                         for o in outcome.outputs]

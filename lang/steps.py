@@ -268,6 +268,10 @@ ROLES = (FIRST_FRAME, LAST_FRAME, CHARACTER, LOCATION, SPEECH, CLIP, SHOT, SUBTI
 # themselves, their extensions beside them (backends/protocol.py `Input.ext`), not linked
 # into its work folder one by one (an export of a feature names some 15,000).
 NAMED = frozenset({PAGES, MEDIA})
+# The roles whose files the built-in `local` renderer reads where the store keeps them, by
+# their content whatever their name: handed over as NAMED ones are (the film's 3,000
+# shots were linked into its work folder and unlinked again, 60 ms of every edit's film).
+IN_PLACE = frozenset({SHOT})
 
 
 @attrs.frozen

@@ -25,7 +25,7 @@ from filmc.engine.executor import Executor, Options
 from filmc.engine.journal import Journal
 from filmc.engine.state import State
 from filmc.engine.store import Store
-from filmc.lang.steps import NAMED
+from filmc.lang.steps import IN_PLACE, NAMED
 
 
 class Looks(Adapter):
@@ -74,11 +74,14 @@ def project(tmp_path: Path) -> Path:
 def test_inputs_are_hard_links_to_the_objects(project: Path) -> None:
     seen = build(project)
     film = [s for s in seen if s[0] == "film"]
-    assert film and {kind for _s, role, kind, _same in seen if role not in NAMED} == {"hard"}
+    assert film and {kind for _s, role, kind, _same in seen
+                     if role not in NAMED | IN_PLACE} == {"hard"}
     assert all(same for *_x, same in seen)
     named = [s for s in seen if s[1] in NAMED]
     assert {s[0] for s in named} >= {"export.otio", "storyboard_index"}
     assert {kind for _s, _r, kind, _same in named} == {"object"}
+    # the film's shots, which the local renderer reads by their content, are the objects
+    assert {kind for _s, role, kind, _same in film if role in IN_PLACE} == {"object"}
 
 
 def test_where_a_hard_link_is_refused_the_inputs_are_symbolic_links(
@@ -88,5 +91,6 @@ def test_where_a_hard_link_is_refused_the_inputs_are_symbolic_links(
 
     monkeypatch.setattr(executor_module.os, "link", refuse)
     seen = build(project)
-    assert seen and {kind for _s, role, kind, _same in seen if role not in NAMED} == {"symbolic"}
+    assert seen and {kind for _s, role, kind, _same in seen
+                     if role not in NAMED | IN_PLACE} == {"symbolic"}
     assert all(same for *_x, same in seen)
