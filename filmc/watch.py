@@ -13,8 +13,10 @@ filmc.toml, film.lock, the templates, the reference images, the files backends n
 while the film does not compile, its files and their folders, so that a file it names
 and lacks is seen when it appears.  The files' stats are read every `POLL` seconds (no
 notification API: they are on any disk, a network share too, and a few hundred stats
-cost little); a change waits for the stats to hold still for `SETTLE` seconds, as an
-editor may write a file in several steps.  A change made during a build is built next.
+cost little); a change waits for the stats to hold still for `SETTLE` seconds from the
+latest write (its modification time: what passed since the save before the poll saw it
+is not waited again), as an editor may write a file in several steps.  A change made
+during a build is built next.
 
 Paid work: each save may make paid steps, so `--watch` needs `--offline` or a
 `--max-cost` (what each build may spend); `--force` would make its steps again at every
@@ -37,8 +39,9 @@ from .common import fail, report
 from .lang.paths import stamp
 
 # How often the sources are looked at (a stat of each: a film's few dozen files take a
-# fraction of a millisecond), and how long they must hold still once one changed.
-POLL = 0.05
+# fraction of a millisecond), and how long they must hold still once one changed (from
+# the latest write, by its modification time).
+POLL = 0.025
 SETTLE = 0.05
 BUG, INTERRUPTED = 3, 130  # the build command's exit codes that end the watch
 
@@ -194,13 +197,16 @@ def _wait(paths: list[str], before: Stats) -> tuple[list[str], float | None]:
         if now != before:
             break
     while True:  # an editor may write in several steps: wait until it is done
-        time.sleep(SETTLE)
+        changed = [p for p in paths if now.get(p) != before.get(p)]
+        times = [s[1] / 1e9 for p in changed if (s := now.get(p)) is not None]
+        # Still for SETTLE since the latest write: what passed since it (its modification
+        # time, when that is not later than now) is waited no more.
+        since = time.time() - max(times) if times and len(times) == len(changed) else 0.0
+        time.sleep(SETTLE - min(max(since, 0.0), SETTLE))
         later = _stats(paths)
         if later == now:
             break
         now = later
-    changed = [p for p in paths if now.get(p) != before.get(p)]
-    times = [s[1] / 1e9 for p in changed if (s := now.get(p)) is not None]
     return changed, max(times) if times else None
 
 

@@ -252,3 +252,38 @@ def test_one_pool_is_kept_between_builds_the_last_ones() -> None:
             return pool.take(1)
         assert runner.run(next_build()) is own and len(alive(own)) == 1
         runner.run(own.close())
+
+
+def test_a_save_holds_still_for_settle_from_its_own_time(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save is built once the files held still for SETTLE seconds from its modification
+    time, not from when the poll saw it; a write during that wait starts it again."""
+    from filmc import watch
+
+    f = tmp_path / "a.film"
+    f.write_text("x", encoding="utf-8")
+    paths = [str(f)]
+    before = watch._stats(paths)
+    f.write_text("y", encoding="utf-8")
+    t = time.time() - 0.03  # saved 30 ms before the poll sees it
+    os.utime(f, (t, t))
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:  # the editor writes again while the watch waits
+            f.write_text("yz", encoding="utf-8")
+
+    monkeypatch.setattr(watch.time, "sleep", sleep)
+    changed, saved = watch._wait(paths, before)
+    assert changed == paths and saved is not None and saved > t + 0.01  # the second write
+    assert slept[0] == watch.POLL
+    assert 0 < slept[1] <= watch.SETTLE - 0.02  # from the save, not the poll
+    assert watch.SETTLE - 0.02 < slept[2] <= watch.SETTLE  # the second write, just made
+    # a save long ago (a file copied in with its time) is taken at once
+    before = watch._stats(paths)
+    old = time.time() - 60
+    os.utime(f, (old, old))
+    slept.clear()
+    monkeypatch.setattr(watch.time, "sleep", slept.append)
+    assert watch._wait(paths, before)[0] == paths and slept == [watch.POLL, 0.0]
