@@ -431,6 +431,24 @@ def test_a_new_worker_makes_the_remembered_tracks_before_its_first_join(shots, t
     assert b.read_bytes() == a.read_bytes()
 
 
+def test_a_worker_reads_back_the_users_journal_only_when_it_is_not_large(
+        shots, tmp_path, monkeypatch):
+    """Every render worker of every build reads the journal back as it starts, whether it
+    joins a film or not: not one larger than `_WARM_AT_MOST`, which the film step reads."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mp4join.join(shots, tmp_path / "a.mp4", headers=mp4join.Headers.of_user())
+    journal = mp4join.Headers.of_user().path
+    assert journal is not None and journal.is_file()
+    monkeypatch.setattr(mp4read, "_LOADED", {})
+    monkeypatch.setattr(mp4read, "_TRACKS", {})
+    monkeypatch.setattr(mp4read, "_WARM_AT_MOST", journal.stat().st_size - 1)
+    mp4read.Headers.warm_user()
+    assert not mp4read._LOADED and not mp4read._TRACKS
+    monkeypatch.setattr(mp4read, "_WARM_AT_MOST", journal.stat().st_size)
+    mp4read.Headers.warm_user()
+    assert len(mp4read._TRACKS) == 3
+
+
 def _identity(path: Path) -> tuple[int, int, int, int]:
     st = os.stat(path)
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns

@@ -404,6 +404,9 @@ def read_tracks(path: os.PathLike | str, kind: bytes) -> tuple[Track, ...]:
 _CACHE_FILE = "headers-3.marshal"  # the number changes with what a record or key holds
 _CACHEKEEP = 60_000  # records kept: about 1 KB each for a short shot
 _CACHE_PARTS = 64  # appends before the journal is rewritten whole
+# The largest journal a render worker reads back as it starts (`Headers.warm_user`): some
+# 16,000 records, 90 ms and 10 MB a worker; a larger one is read by the film step.
+_WARM_AT_MOST = 16 << 20
 
 
 _SHARED = frozenset(i for i, f in enumerate(attrs.fields(Track)) if f.name in (  # type: ignore[attr-defined]
@@ -512,10 +515,24 @@ class Headers:
                 out.append(self._movie(path, key, record))
         return out
 
-    def warm(self) -> None:
-        """Make the tracks of every header the journal remembers, as a render worker
+    @classmethod
+    def warm_user(cls) -> None:
+        """The user's journal read back and its tracks made (`warm`), as a render worker
         starts (render.preload: while the build compiles), so that its first film step
-        finds them made."""
+        finds them made; not when the journal is larger than `_WARM_AT_MOST` (every
+        worker of every build would pay for it, whether it joins a film or not)."""
+        from filmc.lang.paths import user_cache
+
+        folder = user_cache("mp4join")
+        try:
+            if folder is None or os.path.getsize(folder / _CACHE_FILE) > _WARM_AT_MOST:
+                return
+        except OSError:
+            return
+        cls(folder).warm()
+
+    def warm(self) -> None:
+        """Make the tracks of every header the journal remembers."""
         for key, record in self.known.items():
             if len(_TRACKS) >= _CACHEKEEP:
                 break

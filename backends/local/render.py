@@ -26,12 +26,13 @@ def preload() -> None:
     the storyboard's pages, the exports), in a worker before its first job: started
     while the build compiles (pool.py `prime`), it has them when its job comes.
     OpenTimelineIO, which only the EDL and FCPXML exports read, is left to them.  And
-    the shots' headers the film step remembers (mp4read.Headers, in the user's cache):
-    its step after an edit then looks them up, rather than reading 3,000 of them back."""
+    the shots' headers the film step remembers (mp4read.Headers, in the user's cache,
+    when it is not large): its step after an edit then looks them up, rather than
+    reading 3,000 of them back."""
     from . import interchange, media, mix, panels, sound, storyboard, subtitles  # noqa: F401
     from .mp4read import Headers
 
-    Headers.of_user().warm()
+    Headers.warm_user()
 
 
 def render(kind: str, spec: dict[str, Any], prompt: str, inputs: list[list[Any]],
