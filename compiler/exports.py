@@ -369,13 +369,14 @@ class _Cut:
                "refs": refs}
         if holds == _EVERY:
             doc["meta"] = f.meta
-        named = [InputRef(r["step"], S.MEDIA) for r in refs]
-        strong = tuple(r for r in named if self.needed(r.step))
-        passed = tuple(r for r in named if not self.needed(r.step))
+        made = [(InputRef(r["step"], S.MEDIA), self.needed(r["step"])) for r in refs]
+        strong = tuple(r for r, needed in made if needed)
+        passed = tuple(r for r, needed in made if not needed)
+        hashed = digest(canonical(doc))
         if memo is None:
-            return doc, strong, passed, _Texts(digest(canonical(doc)), [], [])
+            return doc, strong, passed, _Texts(hashed, [], [])
         entry = self.b.entry_text
-        text = _Texts(digest(canonical(doc)), [",".join(map(entry, strong))] if strong else [],
+        text = _Texts(hashed, [",".join(map(entry, strong))] if strong else [],
                       [",".join(map(entry, passed))] if passed else [])
         self.b.parts[at] = (f, doc, strong, passed, text)
         return doc, strong, passed, text

@@ -227,6 +227,6 @@ class Clock:
 
     def frames(self, fps: Fraction) -> int:
         """round(the sum x fps), a half to the even number, as Python rounds a Fraction."""
-        q, r = divmod(self.num * fps.numerator, self.den * fps.denominator)
-        return q + 1 if 2 * r > self.den * fps.denominator or (
-            2 * r == self.den * fps.denominator and q % 2) else q
+        d = self.den * fps.denominator
+        q, r = divmod(self.num * fps.numerator, d)
+        return q + 1 if 2 * r > d or (2 * r == d and q % 2) else q

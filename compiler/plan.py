@@ -238,8 +238,7 @@ def decide(graph: Any, selection: Iterable[str] | None, until: str | None,
     nodes = needed(graph, selection, until)
     node = graph._node
     steps = [node[n]["step"] for n in nodes]  # (a step's id is its node)
-    waiting = frozenset() if use_first or all(s.waits is None for s in steps) \
-        else waiting_steps(graph, nodes)
+    waiting = frozenset() if use_first else waiting_steps(graph, nodes)
     forced = frozenset(force) & set(nodes) - waiting if force else frozenset()
     forced = frozenset(n for n in forced if node[n]["step"].pin is None)
     # The user's own images (no backend) are asked for too: found, they are reused with

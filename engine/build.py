@@ -177,14 +177,14 @@ async def _review_when_made(executor: Executor, program: Any, store: Store
     cards, the page's rendering and writing: 0.2 s for a feature) in another, so that the
     loop goes on handing the shots, the film and the exports to the workers meanwhile."""
     found = _looked_up(program, store, await executor.outcomes_of(("keyframe", "clip")))
-    return await asyncio.get_running_loop().run_in_executor(None, _page, program, found)
+    return await asyncio.get_running_loop().run_in_executor(None, _page, found)
 
 
 def _review(program: Any, store: Store, outcomes: list[Outcome]
             ) -> tuple[list[review.Card], OSError | None]:
     """The contact sheet from the keyframes and clips among `outcomes`, and the static
     review page written from it (build/<film>/review/), or why the page could not be."""
-    return _page(program, _looked_up(program, store, outcomes))
+    return _page(_looked_up(program, store, outcomes))
 
 
 def _looked_up(program: Any, store: Store, outcomes: list[Outcome]) -> review.LookedUp:
@@ -195,8 +195,8 @@ def _looked_up(program: Any, store: Store, outcomes: list[Outcome]) -> review.Lo
         and o.status in ("ran", "cached", "provided")})
 
 
-def _page(program: Any, found: review.LookedUp) -> tuple[list[review.Card], OSError | None]:
-    store = found.store
+def _page(found: review.LookedUp) -> tuple[list[review.Card], OSError | None]:
+    program, store = found.program, found.store
     cards = review.sheet_of(found)
     try:
         review.write_static(program, store, film_dir(program.root, program.name) / "review",

@@ -620,9 +620,9 @@ class Headers:
 
 # What this process read of the journal: path → (its device, inode, size and mtime when
 # read, the records, how many parts); and the tracks and the Movie (once looked up)
-# made of each record, by the file identity it is known under (with the record they were made of, compared by
-# value).  Track and Movie objects are never changed once made (mp4join copies what it
-# needs into its own).
+# made of each record, by the file identity it is known under (with the record they
+# were made of, compared by value).  Track and Movie objects are never changed once
+# made (mp4join copies what it needs into its own).
 _LOADED: dict[Path, tuple[tuple[int, int, int, int], dict[tuple, tuple], int]] = {}
 _TRACKS: dict[tuple, tuple[tuple, tuple[Track, ...], Movie | None]] = {}
 
