@@ -266,17 +266,32 @@ def _merged(said: list[Outcome], outcomes: list[Outcome]) -> list[Outcome]:
     return [ran.get(o.id, o) if o.status == "cached" else o for o in outcomes]
 
 
+#: When the command started, where it is not this process's start: the `filmc` process
+#: that a fork of the project's server runs it for (filmc/server.py), in clock ticks
+#: since boot as /proc says a process's start.
+STARTED: int | None = None
+
+
 def process_age() -> float | None:
-    """Seconds since this process started (Linux: /proc), None where unknown: how long a
-    build took to be ready to run its first step (reading, compiling, the store)."""
+    """Seconds since this process started (Linux: /proc), or since `STARTED`; None where
+    unknown: how long a build took to be ready to run its first step (reading,
+    compiling, the store)."""
     try:
-        with open("/proc/self/stat", "rb") as f:
-            start = int(f.read().rsplit(b")", 1)[1].split()[19])
+        start = STARTED
+        if start is None:
+            start = started_ticks()
         with open("/proc/uptime", "rb") as f:
             up = float(f.read().split()[0])
         return max(0.0, round(up - start / os.sysconf("SC_CLK_TCK"), 3))
     except (OSError, ValueError, IndexError):
         return None
+
+
+def started_ticks(pid: int | str = "self") -> int:
+    """When process `pid` (this one) started, in clock ticks since boot (Linux; OSError
+    elsewhere)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[19])
 
 
 def _cpu(executors: list[Executor]) -> dict[str, float]:

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
                         "parse) and change nothing: git's diff driver (`filmc git setup`)")
     f.set_defaults(run=_fmt)
 
-    from . import build_cmd, compile_cmds, git_cmds, gitsetup_cmd, init_cmd, lsp, pick_cmds
+    from . import build_cmd, compile_cmds, git_cmds, gitsetup_cmd, init_cmd, lsp, pick_cmds, server
 
     init_cmd.add_parsers(sub)
     compile_cmds.add_parsers(sub)
@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     from . import cache_cmd  # `cache status|push|pull`: the team's remote cache
 
     cache_cmd.add_parsers(sub)
+    server.add_parsers(sub)  # `server start|stop|status`
     lsp.add_parsers(sub)
     return p
 
@@ -95,7 +96,15 @@ def entry() -> None:
     exit takes longer than a third of the compile itself, for nothing. Every file
     filmc writes is closed (and fsynced) before `main` returns, so nothing is lost.
     """
-    code = main()
+    from .server import delegate
+
+    code = delegate(sys.argv[1:])  # the project's server runs it (filmc/server.py)
+    os._exit(finish(main()) if code is None else code)
+
+
+def finish(code: int) -> int:
+    """What a command's process does as it ends: its output flushed, the compile's memo
+    handed to a child that writes it for the next command; the exit code."""
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -105,7 +114,7 @@ def entry() -> None:
         from . import memocache  # command: written by a child, not waited for
 
         memocache.write_kept()
-    os._exit(code)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,6 +29,9 @@ file and the current folder (diagnostics name files relative to it) and the vari
 `user_cache`: mode 0700 and the user's own, since loading a pickle runs code); the
 folder keeps the `KEEP` most recent.  Any failure to read or write it is a miss,
 never an error.
+
+The project's server (filmc/server.py) reads the memo ahead (`hold`) and forks each
+command: a command whose memo file is still the one held takes it without reading it.
 """
 
 from __future__ import annotations
@@ -44,13 +47,15 @@ from pathlib import Path
 from typing import Any
 
 from .compiler.pipeline import Memo
+from .lang.paths import stamp
 
-__all__ = ["load", "keep", "write_kept", "variant", "KEEP"]
+__all__ = ["load", "keep", "write_kept", "variant", "path_of", "hold", "release", "KEEP"]
 
 KEEP = 4  # memo files the folder keeps, the most recently used
 _MAGIC = b"filmc-memo 1\n"
 _SOURCES = ("lang", "compiler", "backends", "stdlib")
 _kept: list[tuple[Path, Memo, dict]] = []  # what `write_kept` writes as the command ends
+_held: dict[str, tuple] = {}  # path → (its stamp, parses, memo): `hold`
 
 
 @functools.cache
@@ -101,19 +106,57 @@ def _path(main: Path, variant: str) -> Path | None:
 def load(main: Path, variant: str) -> Memo:
     """The memo the last compile of this film (in this variant, from this folder) left,
     its parses handed back to the parser; a new memo when there is none to use."""
-    from .compiler.graph import fast_pickling
-
-    fast_pickling()  # the memo's classes by their fields: it loads in 0.29 s, not 0.46
     path = _path(main, variant)
     if path is None:
         return Memo()
+    held = _held.pop(str(path), None)
+    if held is not None and held[0] == stamp(path):  # the server read it (filmc/server.py)
+        found: tuple[dict, Memo] | None = held[1:]
+    else:
+        found = _read(path)
+    if found is None:
+        return Memo()
+    from .lang.parser import keep_parses
+
+    keep_parses(found[0])
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used: the trim keeps it
+    return found[1]
+
+
+def path_of(main: Path, variant: str) -> Path | None:
+    """The memo file of `main`'s compile in `variant`, from the current folder."""
+    return _path(main, variant)
+
+
+def hold(path: Path) -> None:
+    """Read the memo at `path` now, for the commands this process forks to use without
+    reading it (filmc/server.py), as long as the file is the same."""
+    at = stamp(path)
+    found = _read(path) if at is not None else None
+    if found is None:
+        _held.pop(str(path), None)
+    else:
+        _held[str(path)] = (at, *found)
+
+
+def release(path: Path) -> None:
+    """Forget the memo `hold` read from `path`."""
+    _held.pop(str(path), None)
+
+
+def _read(path: Path) -> tuple[dict, Memo] | None:
+    """The parses and the memo in the file at `path`, or None."""
+    from .compiler.graph import fast_pickling
+
+    fast_pickling()  # the memo's classes by their fields: it loads in 0.29 s, not 0.46
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
-        return Memo()
+        return None
     if not data.startswith(_MAGIC):
-        return Memo()
+        return None
     # A million objects that live as long as the command: out of the cycle collector's
     # reach from the start (pipeline.py `compile_film(keep=True)` freezes what it makes).
     was = gc.isenabled()
@@ -121,20 +164,15 @@ def load(main: Path, variant: str) -> Memo:
     try:
         parses, memo = pickle.loads(memoryview(data)[len(_MAGIC):])
         if not isinstance(memo, Memo) or not isinstance(parses, dict):
-            return Memo()
+            return None
         memo.loaded()
     except Exception:  # truncated, another version's: a miss
-        return Memo()
+        return None
     finally:
         gc.freeze()
         if was:
             gc.enable()
-    from .lang.parser import keep_parses
-
-    keep_parses(parses)
-    with contextlib.suppress(OSError):
-        os.utime(path)  # recently used: the trim keeps it
-    return memo
+    return parses, memo
 
 
 def keep(main: Path, variant: str, memo: Memo, project: Any) -> None:

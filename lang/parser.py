@@ -832,10 +832,11 @@ def parses_of(modules: list[ast.Module]) -> dict[tuple[str, str], tuple[ast.Modu
 
 def keep_parses(parses: dict[tuple[str, str], tuple[ast.Module, Diagnostics]]) -> None:
     """Remember `parses` (`parses_of` another process's) as if this process had made
-    them: the same text of the same file gets the same module back."""
+    them: the same text of the same file gets the same module back, theirs over one this
+    process parsed (the compile memo they come with knows its modules by identity)."""
     with _lock:
         for key, value in parses.items():
-            if isinstance(key, tuple) and len(key) == 2 and key not in _memo:
+            if isinstance(key, tuple) and len(key) == 2:
                 _memo[key] = value
 
 

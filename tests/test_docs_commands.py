@@ -3,7 +3,7 @@ accepts.
 
 Each is run as written, offline, against a copy of the example film laid out as in the
 repository (so `examples/wolfpack/film.film` resolves) with its own store, except those
-that need a service, a server or minutes of rendering (`build`, `review`, `export`), which the
+that need a service, a server or minutes of rendering (`build`, `review`, `export`, `server`), which the
 parser alone must accept. Synopses (`filmc pick [FILE] SHOT CANDIDATE`) are run with their
 placeholders filled in. A command fails the test when the CLI calls it a usage error, or
 when filmc crashes on it; an ordinary error (a shot not built yet, a file that is not
@@ -31,7 +31,7 @@ PLACEHOLDERS = {"FILE": "film.film", "FILM": "film.film", "SHOT": "chen_watches"
                 "CANDIDATE": "comfyui-2", "TAKE": "take2", "IMAGE": "refs/chen_front.png",
                 "CLIP.mp4": "clip.mp4", "N": "0", "H": "127.0.0.1", "DIR": "new_film",
                 "SELECTOR": "shot:chen_watches"}
-PARSE_ONLY = {"build", "review", "export"}  # export: builds what the export names
+PARSE_ONLY = {"build", "review", "export", "server"}  # export: builds what the export names
 
 
 def commands() -> list[tuple[str, int, str]]:
