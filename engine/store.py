@@ -242,6 +242,21 @@ class Store(Database):
             seen.update(kept)
         return found
 
+    def follow_all(self) -> int:
+        """Every action the index holds, kept as this process's own (`_followed`, at the
+        index's offset): a process whose forks run the builds (filmc/server.py) reads
+        them while it waits, and a fork's build asks the index for none of them, as long
+        as nothing was indexed since.  How many there are."""
+        self.flush_index()
+        with self.sql() as db:
+            row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
+            follow = _following(str(self.path), int(row[0]) if row else 0)
+            for k, outputs, meta in db.execute("SELECT key, outputs, meta FROM actions"):
+                if k not in follow:
+                    follow[k] = Action(k, tuple(_load(outputs, self.db_path)),
+                                       _load(meta, self.db_path))
+        return len(follow)
+
     def actions_present(self, keys: Iterable[str]) -> set[str]:
         self.flush_index()
         found: set[str] = set()

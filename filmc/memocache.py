@@ -111,9 +111,8 @@ def load(main: Path, variant: str) -> Memo:
         return Memo()
     held = _held.pop(str(path), None)
     if held is not None and held[0] == stamp(path):  # the server read it (filmc/server.py)
-        found: tuple[dict, Memo] | None = held[1:]
-    else:
-        found = _read(path)
+        return held[2]  # and handed its parses to the parser, and marked it used
+    found = _read(path)
     if found is None:
         return Memo()
     from .lang.parser import keep_parses
@@ -129,20 +128,36 @@ def path_of(main: Path, variant: str) -> Path | None:
     return _path(main, variant)
 
 
-def hold(path: Path) -> None:
+def hold(path: Path) -> tuple[int, int, int] | None:
     """Read the memo at `path` now, for the commands this process forks to use without
-    reading it (filmc/server.py), as long as the file is the same."""
+    reading it (filmc/server.py), as long as the file is the same: its stamp as read
+    (lang/paths.py `stamp`), or None when there is none to hold."""
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used (by every command that takes it): the trim keeps it
     at = stamp(path)
     found = _read(path) if at is not None else None
     if found is None:
         _held.pop(str(path), None)
     else:
         _held[str(path)] = (at, *found)
+    _parses_held()
+    return at if found is not None else None
 
 
 def release(path: Path) -> None:
     """Forget the memo `hold` read from `path`."""
     _held.pop(str(path), None)
+    _parses_held()
+
+
+def _parses_held() -> None:
+    """The parser remembers the parses of the memos held, as `load` would hand them to it
+    (once for every command that takes one), and no others: not the memos' before."""
+    from .lang.parser import forget_parses, keep_parses
+
+    forget_parses()
+    for _at, parses, _memo in _held.values():
+        keep_parses(parses)
 
 
 def _read(path: Path) -> tuple[dict, Memo] | None:

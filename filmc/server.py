@@ -249,6 +249,8 @@ class Server:
         self.listener: socket.socket | None = None
         self.held: dict[str, tuple] = {}  # memo path → its file's (size, mtime, inode)
         self.memos: list[Path] = []  # the memo files of the film's variants
+        self.store: Path | None = None  # the project's store, whose actions are read ahead
+        self.log_stamp: tuple | None = None  # its log's, as they were read
         self.last = 0.0  # when the last command ended (or the server started)
 
     # -- starting --------------------------------------------------------------------------
@@ -310,7 +312,11 @@ class Server:
             from .engine.lengths import lookup_for
 
             with contextlib.suppress(Exception):  # a film that does not compile yet
-                compile_film(main, said=lookup_for)  # its diagnostics are the commands'
+                result = compile_film(main, said=lookup_for)  # its diagnostics unsaid
+                if result.config is not None and result.project is not None:
+                    from .engine.store import location
+
+                    self.store = location(Path(result.project.root), result.config.store)
         gc.collect()
         self.stamp = sources_stamp()
         self.refresh()
@@ -329,6 +335,7 @@ class Server:
         from . import memocache
         from .lang.paths import stamp as file_stamp
 
+        self._follow()
         changed = {path: stamp for path in self.memos
                    if (stamp := file_stamp(path)) != self.held.get(str(path))}
         if not changed:
@@ -340,11 +347,28 @@ class Server:
             self.held.pop(str(path), None)
         gc.collect()
         for path, stamp in changed.items():
-            if stamp is not None:
-                memocache.hold(path)
-                self.held[str(path)] = stamp
+            if stamp is not None:  # (one that cannot be read is not tried again until changed)
+                self.held[str(path)] = memocache.hold(path) or stamp
         gc.freeze()
-        self._log(f"read {len(self.held)} compile memo(s) again in {time.monotonic() - t:.2f} s")
+        self._log(f"read {len(changed)} compile memo(s) again in {time.monotonic() - t:.2f} s")
+
+    def _follow(self) -> None:
+        """Read the store's actions again once a command has changed its log: a build
+        then finds the steps it reuses without asking the index (engine/store.py
+        `follow_all`; 0.1 s of a feature's rebuild)."""
+        from .engine.store import LOG_NAME, Store, StoreError
+        from .lang.paths import stamp as file_stamp
+
+        if self.store is None or (at := file_stamp(self.store / LOG_NAME)) == self.log_stamp:
+            return
+        self.log_stamp = at
+        try:
+            store = Store.open(self.store, objects=False)
+            if store is not None:
+                with contextlib.closing(store):
+                    store.follow_all()
+        except (OSError, StoreError) as e:  # the builds will say what is wrong with it
+            self._log(f"could not read the store's actions: {e}")
 
     # -- running ---------------------------------------------------------------------------
 
@@ -518,9 +542,11 @@ class Server:
     def status(self) -> dict[str, Any]:
         import time
 
+        from . import memocache
+
         return {"pid": os.getpid(), "root": str(self.root),
                 "up": round(time.time() - self.started, 1), "commands": self.commands,
-                "running": len(self.children), "memos": len(self.held),
+                "running": len(self.children), "memos": len(memocache._held),
                 "idle_minutes": self.idle / 60, "stale": sources_stamp() != self.stamp}
 
     def _log(self, what: str) -> None:

@@ -840,6 +840,13 @@ def keep_parses(parses: dict[tuple[str, str], tuple[ast.Module, Diagnostics]]) -
                 _memo[key] = value
 
 
+def forget_parses() -> None:
+    """Forget every parse this process remembers (a process that hands its parses to
+    others keeps only those it hands: filmc/memocache.py `hold`)."""
+    with _lock:
+        _memo.clear()
+
+
 def parse(text: str, file: str, diags: Diagnostics) -> ast.Module:
     """Parse one file's text; syntax errors go to `diags` and what parsed survives.
 

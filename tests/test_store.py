@@ -378,3 +378,31 @@ def test_a_process_asking_again_sees_what_another_process_changed(tmp_path: Path
         store.record_action(KEY_A, OUT, {"backend": "other"})
         store.flush_index()
         assert store.get_actions([KEY_A])[KEY_A].meta["backend"] == "other"
+
+
+def test_actions_read_ahead_are_those_the_index_holds_until_it_moves(tmp_path: Path) -> None:
+    """`follow_all` (what the project's server reads while it waits, filmc/server.py):
+    every action of the index, served as the index says while no one indexed since;
+    another process's change is seen."""
+    import subprocess
+    import sys
+
+    from filmc.engine import store as module
+
+    path = tmp_path / "store"
+    keys = _keys(20)
+    with Store.open(path, create=True) as s:  # type: ignore[union-attr]
+        for k in keys:
+            s.record_action(k, OUT, {"backend": "local"})
+    module._followed.clear()
+    with Store.open(path, objects=False) as s:  # type: ignore[union-attr]
+        assert s.follow_all() == 20
+    assert len(module._followed[str(path)][1]) == 20
+    with Store.open(path) as s:  # type: ignore[union-attr]
+        found = s.get_actions([*keys, KEY_A])
+        assert set(found) == set(keys) and found[keys[0]].meta == {"backend": "local"}
+        script = ("import sys; from pathlib import Path; from filmc.engine.store import Store\n"
+                  "s = Store.open(Path(sys.argv[1])); s.collect(set(sys.argv[3:])); "
+                  "s.record_action(sys.argv[2], [], {'backend': 'other'}); s.close()")
+        subprocess.run([sys.executable, "-c", script, str(path), KEY_A, *keys[1:]], check=True)
+        assert set(s.get_actions([*keys, KEY_A])) == {*keys[1:], KEY_A}
