@@ -547,7 +547,7 @@ class Server:
         return {"pid": os.getpid(), "root": str(self.root),
                 "up": round(time.time() - self.started, 1), "commands": self.commands,
                 "running": len(self.children), "memos": len(memocache._held),
-                "idle_minutes": self.idle / 60, "stale": sources_stamp() != self.stamp}
+                "idle_minutes": self.idle / 60, "stale": sources_stamp() != self.stamp, "filmc": _which()}
 
     def _log(self, what: str) -> None:
         import time
@@ -683,11 +683,19 @@ def _start(args: Any) -> int:
     root = _root()
     if isinstance(root, int):
         return root
+    if not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+        return fail("`filmc server` needs fork and Unix sockets, which this system lacks",
+                    "run the commands on their own")
     if args.idle <= 0:
         return fail("--idle must be a positive number of minutes", "e.g. --idle 60")
     said = _ask(root, "status")
     if said is not None:
         st = json.loads(said)
+        if st.get("filmc") != _which():
+            return fail(f"the server running for {root} (pid {st['pid']}) is another "
+                        f"filmc's: {st.get('filmc', ['?', '?'])[1]}",
+                        "`filmc server stop` stops it, and this filmc's commands run on "
+                        "their own until then")
         if not st["stale"]:
             print(f"filmc server: already running for {root} (pid {st['pid']})")
             return 0
@@ -783,6 +791,8 @@ def _status_cmd(args: Any) -> int:
         return 1
     st = json.loads(said)
     print(f"filmc server: running for {st['root']} (pid {st['pid']}), up {st['up']:.0f} s\n"
+          f"  filmc {st['filmc'][2]} from {st['filmc'][1]}"
+          f"{' (changed since: it stops at the next command)' if st['stale'] else ''}\n"
           f"  commands run: {st['commands']} ({st['running']} running now)\n"
           f"  compile memos held: {st['memos']}\n"
           f"  stops after {st['idle_minutes']:g} minutes with no command")
