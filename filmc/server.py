@@ -188,10 +188,35 @@ def _run(s: socket.socket, argv: list[str], child: list[int], caught: list[int])
             return int(rest)
     if not child:  # the server went before it took the command: run it here
         return None
-    print("error: the project's server stopped before this command ended (killed?)\n"
-          "  = help: run the command again; `filmc server start` starts the server "
-          "again", file=sys.stderr)
+    # The server went (killed) while its fork runs the command, which would go on
+    # writing to this terminal after this process ended: it is stopped as a Ctrl-C
+    # stops it, and waited for.
+    import time
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(child[0], signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(child[0]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    print("error: the project's server stopped before this command ended (killed?); the "
+          "command was stopped\n  = help: run it again; `filmc server start` starts the "
+          "server again", file=sys.stderr)
     return 3
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (not ended, not a zombie, where /proc says)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _which() -> list[str]:

@@ -60,6 +60,7 @@ def _served(root: Path) -> list[str]:
 
 
 OFF = {server.OFF_ENV: "off"}
+_alive = server._alive  # whether a process runs (not a zombie)
 
 
 def test_a_command_in_the_server_says_and_exits_as_it_does_alone(project: Path) -> None:
@@ -143,19 +144,36 @@ def test_ctrl_c_reaches_the_command_and_a_killed_client_stops_it(project: Path) 
     assert r.returncode == 0 and "Traceback" not in r.stderr
 
 
+def test_a_server_killed_under_a_command_stops_it_and_says_so(project: Path) -> None:
+    path = project / "tiny.film"
+    path.write_text(FILM.replace("size 192x80", "size 384x160"))
+    pid = _pid(project)
+    assert pid is not None
+    proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--offline", "--jobs", "1"],
+                            cwd=project, env={**os.environ, "NO_COLOR": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    log = project / ".filmc" / "actions.log"
+    deadline = time.monotonic() + 60
+    while not (log.is_file() and log.read_text().count("\n") >= 3):
+        assert time.monotonic() < deadline
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    child = _running(project)
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 3, err
+    assert "error: the project's server stopped before this command ended" in err
+    assert "= help:" in err and "Traceback" not in err
+    assert not _alive(child)  # stopped, not left writing to the terminal
+
+
 def _running(root: Path) -> int:
     """The pid of the command the server runs now."""
     log = (root / ".filmc" / server.LOG).read_text(encoding="utf-8")
     return int([line for line in log.splitlines() if ": filmc " in line][-1]
                .split(": filmc ", 1)[0].rsplit(" ", 1)[1])
 
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_without_a_server_the_command_runs_on_its_own(project: Path) -> None:
