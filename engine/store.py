@@ -244,17 +244,24 @@ class Store(Database):
 
     def follow_all(self) -> int:
         """Every action the index holds, kept as this process's own (`_followed`, at the
-        index's offset): a process whose forks run the builds (filmc/server.py) reads
-        them while it waits, and a fork's build asks the index for none of them, as long
-        as nothing was indexed since.  How many there are."""
+        index's offset), and when each was last used where that was lately (`_recent`): a
+        process whose forks run the builds (filmc/server.py) reads them while it waits, and
+        a fork's build asks the index for none of them (as long as nothing was indexed
+        since), nor when they were used.  How many there are."""
         self.flush_index()
+        lately = time.time() - TOUCH_EVERY
+        recent = _recent.setdefault(str(self.path), {})
         with self.sql() as db:
             row = db.execute("SELECT value FROM meta WHERE name = 'log_offset'").fetchone()
             follow = _following(str(self.path), int(row[0]) if row else 0)
-            for k, outputs, meta in db.execute("SELECT key, outputs, meta FROM actions"):
+            for k, outputs, meta, last in db.execute(
+                    "SELECT a.key, a.outputs, a.meta, max(a.created, coalesce(u.t, 0)) "
+                    "FROM actions a LEFT JOIN used u ON u.key = a.key"):
                 if k not in follow:
                     follow[k] = Action(k, tuple(_load(outputs, self.db_path)),
                                        _load(meta, self.db_path))
+                if last >= lately:  # and what was used lately: `touch` need not ask
+                    recent[k] = last
         return len(follow)
 
     def actions_present(self, keys: Iterable[str]) -> set[str]:

@@ -102,15 +102,16 @@ def entry() -> None:
     os._exit(finish(main()) if code is None else code)
 
 
-def finish(code: int) -> int:
+def finish(code: int, memo: bool = True) -> int:
     """What a command's process does as it ends: its output flushed, the compile's memo
-    handed to a child that writes it for the next command; the exit code."""
+    handed to a child that writes it for the next command (not `memo`: left to the
+    caller); the exit code."""
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except BrokenPipeError:
         code = code or 1
-    if "filmc.memocache" in sys.modules:  # the compile's memo, for the next
+    if memo and "filmc.memocache" in sys.modules:  # the compile's memo, for the next
         from . import memocache  # command: written by a child, not waited for
 
         memocache.write_kept()

@@ -200,13 +200,19 @@ def keep(main: Path, variant: str, memo: Memo, project: Any) -> None:
         _kept[:] = [(path, memo, parses_of([f.module for f in project.files]))]
 
 
-def write_kept() -> None:
+def write_kept(fork: bool = True) -> None:
     """Write the memo `keep` was given, in a child process this one does not wait for:
     its standard streams are /dev/null (a `filmc build | tee` ends with this process),
-    and it holds none of the locks, which were released before."""
+    and it holds none of the locks, which were released before.  Not `fork`: here, by a
+    process that has let its command's caller go (a fork of the server, which said the
+    exit code first: filmc/server.py), where a fork would cost more than the writing."""
     if not _kept:
         return
     path, memo, parses = _kept.pop()
+    if not fork:
+        gc.disable()
+        _write(path, memo, parses)
+        return
     try:
         pid = os.fork()
     except OSError:

@@ -267,7 +267,7 @@ class Server:
         self.idle = idle_minutes * 60
         self.started = 0.0
         self.commands = 0
-        self.children: dict[int, tuple[socket.socket, list[str], float]] = {}
+        self.children: dict[int, _Command] = {}
         self.stopping = False
         self.stamp: tuple = ()
         self.env = dict(os.environ)
@@ -403,26 +403,28 @@ class Server:
 
         assert self.listener is not None
         sel = self.sel = selectors.DefaultSelector()
-        sel.register(self.listener, selectors.EVENT_READ)
+        sel.register(self.listener, selectors.EVENT_READ, "listener")
         # A child's end wakes the loop (its exit code goes to its client at once): the
         # signal's number is written to `wake`, which the loop watches.
         wake, woken = socket.socketpair()
         wake.setblocking(False)
         woken.setblocking(False)
-        sel.register(wake, selectors.EVENT_READ)
+        sel.register(wake, selectors.EVENT_READ, "wake")
         signal.set_wakeup_fd(woken.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._stop)
         while not (self.stopping and not self.children):
             for key, _ in sel.select(timeout=0.25):
-                if key.fileobj is self.listener:
+                if key.data == "listener":
                     self._accept()
-                elif key.fileobj is wake:
+                elif key.data == "wake":
                     with contextlib.suppress(OSError):
                         wake.recv(4096)
+                elif key.data[0] == "said":  # a fork says its command's exit code
+                    self._said(key.data[1])
                 else:  # a client's connection: closed, its command is stopped
-                    self._gone(key.fileobj)  # type: ignore[arg-type]
+                    self._gone(key.data[1])
             self._reap()
             if self.stopping:
                 continue
@@ -504,10 +506,13 @@ class Server:
                     self._log("filmc's sources changed: stopping")
                     self.stop()
                 else:
-                    pid = self._fork(fds, request, peer)
+                    said, tell = os.pipe()
+                    pid = self._fork(tell, fds, request, peer)
+                    os.close(tell)
                     self.commands += 1
-                    self.children[pid] = (conn, request["argv"], time.time())
-                    self.sel.register(conn, selectors.EVENT_READ)
+                    cmd = self.children[pid] = _Command(pid, conn, said, time.time())
+                    self.sel.register(conn, selectors.EVENT_READ, ("client", cmd))
+                    self.sel.register(said, selectors.EVENT_READ, ("said", cmd))
                     conn.sendall(f"pid {pid}\n".encode())
                     self._log(f"{pid}: filmc {' '.join(request['argv'][:3])}")
                     conn = None  # type: ignore[assignment]
@@ -519,13 +524,14 @@ class Server:
             if conn is not None:
                 conn.close()
 
-    def _fork(self, fds: list[int], request: dict[str, Any], peer: int | None) -> int:
+    def _fork(self, tell: int, fds: list[int], request: dict[str, Any],
+              peer: int | None) -> int:
         pid = os.fork()
         if pid:
             return pid
         code = 3
         try:
-            code = _child(self, fds, request, peer)
+            code = _child(self, tell, fds, request, peer)
         except BaseException as e:  # before the command ran (its folder is gone): said
             with contextlib.suppress(OSError):
                 os.write(2, f"error: the project's server could not run the command: "
@@ -533,14 +539,46 @@ class Server:
         finally:
             os._exit(code)
 
-    def _gone(self, conn: socket.socket) -> None:
-        """A client's connection readable: it ended (killed); its command is stopped."""
-        self.sel.unregister(conn)
-        for pid, (c, _argv, _t) in self.children.items():
-            if c is conn:
-                self._log(f"{pid}: its `filmc` process ended: stopping the command")
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGTERM)
+    def _said(self, cmd: _Command) -> None:
+        """The fork's word that its command is over (it writes the memo after): its exit
+        code, passed to the client, which goes on at once."""
+        with contextlib.suppress(OSError):
+            line = os.read(cmd.said, 64).decode("ascii", "replace")
+            if line.startswith("exit "):
+                self._ended(cmd, int(line.split()[1]))
+        self._let_go(cmd, "said")
+
+    def _gone(self, cmd: _Command) -> None:
+        """The client's connection closed: a client that did not wait for the end (killed)
+        has its command stopped."""
+        if not cmd.ended:
+            self._log(f"{cmd.pid}: its `filmc` process ended: stopping the command")
+            with contextlib.suppress(OSError):
+                os.kill(cmd.pid, signal.SIGTERM)
+        self._let_go(cmd, "conn")
+
+    def _ended(self, cmd: _Command, code: int) -> None:
+        import time
+
+        cmd.ended = True
+        self.last = time.time()
+        self._log(f"{cmd.pid}: exit {code} in {time.time() - cmd.started:.2f} s")
+        if cmd.conn is not None:
+            with contextlib.suppress(OSError):
+                cmd.conn.sendall(f"exit {code}\n".encode())
+
+    def _let_go(self, cmd: _Command, what: str) -> None:
+        item = getattr(cmd, what)
+        if item is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(item)
+        with contextlib.suppress(OSError):
+            if isinstance(item, socket.socket):
+                item.close()
+            else:
+                os.close(item)
+        setattr(cmd, what, None)
 
     def _reap(self) -> None:
         import time
@@ -552,17 +590,15 @@ class Server:
                 return
             if pid == 0:
                 return
-            conn, argv, t = self.children.pop(pid, (None, [], 0.0))
-            code = os.waitstatus_to_exitcode(status)
-            code = 128 - code if code < 0 else code
-            self._log(f"{pid}: exit {code} in {time.time() - t:.2f} s")
+            cmd = self.children.pop(pid, None)
+            if cmd is None:
+                continue
+            if not cmd.ended:  # killed, or ended before it could say
+                code = os.waitstatus_to_exitcode(status)
+                self._ended(cmd, 128 - code if code < 0 else code)
             self.last = time.time()
-            if conn is not None:
-                with contextlib.suppress(KeyError, ValueError):
-                    self.sel.unregister(conn)
-                with contextlib.suppress(OSError):
-                    conn.sendall(f"exit {code}\n".encode())
-                conn.close()
+            self._let_go(cmd, "said")
+            self._let_go(cmd, "conn")
 
     def status(self) -> dict[str, Any]:
         import time
@@ -571,7 +607,7 @@ class Server:
 
         return {"pid": os.getpid(), "root": str(self.root),
                 "up": round(time.time() - self.started, 1), "commands": self.commands,
-                "running": len(self.children), "memos": len(memocache._held),
+                "running": sum(not c.ended for c in self.children.values()), "memos": len(memocache._held),
                 "idle_minutes": self.idle / 60, "stale": sources_stamp() != self.stamp, "filmc": _which()}
 
     def _log(self, what: str) -> None:
@@ -580,16 +616,35 @@ class Server:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
 
-def _child(server: Server, fds: list[int], request: dict[str, Any], peer: int | None) -> int:
-    """In the forked child: become the client's `filmc` process and run its command (the
-    server says its exit code to the client once it has ended)."""
+class _Command:
+    """A command a fork of the server runs: the client's connection, and the pipe on
+    which the fork says the exit code once the command is over (it writes the compile's
+    memo after, while the client goes on)."""
+
+    __slots__ = ("pid", "conn", "said", "started", "ended")
+
+    def __init__(self, pid: int, conn: socket.socket, said: int, started: float) -> None:
+        self.pid = pid
+        self.conn: socket.socket | None = conn
+        self.said: int | None = said
+        self.started = started
+        self.ended = False
+
+
+def _child(server: Server, tell: int, fds: list[int], request: dict[str, Any],
+           peer: int | None) -> int:
+    """In the forked child: become the client's `filmc` process and run its command; say
+    its exit code (on `tell`, to the server, which tells the client), let the client's
+    streams go, and only then write the compile's memo, here (a fork of this large a
+    process costs more than the writing), while the client has gone on."""
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for i, fd in enumerate(fds):
         os.dup2(fd, i)
-    os.closerange(3, 1 << 16)  # the server's: its socket, its other clients' connections
+    said = os.dup2(tell, 3)
+    os.closerange(4, 1 << 16)  # the server's: its socket, its other clients' connections
     os.chdir(request["cwd"])
     os.umask(int(request["umask"]))
     env = {str(k): str(v) for k, v in request["env"].items()}
@@ -620,7 +675,20 @@ def _child(server: Server, fds: list[int], request: dict[str, Any], peer: int | 
         code = main(request["argv"])
     except SystemExit as e:  # argparse's --help, --version, usage errors
         code = _exit_code(e)
-    return finish(code)
+    code = finish(code, memo=False)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the command is over
+        signal.signal(sig, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.write(said, f"exit {code}\n".encode())
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(said)
+    if "filmc.memocache" in sys.modules:
+        from . import memocache
+
+        memocache.write_kept(fork=False)
+    return code
 
 
 def _exit_code(e: SystemExit) -> int:

@@ -398,6 +398,7 @@ def test_actions_read_ahead_are_those_the_index_holds_until_it_moves(tmp_path: P
     with Store.open(path, objects=False) as s:  # type: ignore[union-attr]
         assert s.follow_all() == 20
     assert len(module._followed[str(path)][1]) == 20
+    assert set(module._recent[str(path)]) == set(keys)  # recorded just now: used lately
     with Store.open(path) as s:  # type: ignore[union-attr]
         found = s.get_actions([*keys, KEY_A])
         assert set(found) == set(keys) and found[keys[0]].meta == {"backend": "local"}
