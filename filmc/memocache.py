@@ -239,11 +239,6 @@ def _write(path: Path, memo: Memo, parses: dict) -> None:
 
 def _trim(folder: Path, keep: int = KEEP) -> None:
     """The `keep` most recently used memo files, the others deleted."""
-    try:
-        found = sorted(((e.stat().st_mtime, e.path) for e in os.scandir(folder)
-                        if e.name.endswith(".memo")), reverse=True)
-    except OSError:
-        return
-    for _t, old in found[keep:]:
-        with contextlib.suppress(OSError):
-            os.unlink(old)
+    from .lang.paths import keep_latest
+
+    keep_latest(folder, ".memo", keep)

@@ -84,6 +84,21 @@ def keep_pickled(path: Path, value: object, head: bytes = b"") -> bool:
     return True
 
 
+def keep_latest(folder: Path, suffix: str, keep: int) -> None:
+    """Of the files of `folder` named `*suffix`, the `keep` most recently used (modified)
+    are kept, the others deleted: a cache folder's trim."""
+    import contextlib
+
+    try:
+        found = sorted(((e.stat().st_mtime, e.path) for e in os.scandir(folder)
+                        if e.name.endswith(suffix)), reverse=True)
+    except OSError:
+        return
+    for _t, old in found[keep:]:
+        with contextlib.suppress(OSError):
+            os.unlink(old)
+
+
 # --- paths written in a film: `use "..."`, `part "..."`, `ref "..."` -----------------------
 
 MAX_NAME_BYTES = 255  # one file or folder name (the limit of common file systems)

@@ -559,3 +559,44 @@ def test_a_worker_writing_the_timeline_again_encodes_only_the_clips_that_changed
             again = interchange.timeline_text(edited, moved)
             assert made == [one["id"], two["id"]], (fmt, made)
         assert again == whole(edited, moved), fmt
+
+
+def test_a_new_worker_reads_back_the_clips_the_last_one_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker keeps the clips of the timeline it wrote in the user's cache once it has
+    answered (`save_clips`); a worker started after it (a plain build's) encodes only
+    the clips that changed since, and writes the text encoding the whole gives.  A file
+    of clips that is damaged is none."""
+    import copy
+
+    from conftest import copy_example
+
+    from filmc.backends.local import interchange
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    interchange._clips.clear()
+    project = copy_example(tmp_path / "p")
+    fmt, spec, inputs = next(j for j in export_jobs(project) if j[0] == "otio")
+    media = {i[5]: i[6] for i in inputs}
+    first = interchange.timeline_text(spec, media)
+    interchange.save_clips()
+    (kept,) = (tmp_path / "cache" / "filmc" / "timelines").glob("*.clips")
+    interchange._clips.clear()  # a new worker
+    made: list[str] = []
+    clip = interchange._Parts.clip
+    monkeypatch.setattr(interchange._Parts, "clip",
+                        lambda self, shot: made.append(shot["id"]) or clip(self, shot))
+    edited = copy.deepcopy(spec)
+    edited["shots"][3]["frames"] += 2
+    again = interchange.timeline_text(edited, media)
+    assert made == [edited["shots"][3]["id"]]
+    assert again == json.dumps(interchange.timeline_json(edited, media), ensure_ascii=False,
+                               separators=(",", ":"))
+    interchange.save_clips()
+
+    kept.write_bytes(b"filmc-clips 1\n" + b"\x80garbage")
+    interchange._clips.clear()
+    made.clear()
+    assert interchange.timeline_text(spec, media) == first
+    assert len(made) == len(spec["shots"])  # nothing read back: every clip encoded
+    interchange._unsaved.clear()

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import os
+import pickle
 import shutil
 from fractions import Fraction
 from importlib import metadata
@@ -163,6 +165,12 @@ _CLIPS = "\0filmc-clips-" + os.urandom(8).hex()
 # A render worker's clips of the last timeline it wrote at each (rate, folder, format):
 # (the shot's entry as text, its media's extensions) → the clip as text.
 _clips: dict[tuple, dict[tuple, str]] = {}
+# The clips of the last timeline, for the user's cache once the worker has answered
+# (`save_clips`): a worker that did not write the film's timeline before (a plain
+# build's, started for it) reads them back instead of encoding 3,000 clips again.
+_unsaved: list[tuple[Path, dict[tuple, str]]] = []
+_CLIPS_MAGIC = b"filmc-clips 1\n"
+_CLIPS_KEPT = 8  # files of clips the cache keeps: the latest timelines' (formats, films)
 
 
 def timeline_text(spec: dict[str, Any], media: dict[str, str],
@@ -173,7 +181,10 @@ def timeline_text(spec: dict[str, Any], media: dict[str, str],
     rest: a one-shot edit's export makes one clip, not 3,000, and the same text."""
     parts = _Parts(spec, media, at)
     common = (parts.rate, spec["folder"], parts.one)
-    kept, made = _clips.pop(common, {}), {}
+    path = _clips_file(common)
+    kept, made = _clips.pop(common, None), {}
+    if kept is None:
+        kept = _clips_read(path) if path is not None else {}
     texts = []
     for shot in spec["shots"]:
         key = (_ENCODE(shot), tuple(media.get(r["step"]) for r in shot["refs"]))
@@ -185,8 +196,52 @@ def timeline_text(spec: dict[str, Any], media: dict[str, str],
     while len(_clips) >= 4:  # the latest few timelines (the formats a build writes)
         del _clips[next(iter(_clips))]
     _clips[common] = made
+    if path is not None and made != kept:
+        _unsaved[:] = [(path, made)]
     whole = _ENCODE(parts.timeline(_CLIPS))
     return whole.replace(_ENCODE(_CLIPS), "[" + ",".join(texts) + "]", 1)
+
+
+def save_clips() -> None:
+    """Keep the clips of the last timeline written in the user's cache, for the next
+    worker (called by a worker once it has answered: the build does not wait for it)."""
+    from ...lang.paths import keep_latest, keep_pickled
+
+    if _unsaved:
+        path, made = _unsaved.pop()
+        if keep_pickled(path, made, _CLIPS_MAGIC):
+            keep_latest(path.parent, ".clips", _CLIPS_KEPT)
+
+
+def _clips_file(common: tuple) -> Path | None:
+    """Where the user's cache keeps the clips of timelines at `common` (rate, folder,
+    format) made by this very code (its sources, the packages' versions)."""
+    from ...lang.paths import user_cache
+
+    folder = user_cache("timelines")
+    if folder is None:
+        return None
+    h = hashlib.sha256(_code())
+    h.update(repr(common).encode("utf-8", "surrogatepass"))
+    return folder / f"{h.hexdigest()}.clips"
+
+
+@functools.cache
+def _code() -> bytes:
+    """What a clip's text is made by: this module's source and the packages' versions."""
+    return Path(__file__).read_bytes() + repr(sorted(versions().items())).encode()
+
+
+def _clips_read(path: Path) -> dict[tuple, str]:
+    """The clips `save_clips` kept at `path`, or none (not there, damaged, another's)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(_CLIPS_MAGIC)) != _CLIPS_MAGIC:
+                return {}
+            found = pickle.load(f)
+    except Exception:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def timeline_json(spec: dict[str, Any], media: dict[str, str],

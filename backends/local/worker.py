@@ -129,6 +129,10 @@ def main(parent: int) -> None:
         answer["cpu"] = cpu_used()
         out.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
         out.flush()
+        if "filmc.backends.local.interchange" in sys.modules:  # after the answer: the
+            from . import interchange  # build goes on while the timeline's clips are kept
+
+            interchange.save_clips()
 
 
 if __name__ == "__main__":
