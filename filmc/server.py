@@ -54,6 +54,7 @@ SOCKET = "server.sock"  # in the project's .filmc/
 LOG = "server.log"
 OFF_ENV = "FILMC_SERVER"  # "off": every command in its own process
 IDLE_MINUTES = 180.0  # bazel's server waits as long
+BUSY_SECONDS = 30.0  # a command running longer is not waited for to read the memos again
 _HEAD = struct.Struct("!I")  # a request's length, sent with its file descriptors
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _LOCAL = frozenset({"server"})  # commands never handed over
@@ -434,9 +435,18 @@ class Server:
             elif not self.children and time.time() - self.last > self.idle:
                 self._log(f"no command for {self.idle / 60:g} minutes: stopping")
                 self.stop()
-            elif not self.children:
+            elif not self._busy():
                 self.refresh()
         self._log("stopped")
+
+    def _busy(self) -> bool:
+        """Whether a command may soon write what `refresh` reads: one that ended and writes
+        its memo, or one that started lately.  One that has run for long (the language
+        server, `build --watch`, `review`) does not hold the memos back."""
+        import time
+
+        now = time.time()
+        return any(c.ended or now - c.started < BUSY_SECONDS for c in self.children.values())
 
     def _stop(self, _sig: int, _frame: Any) -> None:
         self.stop()

@@ -255,3 +255,19 @@ def test_a_held_memo_is_used_while_its_file_is_the_same(
     loaded = memocache.load(main, "offline")
     assert isinstance(loaded, Memo) and loaded is not again
     assert str(path) not in memocache._held
+
+
+def test_a_long_command_does_not_hold_the_memos_back(tmp_path: Path) -> None:
+    """The server reads the memos again between commands; one running for long (the
+    language server, `build --watch`) does not stop it, one that just started or that
+    writes its memo does."""
+    s = server.Server(tmp_path)
+    a, b = socket.socketpair()
+    with a, b:
+        s.children[1] = server._Command(1, a, -1, time.time() - 2 * server.BUSY_SECONDS)
+        assert not s._busy()
+        s.children[2] = server._Command(2, b, -1, time.time())
+        assert s._busy()
+        del s.children[2]
+        s.children[1].ended = True  # over, writing its memo
+        assert s._busy()
