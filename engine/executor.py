@@ -942,18 +942,24 @@ class Executor:
         if tmp.is_dir():
             for d in tmp.glob("work-*"):
                 pid = d.name.split("-")[1]
-                if not pid.isdigit() or not _alive(int(pid)):
+                if not pid.isdigit() or not alive(int(pid)):
                     shutil.rmtree(d, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs: not ended, and not a zombie where /proc says (one whose
+    parent died is reaped by init, which in a container may never do it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _names(step: Any) -> dict[str, str]:

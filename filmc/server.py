@@ -194,30 +194,17 @@ def _run(s: socket.socket, argv: list[str], child: list[int], caught: list[int])
     # stops it, and waited for.
     import time
 
+    from .engine.executor import alive
+
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(child[0], signal.SIGTERM)
         deadline = time.monotonic() + 60
-        while _alive(child[0]) and time.monotonic() < deadline:
+        while alive(child[0]) and time.monotonic() < deadline:
             time.sleep(0.02)
     print("error: the project's server stopped before this command ended (killed?); the "
           "command was stopped\n  = help: run it again; `filmc server start` starts the "
           "server again", file=sys.stderr)
     return 3
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` runs (not ended, not a zombie, where /proc says)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _which() -> list[str]:
@@ -862,37 +849,25 @@ def _start(args: Any) -> int:
 def _stop_cmd(args: Any) -> int:
     import time
 
-    root = _root()
-    if isinstance(root, int):
-        return root
-    said = _ask(root, "stop")
-    if said is None:
-        print("filmc server: none runs for this project")
-        return 0
-    _word, pid, running = said.split(" ")
+    from .engine.executor import alive
+
+    asked = _asked("stop")
+    if not isinstance(asked, str):
+        return 0 if asked is None else asked
+    _word, pid, running = asked.split(" ")
     if int(running):
         print(f"filmc server: stopping (pid {pid}) once its {running} command(s) end")
-    while True:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            break
-        except PermissionError:
-            break
+    while alive(int(pid)):
         time.sleep(0.02)
     print(f"filmc server: stopped (pid {pid})")
     return 0
 
 
 def _status_cmd(args: Any) -> int:
-    root = _root()
-    if isinstance(root, int):
-        return root
-    said = _ask(root, "status")
-    if said is None:
-        print("filmc server: none runs for this project")
-        return 1
-    st = json.loads(said)
+    asked = _asked("status")
+    if not isinstance(asked, str):
+        return 1 if asked is None else asked
+    st = json.loads(asked)
     print(f"filmc server: running for {st['root']} (pid {st['pid']}), up {st['up']:.0f} s\n"
           f"  filmc {st['filmc'][2]} from {st['filmc'][1]}"
           f"{' (changed since: it stops at the next command)' if st['stale'] else ''}\n"
@@ -900,6 +875,18 @@ def _status_cmd(args: Any) -> int:
           f"  compile memos held: {st['memos']}\n"
           f"  stops after {st['idle_minutes']:g} minutes with no command")
     return 0
+
+
+def _asked(op: str) -> str | int | None:
+    """The project's server's answer to `op`; None when none runs, or the exit code of
+    an error (each said)."""
+    root = _root()
+    if isinstance(root, int):
+        return root
+    said = _ask(root, op)
+    if said is None:
+        print("filmc server: none runs for this project")
+    return said
 
 
 class ServerError(Exception):

@@ -20,6 +20,7 @@ import pytest
 from test_build import FILM, filmc
 
 from filmc import memocache, server
+from filmc.engine.executor import alive
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "send_fds") or not hasattr(os, "fork"),
                                 reason="the server needs fork and file descriptors over "
@@ -60,7 +61,6 @@ def _served(root: Path) -> list[str]:
 
 
 OFF = {server.OFF_ENV: "off"}
-_alive = server._alive  # whether a process runs (not a zombie)
 
 
 def test_a_command_in_the_server_says_and_exits_as_it_does_alone(project: Path) -> None:
@@ -110,45 +110,10 @@ def test_a_build_in_the_server_uses_its_memo_and_the_commands_environment(
     assert _served(project) == ["build --offline", "build --offline", "build --offline"]
 
 
-def test_ctrl_c_reaches_the_command_and_a_killed_client_stops_it(project: Path) -> None:
-    path = project / "tiny.film"
-    for size in ("384x160", "288x120"):
-        path.write_text(FILM.replace("size 192x80", f"size {size}"))
-        proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--offline", "--jobs",
-                                 "1"], cwd=project, env={**os.environ, "NO_COLOR": "1"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        log = project / ".filmc" / "actions.log"
-        deadline = time.monotonic() + 60
-        while not (log.is_file() and log.read_text().count("\n") >= 3):
-            assert time.monotonic() < deadline
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.02)
-        child = _running(project)
-        if size == "384x160":  # a Ctrl-C at the terminal: to the `filmc` process alone
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 130, err
-            assert "interrupted" in err and "Traceback" not in err
-        else:  # the `filmc` process killed: its command is stopped too
-            proc.kill()
-            proc.wait()
-        deadline = time.monotonic() + 30
-        while _alive(child):
-            assert time.monotonic() < deadline, "the command outlived its `filmc` process"
-            time.sleep(0.05)
-        report = project / "build" / "tiny" / "report.json"
-        assert not report.is_file() or json.loads(report.read_text())["interrupted"] is True
-        log.unlink()
-    r = filmc("build", "--offline", cwd=project)
-    assert r.returncode == 0 and "Traceback" not in r.stderr
-
-
-def test_a_server_killed_under_a_command_stops_it_and_says_so(project: Path) -> None:
-    path = project / "tiny.film"
-    path.write_text(FILM.replace("size 192x80", "size 384x160"))
-    pid = _pid(project)
-    assert pid is not None
+def _building(project: Path, size: str) -> tuple[subprocess.Popen, int]:
+    """A build of the film at `size` in the server, under way (three steps made): its
+    `filmc` process and the pid of the fork that runs it."""
+    (project / "tiny.film").write_text(FILM.replace("size 192x80", f"size {size}"))
     proc = subprocess.Popen([sys.executable, "-m", "filmc", "build", "--offline", "--jobs", "1"],
                             cwd=project, env={**os.environ, "NO_COLOR": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -159,13 +124,42 @@ def test_a_server_killed_under_a_command_stops_it_and_says_so(project: Path) -> 
         assert time.monotonic() < deadline
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
-    child = _running(project)
+    return proc, _running(project)
+
+
+def test_ctrl_c_reaches_the_command_and_a_killed_client_stops_it(project: Path) -> None:
+    log = project / ".filmc" / "actions.log"
+    for size in ("384x160", "288x120"):
+        proc, child = _building(project, size)
+        if size == "384x160":  # a Ctrl-C at the terminal: to the `filmc` process alone
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 130, err
+            assert "interrupted" in err and "Traceback" not in err
+        else:  # the `filmc` process killed: its command is stopped too
+            proc.kill()
+            proc.wait()
+        deadline = time.monotonic() + 30
+        while alive(child):
+            assert time.monotonic() < deadline, "the command outlived its `filmc` process"
+            time.sleep(0.05)
+        report = project / "build" / "tiny" / "report.json"
+        assert not report.is_file() or json.loads(report.read_text())["interrupted"] is True
+        log.unlink()
+    r = filmc("build", "--offline", cwd=project)
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+
+
+def test_a_server_killed_under_a_command_stops_it_and_says_so(project: Path) -> None:
+    pid = _pid(project)
+    assert pid is not None
+    proc, child = _building(project, "384x160")
     os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 3, err
     assert "error: the project's server stopped before this command ended" in err
     assert "= help:" in err and "Traceback" not in err
-    assert not _alive(child)  # stopped, not left writing to the terminal
+    assert not alive(child)  # stopped, not left writing to the terminal
 
 
 def _running(root: Path) -> int:
@@ -194,8 +188,9 @@ def test_without_a_server_the_command_runs_on_its_own(project: Path) -> None:
     assert r.returncode == 0 and "error" not in r.stderr
 
     # Outside any project: the server's commands say what to do.
-    r = filmc("server", "start", cwd=project.parent)
-    assert r.returncode == 1 and "no filmc.toml" in r.stderr and "= help:" in r.stderr
+    for op in ("start", "stop", "status"):
+        r = filmc("server", op, cwd=project.parent)
+        assert r.returncode == 1 and "no filmc.toml" in r.stderr and "= help:" in r.stderr, op
 
 
 def test_a_server_stops_when_idle(tmp_path: Path) -> None:
