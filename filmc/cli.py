@@ -96,10 +96,13 @@ def entry() -> None:
     exit takes longer than a third of the compile itself, for nothing. Every file
     filmc writes is closed (and fsynced) before `main` returns, so nothing is lost.
     """
-    from .server import delegate
+    from .server import delegate, start_wanted
 
     code = delegate(sys.argv[1:])  # the project's server runs it (filmc/server.py)
-    os._exit(finish(main()) if code is None else code)
+    if code is None:
+        code = finish(main())
+        start_wanted()  # FILMC_SERVER=auto: for the commands to come
+    os._exit(code)
 
 
 def finish(code: int, memo: bool = True) -> int:

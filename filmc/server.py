@@ -24,7 +24,8 @@ to the child, which stops as a build stops, and a `filmc` process that dies has 
 command stopped with SIGTERM.  Where there is no server, or it does not answer, or the
 filmc it runs changed since it started (it then stops itself), the command runs in its
 own process as without one; `FILMC_SERVER=off` in the environment runs every command
-in its own process.
+in its own process, and `FILMC_SERVER=auto` starts the project's server (in the
+background, once the command is over) after a command that no server ran.
 
 The server holds the memos that commands run from the project's folder left for its
 film (memocache.py: one a variant) and reads each again once a command has written it
@@ -52,7 +53,7 @@ from typing import Any
 
 SOCKET = "server.sock"  # in the project's .filmc/
 LOG = "server.log"
-OFF_ENV = "FILMC_SERVER"  # "off": every command in its own process
+OFF_ENV = "FILMC_SERVER"  # "off": every command on its own; "auto": a server started
 IDLE_MINUTES = 180.0  # bazel's server waits as long
 BUSY_SECONDS = 30.0  # a command running longer is not waited for to read the memos again
 _HEAD = struct.Struct("!I")  # a request's length, sent with its file descriptors
@@ -120,11 +121,14 @@ def _lines(s: socket.socket):  # type: ignore[no-untyped-def]
 def delegate(argv: list[str]) -> int | None:
     """Run the command `argv` in the project's server: its exit code, or None to run it
     in this process (no server, one that does not answer, a stale one)."""
-    if os.environ.get(OFF_ENV, "").strip().lower() in ("off", "0", "no", "false") \
-            or not argv or argv[0] in _LOCAL or not hasattr(socket, "send_fds"):
+    if _setting() == "off" or not argv or argv[0] in _LOCAL \
+            or not hasattr(socket, "send_fds"):
         return None
     root = project_root()
-    if root is None or not os.path.exists(root / ".filmc" / SOCKET):
+    if root is None:
+        return None
+    _wanted.append(root)  # none has answered yet (`start_wanted`)
+    if not os.path.exists(root / ".filmc" / SOCKET):
         return None
     try:
         for fd in (0, 1, 2):
@@ -173,7 +177,10 @@ def _run(s: socket.socket, argv: list[str], child: list[int], caught: list[int])
         return None
     for line in _lines(s):
         word, _, rest = line.partition(" ")
-        if word in ("other", "stopping"):  # another filmc's server, or one that stops
+        if word == "other":  # another filmc's server: not to be replaced
+            _wanted.clear()
+            return None
+        if word == "stopping":
             return None
         if word == "stale":
             print("note: the project's server runs a filmc that changed since it started; "
@@ -181,6 +188,7 @@ def _run(s: socket.socket, argv: list[str], child: list[int], caught: list[int])
                   "start` starts one with this filmc", file=sys.stderr)
             return None
         if word == "pid":
+            _wanted.clear()
             child.append(int(rest))
             for sig in caught:
                 with contextlib.suppress(ProcessLookupError):
@@ -205,6 +213,29 @@ def _run(s: socket.socket, argv: list[str], child: list[int], caught: list[int])
           "command was stopped\n  = help: run it again; `filmc server start` starts the "
           "server again", file=sys.stderr)
     return 3
+
+
+def _setting() -> str:
+    """`FILMC_SERVER`: "off", "auto" or "" (a server is used when one runs)."""
+    value = os.environ.get(OFF_ENV, "").strip().lower()
+    return "off" if value in ("off", "0", "no", "false") else value
+
+
+_wanted: list[Path] = []  # the project whose server did not run this process's command
+
+
+def start_wanted() -> None:
+    """With `FILMC_SERVER=auto`: once the command is over, start its project's server
+    when none ran the command (in the background, its output to its log), so that the
+    commands after it are forks of it."""
+    if not _wanted or _setting() != "auto" or not hasattr(os, "fork"):
+        return
+    import subprocess
+
+    with contextlib.suppress(OSError):
+        subprocess.Popen([sys.executable, "-m", "filmc", "server", "start"], cwd=_wanted[0],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _which() -> list[str]:

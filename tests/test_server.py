@@ -266,3 +266,28 @@ def test_a_long_command_does_not_hold_the_memos_back(tmp_path: Path) -> None:
         del s.children[2]
         s.children[1].ended = True  # over, writing its memo
         assert s._busy()
+
+
+def test_with_auto_the_first_command_starts_the_server_for_the_next(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "tiny.film").write_text(FILM, encoding="utf-8")
+    (root / "filmc.toml").write_text("", encoding="utf-8")
+    auto = {server.OFF_ENV: "auto"}
+    try:
+        r = filmc("check", cwd=root, env=auto)
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + 60
+        while filmc("server", "status", cwd=root).returncode != 0:
+            assert time.monotonic() < deadline, "no server was started"
+            time.sleep(0.2)
+        assert _served(root) == []  # the first ran on its own
+        r = filmc("check", cwd=root, env=auto)
+        assert r.returncode == 0 and _served(root) == ["check"]
+        # Without `auto`, a command that no server runs starts none.
+        assert filmc("server", "stop", cwd=root).returncode == 0
+        filmc("check", cwd=root)
+        time.sleep(2)
+        assert filmc("server", "status", cwd=root).returncode == 1
+    finally:
+        filmc("server", "stop", cwd=root)
