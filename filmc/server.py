@@ -48,6 +48,7 @@ import signal
 import socket
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,10 @@ BUSY_SECONDS = 30.0  # a command running longer is not waited for to read the me
 _HEAD = struct.Struct("!I")  # a request's length, sent with its file descriptors
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _LOCAL = frozenset({"server"})  # commands never handed over
+# filmc's stages (pyproject.toml maps each folder to one): what the server imports, and
+# whose files it watches for a change of filmc
+_PACKAGES = ("filmc", "filmc.lang", "filmc.compiler", "filmc.engine", "filmc.backends",
+             "filmc.stdlib")
 
 
 # --- the client: the `filmc` process ---------------------------------------------------------
@@ -102,7 +107,7 @@ def _send(s: socket.socket, request: dict[str, Any], fds: list[int] | None = Non
     s.sendall(data)
 
 
-def _lines(s: socket.socket):  # type: ignore[no-untyped-def]
+def _lines(s: socket.socket) -> Iterator[str]:
     """The lines the server sends, as they come."""
     buf = b""
     while True:
@@ -254,8 +259,7 @@ def sources_stamp() -> tuple:
     import importlib
 
     found = []
-    for name in ("filmc", "filmc.lang", "filmc.compiler", "filmc.engine", "filmc.backends",
-                 "filmc.stdlib"):
+    for name in _PACKAGES:
         folder = os.path.dirname(importlib.import_module(name).__file__ or "")
         for top, dirs, files in os.walk(folder):
             dirs[:] = [d for d in dirs if d != "__pycache__"]
@@ -335,8 +339,7 @@ class Server:
 
         os.chdir(self.root)  # as a command run in the project's folder sees it
         cli._parser()
-        for name in ("filmc", "filmc.lang", "filmc.compiler", "filmc.engine",
-                     "filmc.backends", "filmc.stdlib"):
+        for name in _PACKAGES:
             pkg = importlib.import_module(name)
             for info in pkgutil.walk_packages(pkg.__path__, name + "."):
                 if info.name.rsplit(".", 1)[-1] == "__main__" or ".lsp" in info.name:
