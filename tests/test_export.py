@@ -600,3 +600,24 @@ def test_a_new_worker_reads_back_the_clips_the_last_one_kept(
     assert interchange.timeline_text(spec, media) == first
     assert len(made) == len(spec["shots"])  # nothing read back: every clip encoded
     interchange._unsaved.clear()
+
+
+def test_a_film_with_no_shots_has_no_edl_and_says_why(tmp_path: Path) -> None:
+    """OpenTimelineIO's EDL writer fails on an empty track (IndexError, a bug's traceback
+    that ended `build --watch`, which had read a file while an editor wrote it): the step
+    fails with a message; the OTIO and FCPXML of such a film are written."""
+    from conftest import copy_example
+
+    from filmc.backends.local.interchange import write_export
+    from filmc.backends.protocol import BackendError
+
+    project = copy_example(tmp_path / "p")
+    for fmt, spec, _inputs in export_jobs(project):
+        empty = {**spec, "shots": [], "scenes": [], "lines": [], "frames": 0}
+        out = tmp_path / fmt
+        out.mkdir()
+        if fmt == "edl":
+            with pytest.raises(BackendError, match="a film with no shots has no EDL"):
+                write_export(empty, [], out)
+        else:
+            assert write_export(empty, [], out).stat().st_size > 0

@@ -81,6 +81,9 @@ def write_export(spec: dict[str, Any], inputs: list[list[Any]], out_dir: Path) -
     else:
         import opentimelineio as otio
 
+        if fmt == "edl" and not spec["shots"]:  # (OpenTimelineIO's writer fails on it)
+            raise BackendError("a film with no shots has no EDL: a CMX 3600 list is its "
+                               "shots' events; add a shot, or export OTIO")
         rate = fcpx_rate(Fraction(spec["fps"])) if fmt == "fcpxml" else \
             edl_rate(Fraction(spec["fps"])) if fmt == "edl" else None
         media = {i[5]: i[6] for i in inputs if i[0] == S.MEDIA}  # named, never read
