@@ -120,11 +120,17 @@ class Watching:
 
 
 def save(path: Path, old: str, new: str) -> None:
-    """An editor's save: the file written again (its mtime moved past the last one's)."""
+    """An editor's save: the file written whole beside it and renamed over it (its mtime
+    moved past the last one's).  Not written in place: the watch could read it between
+    its truncation and its text when the test is kept off the CPU that long (a
+    loaded machine), and build the film the half-written file says, once, before the
+    whole file's build; what that round made is not what the test asks about."""
     text = path.read_text(encoding="utf-8")
     assert old in text
     before = path.stat().st_mtime_ns
-    path.write_text(text.replace(old, new), encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text.replace(old, new), encoding="utf-8")
+    os.replace(tmp, path)
     if path.stat().st_mtime_ns == before:  # a coarse clock: make the change visible
         os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
 
