@@ -123,7 +123,10 @@ def test_after_an_edit_the_first_step_starts_before_the_rest_are_settled(
 def test_the_review_page_is_written_while_the_film_is_being_made(project: Path) -> None:
     """The contact sheet and the static review page need the keyframes and the clips
     alone: the build writes them once those are made, while the shots, the film and the
-    exports are with their backend, and the page names every candidate."""
+    exports are with their backend, and the page names every candidate.  (The pages are
+    written in a thread of their own, so the film's backend waits a while for the page
+    to appear, as a real one takes seconds: a page written only after the build would
+    never appear while the film is being made.)"""
     from filmc.engine.build import build as whole_build
     from filmc.engine.layout import film_dir
 
@@ -135,8 +138,14 @@ def test_the_review_page_is_written_while_the_film_is_being_made(project: Path) 
 
     class Watching(Fake):
         async def submit(self, request: Request, handle: Handle | None) -> Done:
-            if str(request.step) in ("film", "keyframe.hunt.chen_watches.local-1"):
+            if str(request.step) == "keyframe.hunt.chen_watches.local-1":
                 seen[str(request.step)] = page.is_file()
+            elif str(request.step) == "film":
+                for _ in range(200):  # 10 s
+                    if page.is_file():
+                        break
+                    await asyncio.sleep(0.05)
+                seen["film"] = page.is_file()
             done = await super().submit(request, handle)
             if request.kind == "timeline":  # laid out as JSON (the key, as written, is not)
                 Path(str(done.outputs["timeline"])).write_text(json.dumps({"clips": []}))
