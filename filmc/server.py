@@ -528,14 +528,16 @@ class Server:
                 self.stop()
                 conn.sendall(f"stopping {os.getpid()} {len(self.children)}\n".encode())
             elif op == "run" and len(fds) == 3:
-                if request.get("filmc") != _which() or _threads() > 1:
-                    conn.sendall(b"other\n")  # it runs on its own (a fork needs one thread)
+                if request.get("filmc") != _which():
+                    conn.sendall(b"other\n")  # it runs on its own
                 elif self.stopping:
                     conn.sendall(b"stopping\n")
                 elif sources_stamp() != self.stamp:
                     conn.sendall(b"stale\n")
                     self._log("filmc's sources changed: stopping")
                     self.stop()
+                elif _threads() > 1:  # a fork copies one thread: it would hold no lock
+                    conn.sendall(b"other\n")  # another holds; it runs on its own
                 else:
                     said, tell = os.pipe()
                     pid = self._fork(tell, fds, request, peer)
